@@ -1,0 +1,1 @@
+// Compilation unit that owns the shared precompiled LibTorch header.

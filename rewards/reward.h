@@ -1,0 +1,59 @@
+// The Reward interface and registry: every rule, code and model reward scores one Sample and
+// explains its verdict in a JSON details object; recipes compose rewards by name with weights.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ponder::rewards {
+
+// One model output to be scored. `reference` holds the task's gold data (answer, tests, ...)
+// as given by the dataset; `metadata` carries extras such as the finish reason and lengths.
+struct Sample {
+  std::string prompt;
+  std::string completion;
+  nlohmann::json reference;
+  nlohmann::json metadata = nlohmann::json::object();
+};
+
+struct RewardResult {
+  double value = 0.0;
+  nlohmann::json details = nlohmann::json::object();
+};
+
+// Implementations are pure and thread-safe, and never throw on model output: garbage scores 0
+// with the reason in details. They may throw ponder::Error on bad configuration.
+class Reward {
+ public:
+  virtual ~Reward() = default;
+  virtual std::string name() const = 0;
+  virtual RewardResult score(const Sample& sample) const = 0;
+};
+
+using RewardFactory = std::function<std::unique_ptr<Reward>(const nlohmann::json& options)>;
+
+// Registry of reward names -> factories. Built-in rewards register themselves from their
+// translation units via RewardRegistration; create() fails with the list of known names.
+class RewardRegistry {
+ public:
+  static RewardRegistry& instance();
+  void add(const std::string& name, RewardFactory factory);
+  std::unique_ptr<Reward> create(const std::string& name, const nlohmann::json& options) const;
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, RewardFactory> factories_;
+};
+
+struct RewardRegistration {
+  RewardRegistration(const std::string& name, RewardFactory factory) {
+    RewardRegistry::instance().add(name, std::move(factory));
+  }
+};
+
+}  // namespace ponder::rewards

@@ -1,0 +1,77 @@
+// The contract between models and their users: the trainer's packed forward, the rollout
+// engine's paged-cache step, and chunked per-token log-probabilities, for every architecture.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/config.h"
+
+namespace ponder::model {
+
+// What one layer stores per cached token, so the engine can allocate pages without knowing the
+// architecture. MLA: one tensor [kv_lora_rank + qk_rope_head_dim] (latent then RoPE key).
+// GQA: two tensors, K and V, each [num_key_value_heads, head_dim].
+struct KvLayout {
+  std::int64_t num_layers = 0;
+  std::vector<std::vector<std::int64_t>> per_token_shapes;
+  at::ScalarType dtype = at::kFloat;
+};
+
+// Paged cache storage: layers[l][t] is the t-th tensor of layer l with shape
+// [num_blocks, block_size, per_token_shapes[t]...]. Owned by the engine, filled by the model.
+struct PagedKvCache {
+  std::int64_t block_size = 64;
+  std::vector<std::vector<at::Tensor>> layers;
+};
+
+// One engine step: the new tokens of S sequences flattened into T tokens. A sequence's new tokens
+// are contiguous and in order; earlier tokens of that sequence are already in the cache.
+struct StepBatch {
+  at::Tensor input_ids;     // [T] int64
+  at::Tensor positions;     // [T] int64 absolute positions
+  at::Tensor slot_mapping;  // [T] int64 block * block_size + offset receiving each token's KV
+  at::Tensor query_start;   // [S+1] int64 offsets of each sequence's tokens in the batch
+  at::Tensor context_lens;  // [S] int64 cached tokens per sequence after this step (incl. new)
+  at::Tensor block_tables;  // [S, max_blocks] int64 pages of each sequence, in order
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  virtual const ModelConfig& config() const = 0;
+
+  // Parameters under their Hugging Face names; the tensors the model computes with (no copies),
+  // so the trainer's in-place updates are seen by the engine immediately.
+  virtual std::vector<std::pair<std::string, at::Tensor>>& named_parameters() = 0;
+
+  // Packed forward for training/scoring: sequences concatenated, cu_seqlens [B+1] int64,
+  // attention causal within each sequence. Returns final-normed hidden states [T, hidden].
+  virtual at::Tensor forward_hidden(const at::Tensor& input_ids, const at::Tensor& positions,
+                                    const at::Tensor& cu_seqlens) = 0;
+
+  // Engine step: writes the new tokens' KV at slot_mapping, attends over each sequence's pages,
+  // returns final-normed hidden states [T, hidden]. Equal to forward_hidden on the same tokens.
+  virtual at::Tensor forward_paged(const StepBatch& batch, PagedKvCache& cache) = 0;
+
+  virtual KvLayout kv_layout() const = 0;
+
+  // FP32 logits [T, vocab] for the given hidden states (use for few rows: sampling).
+  virtual at::Tensor logits(const at::Tensor& hidden) = 0;
+
+  // log p(targets[t] | hidden[t]) [T] in FP32, computed over vocab chunks so [T, vocab] FP32 is
+  // never materialised; differentiable.
+  virtual at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) = 0;
+};
+
+// Loads a Hugging Face layout directory (config.json + safetensors).
+std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::Device device,
+                                         at::ScalarType dtype);
+
+}  // namespace ponder::model
