@@ -4,7 +4,6 @@
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
-find_package(fmt REQUIRED)
 find_package(GTest REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
@@ -22,10 +21,23 @@ if(NOT Torch_DIR AND PONDER_PYTHON)
   endif()
   list(APPEND CMAKE_PREFIX_PATH ${torch_prefix})
 endif()
+# Without this LibTorch probes for a local GPU at configure time; kernels target Hopper.
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST)
+  set(TORCH_CUDA_ARCH_LIST "9.0a")
+endif()
 find_package(Torch REQUIRED)
 
+# LibTorch ships fmt v12 headers in its include dir, which would shadow the system fmt in
+# LibTorch targets only. Everyone uses LibTorch's copy, header-only, through one include dir.
+set(ponder_fmt_dir ${PROJECT_BINARY_DIR}/fmt_include)
+file(MAKE_DIRECTORY ${ponder_fmt_dir})
+file(CREATE_LINK ${TORCH_INSTALL_PREFIX}/include/fmt ${ponder_fmt_dir}/fmt SYMBOLIC)
+add_library(ponder_fmt INTERFACE)
+target_include_directories(ponder_fmt SYSTEM BEFORE INTERFACE ${ponder_fmt_dir})
+target_compile_definitions(ponder_fmt INTERFACE FMT_HEADER_ONLY)
+
 add_library(ponder_torch INTERFACE)
-target_link_libraries(ponder_torch INTERFACE ${TORCH_LIBRARIES})
+target_link_libraries(ponder_torch INTERFACE ${TORCH_LIBRARIES} ponder_fmt)
 target_compile_options(ponder_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
 
 # One precompiled <ATen/ATen.h> shared by every LibTorch target (REUSE_FROM needs equal flags,

@@ -21,11 +21,6 @@ namespace ponder::json_struct {
 
 using nlohmann::json;
 
-template <class T>
-concept Described = requires(T& t) { t.fields(std::declval<int&>()); } || requires(T& t) {
-  { &T::template fields<int> };
-};
-
 // Levenshtein-closest candidate, or "" when nothing is reasonably close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 std::string type_name(const json& j);
