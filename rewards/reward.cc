@@ -4,11 +4,6 @@
 
 namespace ponder::rewards {
 
-RewardRegistry& RewardRegistry::instance() {
-  static RewardRegistry registry;
-  return registry;
-}
-
 void RewardRegistry::add(const std::string& name, RewardFactory factory) {
   factories_[name] = std::move(factory);
 }

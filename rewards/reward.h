@@ -37,23 +37,16 @@ class Reward {
 
 using RewardFactory = std::function<std::unique_ptr<Reward>(const nlohmann::json& options)>;
 
-// Registry of reward names -> factories. Built-in rewards register themselves from their
-// translation units via RewardRegistration; create() fails with the list of known names.
+// Registry of reward names -> factories. Each reward family exposes a register_*_rewards()
+// function; builtin.h registers them all explicitly. create() fails listing the known names.
 class RewardRegistry {
  public:
-  static RewardRegistry& instance();
   void add(const std::string& name, RewardFactory factory);
   std::unique_ptr<Reward> create(const std::string& name, const nlohmann::json& options) const;
   std::vector<std::string> names() const;
 
  private:
   std::map<std::string, RewardFactory> factories_;
-};
-
-struct RewardRegistration {
-  RewardRegistration(const std::string& name, RewardFactory factory) {
-    RewardRegistry::instance().add(name, std::move(factory));
-  }
 };
 
 }  // namespace ponder::rewards
