@@ -2,7 +2,7 @@
 
 function(ponder_warnings target)
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -Wno-unused-parameter>)
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers>)
 endfunction()
 
 # ponder_library(NAME SOURCES ... [DEPS ...] [TORCH])
