@@ -12,6 +12,7 @@ int run(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every sub-command");
   add_version_command(app);
   add_report_command(app);
+  add_train_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

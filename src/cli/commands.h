@@ -11,5 +11,6 @@ int run(int argc, char** argv);
 // Each adds one sub-command (or group) to the app; defined in cmd_*.cc next to this file.
 void add_version_command(CLI::App& app);
 void add_report_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace ponder::cli
