@@ -2,11 +2,10 @@
 // explains its verdict in a JSON details object; recipes compose rewards by name with weights.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

@@ -13,7 +13,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", overrides, "Override a recipe field: --set train.lr=1e-5 (repeatable)");
   cmd->add_option("--resume", resume, "Continue the run in RUN_DIR from its last checkpoint");
   cmd->callback([] {
-    throw Error("train: the GRPO trainer and the CPU quickstart recipe are not built yet (issue 8)");
+    throw Error(
+        "train: the GRPO trainer and the CPU quickstart recipe are not built yet (issue 8)");
   });
 }
 

@@ -2,10 +2,9 @@
 // so a malformed recipe or dataset points the user at the exact spot.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace ponder {

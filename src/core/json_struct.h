@@ -6,10 +6,9 @@
 // Defaults are the member initialisers, so they live next to the declaration.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -80,7 +79,10 @@ void read(const json& j, T& out, const std::string& path) {
     out = j.get<std::string>();
   } else if constexpr (std::is_same_v<T, json>) {
     out = j;
-  } else if constexpr (requires { typename T::value_type; out.push_back(typename T::value_type{}); }) {
+  } else if constexpr (requires {
+                         typename T::value_type;
+                         out.push_back(typename T::value_type{});
+                       }) {
     if (!j.is_array()) type_error(path, "an array", j);
     out.clear();
     for (std::size_t i = 0; i < j.size(); ++i) {
@@ -88,7 +90,10 @@ void read(const json& j, T& out, const std::string& path) {
       read(j[i], item, path + "[" + std::to_string(i) + "]");
       out.push_back(std::move(item));
     }
-  } else if constexpr (requires { typename T::value_type; out.has_value(); }) {
+  } else if constexpr (requires {
+                         typename T::value_type;
+                         out.has_value();
+                       }) {
     if (j.is_null()) {
       out.reset();
     } else {

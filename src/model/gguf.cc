@@ -14,7 +14,19 @@ namespace ponder::model {
 namespace {
 
 enum class ValueType : std::uint32_t {
-  kU8 = 0, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64
+  kU8 = 0,
+  kI8,
+  kU16,
+  kI16,
+  kU32,
+  kI32,
+  kF32,
+  kBool,
+  kString,
+  kArray,
+  kU64,
+  kI64,
+  kF64
 };
 
 float half_to_float(std::uint16_t h) {
@@ -55,18 +67,30 @@ class Cursor {
 
   nlohmann::json read_value(ValueType type) {
     switch (type) {
-      case ValueType::kU8: return read<std::uint8_t>();
-      case ValueType::kI8: return read<std::int8_t>();
-      case ValueType::kU16: return read<std::uint16_t>();
-      case ValueType::kI16: return read<std::int16_t>();
-      case ValueType::kU32: return read<std::uint32_t>();
-      case ValueType::kI32: return read<std::int32_t>();
-      case ValueType::kF32: return read<float>();
-      case ValueType::kBool: return read<std::uint8_t>() != 0;
-      case ValueType::kString: return read_string();
-      case ValueType::kU64: return read<std::uint64_t>();
-      case ValueType::kI64: return read<std::int64_t>();
-      case ValueType::kF64: return read<double>();
+      case ValueType::kU8:
+        return read<std::uint8_t>();
+      case ValueType::kI8:
+        return read<std::int8_t>();
+      case ValueType::kU16:
+        return read<std::uint16_t>();
+      case ValueType::kI16:
+        return read<std::int16_t>();
+      case ValueType::kU32:
+        return read<std::uint32_t>();
+      case ValueType::kI32:
+        return read<std::int32_t>();
+      case ValueType::kF32:
+        return read<float>();
+      case ValueType::kBool:
+        return read<std::uint8_t>() != 0;
+      case ValueType::kString:
+        return read_string();
+      case ValueType::kU64:
+        return read<std::uint64_t>();
+      case ValueType::kI64:
+        return read<std::int64_t>();
+      case ValueType::kF64:
+        return read<double>();
       case ValueType::kArray: {
         const auto element = static_cast<ValueType>(read<std::uint32_t>());
         const auto count = read<std::uint64_t>();
@@ -101,12 +125,18 @@ struct BlockFormat {
 
 BlockFormat block_format(std::uint32_t type) {
   switch (static_cast<GgmlType>(type)) {
-    case GgmlType::kF32: return {1, 4};
-    case GgmlType::kF16: return {1, 2};
-    case GgmlType::kBF16: return {1, 2};
-    case GgmlType::kQ8_0: return {32, 34};
-    case GgmlType::kQ4_0: return {32, 18};
-    case GgmlType::kQ4_1: return {32, 20};
+    case GgmlType::kF32:
+      return {1, 4};
+    case GgmlType::kF16:
+      return {1, 2};
+    case GgmlType::kBF16:
+      return {1, 2};
+    case GgmlType::kQ8_0:
+      return {32, 34};
+    case GgmlType::kQ4_0:
+      return {32, 18};
+    case GgmlType::kQ4_1:
+      return {32, 20};
   }
   return {0, 0};
 }
@@ -117,7 +147,8 @@ std::uint16_t load_u16(const std::uint8_t* p) {
   return value;
 }
 
-void dequantize_blocks(std::uint32_t type, const std::uint8_t* src, std::size_t blocks, float* out) {
+void dequantize_blocks(std::uint32_t type, const std::uint8_t* src, std::size_t blocks,
+                       float* out) {
   for (std::size_t b = 0; b < blocks; ++b, src += block_format(type).bytes, out += 32) {
     const float scale = half_to_float(load_u16(src));
     switch (static_cast<GgmlType>(type)) {
@@ -138,7 +169,8 @@ void dequantize_blocks(std::uint32_t type, const std::uint8_t* src, std::size_t 
         }
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
 }
@@ -153,12 +185,18 @@ std::int64_t GgufTensor::numel() const {
 
 std::string ggml_type_name(std::uint32_t type) {
   switch (static_cast<GgmlType>(type)) {
-    case GgmlType::kF32: return "F32";
-    case GgmlType::kF16: return "F16";
-    case GgmlType::kBF16: return "BF16";
-    case GgmlType::kQ8_0: return "Q8_0";
-    case GgmlType::kQ4_0: return "Q4_0";
-    case GgmlType::kQ4_1: return "Q4_1";
+    case GgmlType::kF32:
+      return "F32";
+    case GgmlType::kF16:
+      return "F16";
+    case GgmlType::kBF16:
+      return "BF16";
+    case GgmlType::kQ8_0:
+      return "Q8_0";
+    case GgmlType::kQ4_0:
+      return "Q4_0";
+    case GgmlType::kQ4_1:
+      return "Q4_1";
   }
   return "ggml type " + std::to_string(type);
 }
@@ -195,7 +233,8 @@ GgufFile::GgufFile(const std::filesystem::path& path) : path_(path) {
     const auto dims = cursor.read<std::uint32_t>();
     if (dims > 8) cursor.fail("tensor " + tensor.name + " has " + std::to_string(dims) + " dims");
     for (std::uint32_t d = 0; d < dims; ++d)
-      tensor.shape.insert(tensor.shape.begin(), static_cast<std::int64_t>(cursor.read<std::uint64_t>()));
+      tensor.shape.insert(tensor.shape.begin(),
+                          static_cast<std::int64_t>(cursor.read<std::uint64_t>()));
     tensor.type = cursor.read<std::uint32_t>();
     tensor.offset = cursor.read<std::uint64_t>();
     by_name_[tensor.name] = tensors_.size();
@@ -233,7 +272,9 @@ std::vector<float> GgufFile::dequantize(const GgufTensor& tensor) const {
   const std::uint8_t* src = data_ + data_start_ + tensor.offset;
   std::vector<float> out(numel);
   switch (static_cast<GgmlType>(tensor.type)) {
-    case GgmlType::kF32: std::memcpy(out.data(), src, bytes); break;
+    case GgmlType::kF32:
+      std::memcpy(out.data(), src, bytes);
+      break;
     case GgmlType::kF16:
       for (std::size_t i = 0; i < numel; ++i) out[i] = half_to_float(load_u16(src + 2 * i));
       break;
@@ -241,7 +282,8 @@ std::vector<float> GgufFile::dequantize(const GgufTensor& tensor) const {
       for (std::size_t i = 0; i < numel; ++i)
         out[i] = std::bit_cast<float>(static_cast<std::uint32_t>(load_u16(src + 2 * i)) << 16);
       break;
-    default: dequantize_blocks(tensor.type, src, numel / 32, out.data());
+    default:
+      dequantize_blocks(tensor.type, src, numel / 32, out.data());
   }
   return out;
 }

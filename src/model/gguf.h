@@ -2,12 +2,11 @@
 // file, and dequantisation of F32/F16/BF16/Q8_0/Q4_0/Q4_1 tensors to float32.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

@@ -71,12 +71,14 @@ std::string render_rollouts(const RunStore& store) {
     double mean = 0;
     for (const auto& r : rows) mean += r.reward;
     mean /= static_cast<double>(rows.size());
-    html += fmt::format("<details class=\"step\"><summary>{} step {} — {} samples, mean reward {:.4g}"
-                        "</summary>",
-                        html_escape(it->first.first), it->first.second, rows.size(), mean);
+    html += fmt::format(
+        "<details class=\"step\"><summary>{} step {} — {} samples, mean reward {:.4g}"
+        "</summary>",
+        html_escape(it->first.first), it->first.second, rows.size(), mean);
     const std::size_t best = std::min<std::size_t>(kSamplesPerSide, rows.size());
     for (std::size_t i = 0; i < best; ++i) html += render_sample(rows[i], "best");
-    const std::size_t worst_start = std::max(best, rows.size() - std::min<std::size_t>(kSamplesPerSide, rows.size()));
+    const std::size_t worst_start =
+        std::max(best, rows.size() - std::min<std::size_t>(kSamplesPerSide, rows.size()));
     for (std::size_t i = rows.size(); i-- > worst_start;) html += render_sample(rows[i], "worst");
     html += "</details>";
   }
@@ -99,7 +101,8 @@ std::filesystem::path write_report(const std::filesystem::path& run_dir) {
   const auto out = run_dir / "report.html";
   std::ofstream file(out, std::ios::binary);
   if (!file) throw Error(out.string() + ": cannot write report");
-  file << render_report(store, "ponder run " + std::filesystem::absolute(run_dir).filename().string());
+  file << render_report(store,
+                        "ponder run " + std::filesystem::absolute(run_dir).filename().string());
   if (!file) throw Error(out.string() + ": write failed");
   return out;
 }

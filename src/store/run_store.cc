@@ -186,8 +186,9 @@ void RunStore::flush() {
 
 std::optional<RunInfo> RunStore::run_info() const {
   std::lock_guard lock(impl_->reader_mutex);
-  Statement query(impl_->reader_db,
-                  "SELECT kind, recipe, seed, git_revision, versions FROM runs ORDER BY id LIMIT 1");
+  Statement query(
+      impl_->reader_db,
+      "SELECT kind, recipe, seed, git_revision, versions FROM runs ORDER BY id LIMIT 1");
   if (!query.step()) return std::nullopt;
   RunInfo info;
   info.kind = query.column_text(0);
@@ -209,10 +210,11 @@ std::vector<MetricPoint> RunStore::metrics() const {
 
 std::vector<RolloutRecord> RunStore::rollouts(std::optional<std::int64_t> step) const {
   std::lock_guard lock(impl_->reader_mutex);
-  Statement query(impl_->reader_db,
-                  std::string("SELECT step, split, grp, prompt, completion, reward, details, tokens, "
-                              "finish_reason FROM rollouts") +
-                      (step ? " WHERE step = ?" : "") + " ORDER BY rowid");
+  Statement query(
+      impl_->reader_db,
+      std::string("SELECT step, split, grp, prompt, completion, reward, details, tokens, "
+                  "finish_reason FROM rollouts") +
+          (step ? " WHERE step = ?" : "") + " ORDER BY rowid");
   if (step) query.bind(1, *step);
   std::vector<RolloutRecord> rows;
   while (query.step()) {

@@ -2,12 +2,11 @@
 // its reward details, checkpoints. Writes go through a background thread in batched transactions.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>

@@ -70,7 +70,8 @@ TEST(JsonStruct, WrongTypeNamesPathAndExpectation) {
             "verbose: expected true or false, got integer 1");
   EXPECT_EQ(error_of(nlohmann::json::parse(R"({"tags":["a",2]})")),
             "tags[1]: expected a string, got integer 2");
-  EXPECT_EQ(error_of(nlohmann::json::parse(R"([1])")), "(top level): expected an object, got array");
+  EXPECT_EQ(error_of(nlohmann::json::parse(R"([1])")),
+            "(top level): expected an object, got array");
 }
 
 TEST(JsonStruct, RoundTripsThroughWrite) {

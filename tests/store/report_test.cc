@@ -12,7 +12,8 @@ namespace {
 
 std::size_t count(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+    ++n;
   return n;
 }
 
@@ -34,11 +35,16 @@ class ReportTest : public testing::Test {
     RunStore store(dir_);
     store.begin_run({.kind = "train", .seed = 1});
     for (int step = 0; step < 20; ++step) {
-      store.log_metrics(step, {{"reward/mean", step / 20.0}, {"kl", 0.01 * step}, {"entropy", 2.0}});
+      store.log_metrics(step,
+                        {{"reward/mean", step / 20.0}, {"kl", 0.01 * step}, {"entropy", 2.0}});
       std::vector<RolloutRecord> rows;
       for (int i = 0; i < 4; ++i)
-        rows.push_back({.step = step, .prompt = "What is 2+2?", .completion = "<b>" + std::to_string(i),
-                        .reward = double(i), .reward_details = {{"extracted", i}}, .tokens = 3,
+        rows.push_back({.step = step,
+                        .prompt = "What is 2+2?",
+                        .completion = "<b>" + std::to_string(i),
+                        .reward = double(i),
+                        .reward_details = {{"extracted", i}},
+                        .tokens = 3,
                         .finish_reason = "stop"});
       store.log_rollouts(rows);
     }
@@ -65,8 +71,9 @@ TEST_F(ReportTest, ChromiumRendersTheCharts) {
     GTEST_FAIL() << "chromium is not installed; scripts/bootstrap installs it";
   const auto html = write_report(dir_);
   const auto png = dir_ / "shot.png";
-  const std::string flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars "
-                            "--window-size=1300,900 ";
+  const std::string flags =
+      "--headless --no-sandbox --disable-gpu --hide-scrollbars "
+      "--window-size=1300,900 ";
   run_command("chromium " + flags + "--screenshot=" + png.string() + " file://" + html.string() +
               " 2>/dev/null");
   ASSERT_TRUE(std::filesystem::exists(png)) << "chromium produced no screenshot";
@@ -78,8 +85,8 @@ TEST_F(ReportTest, ChromiumRendersTheCharts) {
   EXPECT_GT(j["non_white"].get<int>(), 20000) << stats;  // charts, text and plot areas drawn
   EXPECT_GT(j["line_colour"].get<int>(), 300) << stats;  // the three series lines are visible
 
-  const std::string dom = run_command("chromium " + flags + "--dump-dom file://" + html.string() +
-                                      " 2>/dev/null");
+  const std::string dom =
+      run_command("chromium " + flags + "--dump-dom file://" + html.string() + " 2>/dev/null");
   EXPECT_EQ(count(dom, "<polyline"), 3u);
 }
 

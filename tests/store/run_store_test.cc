@@ -23,8 +23,14 @@ TEST(RunStore, RoundTripsEveryRecordKind) {
     store.begin_run({.kind = "train", .recipe = {{"seed", 3}}, .seed = 3, .git_revision = "abc"});
     store.log_metrics(0, {{"reward/mean", 0.25}});
     store.log_metrics(1, {{"reward/mean", 0.5}});
-    RolloutRecord r{.step = 1, .split = "eval", .group = 2, .prompt = "p", .completion = "c",
-                    .reward = 1.0, .reward_details = {{"why", "match"}}, .tokens = 5,
+    RolloutRecord r{.step = 1,
+                    .split = "eval",
+                    .group = 2,
+                    .prompt = "p",
+                    .completion = "c",
+                    .reward = 1.0,
+                    .reward_details = {{"why", "match"}},
+                    .tokens = 5,
                     .finish_reason = "stop"};
     store.log_rollouts({&r, 1});
     store.log_checkpoint({.step = 1, .path = "checkpoints/step-1", .checksum = "ff"});
