@@ -46,3 +46,7 @@ add_library(ponder_torch_pch STATIC ${PROJECT_SOURCE_DIR}/cmake/pch_anchor.cc)
 target_link_libraries(ponder_torch_pch PUBLIC ponder_torch)
 target_precompile_headers(ponder_torch_pch PUBLIC <ATen/ATen.h>)
 ponder_warnings(ponder_torch_pch)
+
+# libtorch.so exports its own std::filesystem symbols, which would win over libstdc++'s (and
+# crash) for every executable that lists libtorch first; libstdc++ goes first instead.
+string(APPEND CMAKE_EXE_LINKER_FLAGS " -Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state")

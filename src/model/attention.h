@@ -1,0 +1,67 @@
+// The two attention families: GQA (Llama, Qwen2) with an ordinary K/V cache, and DeepSeek's MLA
+// whose cache holds only the compressed latent and the shared RoPE key.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <vector>
+
+#include "model/causal_lm.h"
+#include "model/layers.h"
+
+namespace ponder::model {
+
+// Per-step inputs shared by every layer's paged attention.
+struct PagedStep {
+  const StepBatch* batch;
+  std::vector<std::int64_t> query_start;  // host copies of the batch's index tensors
+  std::vector<std::int64_t> context_lens;
+};
+
+class GqaAttention {
+ public:
+  GqaAttention(const ModelConfig& c, const ParamLookup& get, const OptionalParamLookup& find,
+               const std::string& prefix);
+  at::Tensor packed(const at::Tensor& x, const RotaryTables& rot,
+                    const at::Tensor& cu_seqlens) const;
+  at::Tensor paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
+                   std::vector<at::Tensor>& cache) const;
+  static std::vector<std::vector<std::int64_t>> cache_shapes(const ModelConfig& c);
+
+ private:
+  Linear q_, k_, v_, o_;
+  std::int64_t heads_, kv_heads_, head_dim_;
+  double scale_;
+};
+
+class MlaAttention {
+ public:
+  MlaAttention(const ModelConfig& c, const ParamLookup& get, const OptionalParamLookup& find,
+               const std::string& prefix);
+  // Expanded form: latent up-projected to per-head keys and values (training, reference).
+  at::Tensor packed(const at::Tensor& x, const RotaryTables& rot,
+                    const at::Tensor& cu_seqlens) const;
+  // Absorbed form over the latent cache: W_UK folded into the query, W_UV after attention.
+  at::Tensor paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
+                   std::vector<at::Tensor>& cache) const;
+  static std::vector<std::vector<std::int64_t>> cache_shapes(const ModelConfig& c);
+
+ private:
+  struct Projected {
+    at::Tensor q_nope;  // [T, h, nope]
+    at::Tensor q_rope;  // [T, h, rope] (rotated)
+    at::Tensor latent;  // [T, kv_lora_rank] (normed)
+    at::Tensor k_rope;  // [T, rope] (rotated)
+  };
+  Projected project(const at::Tensor& x, const RotaryTables& rot) const;
+
+  const ModelConfig* c_;
+  std::optional<Linear> q_proj_, q_a_proj_, q_b_proj_;
+  std::optional<at::Tensor> q_a_norm_;
+  Linear kv_a_proj_, kv_b_proj_, o_proj_;
+  at::Tensor kv_a_norm_;
+  double scale_;
+};
+
+}  // namespace ponder::model

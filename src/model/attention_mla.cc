@@ -1,0 +1,102 @@
+// Multi-head Latent Attention (DeepSeek-V2 §2.1): keys and values are up-projected from a shared
+// kv_lora_rank latent; a small decoupled RoPE key is shared by all heads.
+#include "model/attention.h"
+
+namespace ponder::model {
+
+MlaAttention::MlaAttention(const ModelConfig& c, const ParamLookup& get,
+                           const OptionalParamLookup& find, const std::string& prefix)
+    : c_(&c),
+      kv_a_proj_(make_linear(get, find, prefix + ".kv_a_proj_with_mqa")),
+      kv_b_proj_(make_linear(get, find, prefix + ".kv_b_proj")),
+      o_proj_(make_linear(get, find, prefix + ".o_proj")),
+      kv_a_norm_(get(prefix + ".kv_a_layernorm.weight")),
+      scale_(c.attention_scale()) {
+  if (c.q_lora_rank) {
+    q_a_proj_ = make_linear(get, find, prefix + ".q_a_proj");
+    q_a_norm_ = get(prefix + ".q_a_layernorm.weight");
+    q_b_proj_ = make_linear(get, find, prefix + ".q_b_proj");
+  } else {
+    q_proj_ = make_linear(get, find, prefix + ".q_proj");
+  }
+}
+
+std::vector<std::vector<std::int64_t>> MlaAttention::cache_shapes(const ModelConfig& c) {
+  return {{c.kv_lora_rank + c.qk_rope_head_dim}};
+}
+
+MlaAttention::Projected MlaAttention::project(const at::Tensor& x, const RotaryTables& rot) const {
+  const ModelConfig& c = *c_;
+  const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
+  // q [T, h, nope + rope]
+  const at::Tensor q =
+      (q_proj_ ? (*q_proj_)(x)
+               : (*q_b_proj_)(rms_norm((*q_a_proj_)(x), *q_a_norm_, c.rms_norm_eps)))
+          .view({tokens, heads, c.qk_head_dim()});
+  // kv_a [T, kv_lora_rank + rope]: the compressed latent and the shared RoPE key
+  const at::Tensor kv_a = kv_a_proj_(x);
+  Projected p;
+  p.q_nope = q.narrow(-1, 0, c.qk_nope_head_dim);
+  p.q_rope = apply_rotary_interleaved(q.narrow(-1, c.qk_nope_head_dim, c.qk_rope_head_dim), rot);
+  p.latent = rms_norm(kv_a.narrow(-1, 0, c.kv_lora_rank), kv_a_norm_, c.rms_norm_eps);
+  p.k_rope = apply_rotary_interleaved(
+                 kv_a.narrow(-1, c.kv_lora_rank, c.qk_rope_head_dim).unsqueeze(1), rot)
+                 .squeeze(1);
+  return p;
+}
+
+at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
+                                const at::Tensor& cu_seqlens) const {
+  const ModelConfig& c = *c_;
+  const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
+  const Projected p = project(x, rot);
+  // kv [T, h, nope + v] from the latent
+  const at::Tensor kv =
+      kv_b_proj_(p.latent).view({tokens, heads, c.qk_nope_head_dim + c.v_head_dim});
+  const at::Tensor k = at::cat({kv.narrow(-1, 0, c.qk_nope_head_dim),
+                                p.k_rope.unsqueeze(1).expand({tokens, heads, c.qk_rope_head_dim})},
+                               -1);
+  const at::Tensor v = kv.narrow(-1, c.qk_nope_head_dim, c.v_head_dim);
+  const at::Tensor q = at::cat({p.q_nope, p.q_rope}, -1);
+  const at::Tensor out = packed_causal_attention(q, k, v, cu_seqlens, scale_);
+  return o_proj_(out.reshape({tokens, heads * c.v_head_dim}));
+}
+
+at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
+                               std::vector<at::Tensor>& cache) const {
+  const ModelConfig& c = *c_;
+  const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
+  const Projected p = project(x, rot);
+  scatter_pages(cache[0], step.batch->slot_mapping, at::cat({p.latent, p.k_rope}, -1));
+  // W_UK [h, nope, lora] and W_UV [h, v, lora] are slices of kv_b_proj
+  const at::Tensor w_kv =
+      kv_b_proj_.weight.view({heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank});
+  const at::Tensor w_uk = w_kv.narrow(1, 0, c.qk_nope_head_dim);
+  const at::Tensor w_uv = w_kv.narrow(1, c.qk_nope_head_dim, c.v_head_dim);
+  // q_latent [T, h, lora]: W_UK folded into the query
+  const at::Tensor q_latent = at::einsum("thd,hdc->thc", {p.q_nope, w_uk});
+  std::vector<at::Tensor> outputs;
+  for (std::size_t s = 0; s < step.context_lens.size(); ++s) {
+    const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
+    const std::int64_t ctx = step.context_lens[s];
+    // entries [ctx, lora + rope]
+    const at::Tensor entries =
+        gather_pages(cache[0], step.batch->block_tables[static_cast<std::int64_t>(s)], ctx)
+            .to(x.scalar_type());
+    const at::Tensor latent = entries.narrow(-1, 0, c.kv_lora_rank);
+    const at::Tensor k_rope = entries.narrow(-1, c.kv_lora_rank, c.qk_rope_head_dim);
+    // scores [h, n, ctx]
+    const at::Tensor scores = (at::einsum("nhc,kc->hnk", {q_latent.narrow(0, start, n), latent}) +
+                               at::einsum("nhr,kr->hnk", {p.q_rope.narrow(0, start, n), k_rope})) *
+                              scale_;
+    const at::Tensor masked =
+        scores.masked_fill(decode_causal_mask(n, ctx, x.device()).logical_not(), -INFINITY);
+    const at::Tensor probs = masked.to(at::kFloat).softmax(-1).to(x.scalar_type());
+    // out [n, h, v]: attention over the latent, then W_UV
+    const at::Tensor out_latent = at::einsum("hnk,kc->nhc", {probs, latent});
+    outputs.push_back(at::einsum("nhc,hvc->nhv", {out_latent, w_uv}));
+  }
+  return o_proj_(at::cat(outputs, 0).reshape({tokens, heads * c.v_head_dim}));
+}
+
+}  // namespace ponder::model

@@ -1,0 +1,190 @@
+#include "model/layers.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+
+namespace ponder::model {
+namespace {
+
+double yarn_mscale(double scale, double mscale) {
+  return scale <= 1 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+}
+
+// YaRN (as in DeepSeek-V2/V3): blend interpolated and extrapolated frequencies with a linear
+// ramp between the correction dims of beta_fast and beta_slow rotations.
+at::Tensor yarn_inv_freq(const ModelConfig& c, std::int64_t dim) {
+  const RopeScaling& r = c.rope_scaling;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor pos_freqs = at::pow(c.rope_theta, at::arange(0, dim, 2, f32) / dim);
+  const at::Tensor extrapolation = 1.0 / pos_freqs;
+  const at::Tensor interpolation = 1.0 / (r.factor * pos_freqs);
+  auto correction_dim = [&](double rotations) {
+    return dim * std::log(r.original_max_position_embeddings / (rotations * 2 * std::numbers::pi)) /
+           (2 * std::log(c.rope_theta));
+  };
+  double low = std::max(std::floor(correction_dim(r.beta_fast)), 0.0);
+  double high = std::min(std::ceil(correction_dim(r.beta_slow)), static_cast<double>(dim - 1));
+  if (low == high) high += 0.001;
+  const at::Tensor ramp = at::clamp((at::arange(dim / 2, f32) - low) / (high - low), 0, 1);
+  const at::Tensor extrapolation_factor = 1 - ramp;
+  return interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor;
+}
+
+}  // namespace
+
+at::Tensor Linear::operator()(const at::Tensor& x) const {
+  return bias ? at::linear(x, weight, *bias) : at::linear(x, weight);
+}
+
+Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
+                   const std::string& prefix) {
+  return Linear{get(prefix + ".weight"), find(prefix + ".bias")};
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const at::Tensor x32 = x.to(at::kFloat);
+  const at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+Rotary::Rotary(const ModelConfig& c, std::int64_t dim) {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  if (c.rope_scaling.type == "yarn") {
+    inv_freq_ = yarn_inv_freq(c, dim);
+    const RopeScaling& r = c.rope_scaling;
+    attention_factor_ =
+        (r.mscale != 0 && r.mscale_all_dim != 0)
+            ? yarn_mscale(r.factor, r.mscale) / yarn_mscale(r.factor, r.mscale_all_dim)
+            : yarn_mscale(r.factor, 1.0);
+  } else {
+    inv_freq_ = 1.0 / at::pow(c.rope_theta, at::arange(0, dim, 2, f32) / dim);
+  }
+}
+
+RotaryTables Rotary::tables(const at::Tensor& positions) const {
+  const at::Tensor freqs =
+      positions.to(at::kFloat).unsqueeze(1) * inv_freq_.to(positions.device()).unsqueeze(0);
+  return {freqs.cos() * attention_factor_, freqs.sin() * attention_factor_};
+}
+
+at::Tensor apply_rotary_half(const at::Tensor& x, const RotaryTables& t) {
+  const std::int64_t half = x.size(-1) / 2;
+  const at::Tensor cos = t.cos.unsqueeze(1).to(x.scalar_type());
+  const at::Tensor sin = t.sin.unsqueeze(1).to(x.scalar_type());
+  const at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
+}
+
+at::Tensor apply_rotary_interleaved(const at::Tensor& x, const RotaryTables& t) {
+  const at::Tensor cos = t.cos.unsqueeze(1).to(x.scalar_type());
+  const at::Tensor sin = t.sin.unsqueeze(1).to(x.scalar_type());
+  const at::Tensor even = x.slice(-1, 0, x.size(-1), 2), odd = x.slice(-1, 1, x.size(-1), 2);
+  return at::cat({even * cos - odd * sin, odd * cos + even * sin}, -1);
+}
+
+at::Tensor Mlp::operator()(const at::Tensor& x) const { return down(at::silu(gate(x)) * up(x)); }
+
+Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix) {
+  return Mlp{make_linear(get, find, prefix + ".gate_proj"),
+             make_linear(get, find, prefix + ".up_proj"),
+             make_linear(get, find, prefix + ".down_proj")};
+}
+
+MoeRouting Moe::route(const at::Tensor& x) const {
+  const ModelConfig& c = *config;
+  const at::Tensor logits = at::linear(x.to(at::kFloat), gate.to(at::kFloat));  // [T, E]
+  const at::Tensor scores = c.scoring_func == "sigmoid" ? logits.sigmoid() : logits.softmax(-1);
+  const std::int64_t tokens = x.size(0), experts = gate.size(0);
+  const std::int64_t per_group = experts / c.n_group;
+  at::Tensor choice = scores;
+  if (c.topk_method != "greedy") {
+    if (correction_bias) choice = scores + correction_bias->to(at::kFloat);
+    const at::Tensor grouped = choice.view({tokens, c.n_group, per_group});
+    // noaux_tc ranks groups by the sum of their top-2 experts; group_limited_greedy by the max.
+    const at::Tensor group_scores = c.topk_method == "noaux_tc"
+                                        ? std::get<0>(grouped.topk(2, -1)).sum(-1)
+                                        : std::get<0>(grouped.max(-1));
+    const at::Tensor top_groups = std::get<1>(group_scores.topk(c.topk_group, -1));
+    const at::Tensor group_mask = at::zeros_like(group_scores).scatter_(1, top_groups, 1.0);
+    const at::Tensor expert_mask =
+        group_mask.unsqueeze(-1).expand({tokens, c.n_group, per_group}).reshape({tokens, experts});
+    const double fill = c.topk_method == "noaux_tc" ? -INFINITY : 0.0;
+    choice = choice.masked_fill(expert_mask == 0, fill);
+  }
+  const at::Tensor chosen = std::get<1>(choice.topk(c.num_experts_per_tok, -1));
+  at::Tensor weights = scores.gather(1, chosen);
+  if (c.norm_topk_prob && c.num_experts_per_tok > 1)
+    weights = weights / (weights.sum(-1, /*keepdim=*/true) + 1e-20);
+  return {weights * c.routed_scaling_factor, chosen};
+}
+
+at::Tensor Moe::operator()(const at::Tensor& x) const {
+  const MoeRouting routing = route(x);
+  at::Tensor out = at::zeros_like(x);
+  const at::Tensor flat_experts = routing.experts.reshape(-1);
+  for (std::int64_t e = 0; e < static_cast<std::int64_t>(experts.size()); ++e) {
+    const at::Tensor hits = (flat_experts == e).nonzero().squeeze(1);
+    if (hits.numel() == 0) continue;
+    const at::Tensor token = at::floor_divide(hits, routing.experts.size(1));
+    const at::Tensor weight = routing.weights.reshape(-1).index_select(0, hits).unsqueeze(1);
+    const at::Tensor y = experts[e](x.index_select(0, token)) * weight.to(x.scalar_type());
+    out = out.index_add(0, token, y);
+  }
+  return shared ? out + (*shared)(x) : out;
+}
+
+Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,
+             const std::string& prefix) {
+  Moe moe;
+  moe.config = &config;
+  moe.gate = get(prefix + ".gate.weight");
+  moe.correction_bias = find(prefix + ".gate.e_score_correction_bias");
+  for (std::int64_t e = 0; e < config.n_routed_experts; ++e)
+    moe.experts.push_back(make_mlp(get, find, prefix + ".experts." + std::to_string(e)));
+  if (config.n_shared_experts > 0) moe.shared = make_mlp(get, find, prefix + ".shared_experts");
+  return moe;
+}
+
+at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                   const at::Tensor& cu_seqlens, double scale) {
+  const at::Tensor bounds = cu_seqlens.to(at::kCPU);
+  const auto* b = bounds.data_ptr<std::int64_t>();
+  std::vector<at::Tensor> outputs;
+  for (std::int64_t s = 0; s + 1 < bounds.numel(); ++s) {
+    const std::int64_t start = b[s], length = b[s + 1] - b[s];
+    auto heads_first = [&](const at::Tensor& t) {
+      return t.narrow(0, start, length).transpose(0, 1).unsqueeze(0);
+    };
+    const at::Tensor o =
+        at::scaled_dot_product_attention(heads_first(q), heads_first(k), heads_first(v),
+                                         std::nullopt, 0.0, /*is_causal=*/true, scale);
+    outputs.push_back(o.squeeze(0).transpose(0, 1));
+  }
+  return at::cat(outputs, 0);
+}
+
+at::Tensor gather_pages(const at::Tensor& cache, const at::Tensor& block_table,
+                        std::int64_t length) {
+  const std::int64_t block_size = cache.size(1);
+  const std::int64_t blocks = (length + block_size - 1) / block_size;
+  const at::Tensor pages = cache.index_select(0, block_table.narrow(0, 0, blocks).to(at::kLong));
+  std::vector<std::int64_t> shape = {blocks * block_size};
+  for (std::int64_t d = 2; d < cache.dim(); ++d) shape.push_back(cache.size(d));
+  return pages.reshape(shape).narrow(0, 0, length);
+}
+
+void scatter_pages(at::Tensor& cache, const at::Tensor& slot_mapping, const at::Tensor& rows) {
+  std::vector<std::int64_t> shape = {cache.size(0) * cache.size(1)};
+  for (std::int64_t d = 2; d < cache.dim(); ++d) shape.push_back(cache.size(d));
+  cache.view(shape).index_copy_(0, slot_mapping, rows.to(cache.scalar_type()));
+}
+
+at::Tensor decode_causal_mask(std::int64_t n, std::int64_t ctx, const at::Device& device) {
+  const auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+  const at::Tensor query_pos = at::arange(ctx - n, ctx, opts).unsqueeze(1);
+  return at::arange(ctx, opts).unsqueeze(0) <= query_pos;
+}
+
+}  // namespace ponder::model

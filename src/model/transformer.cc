@@ -1,0 +1,141 @@
+#include "model/transformer.h"
+
+#include <c10/core/GradMode.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "model/safetensors.h"
+
+namespace ponder::model {
+namespace {
+
+constexpr std::int64_t kVocabChunk = 8192;
+
+std::int64_t rotary_dim(const ModelConfig& c) {
+  return c.is_mla() ? c.qk_rope_head_dim : c.head_dim;
+}
+
+std::vector<std::int64_t> to_host(const at::Tensor& t) {
+  const at::Tensor cpu = t.to(at::kCPU, at::kLong).contiguous();
+  return {cpu.data_ptr<std::int64_t>(), cpu.data_ptr<std::int64_t>() + cpu.numel()};
+}
+
+}  // namespace
+
+TransformerLM::TransformerLM(ModelConfig config,
+                             std::vector<std::pair<std::string, at::Tensor>> params)
+    : config_(std::move(config)),
+      params_(std::move(params)),
+      rotary_(config_, rotary_dim(config_)) {
+  for (const auto& [name, tensor] : params_) by_name_[name] = tensor;
+  const ParamLookup get = [this](const std::string& name) {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end())
+      throw Error("checkpoint is missing tensor " + name + " (model_type " + config_.model_type +
+                  ")");
+    return it->second;
+  };
+  const OptionalParamLookup find = [this](const std::string& name) -> std::optional<at::Tensor> {
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? std::nullopt : std::optional<at::Tensor>(it->second);
+  };
+  embed_ = get("model.embed_tokens.weight");
+  final_norm_ = get("model.norm.weight");
+  lm_head_ = config_.tie_word_embeddings ? embed_ : get("lm_head.weight");
+  for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l);
+    Layer layer{
+        get(prefix + ".input_layernorm.weight"), get(prefix + ".post_attention_layernorm.weight"),
+        config_.is_mla()
+            ? decltype(Layer::attention)(MlaAttention(config_, get, find, prefix + ".self_attn"))
+            : decltype(Layer::attention)(GqaAttention(config_, get, find, prefix + ".self_attn")),
+        config_.is_moe_layer(l)
+            ? decltype(Layer::ffn)(make_moe(config_, get, find, prefix + ".mlp"))
+            : decltype(Layer::ffn)(make_mlp(get, find, prefix + ".mlp"))};
+    layers_.push_back(std::move(layer));
+  }
+}
+
+template <class AttentionCall>
+at::Tensor TransformerLM::run_layers(const at::Tensor& input_ids, const at::Tensor& positions,
+                                     AttentionCall&& call) {
+  const RotaryTables rot = rotary_.tables(positions);
+  at::Tensor x = embed_.index_select(0, input_ids);  // [T, hidden]
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    Layer& layer = layers_[l];
+    const at::Tensor normed = rms_norm(x, layer.input_norm, config_.rms_norm_eps);
+    x = x + std::visit([&](auto& attention) { return call(attention, normed, rot, l); },
+                       layer.attention);
+    const at::Tensor ffn_in = rms_norm(x, layer.post_attention_norm, config_.rms_norm_eps);
+    x = x + std::visit([&](auto& ffn) { return ffn(ffn_in); }, layer.ffn);
+  }
+  return rms_norm(x, final_norm_, config_.rms_norm_eps);
+}
+
+at::Tensor TransformerLM::forward_hidden(const at::Tensor& input_ids, const at::Tensor& positions,
+                                         const at::Tensor& cu_seqlens) {
+  return run_layers(input_ids, positions,
+                    [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
+                        std::size_t) { return attention.packed(x, rot, cu_seqlens); });
+}
+
+at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& cache) {
+  c10::NoGradGuard no_grad;
+  if (static_cast<std::int64_t>(cache.layers.size()) != config_.num_hidden_layers)
+    throw Error("forward_paged: cache has " + std::to_string(cache.layers.size()) +
+                " layers, model has " + std::to_string(config_.num_hidden_layers));
+  const PagedStep step{&batch, to_host(batch.query_start), to_host(batch.context_lens)};
+  return run_layers(batch.input_ids, batch.positions,
+                    [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
+                        std::size_t l) { return attention.paged(x, rot, step, cache.layers[l]); });
+}
+
+KvLayout TransformerLM::kv_layout() const {
+  return {
+      config_.num_hidden_layers,
+      config_.is_mla() ? MlaAttention::cache_shapes(config_) : GqaAttention::cache_shapes(config_),
+      embed_.scalar_type()};
+}
+
+at::Tensor TransformerLM::logits(const at::Tensor& hidden) {
+  return at::linear(hidden.to(at::kFloat), lm_head_.to(at::kFloat));
+}
+
+at::Tensor TransformerLM::token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) {
+  const at::Tensor h = hidden.to(at::kFloat);
+  std::vector<at::Tensor> chunk_lse;
+  for (std::int64_t start = 0; start < lm_head_.size(0); start += kVocabChunk) {
+    const std::int64_t size = std::min(kVocabChunk, lm_head_.size(0) - start);
+    chunk_lse.push_back(
+        at::logsumexp(at::linear(h, lm_head_.narrow(0, start, size).to(at::kFloat)), -1));
+  }
+  const at::Tensor lse = at::logsumexp(at::stack(chunk_lse, -1), -1);
+  const at::Tensor target_logit = (h * lm_head_.index_select(0, targets).to(at::kFloat)).sum(-1);
+  return target_logit - lse;
+}
+
+std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::Device device,
+                                         at::ScalarType dtype) {
+  ModelConfig config = ModelConfig::from_file(dir / "config.json");
+  const Checkpoint checkpoint(dir);
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  for (const auto& name : checkpoint.names()) {
+    // The routing bias stays FP32 as in DeepSeek-V3; everything else takes the requested dtype.
+    const bool keep_fp32 = name.ends_with("e_score_correction_bias");
+    params.emplace_back(name, checkpoint.load(name, keep_fp32 ? at::kFloat : dtype).to(device));
+  }
+  try {
+    return std::make_unique<TransformerLM>(std::move(config), std::move(params));
+  } catch (const Error& e) {
+    throw Error(dir.string() + ": " + e.what());
+  }
+}
+
+void save_causal_lm(CausalLM& model, const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << model.config().to_json().dump(2) << "\n";
+  save_safetensors(dir, model.named_parameters());
+}
+
+}  // namespace ponder::model

@@ -1,0 +1,58 @@
+// Helpers shared by the test binaries: scratch directories, running oracle scripts with the
+// bootstrap venv's python, and locating the shared data sets.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace ponder::testing_util {
+
+// A fresh directory removed when the test ends.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() /
+              ("ponder_" + name + "_" + std::to_string(getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path_); }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& child) const { return path_ / child; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string python() {
+  const char* env = std::getenv("PONDER_PYTHON");
+  return env && *env ? env : "python3";
+}
+
+inline std::filesystem::path data_root() {
+  const char* env = std::getenv("PONDER_DATA");
+  return env && *env ? std::filesystem::path(env)
+                     : std::filesystem::path(PONDER_SOURCE_DIR) / ".." / "shared" / "data";
+}
+
+// Runs a shell command, returns its stdout; the test fails if it exits non-zero.
+inline std::string run_checked(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) {
+    ADD_FAILURE() << "cannot run: " << command;
+    return output;
+  }
+  char buffer[65536];
+  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  const int status = pclose(pipe);
+  EXPECT_EQ(status, 0) << "command failed: " << command << "\n" << output;
+  return output;
+}
+
+}  // namespace ponder::testing_util

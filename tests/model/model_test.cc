@@ -1,0 +1,101 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "model/init_model.h"
+#include "model/transformer.h"
+#include "tests/common/test_util.h"
+
+namespace ponder::model {
+namespace {
+
+using testing_util::ScratchDir;
+
+// Small but complete variants of each family the issue names.
+nlohmann::json variant(const std::string& name) {
+  if (name == "llama") return preset_config("tiny-llama");
+  if (name == "qwen2") {
+    auto j = preset_config("tiny-qwen2");
+    j["tie_word_embeddings"] = true;
+    return j;
+  }
+  nlohmann::json j = preset_config("tiny-mla");
+  j["num_hidden_layers"] = 3;
+  if (name == "deepseek_v2") {  // softmax, group_limited_greedy, no q_lora
+    j.update({{"model_type", "deepseek_v2"},
+              {"q_lora_rank", nullptr},
+              {"scoring_func", "softmax"},
+              {"topk_method", "group_limited_greedy"},
+              {"norm_topk_prob", false},
+              {"routed_scaling_factor", 1.5},
+              {"n_group", 4},
+              {"topk_group", 2}});
+  } else {  // deepseek_v3: sigmoid + bias, noaux_tc, YaRN with the softmax-scale correction
+    j["rope_scaling"] = {
+        {"type", "yarn"},       {"factor", 4.0},  {"original_max_position_embeddings", 256},
+        {"beta_fast", 32},      {"beta_slow", 1}, {"mscale", 1.0},
+        {"mscale_all_dim", 0.8}};
+    j["routed_scaling_factor"] = 2.5;
+  }
+  return j;
+}
+
+struct Batch {
+  std::vector<std::vector<std::int64_t>> sequences;
+  at::Tensor ids, positions, cu_seqlens;
+};
+
+Batch make_batch(std::int64_t vocab) {
+  Batch b;
+  const std::vector<std::int64_t> lengths = {7, 1, 19, 12};
+  std::int64_t next = 11;
+  std::vector<std::int64_t> flat, pos, cu = {0};
+  for (auto length : lengths) {
+    std::vector<std::int64_t> seq;
+    for (std::int64_t i = 0; i < length; ++i) {
+      next = (next * 1103515245 + 12345) % 2147483648;
+      seq.push_back(next % vocab);
+      pos.push_back(i);
+    }
+    flat.insert(flat.end(), seq.begin(), seq.end());
+    cu.push_back(cu.back() + length);
+    b.sequences.push_back(seq);
+  }
+  b.ids = at::tensor(flat, at::kLong);
+  b.positions = at::tensor(pos, at::kLong);
+  b.cu_seqlens = at::tensor(cu, at::kLong);
+  return b;
+}
+
+at::Tensor hf_logits(const std::filesystem::path& model_dir, const Batch& batch,
+                     const ScratchDir& dir, std::int64_t vocab) {
+  std::ofstream(dir / "seqs.json") << nlohmann::json{{"sequences", batch.sequences}}.dump();
+  testing_util::run_checked(testing_util::python() + " " + HF_ORACLE + " logits " +
+                            model_dir.string() + " " + (dir / "seqs.json").string() + " " +
+                            (dir / "hf.f32").string());
+  std::ifstream in(dir / "hf.f32", std::ios::binary);
+  std::vector<float> values(static_cast<std::size_t>(batch.ids.numel() * vocab));
+  in.read(reinterpret_cast<char*>(values.data()), values.size() * sizeof(float));
+  return at::tensor(values).view({batch.ids.numel(), vocab});
+}
+
+class ModelVsHf : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelVsHf, PackedLogitsMatchTransformers) {
+  ScratchDir dir("model_" + GetParam());
+  const ModelConfig config = init_model(variant(GetParam()), dir / "model", {.seed = 3});
+  auto model = load_causal_lm(dir / "model", at::kCPU, at::kFloat);
+  const Batch batch = make_batch(config.vocab_size);
+  const at::Tensor ours =
+      model->logits(model->forward_hidden(batch.ids, batch.positions, batch.cu_seqlens));
+  const at::Tensor reference = hf_logits(dir / "model", batch, dir, config.vocab_size);
+  EXPECT_GT(reference.abs().max().item<double>(), 1e-2);  // logits are not trivially zero
+  EXPECT_LT((ours - reference).abs().max().item<double>(), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, ModelVsHf,
+                         ::testing::Values("deepseek_v2", "deepseek_v3", "llama", "qwen2"));
+
+}  // namespace
+}  // namespace ponder::model
