@@ -99,3 +99,53 @@ INSTANTIATE_TEST_SUITE_P(Families, ModelVsHf,
 
 }  // namespace
 }  // namespace ponder::model
+
+namespace ponder::model {
+namespace {
+
+TEST(Checkpoint, PonderToHfToPonderIsBitExact) {
+  ScratchDir dir("roundtrip");
+  init_model(preset_config("tiny-mla"), dir / "ours", {.seed = 4});
+  testing_util::run_checked(testing_util::python() + " " + HF_ORACLE + " roundtrip " +
+                            (dir / "ours").string() + " " + (dir / "hf").string());
+  auto original = load_causal_lm(dir / "ours", at::kCPU, at::kFloat);
+  auto reloaded = load_causal_lm(dir / "hf", at::kCPU, at::kFloat);
+  std::map<std::string, at::Tensor> by_name(reloaded->named_parameters().begin(),
+                                            reloaded->named_parameters().end());
+  ASSERT_EQ(by_name.size(), original->named_parameters().size());
+  for (const auto& [name, tensor] : original->named_parameters()) {
+    ASSERT_TRUE(by_name.count(name)) << name << " missing after the HF round trip";
+    EXPECT_TRUE(at::equal(by_name[name], tensor)) << name;
+  }
+}
+
+}  // namespace
+}  // namespace ponder::model
+
+namespace ponder::model {
+namespace {
+
+TEST(Checkpoint, LoadingPeaksUnderOnePointThreeTimesTheFileSize) {
+  ScratchDir dir("rss");
+  auto config = preset_config("tiny-llama");
+  config.update({{"vocab_size", 16000},
+                 {"hidden_size", 512},
+                 {"intermediate_size", 1536},
+                 {"num_hidden_layers", 4},
+                 {"num_attention_heads", 8},
+                 {"num_key_value_heads", 8}});
+  init_model(config, dir / "m", {.seed = 1});
+  const auto bytes =
+      static_cast<double>(std::filesystem::file_size(dir / "m" / "model.safetensors"));
+  ASSERT_GT(bytes, 80e6);
+  const auto probe = nlohmann::json::parse(
+      testing_util::run_checked(std::string(LOAD_RSS_PROBE) + " " + (dir / "m").string()));
+  const double growth =
+      (probe["peak_kb"].get<double>() - probe["baseline_kb"].get<double>()) * 1024;
+  EXPECT_GT(growth, 0.9 * bytes);  // the weights really were loaded
+  EXPECT_LT(growth, 1.3 * bytes) << "peak RSS growth " << growth / 1e6 << " MB for a "
+                                 << bytes / 1e6 << " MB checkpoint";
+}
+
+}  // namespace
+}  // namespace ponder::model

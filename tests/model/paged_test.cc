@@ -56,9 +56,10 @@ struct Harness {
       table_rows.insert(table_rows.end(), tables[s].begin(), tables[s].end());
     }
     const auto seqs = static_cast<std::int64_t>(contexts.size());
-    StepBatch batch{at::tensor(ids, at::kLong), at::tensor(positions, at::kLong), at::tensor(slots, at::kLong),
-                    at::tensor(starts, at::kLong), at::tensor(contexts, at::kLong),
-                    at::tensor(table_rows, at::kLong).view({seqs, -1})};
+    StepBatch batch{
+        at::tensor(ids, at::kLong),      at::tensor(positions, at::kLong),
+        at::tensor(slots, at::kLong),    at::tensor(starts, at::kLong),
+        at::tensor(contexts, at::kLong), at::tensor(table_rows, at::kLong).view({seqs, -1})};
     return model.forward_paged(batch, cache);
   }
 };
@@ -73,7 +74,9 @@ TEST_P(PagedVsPacked, ChunkedPrefillAndDecodeEqualFullRecompute) {
   init_model(preset_config(GetParam()), dir / "m", {.seed = 9});
   auto model = load_causal_lm(dir / "m", at::kCPU, at::kFloat);
   const std::vector<std::vector<std::int64_t>> prompts = {
-      {5, 17, 99, 1024, 7, 3, 250, 11, 42}, {8, 9}, {300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310}};
+      {5, 17, 99, 1024, 7, 3, 250, 11, 42},
+      {8, 9},
+      {300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310}};
   Harness h(*model, 3, 8);
   std::vector<std::vector<std::int64_t>> full = prompts;
   // Step 1: first chunk of every prompt; step 2: the rest; then 6 decode steps.
@@ -102,17 +105,19 @@ TEST_P(PagedVsPacked, ChunkedPrefillAndDecodeEqualFullRecompute) {
     }
     cu.push_back(static_cast<std::int64_t>(ids.size()));
   }
-  const at::Tensor reference = model->forward_hidden(at::tensor(ids, at::kLong), at::tensor(pos, at::kLong),
-                                                     at::tensor(cu, at::kLong));
+  const at::Tensor reference = model->forward_hidden(
+      at::tensor(ids, at::kLong), at::tensor(pos, at::kLong), at::tensor(cu, at::kLong));
   for (int t = 0; t < 6; ++t)
     for (std::size_t s = 0; s < prompts.size(); ++s) {
       const std::int64_t row = cu[s] + static_cast<std::int64_t>(prompts[s].size()) + t;
-      const double diff = (decoded[t][static_cast<std::int64_t>(s)] - reference[row]).abs().max().item<double>();
+      const double diff =
+          (decoded[t][static_cast<std::int64_t>(s)] - reference[row]).abs().max().item<double>();
       EXPECT_LT(diff, 1e-5) << "step " << t << " sequence " << s;
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, PagedVsPacked, ::testing::Values("tiny-mla", "tiny-qwen2", "tiny-llama"));
+INSTANTIATE_TEST_SUITE_P(Families, PagedVsPacked,
+                         ::testing::Values("tiny-mla", "tiny-qwen2", "tiny-llama"));
 
 }  // namespace
 }  // namespace ponder::model
