@@ -13,6 +13,7 @@ int run(int argc, char** argv) {
   add_version_command(app);
   add_report_command(app);
   add_train_command(app);
+  add_model_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

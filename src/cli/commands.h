@@ -12,5 +12,6 @@ int run(int argc, char** argv);
 void add_version_command(CLI::App& app);
 void add_report_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_model_commands(CLI::App& app);
 
 }  // namespace ponder::cli

