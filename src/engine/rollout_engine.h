@@ -1,0 +1,96 @@
+// RolloutEngine: generates completions from a CausalLM with a paged KV cache, continuous batching
+// (chunked prefill mixed with decode), prefix sharing across a prompt's n samples, preemption with
+// recompute when blocks run out, and exact per-token log-probabilities.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/block_allocator.h"
+#include "engine/sampler.h"
+#include "model/causal_lm.h"
+#include "model/tokenizer.h"
+
+namespace ponder::engine {
+
+struct Request {
+  std::vector<std::int64_t> prompt_ids;
+  std::int64_t n = 1;
+  SamplingParams params;
+};
+
+struct Completion {
+  std::size_t request = 0;
+  std::int64_t sample = 0;
+  std::vector<std::int64_t> ids;
+  std::string text;                  // decoded, special tokens skipped, cut before a stop string
+  std::vector<double> logprobs;      // sampling distribution
+  std::vector<double> raw_logprobs;  // model distribution
+  std::string finish_reason;         // "stop" (EOS, stop token or string) or "length"
+};
+
+struct GenerateMetrics {
+  std::int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0, preemptions = 0;
+  std::int64_t peak_blocks_used = 0, num_blocks = 0;
+  double seconds = 0, tokens_per_second = 0, mean_batch_sequences = 0;
+  nlohmann::json to_json() const;
+};
+
+struct EngineOptions {
+  std::int64_t block_size = 64;
+  std::int64_t num_blocks = 0;  // 0: sized from free memory x memory_fraction
+  double memory_fraction = 0.25;
+  std::int64_t max_batch_tokens = 1024;  // prefill chunk + decode tokens per step
+  std::int64_t max_running = 256;
+  bool show_progress = true;
+};
+
+// Called with (request, sample, newly decoded text) as tokens arrive.
+using StreamCallback = std::function<void(std::size_t, std::int64_t, const std::string&)>;
+
+class RolloutEngine {
+ public:
+  RolloutEngine(model::CausalLM& model, const model::Tokenizer* tokenizer,
+                EngineOptions options = {});
+
+  std::vector<Completion> generate(std::span<const Request> requests,
+                                   const StreamCallback& stream = {});
+  const GenerateMetrics& last_metrics() const { return metrics_; }
+
+  // Frees the KV pages (e.g. for the training phase) and takes them back.
+  void release_cache();
+  void reserve_cache();
+  // The engine computes with the model's own tensors, so new weights need no copy; this drops
+  // anything derived from the old weights (nothing is cached across generate calls today).
+  void update_weights() {}
+
+  const BlockAllocator& allocator() const { return allocator_; }
+  std::int64_t block_size() const { return options_.block_size; }
+
+ private:
+  struct Sequence;
+  // False when the blocks must wait for running sequences to finish.
+  bool ensure_blocks(Sequence& seq, std::int64_t upto, std::vector<Sequence>& all);
+  void copy_block(std::int64_t from, std::int64_t to);
+  bool preempt_youngest(std::vector<Sequence>& all, const Sequence* keep);
+  void finish_token(Sequence& seq, const at::Tensor& logits, const StreamCallback& stream);
+  std::vector<Sequence*> schedule(std::vector<Sequence>& all);
+  void run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
+                const StreamCallback& stream);
+
+  model::CausalLM& model_;
+  const model::Tokenizer* tokenizer_;
+  EngineOptions options_;
+  model::PagedKvCache cache_;
+  BlockAllocator allocator_;
+  std::optional<std::int64_t> eos_id_;
+  GenerateMetrics metrics_;
+};
+
+}  // namespace ponder::engine

@@ -1,0 +1,158 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/json_file.h"
+#include "engine/rollout_engine.h"
+#include "model/init_model.h"
+#include "tests/common/test_util.h"
+
+namespace ponder::engine {
+namespace {
+
+using testing_util::ScratchDir;
+
+std::vector<std::vector<std::int64_t>> prompts() {
+  return {{5, 17, 99, 1024, 7, 3, 250, 11, 42, 8}, {8, 9, 10}, {300, 301, 302, 303, 304, 305, 306}};
+}
+
+nlohmann::json family(const std::string& name) {
+  auto j = model::preset_config(name == "qwen2" ? "tiny-qwen2" : "tiny-mla");
+  if (name == "deepseek_v2")
+    j.update({{"model_type", "deepseek_v2"},
+              {"q_lora_rank", nullptr},
+              {"scoring_func", "softmax"},
+              {"topk_method", "group_limited_greedy"},
+              {"norm_topk_prob", false}});
+  return j;
+}
+
+class GreedyVsHf : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GreedyVsHf, TokensMatchTransformersGenerate) {
+  ScratchDir dir("greedy_" + GetParam());
+  model::init_model(family(GetParam()), dir / "m", {.seed = 21});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine engine(
+      *lm, nullptr,
+      {.block_size = 4, .num_blocks = 64, .max_batch_tokens = 8, .show_progress = false});
+  std::vector<Request> requests;
+  for (const auto& p : prompts())
+    requests.push_back({p, 1, {.temperature = 0, .max_tokens = 12, .ignore_eos = true}});
+  const auto completions = engine.generate(requests);
+  std::ofstream(dir / "seqs.json")
+      << nlohmann::json{{"sequences", prompts()}, {"new_tokens", 12}}.dump();
+  testing_util::run_checked(testing_util::python() + " " + HF_ORACLE + " greedy " +
+                            (dir / "m").string() + " " + (dir / "seqs.json").string() + " " +
+                            (dir / "hf.json").string() + " 2>/dev/null");
+  const auto hf = read_json_file(dir / "hf.json");
+  for (std::size_t i = 0; i < completions.size(); ++i) {
+    EXPECT_EQ(completions[i].ids, hf[i].get<std::vector<std::int64_t>>()) << "prompt " << i;
+    EXPECT_EQ(completions[i].finish_reason, "length");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, GreedyVsHf,
+                         ::testing::Values("deepseek_v2", "deepseek_v3", "qwen2"));
+
+// Raw logprobs from the engine equal the training forward's recompute, also for sequences that
+// were preempted (a deliberately small cache) and recomputed.
+TEST(RolloutEngine, RawLogprobsEqualTrainingRecomputeAcrossPreemption) {
+  ScratchDir dir("logprobs");
+  model::init_model(model::preset_config("tiny-mla"), dir / "m", {.seed = 2});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine engine(
+      *lm, nullptr,
+      {.block_size = 4, .num_blocks = 14, .max_batch_tokens = 16, .show_progress = false});
+  std::vector<Request> requests;
+  for (const auto& p : prompts())
+    requests.push_back(
+        {p, 2, {.temperature = 1.0, .max_tokens = 16, .ignore_eos = true, .seed = 11}});
+  const auto completions = engine.generate(requests);
+  EXPECT_GT(engine.last_metrics().preemptions, 0) << "the cache was meant to force preemption";
+  for (const auto& c : completions) {
+    std::vector<std::int64_t> full = requests[c.request].prompt_ids;
+    full.insert(full.end(), c.ids.begin(), c.ids.end());
+    const auto n = static_cast<std::int64_t>(full.size());
+    const at::Tensor ids = at::tensor(full, at::kLong);
+    const at::Tensor hidden = lm->forward_hidden(ids, at::arange(n, at::kLong),
+                                                 at::tensor(std::vector<std::int64_t>{0, n}));
+    const auto prompt = static_cast<std::int64_t>(requests[c.request].prompt_ids.size());
+    const at::Tensor recompute = lm->token_logprobs(hidden.narrow(0, prompt - 1, n - prompt),
+                                                    ids.narrow(0, prompt, n - prompt));
+    const at::Tensor engine_lp = at::tensor(c.raw_logprobs, at::kDouble).to(at::kFloat);
+    EXPECT_LT((recompute - engine_lp).abs().max().item<double>(), 1e-5)
+        << "request " << c.request << " sample " << c.sample;
+  }
+  EXPECT_EQ(engine.allocator().free_count(), engine.allocator().num_blocks());  // nothing leaked
+}
+
+TEST(RolloutEngine, SixteenSamplesShareOnePrompt) {
+  ScratchDir dir("sharing");
+  model::init_model(model::preset_config("tiny-qwen2"), dir / "m", {.seed = 3});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine engine(
+      *lm, nullptr,
+      {.block_size = 64, .num_blocks = 100, .max_batch_tokens = 256, .show_progress = false});
+  std::vector<std::int64_t> prompt(130);
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = static_cast<std::int64_t>(7 * i % 6400);
+  const std::vector<Request> requests = {
+      {prompt, 16, {.temperature = 1.0, .max_tokens = 8, .ignore_eos = true}}};
+  const auto completions = engine.generate(requests);
+  ASSERT_EQ(completions.size(), 16u);
+  // 2 full prompt blocks shared by all, plus one block per sample for the copied partial block
+  // and its continuation: 18, versus 48 without sharing.
+  EXPECT_LE(engine.last_metrics().peak_blocks_used, 2 + 16 + 1);
+  EXPECT_EQ(engine.allocator().free_count(), 100);
+}
+
+TEST(RolloutEngine, SeededSamplesDoNotDependOnBatchOrder) {
+  ScratchDir dir("seeds");
+  model::init_model(model::preset_config("tiny-qwen2"), dir / "m", {.seed = 4});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine engine(*lm, nullptr, {.block_size = 8, .num_blocks = 64, .show_progress = false});
+  const SamplingParams params{
+      .temperature = 1.0, .top_p = 0.95, .max_tokens = 10, .ignore_eos = true, .seed = 99};
+  const Request a{prompts()[0], 3, params},
+      b{prompts()[1], 2, {.temperature = 0.8, .max_tokens = 6, .seed = 5}};
+  const std::vector<Request> ab = {a, b}, ba = {b, a};
+  const auto first = engine.generate(ab), second = engine.generate(ba);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(first[k].ids, second[2 + k].ids) << "sample " << k;
+  EXPECT_NE(first[0].ids, first[1].ids);  // different samples of one request differ
+}
+
+}  // namespace
+}  // namespace ponder::engine
+
+namespace ponder::engine {
+namespace {
+
+TEST(RolloutEngine, StopsOnTokenIdsAndMaxTokensWithoutLeakingBlocks) {
+  ScratchDir dir("stops");
+  model::init_model(model::preset_config("tiny-qwen2"), dir / "m", {.seed = 6});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine engine(*lm, nullptr, {.block_size = 4, .num_blocks = 64, .show_progress = false});
+  const auto greedy = engine.generate(std::vector<Request>{
+      {prompts()[0], 1, {.temperature = 0, .max_tokens = 8, .ignore_eos = true}}});
+  const std::int64_t third = greedy[0].ids[2];
+  const std::vector<Request> requests = {
+      {prompts()[0],
+       4,
+       {.temperature = 0, .max_tokens = 8, .stop_token_ids = {third}, .ignore_eos = true}},
+      {prompts()[1], 3, {.temperature = 1.0, .max_tokens = 1, .ignore_eos = true}}};
+  const auto out = engine.generate(requests);
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(out[k].finish_reason, "stop");
+    EXPECT_EQ(out[k].ids.back(), third);
+    EXPECT_LE(out[k].ids.size(), 3u);
+  }
+  for (int k = 4; k < 7; ++k) {
+    EXPECT_EQ(out[k].finish_reason, "length");
+    EXPECT_EQ(out[k].ids.size(), 1u);
+  }
+  EXPECT_EQ(engine.allocator().free_count(), 64);
+}
+
+}  // namespace
+}  // namespace ponder::engine
