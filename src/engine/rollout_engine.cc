@@ -319,16 +319,18 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
       s.out.sample = k;
     }
   }
-  Progress progress("generate", static_cast<std::int64_t>(all.size()), "seq");
+  std::optional<Progress> progress;
+  if (options_.show_progress)
+    progress.emplace("generate", static_cast<std::int64_t>(all.size()), "seq");
   for (;;) {
     const auto batch = schedule(all);
     if (batch.empty()) break;
     run_step(batch, all, stream);
     const auto done =
         std::count_if(all.begin(), all.end(), [](const Sequence& s) { return s.finished; });
-    if (options_.show_progress) progress.set(done);
+    if (progress) progress->set(done);
   }
-  if (options_.show_progress) progress.finish();
+  if (progress) progress->finish();
   metrics_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_.tokens_per_second = metrics_.generated_tokens / std::max(metrics_.seconds, 1e-9);
