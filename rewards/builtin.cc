@@ -1,0 +1,16 @@
+#include "rewards/builtin.h"
+
+#include "rewards/math_rewards.h"
+
+namespace ponder::rewards {
+
+RewardRegistry& builtin_rewards() {
+  static RewardRegistry registry = [] {
+    RewardRegistry r;
+    register_math_rewards(r);
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace ponder::rewards

@@ -1,0 +1,131 @@
+#include "rewards/math_answer.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+
+#include "rewards/math_rewards.h"
+
+namespace ponder::rewards {
+namespace {
+
+TEST(Extraction, FindsEachAnswerForm) {
+  EXPECT_EQ(extract_answer("so \\boxed{\\frac{1}{2}} and later \\boxed{x^{2}+\\{1\\}}")->answer,
+            "x^{2}+\\{1\\}");
+  EXPECT_EQ(extract_answer("work\n#### 1,234")->answer, "1,234");
+  EXPECT_EQ(extract_answer("<think>hm</think><answer> 42 </answer>")->method, "answer_tag");
+  EXPECT_EQ(extract_answer("Thus the answer is $17$.")->answer, "17");
+  EXPECT_EQ(extract_answer("I got 3 then 5.5 apples")->answer, "5.5");
+  EXPECT_FALSE(extract_answer("I got 3", {.last_number_fallback = false}).has_value());
+  EXPECT_FALSE(extract_answer("no digits here").has_value());
+  EXPECT_FALSE(extract_answer("\\boxed{unbalanced").has_value());  // never throws
+}
+
+struct Case {
+  const char* predicted;
+  const char* gold;
+  bool equivalent;
+};
+
+TEST(Equivalence, HandWrittenCases) {
+  const Case cases[] = {
+      {"0.5", "\\frac{1}{2}", true},
+      {"1/2", "\\dfrac12", true},
+      {"50\\%", "0.5", true},
+      {"1,000", "1000", true},
+      {"x = 3", "3", true},
+      {"3", "4", false},
+      {"\\sqrt{8}", "2\\sqrt{2}", true},
+      {"\\sqrt[3]{27}", "3", true},
+      {"2\\pi", "\\pi \\cdot 2", true},
+      {"\\left(1,2\\right)", "(1, 2)", true},
+      {"(2,1)", "(1,2)", false},
+      {"\\{2,1\\}", "\\{1,2\\}", true},
+      {"(1,2]", "(1,2)", false},
+      {"x^2+2x+1", "(x+1)^2", true},
+      {"x^2+1", "(x+1)^2", false},
+      {"10\\text{ cm}", "10", true},
+      {"90^\\circ", "90", true},
+      {"1 \\text{ or } 2", "2, 1", true},
+      {"3.0001", "3", false},
+      {"-\\frac{3}{4}", "-0.75", true},
+      {"2^{10}", "1024", true},
+      {"\\$5.00", "5", true},
+      {"", "5", false},
+      {"e", "f", false},
+  };
+  for (const auto& c : cases)
+    EXPECT_EQ(answers_equivalent(c.predicted, c.gold).equivalent, c.equivalent)
+        << c.predicted << " vs " << c.gold;
+}
+
+TEST(Equivalence, VerdictExplainsItself) {
+  const Verdict v = answers_equivalent("\\frac{2}{4}", "0.5");
+  EXPECT_TRUE(v.equivalent);
+  EXPECT_EQ(v.reason, "numerically equal");
+  EXPECT_EQ(v.details["predicted_normalized"], "\\frac{2}{4}");
+}
+
+TEST(MathReward, ScoresAndNeverThrowsOnGarbage) {
+  RewardRegistry registry;
+  register_math_rewards(registry);
+  const auto math = registry.create("math", nlohmann::json::object());
+  EXPECT_EQ(math->score({.completion = "so \\boxed{84}", .reference = {{"answer", "84"}}}).value,
+            1.0);
+  EXPECT_EQ(math->score({.completion = "so \\boxed{85}", .reference = "84"}).value, 0.0);
+  const auto garbage =
+      math->score({.completion = std::string(5000, '{') + "\\boxed{" + std::string(3000, '('),
+                   .reference = "1"});
+  EXPECT_EQ(garbage.value, 0.0);
+  EXPECT_TRUE(garbage.details.contains("reason"));
+}
+
+TEST(FormatReward, RequiresThinkThenAnswer) {
+  RewardRegistry registry;
+  register_math_rewards(registry);
+  const auto format =
+      registry.create("format", {{"answer_open", "<answer>"}, {"answer_close", "</answer>"}});
+  EXPECT_EQ(format->score({.completion = "<think>a</think> <answer>3</answer>"}).value, 1.0);
+  EXPECT_EQ(format->score({.completion = "<think>a <answer>3</answer>"}).value, 0.0);
+  EXPECT_EQ(format->score({.completion = "<think>a</think>"}).value, 0.0);
+}
+
+TEST(OverlongReward, LinearPenaltyInsideTheBuffer) {
+  RewardRegistry registry;
+  register_math_rewards(registry);
+  const auto overlong = registry.create("overlong", {{"max_tokens", 100}, {"buffer", 20}});
+  auto at = [&](int n) { return overlong->score({.metadata = {{"completion_tokens", n}}}).value; };
+  EXPECT_DOUBLE_EQ(at(80), 0.0);
+  EXPECT_DOUBLE_EQ(at(90), -0.5);
+  EXPECT_DOUBLE_EQ(at(100), -1.0);
+  EXPECT_DOUBLE_EQ(at(140), -1.0);
+}
+
+// No input can crash or hang a worker: random and adversarial strings, each verdict bounded.
+TEST(Fuzz, AdversarialInputsAreBoundedAndSafe) {
+  std::mt19937 rng(7);
+  const std::string alphabet = "0123456789+-*/^(){}[]\\fracsqrtboxed.,=x% ";
+  std::vector<std::string> inputs = {std::string(100000, '9'), "10^{10^{10^{10}}}",
+                                     std::string(2000, '{'), "\\frac{\\frac{\\frac{1}{2}}{3}}{",
+                                     std::string(3000, '(') + "1"};
+  for (int i = 0; i < 20000; ++i) {
+    std::string s;
+    const int length = static_cast<int>(rng() % 60);
+    for (int j = 0; j < length; ++j) s += alphabet[rng() % alphabet.size()];
+    inputs.push_back(s);
+  }
+  double worst_ms = 0;
+  for (const auto& s : inputs) {
+    const auto start = std::chrono::steady_clock::now();
+    (void)answers_equivalent(s, inputs[rng() % inputs.size()]);
+    worst_ms =
+        std::max(worst_ms,
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                     .count());
+  }
+  EXPECT_LT(worst_ms, 50.0);
+}
+
+}  // namespace
+}  // namespace ponder::rewards
