@@ -1,5 +1,8 @@
+#include <fmt/core.h>
+
 #include "cli/commands.h"
 #include "core/error.h"
+#include "train/grpo_trainer.h"
 
 namespace ponder::cli {
 
@@ -10,12 +13,32 @@ void add_train_command(CLI::App& app) {
   static std::vector<std::string> overrides;
   static std::string resume;
   cmd->add_option("recipe", recipe, "Recipe JSON file (default: built-in CPU quickstart)");
-  cmd->add_option("--set", overrides, "Override a recipe field: --set train.lr=1e-5 (repeatable)");
+  cmd->add_option("--set", overrides, "Override a recipe field: --set optim.lr=1e-5 (repeatable)");
   cmd->add_option("--resume", resume, "Continue the run in RUN_DIR from its last checkpoint");
   cmd->callback([] {
-    throw Error(
-        "train: the GRPO trainer and the CPU quickstart recipe are not built yet (issue 8)");
+    if (!resume.empty()) throw Error("train --resume: resuming is not implemented yet (issue 8)");
+    const auto r = train::load_recipe(recipe, overrides);
+    fmt::print(stderr, "train: {} -> {}\n", recipe.empty() ? "built-in CPU quickstart" : recipe,
+               r.run_dir);
+    const auto summary = train::run_grpo(r);
+    fmt::print("held-out accuracy: {:.1f}% after SFT, {:.1f}% after GRPO ({:+.1f} points)\n",
+               100 * summary.accuracy_before_rl, 100 * summary.accuracy_after_rl,
+               100 * (summary.accuracy_after_rl - summary.accuracy_before_rl));
+    fmt::print("report: {}\n", summary.report.string());
   });
+
+  auto* recipe_cmd = app.add_subcommand("recipe", "Inspect recipes");
+  auto* check =
+      recipe_cmd->add_subcommand("check", "Validate a recipe and print it fully resolved");
+  static std::string check_path;
+  static std::vector<std::string> check_overrides;
+  check->add_option("file", check_path, "Recipe JSON file")->required();
+  check->add_option("--set", check_overrides, "Override a recipe field (repeatable)");
+  check->callback([] {
+    fmt::print("{}\n",
+               train::recipe_to_json(train::load_recipe(check_path, check_overrides)).dump(2));
+  });
+  recipe_cmd->require_subcommand(1);
 }
 
 }  // namespace ponder::cli

@@ -441,16 +441,26 @@ bool Tokenizer::is_special(std::int64_t id) const {
 std::string StreamingDecoder::push(std::int64_t id) {
   if (skip_special_ && tokenizer_.is_special(id)) return "";
   pending_ += tokenizer_.token_bytes(id);
-  // Emit the longest prefix that ends on a complete UTF-8 character.
-  std::size_t complete = 0;
-  for (std::size_t i = 0; i < pending_.size();) {
-    const std::size_t n = utf8_length(static_cast<unsigned char>(pending_[i]));
+  // Emit every complete, valid character; stray or invalid bytes become U+FFFD so the text is
+  // always valid UTF-8; an incomplete tail waits for the next token.
+  std::string ready;
+  std::size_t i = 0;
+  while (i < pending_.size()) {
+    const auto lead = static_cast<unsigned char>(pending_[i]);
+    const std::size_t n = lead < 0x80 ? 1 : (lead >= 0xC2 && lead <= 0xF4) ? utf8_length(lead) : 0;
+    if (n == 0) {
+      ready += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
     if (i + n > pending_.size()) break;
-    i += n;
-    complete = i;
+    bool valid = true;
+    for (std::size_t k = 1; k < n; ++k)
+      valid &= (static_cast<unsigned char>(pending_[i + k]) & 0xC0) == 0x80;
+    ready += valid ? pending_.substr(i, n) : "\xEF\xBF\xBD";
+    i += valid ? n : 1;
   }
-  std::string ready = pending_.substr(0, complete);
-  pending_.erase(0, complete);
+  pending_.erase(0, i);
   return ready;
 }
 

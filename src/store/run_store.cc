@@ -140,7 +140,9 @@ void RunStore::begin_run(const RunInfo& info) {
     Statement insert(db,
                      "INSERT INTO runs (kind, recipe, seed, git_revision, versions, started_at) "
                      "VALUES (?, ?, ?, ?, ?, datetime('now'))");
-    insert.bind(1, info.kind).bind(2, info.recipe.dump()).bind(3, info.seed);
+    insert.bind(1, info.kind)
+        .bind(2, info.recipe.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+        .bind(3, info.seed);
     insert.bind(4, info.git_revision).bind(5, info.versions.dump()).step();
   });
 }
@@ -163,7 +165,9 @@ void RunStore::log_rollouts(std::span<const RolloutRecord> rollouts) {
                      "tokens, finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     for (const auto& r : rows) {
       insert.bind(1, r.step).bind(2, r.split).bind(3, r.group).bind(4, r.prompt);
-      insert.bind(5, r.completion).bind(6, r.reward).bind(7, r.reward_details.dump());
+      insert.bind(5, r.completion)
+          .bind(6, r.reward)
+          .bind(7, r.reward_details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       insert.bind(8, r.tokens).bind(9, r.finish_reason).step();
       insert.reset();
     }

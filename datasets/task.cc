@@ -1,0 +1,68 @@
+#include "datasets/task.h"
+
+#include <cstdlib>
+#include <random>
+
+#include "core/error.h"
+#include "core/json_file.h"
+
+namespace ponder::datasets {
+
+std::vector<Example> arithmetic_examples(std::uint64_t seed, std::size_t count, int digits) {
+  std::mt19937_64 rng(seed);
+  std::int64_t limit = 1;
+  for (int d = 0; d < digits; ++d) limit *= 10;
+  std::vector<Example> out;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::int64_t a = static_cast<std::int64_t>(rng() % limit),
+                       b = static_cast<std::int64_t>(rng() % limit);
+    const bool add = rng() % 2 == 0;
+    const std::int64_t result = add ? a + b : a - b;
+    const std::string op = add ? "+" : "-";
+    const std::string expr = std::to_string(a) + " " + op + " " + std::to_string(b);
+    out.push_back({"arith-" + std::to_string(seed) + "-" + std::to_string(i),
+                   "What is " + expr + "?",
+                   {{"answer", std::to_string(result)}},
+                   "<think>" + expr + " = " + std::to_string(result) + "</think> \\boxed{" +
+                       std::to_string(result) + "}"});
+  }
+  return out;
+}
+
+std::vector<Example> load_gsm8k(const std::filesystem::path& path) {
+  std::vector<Example> out;
+  for_each_jsonl(path, [&](const nlohmann::json& r, std::size_t line) {
+    const std::string where = path.string() + ":" + std::to_string(line);
+    if (!r.contains("question") || !r.contains("answer"))
+      throw Error(where + ": expected fields question and answer");
+    const std::string answer = r["answer"];
+    const auto mark = answer.rfind("####");
+    if (mark == std::string::npos) throw Error(where + ": answer has no '#### n' final answer");
+    out.push_back({"gsm8k-" + std::to_string(line),
+                   r["question"],
+                   {{"answer", answer.substr(mark + 4)}},
+                   answer});
+  });
+  return out;
+}
+
+std::vector<Example> load_math(const std::filesystem::path& path) {
+  std::vector<Example> out;
+  for_each_jsonl(path, [&](const nlohmann::json& r, std::size_t line) {
+    if (!r.contains("problem") || !r.contains("answer"))
+      throw Error(path.string() + ":" + std::to_string(line) +
+                  ": expected fields problem and answer");
+    out.push_back({r.value("unique_id", "math-" + std::to_string(line)),
+                   r["problem"],
+                   {{"answer", r["answer"]}},
+                   r.value("solution", "")});
+  });
+  return out;
+}
+
+std::filesystem::path data_root() {
+  if (const char* env = std::getenv("PONDER_DATA"); env && *env) return env;
+  return std::filesystem::path(PONDER_SOURCE_ROOT) / ".." / "shared" / "data";
+}
+
+}  // namespace ponder::datasets

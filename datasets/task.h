@@ -1,0 +1,31 @@
+// Task examples for training and evaluation: a prompt, the reference a reward checks against,
+// and (for SFT warm-up) a worked solution; loaders for GSM8K/MATH jsonl and synthetic arithmetic.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace ponder::datasets {
+
+struct Example {
+  std::string id;
+  std::string question;
+  nlohmann::json reference;  // {"answer": ...} for math rewards
+  std::string solution;      // a worked solution ending in the answer, when known
+};
+
+// Multi-digit addition/subtraction with an exact answer and a step-by-step trace, deterministic
+// in (seed, index); digits bounds the operands' size.
+std::vector<Example> arithmetic_examples(std::uint64_t seed, std::size_t count, int digits);
+
+// GSM8K jsonl (question, answer with "#### n") and MATH jsonl (problem, solution, answer).
+std::vector<Example> load_gsm8k(const std::filesystem::path& path);
+std::vector<Example> load_math(const std::filesystem::path& path);
+
+// PONDER_DATA, else the shared/data folder beside the repository.
+std::filesystem::path data_root();
+
+}  // namespace ponder::datasets

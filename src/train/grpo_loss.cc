@@ -1,0 +1,46 @@
+#include "train/grpo_loss.h"
+
+#include "core/error.h"
+
+namespace ponder::train {
+
+at::Tensor group_advantages(const at::Tensor& rewards, bool scale_by_std, double eps) {
+  const at::Tensor centred = rewards - rewards.mean(1, /*keepdim=*/true);
+  if (!scale_by_std) return centred;
+  return centred / (rewards.std(1, /*unbiased=*/true, /*keepdim=*/true) + eps);
+}
+
+at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, const std::string& mode,
+                     std::int64_t max_tokens) {
+  const at::Tensor masked = values * mask;
+  if (mode == "token_mean") return masked.sum() / mask.sum().clamp_min(1);
+  if (mode == "sequence_mean") return (masked.sum(1) / mask.sum(1).clamp_min(1)).mean();
+  if (mode == "constant") return masked.sum() / static_cast<double>(values.size(0) * max_tokens);
+  throw Error("grpo.loss_aggregation: unknown mode '" + mode + "'");
+}
+
+PolicyLoss clipped_policy_loss(const at::Tensor& logprobs, const at::Tensor& old_logprobs,
+                               const at::Tensor& advantages, const at::Tensor& mask,
+                               double clip_low, double clip_high, const std::string& aggregation,
+                               std::int64_t max_tokens) {
+  const at::Tensor ratio = at::exp(logprobs - old_logprobs);
+  const at::Tensor a = advantages.unsqueeze(1).expand_as(ratio);
+  const at::Tensor unclipped = ratio * a;
+  const at::Tensor clipped = at::clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * a;
+  const at::Tensor per_token = -at::minimum(unclipped, clipped);
+  const at::Tensor was_clipped = (clipped < unclipped).to(at::kFloat);
+  return {aggregate(per_token, mask, aggregation, max_tokens),
+          aggregate(was_clipped, mask, "token_mean", max_tokens).detach(),
+          aggregate(ratio, mask, "token_mean", max_tokens).detach()};
+}
+
+at::Tensor kl_estimate(const at::Tensor& logprobs, const at::Tensor& ref_logprobs,
+                       const std::string& estimator) {
+  const at::Tensor log_ratio = logprobs - ref_logprobs;
+  if (estimator == "k1") return log_ratio;
+  if (estimator == "k2") return 0.5 * log_ratio.pow(2);
+  if (estimator == "k3") return at::exp(-log_ratio) + log_ratio - 1;
+  throw Error("grpo.kl_estimator: unknown estimator '" + estimator + "'");
+}
+
+}  // namespace ponder::train

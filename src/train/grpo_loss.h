@@ -1,0 +1,37 @@
+// GRPO-family objective pieces as plain ATen functions over padded [sequences, tokens] tensors
+// with a response mask: group advantages, clipped ratio loss, aggregation, KL estimators.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace ponder::train {
+
+// rewards [groups, n] -> advantages [groups, n]: r - mean(group), divided by (std + eps) when
+// scale_by_std (GRPO) or not (Dr.GRPO). std is the unbiased sample std, as in GRPO/TRL.
+at::Tensor group_advantages(const at::Tensor& rewards, bool scale_by_std, double eps = 1e-6);
+
+// Reduces per-token values [B, L] under mask [B, L]: token_mean (over all response tokens),
+// sequence_mean (mean of per-sequence means) or constant (sum / (B * max_tokens), Dr.GRPO).
+at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, const std::string& mode,
+                     std::int64_t max_tokens);
+
+struct PolicyLoss {
+  at::Tensor loss;           // scalar to minimise
+  at::Tensor clip_fraction;  // share of tokens whose ratio was clipped
+  at::Tensor ratio_mean;
+};
+
+// -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) per token, aggregated.
+PolicyLoss clipped_policy_loss(const at::Tensor& logprobs, const at::Tensor& old_logprobs,
+                               const at::Tensor& advantages, const at::Tensor& mask,
+                               double clip_low, double clip_high, const std::string& aggregation,
+                               std::int64_t max_tokens);
+
+// Per-token KL(policy || reference) estimates from log-probs: k1 = log r, k2 = (log r)^2 / 2,
+// k3 = exp(-log r) + log r - 1 with log r = logprobs - ref_logprobs.
+at::Tensor kl_estimate(const at::Tensor& logprobs, const at::Tensor& ref_logprobs,
+                       const std::string& estimator);
+
+}  // namespace ponder::train

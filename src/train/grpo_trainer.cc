@@ -1,0 +1,394 @@
+// One RL step, top to bottom: sample prompts -> generate n each -> rewards on the CPU pool ->
+// group advantages -> clipped policy update -> log to the run store. SFT warm-up and held-out
+// evaluation use the same model object as the engine, so there is never a weight copy.
+#include "train/grpo_trainer.h"
+
+#include <c10/core/GradMode.h>
+#include <fmt/core.h>
+
+#include <chrono>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "datasets/task.h"
+#include "engine/rollout_engine.h"
+#include "model/chat_template.h"
+#include "model/init_model.h"
+#include "model/transformer.h"
+#include "rewards/builtin.h"
+#include "store/report.h"
+#include "store/run_store.h"
+#include "train/adamw.h"
+#include "train/grpo_loss.h"
+
+namespace ponder::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Context {
+  const GrpoRecipe& recipe;
+  std::unique_ptr<model::CausalLM> policy;
+  std::unique_ptr<model::Tokenizer> tokenizer;
+  model::ChatFormat format;
+  std::vector<datasets::Example> train, eval;
+  std::vector<std::pair<std::string, std::unique_ptr<rewards::Reward>>> rewards;
+  std::vector<double> reward_weights;
+  std::vector<at::Tensor> trainable;
+  std::unique_ptr<store::RunStore> store;
+};
+
+std::filesystem::path under_data(const std::string& path) {
+  return std::filesystem::path(path).is_absolute() ? std::filesystem::path(path)
+                                                   : datasets::data_root() / path;
+}
+
+std::vector<std::int64_t> prompt_ids(const Context& c, const datasets::Example& e) {
+  return c.tokenizer->encode(model::render_chat(c.format, {{"user", e.question}}, true));
+}
+
+std::int64_t eos_id(const Context& c) {
+  if (c.tokenizer->eos_id()) return *c.tokenizer->eos_id();
+  if (c.policy->config().eos_token_id) return *c.policy->config().eos_token_id;
+  throw Error("model and tokenizer define no EOS token");
+}
+
+void load_data(Context& c) {
+  const auto& d = c.recipe.data;
+  if (d.task == "arithmetic") {
+    c.train =
+        datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed), 20000, d.digits);
+    c.eval = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed) + 7919,
+                                           d.eval_size, d.digits);
+    return;
+  }
+  auto load = d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math;
+  if (d.train_file.empty() || d.eval_file.empty())
+    throw Error("data.train_file and data.eval_file are required for " + d.task);
+  c.train = load(under_data(d.train_file));
+  c.eval = load(under_data(d.eval_file));
+  if (static_cast<std::int64_t>(c.eval.size()) > d.eval_size) c.eval.resize(d.eval_size);
+}
+
+void load_policy(Context& c) {
+  const auto& m = c.recipe.model;
+  std::filesystem::path dir = m.path;
+  if (dir.empty()) {
+    dir = std::filesystem::path(c.recipe.run_dir) / "init";
+    model::init_model(model::preset_config(m.preset), dir,
+                      {.seed = static_cast<std::uint64_t>(c.recipe.seed)});
+  }
+  c.policy = model::load_causal_lm(dir, at::kCPU, at::kFloat);
+  c.tokenizer = std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(
+      std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(m.tokenizer)));
+  for (auto& [name, tensor] : c.policy->named_parameters()) {
+    if (name.ends_with("e_score_correction_bias"))
+      continue;  // updated by load balancing, not gradients
+    tensor.requires_grad_(true);
+    c.trainable.push_back(tensor);
+  }
+}
+
+// Packs sequences, returns per-token log-probs of each sequence's response, padded [B, L].
+at::Tensor response_logprobs(Context& c, const std::vector<std::vector<std::int64_t>>& prompts,
+                             const std::vector<std::vector<std::int64_t>>& responses,
+                             std::int64_t max_len, at::Tensor* entropy = nullptr) {
+  std::vector<std::int64_t> ids, positions, cu = {0}, rows, targets;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto base = static_cast<std::int64_t>(ids.size());
+    ids.insert(ids.end(), prompts[i].begin(), prompts[i].end());
+    ids.insert(ids.end(), responses[i].begin(), responses[i].end());
+    for (std::int64_t p = 0; p < static_cast<std::int64_t>(prompts[i].size() + responses[i].size());
+         ++p)
+      positions.push_back(p);
+    cu.push_back(static_cast<std::int64_t>(ids.size()));
+    for (std::size_t t = 0; t < responses[i].size(); ++t) {
+      rows.push_back(base + static_cast<std::int64_t>(prompts[i].size() + t) - 1);
+      targets.push_back(responses[i][t]);
+    }
+  }
+  const at::Tensor hidden = c.policy->forward_hidden(
+      at::tensor(ids, at::kLong), at::tensor(positions, at::kLong), at::tensor(cu, at::kLong));
+  const at::Tensor selected = hidden.index_select(0, at::tensor(rows, at::kLong));
+  const at::Tensor flat = c.policy->token_logprobs(selected, at::tensor(targets, at::kLong));
+  if (entropy) {
+    const at::Tensor logp = c.policy->logits(selected.detach()).log_softmax(-1);
+    *entropy = -(logp.exp() * logp).sum(-1).mean();
+  }
+  at::Tensor padded = at::zeros({static_cast<std::int64_t>(prompts.size()), max_len}, at::kFloat);
+  std::int64_t offset = 0;
+  std::vector<at::Tensor> pieces;
+  for (std::size_t i = 0; i < responses.size(); ++i) {
+    const auto n = static_cast<std::int64_t>(responses[i].size());
+    pieces.push_back(at::constant_pad_nd(flat.narrow(0, offset, n), {0, max_len - n}));
+    offset += n;
+  }
+  return at::stack(pieces);
+}
+
+double optimizer_step(Context& c, AdamW& optimizer, double lr) {
+  const double norm = clip_grad_norm(c.trainable, c.recipe.optim.grad_clip);
+  optimizer.step(lr);
+  optimizer.zero_grad();
+  return norm;
+}
+
+void run_sft(Context& c) {
+  const auto& s = c.recipe.sft;
+  if (s.steps <= 0) return;
+  AdamW optimizer(c.trainable,
+                  {.lr = s.lr, .beta1 = c.recipe.optim.beta1, .beta2 = c.recipe.optim.beta2});
+  std::mt19937_64 rng(static_cast<std::uint64_t>(c.recipe.seed) * 31 + 1);
+  Progress progress("sft", s.steps, "step");
+  for (std::int64_t step = 0; step < s.steps; ++step) {
+    std::vector<std::vector<std::int64_t>> prompts, responses;
+    std::int64_t longest = 1;
+    for (std::int64_t b = 0; b < s.batch_size; ++b) {
+      const auto& e = c.train[rng() % c.train.size()];
+      prompts.push_back(prompt_ids(c, e));
+      responses.push_back(c.tokenizer->encode(e.solution));
+      responses.back().push_back(eos_id(c));
+      longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(responses.back().size()));
+    }
+    at::Tensor mask = at::zeros({s.batch_size, longest});
+    for (std::int64_t b = 0; b < s.batch_size; ++b)
+      mask[b].narrow(0, 0, static_cast<std::int64_t>(responses[b].size())).fill_(1);
+    const at::Tensor loss =
+        -aggregate(response_logprobs(c, prompts, responses, longest), mask, "token_mean", longest);
+    loss.backward();
+    optimizer_step(c, optimizer, scheduled_lr(s.lr, step, s.steps / 10, s.steps, "cosine"));
+    c.store->log_metrics(step - s.steps, {{"sft/loss", loss.item<double>()}});
+    progress.set_note(fmt::format("loss {:.3f}", loss.item<double>()));
+    progress.advance();
+  }
+}
+
+double score(const Context& c, const rewards::Sample& sample, nlohmann::json& details) {
+  double total = 0;
+  for (std::size_t r = 0; r < c.rewards.size(); ++r) {
+    const auto result = c.rewards[r].second->score(sample);
+    details[c.rewards[r].first] = {{"value", result.value}, {"details", result.details}};
+    total += c.reward_weights[r] * result.value;
+  }
+  return total;
+}
+
+double evaluate(Context& c, engine::RolloutEngine& engine, std::int64_t step) {
+  std::vector<engine::Request> requests;
+  for (const auto& e : c.eval)
+    requests.push_back(
+        {prompt_ids(c, e), 1, {.temperature = 0, .max_tokens = c.recipe.rollout.max_tokens}});
+  const auto completions = engine.generate(requests);
+  auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
+  double correct = 0;
+  std::vector<store::RolloutRecord> records;
+  for (const auto& comp : completions) {
+    const auto& e = c.eval[comp.request];
+    const auto result =
+        math->score({.prompt = e.question, .completion = comp.text, .reference = e.reference});
+    correct += result.value;
+    records.push_back({.step = step,
+                       .split = "eval",
+                       .group = static_cast<std::int64_t>(comp.request),
+                       .prompt = e.question,
+                       .completion = comp.text,
+                       .reward = result.value,
+                       .reward_details = result.details,
+                       .tokens = static_cast<std::int64_t>(comp.ids.size()),
+                       .finish_reason = comp.finish_reason});
+  }
+  const double accuracy =
+      correct / static_cast<double>(std::max<std::size_t>(1, completions.size()));
+  c.store->log_rollouts(records);
+  c.store->log_metrics(step, {{"eval/accuracy", accuracy}});
+  return accuracy;
+}
+
+}  // namespace
+}  // namespace ponder::train
+
+namespace ponder::train {
+namespace {
+
+struct Rollouts {
+  std::vector<std::vector<std::int64_t>> prompts, responses;
+  std::vector<std::vector<double>> old_logprobs;
+  at::Tensor advantages;  // [B]
+  std::map<std::string, double> metrics;
+};
+
+Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step,
+                 std::size_t& cursor) {
+  const auto& r = c.recipe.rollout;
+  std::vector<const datasets::Example*> examples;
+  std::vector<engine::Request> requests;
+  for (std::int64_t i = 0; i < r.prompts_per_step; ++i) {
+    examples.push_back(&c.train[cursor++ % c.train.size()]);
+    requests.push_back({prompt_ids(c, *examples.back()),
+                        r.n,
+                        {.temperature = r.temperature,
+                         .top_p = r.top_p,
+                         .max_tokens = r.max_tokens,
+                         .seed = static_cast<std::uint64_t>(c.recipe.seed * 1000003 + step)}});
+  }
+  const auto completions = engine.generate(requests);
+  std::vector<std::future<std::pair<double, nlohmann::json>>> scored;
+  for (const auto& comp : completions)
+    scored.push_back(pool.submit([&c, &comp, e = examples[comp.request]] {
+      nlohmann::json details;
+      const rewards::Sample sample{
+          e->question,
+          comp.text,
+          e->reference,
+          {{"completion_tokens", comp.ids.size()}, {"finish_reason", comp.finish_reason}}};
+      const double value = score(c, sample, details);
+      return std::make_pair(value, details);
+    }));
+  at::Tensor reward_table = at::zeros({r.prompts_per_step, r.n}, at::kDouble);
+  std::vector<store::RolloutRecord> records;
+  Rollouts out;
+  double length = 0;
+  for (std::size_t i = 0; i < completions.size(); ++i) {
+    const auto& comp = completions[i];
+    auto [value, details] = scored[i].get();
+    reward_table[static_cast<std::int64_t>(comp.request)][comp.sample] = value;
+    records.push_back({.step = step,
+                       .group = static_cast<std::int64_t>(comp.request),
+                       .prompt = examples[comp.request]->question,
+                       .completion = comp.text,
+                       .reward = value,
+                       .reward_details = details,
+                       .tokens = static_cast<std::int64_t>(comp.ids.size()),
+                       .finish_reason = comp.finish_reason});
+    out.prompts.push_back(requests[comp.request].prompt_ids);
+    out.responses.push_back(comp.ids);
+    out.old_logprobs.push_back(comp.raw_logprobs);
+    length += static_cast<double>(comp.ids.size());
+  }
+  c.store->log_rollouts(records);
+  const at::Tensor advantages = group_advantages(reward_table, c.recipe.grpo.scale_by_std);
+  out.advantages = advantages.reshape(-1).to(at::kFloat);
+  const auto& m = engine.last_metrics();
+  out.metrics = {{"reward/mean", reward_table.mean().item<double>()},
+                 {"reward/group_std", reward_table.std(1).mean().item<double>()},
+                 {"response/length_tokens", length / static_cast<double>(completions.size())},
+                 {"rollout/tokens_per_s", m.tokens_per_second},
+                 {"rollout/preemptions", static_cast<double>(m.preemptions)}};
+  if (c.recipe.grpo.dynamic_sampling) {
+    // Groups whose rewards are all equal carry no signal; their advantages become zero weight.
+    const at::Tensor informative = (reward_table.std(1) > 0).to(at::kFloat).repeat_interleave(r.n);
+    out.advantages = out.advantages * informative;
+    out.metrics["rollout/informative_groups"] = informative.mean().item<double>();
+  }
+  return out;
+}
+
+std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollouts& batch,
+                                     double lr) {
+  const auto& g = c.recipe.grpo;
+  const auto total = static_cast<std::int64_t>(batch.responses.size());
+  const std::int64_t per_minibatch = (total + g.minibatches - 1) / g.minibatches;
+  std::map<std::string, double> metrics;
+  for (std::int64_t epoch = 0; epoch < g.epochs; ++epoch)
+    for (std::int64_t start = 0; start < total; start += per_minibatch) {
+      const std::int64_t count = std::min(per_minibatch, total - start);
+      std::vector<std::vector<std::int64_t>> prompts(batch.prompts.begin() + start,
+                                                     batch.prompts.begin() + start + count);
+      std::vector<std::vector<std::int64_t>> responses(batch.responses.begin() + start,
+                                                       batch.responses.begin() + start + count);
+      at::Tensor old = at::zeros({count, c.recipe.rollout.max_tokens}), mask = at::zeros_like(old);
+      for (std::int64_t i = 0; i < count; ++i) {
+        const auto& lp = batch.old_logprobs[start + i];
+        const auto n = static_cast<std::int64_t>(lp.size());
+        old[i].narrow(0, 0, n).copy_(at::tensor(lp, at::kDouble).to(at::kFloat));
+        mask[i].narrow(0, 0, n).fill_(1);
+      }
+      at::Tensor entropy;
+      const at::Tensor logprobs =
+          response_logprobs(c, prompts, responses, c.recipe.rollout.max_tokens, &entropy);
+      if (epoch == 0 && start == 0)
+        metrics["rollout/logprob_mismatch_max"] =
+            ((logprobs.detach() - old).abs() * mask).max().item<double>();
+      const PolicyLoss policy = clipped_policy_loss(
+          logprobs, old, batch.advantages.narrow(0, start, count), mask, g.clip_low, g.clip_high,
+          g.loss_aggregation, c.recipe.rollout.max_tokens);
+      at::Tensor loss = policy.loss;
+      if (g.entropy_coef > 0) loss = loss - g.entropy_coef * entropy;
+      loss.backward();
+      metrics["train/grad_norm"] = optimizer_step(c, optimizer, lr);
+      metrics["train/loss"] = loss.item<double>();
+      metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
+      metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();
+      metrics["train/entropy"] = entropy.item<double>();
+    }
+  return metrics;
+}
+
+}  // namespace
+
+TrainSummary run_grpo(const GrpoRecipe& recipe) {
+  if (recipe.grpo.kl_coef > 0)
+    throw Error(
+        "grpo.kl_coef > 0 needs a reference model, which this build does not keep yet; set it to "
+        "0");
+  at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
+  Context c{recipe, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format), {}, {}, {},
+            {},     {},      nullptr};
+  std::filesystem::create_directories(recipe.run_dir);
+  c.store = std::make_unique<store::RunStore>(recipe.run_dir);
+  c.store->begin_run({.kind = "train",
+                      .recipe = recipe_to_json(recipe),
+                      .seed = recipe.seed,
+                      .versions = {{"ponder", "0.1.0"}}});
+  load_policy(c);
+  load_data(c);
+  for (const auto& spec : recipe.rewards) {
+    c.rewards.emplace_back(spec.name, rewards::builtin_rewards().create(spec.name, spec.options));
+    c.reward_weights.push_back(spec.weight);
+  }
+  engine::RolloutEngine engine(*c.policy, c.tokenizer.get(),
+                               {.block_size = 16, .num_blocks = 4096, .show_progress = false});
+  run_sft(c);
+  TrainSummary summary;
+  summary.accuracy_before_rl = evaluate(c, engine, 0);
+  log::info("held-out accuracy before GRPO: {:.1f}%", 100 * summary.accuracy_before_rl);
+  AdamW optimizer(c.trainable, {.lr = recipe.optim.lr,
+                                .beta1 = recipe.optim.beta1,
+                                .beta2 = recipe.optim.beta2,
+                                .eps = recipe.optim.eps,
+                                .weight_decay = recipe.optim.weight_decay});
+  ThreadPool pool;
+  std::size_t cursor = 0;
+  Progress progress("grpo", recipe.steps, "step");
+  double accuracy = summary.accuracy_before_rl;
+  for (std::int64_t step = 1; step <= recipe.steps; ++step) {
+    const auto start = Clock::now();
+    const Rollouts batch = collect(c, engine, pool, step, cursor);
+    const double lr = scheduled_lr(recipe.optim.lr, step - 1, recipe.optim.warmup_steps,
+                                   recipe.steps, recipe.optim.schedule);
+    auto metrics = update(c, optimizer, batch, lr);
+    metrics.insert(batch.metrics.begin(), batch.metrics.end());
+    metrics["train/lr"] = lr;
+    metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - start).count();
+    c.store->log_metrics(step, metrics);
+    if (step % recipe.eval_every == 0 || step == recipe.steps) accuracy = evaluate(c, engine, step);
+    progress.set_note(
+        fmt::format("reward {:.2f} acc {:.0f}%", metrics["reward/mean"], 100 * accuracy));
+    progress.advance();
+  }
+  progress.finish();
+  summary.accuracy_after_rl = accuracy;
+  const auto checkpoint = std::filesystem::path(recipe.run_dir) / "checkpoints" /
+                          ("step-" + std::to_string(recipe.steps));
+  model::save_causal_lm(*c.policy, checkpoint);
+  c.store->log_checkpoint({.step = recipe.steps, .path = checkpoint.string()});
+  c.store->flush();
+  summary.report = store::write_report(recipe.run_dir);
+  return summary;
+}
+
+}  // namespace ponder::train

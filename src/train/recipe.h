@@ -1,0 +1,162 @@
+// The GRPO recipe: every field with its default and help text in one place. The defaults are the
+// CPU quickstart (tiny MLA/MoE model, SFT warm-up, GRPO on synthetic arithmetic).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace ponder::train {
+
+struct ModelSection {
+  std::string path;                 // HF checkpoint dir; empty = random init from `preset`
+  std::string preset = "tiny-mla";  // used when path is empty
+  std::string tokenizer =
+      "tokenizers/minimind";  // dir with tokenizer.json; relative = under PONDER_DATA
+  template <class V>
+  void fields(V& v) {
+    v("path", path, "HF checkpoint directory (empty: random init from preset)");
+    v("preset", preset, "ponder init-model preset when path is empty");
+    v("tokenizer", tokenizer, "tokenizer directory; relative paths are under PONDER_DATA");
+  }
+};
+
+struct DataSection {
+  std::string task = "arithmetic";  // arithmetic | gsm8k | math
+  std::string train_file;           // gsm8k/math jsonl (relative = under PONDER_DATA)
+  std::string eval_file;
+  int digits = 2;  // arithmetic operand size
+  std::int64_t eval_size = 100;
+  std::string chat_format = "chatml";
+  template <class V>
+  void fields(V& v) {
+    v("task", task, "arithmetic | gsm8k | math");
+    v("train_file", train_file, "training jsonl for gsm8k/math");
+    v("eval_file", eval_file, "held-out jsonl for gsm8k/math");
+    v("digits", digits, "operand digits for the arithmetic task");
+    v("eval_size", eval_size, "held-out examples used for accuracy");
+    v("chat_format", chat_format, "prompt format: chatml | qwen3 | deepseek_v3 | llama3 | r1_zero");
+  }
+};
+
+struct RolloutSection {
+  std::int64_t prompts_per_step = 16;
+  std::int64_t n = 8;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  std::int64_t max_tokens = 24;
+  template <class V>
+  void fields(V& v) {
+    v("prompts_per_step", prompts_per_step, "prompts sampled per RL step");
+    v("n", n, "samples per prompt (GRPO group size)");
+    v("temperature", temperature, "sampling temperature");
+    v("top_p", top_p, "nucleus sampling mass");
+    v("max_tokens", max_tokens, "response length limit in tokens");
+  }
+};
+
+struct RewardSpec {
+  std::string name;
+  double weight = 1.0;
+  nlohmann::json options = nlohmann::json::object();
+  template <class V>
+  void fields(V& v) {
+    v("name", name, "registered reward name (math, format, overlong, ...)");
+    v("weight", weight, "weight in the summed reward");
+    v("options", options, "reward-specific options");
+  }
+};
+
+struct GrpoSection {
+  double clip_low = 0.2;
+  double clip_high = 0.28;                      // DAPO clip-higher
+  bool scale_by_std = true;                     // false = Dr.GRPO
+  std::string loss_aggregation = "token_mean";  // token_mean | sequence_mean | constant
+  double kl_coef = 0.0;                         // 0 = no reference model kept
+  std::string kl_estimator = "k3";              // k1 | k2 | k3
+  double entropy_coef = 0.0;
+  std::int64_t epochs = 1;
+  std::int64_t minibatches = 1;
+  bool dynamic_sampling = false;  // drop groups whose rewards are all equal
+  template <class V>
+  void fields(V& v) {
+    v("clip_low", clip_low, "ratio clip below 1 - clip_low");
+    v("clip_high", clip_high, "ratio clip above 1 + clip_high (DAPO clip-higher)");
+    v("scale_by_std", scale_by_std, "divide advantages by the group std (false: Dr.GRPO)");
+    v("loss_aggregation", loss_aggregation, "token_mean | sequence_mean | constant (Dr.GRPO)");
+    v("kl_coef", kl_coef, "KL penalty to the reference model (0: none kept)");
+    v("kl_estimator", kl_estimator, "k1 | k2 | k3");
+    v("entropy_coef", entropy_coef, "entropy bonus coefficient");
+    v("epochs", epochs, "passes over each rollout batch");
+    v("minibatches", minibatches, "optimizer steps per epoch");
+    v("dynamic_sampling", dynamic_sampling, "drop groups with identical rewards (DAPO)");
+  }
+};
+
+struct OptimSection {
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.99, eps = 1e-8;
+  double grad_clip = 1.0;
+  std::int64_t warmup_steps = 0;
+  std::string schedule = "constant";  // constant | cosine
+  template <class V>
+  void fields(V& v) {
+    v("lr", lr, "peak learning rate");
+    v("weight_decay", weight_decay, "AdamW decoupled weight decay");
+    v("beta1", beta1, "AdamW beta1");
+    v("beta2", beta2, "AdamW beta2");
+    v("eps", eps, "AdamW epsilon");
+    v("grad_clip", grad_clip, "global gradient-norm clip (0: off)");
+    v("warmup_steps", warmup_steps, "linear warmup steps");
+    v("schedule", schedule, "constant | cosine after warmup");
+  }
+};
+
+struct SftSection {
+  std::int64_t steps = 300;
+  std::int64_t batch_size = 64;
+  double lr = 3e-3;
+  template <class V>
+  void fields(V& v) {
+    v("steps", steps, "SFT warm-up steps on worked solutions before RL (0: none)");
+    v("batch_size", batch_size, "SFT sequences per step");
+    v("lr", lr, "SFT learning rate");
+  }
+};
+
+struct GrpoRecipe {
+  std::int64_t seed = 1;
+  std::string run_dir = "runs/quickstart";
+  std::int64_t steps = 40;
+  std::int64_t eval_every = 10;
+  std::int64_t checkpoint_every = 0;  // 0: only at the end
+  ModelSection model;
+  DataSection data;
+  RolloutSection rollout;
+  std::vector<RewardSpec> rewards = {{"math", 1.0, nlohmann::json::object()}};
+  GrpoSection grpo;
+  OptimSection optim;
+  SftSection sft;
+  template <class V>
+  void fields(V& v) {
+    v("seed", seed, "seed for model init, data order and sampling");
+    v("run_dir", run_dir, "output directory (run.db, checkpoints, report.html)");
+    v("steps", steps, "RL steps");
+    v("eval_every", eval_every, "held-out evaluation period in steps");
+    v("checkpoint_every", checkpoint_every, "checkpoint period in steps (0: end only)");
+    v("model", model, "policy model");
+    v("data", data, "task and prompts");
+    v("rollout", rollout, "sampling");
+    v("rewards", rewards, "weighted rewards summed per sample");
+    v("grpo", grpo, "policy loss");
+    v("optim", optim, "optimizer");
+    v("sft", sft, "supervised warm-up");
+  }
+};
+
+// Reads a recipe (defaults = quickstart), applies --set overrides, validates enumerations.
+GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& overrides);
+nlohmann::json recipe_to_json(const GrpoRecipe& recipe);
+
+}  // namespace ponder::train
