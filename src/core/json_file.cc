@@ -30,8 +30,10 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& sourc
       }
     }
     std::string what = e.what();
-    const auto detail = what.find("error: ");
-    if (detail != std::string::npos) what = what.substr(detail + 7);
+    // nlohmann prefixes "[json.exception...] parse error at line L, column C: "; we give our own.
+    const auto column = what.find(", column ");
+    const auto detail = column == std::string::npos ? column : what.find(": ", column);
+    if (detail != std::string::npos) what = what.substr(detail + 2);
     throw Error(source_name + ":" + std::to_string(line) + ":" + std::to_string(column) +
                 ": invalid JSON: " + what);
   }

@@ -26,7 +26,7 @@ struct DataSection {
   std::string train_file;           // gsm8k/math jsonl (relative = under PONDER_DATA)
   std::string eval_file;
   int digits = 2;  // arithmetic operand size
-  std::int64_t eval_size = 100;
+  std::int64_t eval_size = 50;
   std::string chat_format = "chatml";
   template <class V>
   void fields(V& v) {
@@ -40,7 +40,7 @@ struct DataSection {
 };
 
 struct RolloutSection {
-  std::int64_t prompts_per_step = 16;
+  std::int64_t prompts_per_step = 8;
   std::int64_t n = 8;
   double temperature = 1.0;
   double top_p = 1.0;
@@ -114,8 +114,8 @@ struct OptimSection {
 };
 
 struct SftSection {
-  std::int64_t steps = 300;
-  std::int64_t batch_size = 64;
+  std::int64_t steps = 150;
+  std::int64_t batch_size = 32;
   double lr = 3e-3;
   template <class V>
   void fields(V& v) {
@@ -128,7 +128,7 @@ struct SftSection {
 struct GrpoRecipe {
   std::int64_t seed = 1;
   std::string run_dir = "runs/quickstart";
-  std::int64_t steps = 40;
+  std::int64_t steps = 20;
   std::int64_t eval_every = 10;
   std::int64_t checkpoint_every = 0;  // 0: only at the end
   ModelSection model;

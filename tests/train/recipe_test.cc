@@ -1,0 +1,51 @@
+#include "train/recipe.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "tests/common/test_util.h"
+
+namespace ponder::train {
+namespace {
+
+std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  testing_util::ScratchDir dir("recipe");
+  std::ofstream(dir / "r.json") << text;
+  try {
+    load_recipe((dir / "r.json").string(), overrides);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    return what.substr(what.find("r.json"));
+  }
+  return "";
+}
+
+TEST(Recipe, ErrorsNameTheFieldAndWhatWasExpected) {
+  EXPECT_EQ(error_of(R"({"grpo": {"clip_hihg": 0.3}})"),
+            "r.json: grpo.clip_hihg: unknown key; did you mean 'clip_high'?");
+  EXPECT_EQ(error_of(R"({"steps": "ten"})"),
+            "r.json: steps: expected an integer, got string \"ten\"");
+  EXPECT_EQ(error_of("{\n  \"steps\": 3,\n}"),
+            "r.json:3:1: invalid JSON: syntax error while parsing object key - unexpected '}'; "
+            "expected string literal");
+  EXPECT_EQ(error_of(R"({"grpo": {"kl_estimator": "k9"}})"),
+            "r.json: grpo.kl_estimator: unsupported value 'k9' (expected one of: k1, k2, k3)");
+  EXPECT_EQ(error_of("{}", {"rollout.n=1"}),
+            "r.json: rollout.n: GRPO needs at least 2 samples per prompt");
+  EXPECT_THROW(load_recipe("/nonexistent/recipe.json", {}), Error);
+}
+
+TEST(Recipe, OverridesApplyAndShippedRecipesValidate) {
+  const auto r = load_recipe("", {"optim.lr=0.5", "rewards=[{\"name\":\"math\",\"weight\":2}]"});
+  EXPECT_DOUBLE_EQ(r.optim.lr, 0.5);
+  EXPECT_DOUBLE_EQ(r.rewards.at(0).weight, 2.0);
+  for (const char* name : {"quickstart", "r1-zero-gsm8k", "dapo-math"})
+    EXPECT_NO_THROW(load_recipe(
+        (std::filesystem::path(PONDER_SOURCE_DIR) / "recipes" / name).concat(".json").string(), {}))
+        << name;
+}
+
+}  // namespace
+}  // namespace ponder::train
