@@ -31,8 +31,8 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& sourc
     }
     std::string what = e.what();
     // nlohmann prefixes "[json.exception...] parse error at line L, column C: "; we give our own.
-    const auto column = what.find(", column ");
-    const auto detail = column == std::string::npos ? column : what.find(": ", column);
+    const auto column_mark = what.find(", column ");
+    const auto detail = column_mark == std::string::npos ? column_mark : what.find(": ", column_mark);
     if (detail != std::string::npos) what = what.substr(detail + 2);
     throw Error(source_name + ":" + std::to_string(line) + ":" + std::to_string(column) +
                 ": invalid JSON: " + what);
