@@ -1,0 +1,83 @@
+// End-to-end tests of the `ponder` binary: exit codes, error format, and a tiny training run
+// that exercises every stage (SFT, rollouts, rewards, update, eval, store, report).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
+
+#include "store/run_store.h"
+#include "tests/common/test_util.h"
+
+namespace ponder {
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string output;
+};
+
+Result run(const std::string& args) {
+  FILE* pipe = popen((std::string(PONDER_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  std::string output;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), output};
+}
+
+TEST(Cli, VersionAndHelp) {
+  const auto version = run("version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.output.find("libtorch 2.11.0"), std::string::npos) << version.output;
+  EXPECT_NE(run("--help").output.find("train"), std::string::npos);
+}
+
+TEST(Cli, ErrorsArePrefixedAndExitNonZero) {
+  testing_util::ScratchDir dir("cli_bad");
+  std::ofstream(dir / "bad.json") << R"({"rollout": {"temprature": 0.5}})";
+  const auto bad = run("recipe check " + (dir / "bad.json").string());
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("ponder: error: " + (dir / "bad.json").string() +
+                            ": rollout.temprature: unknown key; did you mean 'temperature'?"),
+            std::string::npos)
+      << bad.output;
+  EXPECT_EQ(run("report /nonexistent/run").exit_code, 1);
+}
+
+TEST(Cli, RecipeCheckPrintsTheResolvedRecipe) {
+  for (const char* name : {"quickstart", "r1-zero-gsm8k", "dapo-math"}) {
+    const auto r = run("recipe check " + std::string(PONDER_SOURCE_DIR) + "/recipes/" + name +
+                       ".json --set seed=5");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j["seed"], 5);
+    EXPECT_TRUE(j["grpo"].contains("clip_high"));
+  }
+}
+
+TEST(Cli, TinyTrainingRunWritesStoreAndReport) {
+  testing_util::ScratchDir dir("cli_train");
+  const auto r =
+      run("train --set run_dir=" + (dir / "run").string() +
+          " --set steps=2 --set sft.steps=3 --set sft.batch_size=4 --set data.eval_size=4"
+          " --set rollout.prompts_per_step=2 --set rollout.n=2 --set rollout.max_tokens=8 --set "
+          "eval_every=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("held-out accuracy:"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir / "run" / "report.html"));
+  EXPECT_TRUE(
+      std::filesystem::exists(dir / "run" / "checkpoints" / "step-2" / "model.safetensors"));
+  store::RunStore store(dir / "run");
+  std::set<std::string> names;
+  for (const auto& m : store.metrics()) names.insert(m.name);
+  for (const char* name : {"sft/loss", "reward/mean", "train/loss", "train/clip_fraction",
+                           "train/entropy", "eval/accuracy", "rollout/logprob_mismatch_max"})
+    EXPECT_TRUE(names.count(name)) << name;
+  std::map<std::string, int> per_split;
+  for (const auto& row : store.rollouts(1)) ++per_split[row.split];
+  EXPECT_EQ(per_split["train"], 4);  // 2 prompts x 2 samples
+  EXPECT_EQ(per_split["eval"], 4);   // the held-out set, evaluated at step 1
+}
+
+}  // namespace
+}  // namespace ponder
