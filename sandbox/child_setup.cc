@@ -24,6 +24,12 @@
 namespace ponder::sandbox::detail {
 namespace {
 
+// errno and a static description (no allocation after fork).
+struct ChildFailure {
+  int error = 0;
+  const char* what = nullptr;
+};
+
 ChildFailure failure(const char* what) { return {errno == 0 ? EINVAL : errno, what}; }
 
 // fork() without glibc's atfork handlers, whose locks may be held by threads that do not exist
@@ -109,6 +115,9 @@ ChildFailure become_init(const ChildPlan& plan) {
   if (poll(&lifeline, 1, 0) != 0) _exit(1);
   close(plan.lifeline_read_fd);
   if (sethostname("sandbox", 7) != 0) return failure("sethostname");
+  // init is a copy of the host process (its memory, its environment): the program, same uid,
+  // must not read it through /proc/1/{mem,environ}. execve makes the program dumpable again.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return failure("prctl(PR_SET_DUMPABLE, 0)");
   return {};
 }
 
@@ -117,6 +126,12 @@ ChildFailure apply_mount_step(const MountStep& step) {
   switch (step.kind) {
     case MountKind::kDir:
       if (mkdir(target, step.mode) != 0 || chmod(target, step.mode) != 0) return failure("mkdir");
+      return {};
+    case MountKind::kWritableDir:
+      if (mkdir(target, step.mode) != 0 || chmod(target, step.mode) != 0 ||
+          mount(target, target, nullptr, MS_BIND, nullptr) != 0) {
+        return failure("writable dir");
+      }
       return {};
     case MountKind::kEmptyFile: {
       int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, step.mode);
@@ -167,21 +182,25 @@ ChildFailure build_root(const ChildPlan& plan) {
   return {};
 }
 
+bool create_file(const char* path, const std::string& content, unsigned mode) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return false;
+  bool ok = write_all(fd, content.data(), content.size());
+  return close(fd) == 0 && ok;
+}
+
 ChildFailure write_files(const ChildPlan& plan, int* stdin_fd) {
   for (const PlannedFile& file : plan.files) {
-    int fd = open(file.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, file.mode);
-    if (fd < 0) return failure("create program file");
-    bool ok = write_all(fd, file.content->data(), file.content->size());
-    close(fd);
-    if (!ok) return failure("write program file (disk limit too small?)");
+    if (!create_file(file.path.c_str(), *file.content, file.mode)) {
+      return failure("write program file (disk limit too small?)");
+    }
   }
   // stdin is an unlinked file rather than a pipe: no writer to keep alive, no deadlock.
-  *stdin_fd = open(plan.stdin_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (*stdin_fd < 0) return failure("create stdin file");
-  if (!write_all(*stdin_fd, plan.stdin_data->data(), plan.stdin_data->size()) ||
-      lseek(*stdin_fd, 0, SEEK_SET) != 0 || unlink(plan.stdin_path.c_str()) != 0) {
-    return failure("write stdin file");
-  }
+  // Opened read-only, so the root can still be remounted read-only.
+  const char* stdin_path = plan.stdin_path.c_str();
+  if (!create_file(stdin_path, *plan.stdin_data, 0600)) return failure("write stdin file");
+  *stdin_fd = open(stdin_path, O_RDONLY | O_CLOEXEC);
+  if (*stdin_fd < 0 || unlink(stdin_path) != 0) return failure("open stdin file");
   return {};
 }
 
@@ -234,6 +253,10 @@ void kill_everything(const ChildPlan& plan, pid_t program) {
 InitReport supervise(const ChildPlan& plan, pid_t program, const sigset_t& sigchld) {
   InitReport report;
   report.magic = kInitReportMagic;
+  struct stat pid_namespace{};
+  if (plan.isolate && stat("/proc/self/ns/pid", &pid_namespace) == 0) {
+    report.pid_namespace = pid_namespace.st_ino;
+  }
   const std::int64_t start = now_us();
   rusage usage{};
   for (bool done = false; !done;) {
@@ -290,9 +313,15 @@ InitReport supervise(const ChildPlan& plan, pid_t program, const sigset_t& sigch
   _exit(0);
 }
 
-}  // namespace
+[[noreturn]] void report_failure(const ChildPlan& plan, ChildFailure failure) {
+  SetupFailure header{kSetupFailureMagic, failure.error,
+                      static_cast<std::uint32_t>(std::strlen(failure.what))};
+  write_all(plan.status_write_fd, reinterpret_cast<const char*>(&header), sizeof(header));
+  write_all(plan.status_write_fd, failure.what, header.length);
+  _exit(127);
+}
 
-ChildFailure enter_sandbox(const ChildPlan& plan) noexcept {
+ChildFailure set_up(const ChildPlan& plan) {
   umask(022);
   if (plan.isolate) {
     if (ChildFailure f = enter_namespaces(plan); f.what) return f;
@@ -304,6 +333,12 @@ ChildFailure enter_sandbox(const ChildPlan& plan) noexcept {
   }
   int stdin_fd = -1;
   if (ChildFailure f = write_files(plan, &stdin_fd); f.what) return f;
+  // Only the writable dirs (their own mounts) stay writable; they share the tmpfs size.
+  if (plan.isolate &&
+      mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+            nullptr) != 0) {
+    return failure("read-only remount of the sandbox root");
+  }
   sigset_t sigchld;
   sigemptyset(&sigchld);
   sigaddset(&sigchld, SIGCHLD);
@@ -315,6 +350,12 @@ ChildFailure enter_sandbox(const ChildPlan& plan) noexcept {
   // program alone.
   close_all_except(plan.status_write_fd);
   report_and_exit(plan, supervise(plan, program, sigchld));
+}
+
+}  // namespace
+
+void enter_sandbox(const ChildPlan& plan) noexcept {
+  if (ChildFailure failure = set_up(plan); failure.what) report_failure(plan, failure);
 }
 
 }  // namespace ponder::sandbox::detail

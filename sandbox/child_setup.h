@@ -22,10 +22,28 @@ struct InitReport {
   std::int64_t cpu_us = 0;
   std::int64_t max_rss_kb = 0;
   std::uint64_t collected_size = 0;
+  std::uint64_t pid_namespace = 0;
 };
 inline constexpr std::uint32_t kInitReportMagic = 0x706f6e64;
 
-enum class MountKind { kDir, kBindReadOnly, kBindDevice, kEmptyFile, kSymlink, kProc };
+// What any process of the sandbox reports instead when setting it up failed; `length` bytes
+// of message follow. Nothing was run.
+struct SetupFailure {
+  std::uint32_t magic = 0;
+  std::int32_t error = 0;
+  std::uint32_t length = 0;
+};
+inline constexpr std::uint32_t kSetupFailureMagic = 0x6661696c;
+
+enum class MountKind {
+  kDir,
+  kWritableDir,  // bound onto itself, so it stays writable once the root is read-only
+  kBindReadOnly,
+  kBindDevice,
+  kEmptyFile,
+  kSymlink,
+  kProc
+};
 
 // One step building the new root; paths are absolute host paths under the staging mount.
 struct MountStep {
@@ -69,15 +87,9 @@ struct ChildPlan {
   const sock_fprog* seccomp = nullptr;
 };
 
-// Failure inside the child: errno and a static description (no allocation after fork).
-struct ChildFailure {
-  int error = 0;
-  const char* what = nullptr;
-};
-
 // Called in the process Boost.Process forked. Returns only in the process that must go on to
-// execve the program (with error == 0) or on failure before that; every supervising process
-// (the outer child, init) stays here and _exits.
-ChildFailure enter_sandbox(const ChildPlan& plan) noexcept;
+// execve the program; every supervising process (the outer child, init) stays here and
+// _exits, and any failure is written to the status pipe as a SetupFailure before _exit.
+void enter_sandbox(const ChildPlan& plan) noexcept;
 
 }  // namespace ponder::sandbox::detail

@@ -65,11 +65,11 @@ std::vector<MountStep> build_layout() {
                                                            {"/dev/stdout", "/proc/self/fd/1"},
                                                            {"/dev/stderr", "/proc/self/fd/2"}};
   for (auto [link, target] : dev_links) steps.push_back({MountKind::kSymlink, staged(link), target});
-  dir("/dev/shm", 01777);
+  steps.push_back({MountKind::kWritableDir, staged("/dev/shm"), "", 0, 01777});
   dir("/proc", 0555);
   steps.push_back({MountKind::kProc, staged("/proc")});
-  dir("/tmp", 01777);
-  dir(kWorkDir, 0755);
+  steps.push_back({MountKind::kWritableDir, staged("/tmp"), "", 0, 01777});
+  steps.push_back({MountKind::kWritableDir, staged(kWorkDir), "", 0, 0755});
   return steps;
 }
 

@@ -43,12 +43,8 @@ struct Launcher : bp::extend::handler {
   const detail::ChildPlan* plan;
 
   template <typename Executor>
-  void on_exec_setup(Executor& exec) const {
-    detail::ChildFailure failure = detail::enter_sandbox(*plan);
-    if (failure.what) {
-      exec.set_error(std::error_code(failure.error, std::system_category()), failure.what);
-      _exit(127);
-    }
+  void on_exec_setup(Executor&) const {
+    detail::enter_sandbox(*plan);
   }
   // The outer child exits right after reporting; reap it so no zombie is left.
   template <typename Executor>
@@ -207,6 +203,16 @@ Captured capture(bp::pipe& out, bp::pipe& err, Fd& status, pid_t outer_child,
   return captured;
 }
 
+void throw_if_setup_failed(const std::string& status, bool isolate) {
+  detail::SetupFailure failure;
+  if (status.size() < sizeof(failure)) return;
+  std::memcpy(&failure, status.data(), sizeof(failure));
+  if (failure.magic != detail::kSetupFailureMagic) return;
+  throw Error("sandbox: " + status.substr(sizeof(failure), failure.length) + ": " +
+              strerror(failure.error) +
+              (isolate ? " (refusing to run the program without isolation)" : ""));
+}
+
 RunResult to_result(const Captured& captured) {
   RunResult result;
   result.stdout_data = captured.stdout_data;
@@ -229,6 +235,7 @@ RunResult to_result(const Captured& captured) {
   result.wall_ms = report.wall_us / 1000.0;
   result.cpu_ms = report.cpu_us / 1000.0;
   result.max_rss_kb = report.max_rss_kb;
+  result.pid_namespace = report.pid_namespace;
   result.timed_out = report.timed_out != 0 || captured.killed_by_backstop;
   if (captured.status.size() == sizeof(report) + report.collected_size) {
     result.collected = captured.status.substr(sizeof(report));
@@ -282,6 +289,7 @@ RunResult Sandbox::run_command(const Command& command, const Limits& limits) con
   lifeline->write.reset();
   Captured captured = capture(out, err, status->read, child->id(), limits);
   child->wait();
+  throw_if_setup_failed(captured.status, isolate);
   return to_result(captured);
 }
 

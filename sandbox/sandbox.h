@@ -55,6 +55,9 @@ struct RunResult {
   bool truncated = false;  // stdout or stderr exceeded max_output_bytes
   std::string stage = "run";  // "compile" when a compile step failed and nothing ran
   std::string collected;      // content of Command::collect_file
+  // Inode of the run's PID namespace (0 without isolation): lets callers check that no
+  // process of the run survives it.
+  std::uint64_t pid_namespace = 0;
 
   bool ok() const { return exit_code == 0 && !timed_out; }
 };
