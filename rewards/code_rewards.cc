@@ -126,17 +126,26 @@ std::string python_harness(const PythonTask& task, const std::string& nonce) {
   return "import os as _ponder_os\n"
          "_ponder_write = _ponder_os.write\n"
          "def _ponder_report(*parts):\n"
-         "    _ponder_write(1, ('\\n" + nonce + " ' + ' '.join(parts) + '\\n').encode())\n"
+         "    _ponder_write(1, ('\\n" +
+         nonce +
+         " ' + ' '.join(parts) + '\\n').encode())\n"
          "_ponder_globals = {'__name__': '__main__', '__builtins__': __builtins__}\n"
          "try:\n"
-         "    exec(compile(" + python_literal(task.setup) + ", 'setup.py', 'exec'), _ponder_globals)\n"
-         "    exec(compile(" + python_literal(task.solution) + ", 'solution.py', 'exec'), _ponder_globals)\n"
+         "    exec(compile(" +
+         python_literal(task.setup) +
+         ", 'setup.py', 'exec'), _ponder_globals)\n"
+         "    exec(compile(" +
+         python_literal(task.solution) +
+         ", 'solution.py', 'exec'), _ponder_globals)\n"
          "except BaseException as _ponder_error:\n"
          "    _ponder_report('load', type(_ponder_error).__name__)\n"
          "    raise\n"
-         "for _ponder_index, _ponder_test in enumerate(" + tests + "):\n"
+         "for _ponder_index, _ponder_test in enumerate(" +
+         tests +
+         "):\n"
          "    try:\n"
-         "        exec(compile(_ponder_test, f'test_{_ponder_index}.py', 'exec'), _ponder_globals)\n"
+         "        exec(compile(_ponder_test, f'test_{_ponder_index}.py', 'exec'), "
+         "_ponder_globals)\n"
          "        _ponder_report(str(_ponder_index), 'pass')\n"
          "    except BaseException as _ponder_error:\n"
          "        _ponder_report(str(_ponder_index), 'fail', type(_ponder_error).__name__)\n";
@@ -185,8 +194,7 @@ std::string stdio_verdict(const sandbox::RunResult& run, const std::string& expe
   if (run.timed_out) return "timeout";
   if (run.truncated) return "output_limit";
   if (run.exit_code != 0) return "runtime_error";
-  return normalized_lines(run.stdout_data) == normalized_lines(expected) ? "pass"
-                                                                         : "wrong_answer";
+  return normalized_lines(run.stdout_data) == normalized_lines(expected) ? "pass" : "wrong_answer";
 }
 
 class CodeReward : public Reward {
@@ -259,8 +267,8 @@ class CodeReward : public Reward {
     return verdicts;
   }
 
-  std::vector<std::string> run_stdio(const std::vector<StdioCase>& cases,
-                                     const std::string& code, json& details) const {
+  std::vector<std::string> run_stdio(const std::vector<StdioCase>& cases, const std::string& code,
+                                     json& details) const {
     details["language"] = sandbox::language(options_.language).name;
     details["tests"] = json::array();
     auto prepared = sandbox_.prepare({.language = options_.language, .source = code});
@@ -269,7 +277,8 @@ class CodeReward : public Reward {
     }
     std::vector<std::string> verdicts;
     for (const StdioCase& test : cases) {
-      const bool stop = options_.scoring == "binary" && !verdicts.empty() && verdicts.back() != "pass";
+      const bool stop =
+          options_.scoring == "binary" && !verdicts.empty() && verdicts.back() != "pass";
       if (stop || !prepared.ok) {
         verdicts.push_back(prepared.ok ? "skipped" : "compile_error");
         details["tests"].push_back({{"verdict", verdicts.back()}});

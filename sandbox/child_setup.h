@@ -49,7 +49,7 @@ enum class MountKind {
 struct MountStep {
   MountKind kind;
   std::string target;
-  std::string source;  // bind source or symlink text
+  std::string source;              // bind source or symlink text
   unsigned long locked_flags = 0;  // flags of the source mount a remount must keep
   unsigned mode = 0755;
 };

@@ -10,8 +10,8 @@ namespace ponder::sandbox {
 
 struct Language {
   std::string name;
-  std::vector<std::string> aliases;  // also accepted as names and as markdown fence tags
-  std::string source_file;           // written to /work
+  std::vector<std::string> aliases;       // also accepted as names and as markdown fence tags
+  std::string source_file;                // written to /work
   std::vector<std::string> compile_argv;  // empty for interpreted languages
   std::string binary;                     // what compile_argv produces in /work
   std::vector<std::string> run_argv;      // argv[0] absolute inside the sandbox

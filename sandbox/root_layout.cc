@@ -13,8 +13,17 @@ namespace {
 // Toolchain paths: binaries, libraries, headers, the dynamic loader's cache. Deliberately not
 // /etc as a whole (shadow, credentials), /home, /root, /work, /var or /run.
 constexpr const char* kHostPaths[] = {
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
     "/etc/localtime",
 };
 constexpr const char* kDevices[] = {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"};
@@ -23,10 +32,10 @@ std::string staged(const std::string& path) { return kStagingRoot + path; }
 
 // A remount inside a user namespace must keep the flags the host mount was locked with.
 unsigned long locked_flags(const std::string& path) {
-  struct statvfs info{};
+  struct statvfs info {};
   if (statvfs(path.c_str(), &info) != 0) return 0;
   const std::pair<unsigned long, unsigned long> mapping[] = {
-      {ST_NOSUID, MS_NOSUID},     {ST_NODEV, MS_NODEV},   {ST_NOEXEC, MS_NOEXEC},
+      {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},           {ST_NOEXEC, MS_NOEXEC},
       {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
       {ST_RDONLY, MS_RDONLY}};
   unsigned long flags = 0;
@@ -37,7 +46,7 @@ unsigned long locked_flags(const std::string& path) {
 }
 
 void add_host_path(std::vector<MountStep>& steps, const std::string& path) {
-  struct stat info{};
+  struct stat info {};
   if (lstat(path.c_str(), &info) != 0) return;
   if (S_ISLNK(info.st_mode)) {
     steps.push_back({MountKind::kSymlink, staged(path), std::filesystem::read_symlink(path)});
@@ -64,7 +73,8 @@ std::vector<MountStep> build_layout() {
                                                            {"/dev/stdin", "/proc/self/fd/0"},
                                                            {"/dev/stdout", "/proc/self/fd/1"},
                                                            {"/dev/stderr", "/proc/self/fd/2"}};
-  for (auto [link, target] : dev_links) steps.push_back({MountKind::kSymlink, staged(link), target});
+  for (auto [link, target] : dev_links)
+    steps.push_back({MountKind::kSymlink, staged(link), target});
   steps.push_back({MountKind::kWritableDir, staged("/dev/shm"), "", 0, 01777});
   dir("/proc", 0555);
   steps.push_back({MountKind::kProc, staged("/proc")});

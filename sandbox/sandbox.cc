@@ -115,7 +115,8 @@ detail::ChildPlan make_plan(const Command& command, const Limits& limits, bool i
   plan.isolate = isolate;
   plan.work_dir = work_dir;
   for (const File& file : command.files) {
-    plan.files.push_back({work_dir + "/" + file.name, &file.content, file.executable ? 0755u : 0644u});
+    plan.files.push_back(
+        {work_dir + "/" + file.name, &file.content, file.executable ? 0755u : 0644u});
   }
   plan.stdin_path = isolate ? "/.stdin" : work_dir + "/.stdin";
   plan.stdin_data = &command.stdin_data;
@@ -134,8 +135,7 @@ detail::ChildPlan make_plan(const Command& command, const Limits& limits, bool i
   plan.uid_map = std::to_string(kInnerUid) + " " + std::to_string(plan.outer_uid) + " 1";
   plan.gid_map = std::to_string(kInnerUid) + " " + std::to_string(plan.outer_gid) + " 1";
   plan.staging_root = detail::kStagingRoot;
-  plan.tmpfs_options =
-      "size=" + std::to_string(limits.disk_mb) + "m,nr_inodes=16384,mode=755";
+  plan.tmpfs_options = "size=" + std::to_string(limits.disk_mb) + "m,nr_inodes=16384,mode=755";
   plan.mounts = &detail::root_layout();
   plan.seccomp = &detail::seccomp_program();
   return plan;
@@ -159,10 +159,11 @@ Captured capture(bp::pipe& out, bp::pipe& err, Fd& status, pid_t outer_child,
     std::string* data;
     std::size_t cap;
     bool open = true;
-  } streams[] = {
-      {out.native_source(), &captured.stdout_data, static_cast<std::size_t>(limits.max_output_bytes)},
-      {err.native_source(), &captured.stderr_data, static_cast<std::size_t>(limits.max_output_bytes)},
-      {status.get(), &captured.status, sizeof(detail::InitReport) + kCollectCap}};
+  } streams[] = {{out.native_source(), &captured.stdout_data,
+                  static_cast<std::size_t>(limits.max_output_bytes)},
+                 {err.native_source(), &captured.stderr_data,
+                  static_cast<std::size_t>(limits.max_output_bytes)},
+                 {status.get(), &captured.status, sizeof(detail::InitReport) + kCollectCap}};
   std::vector<char> buffer(1 << 16);
   for (;;) {
     std::vector<pollfd> fds;
@@ -262,8 +263,10 @@ RunResult Sandbox::run_command(const Command& command, const Limits& limits) con
   const bool isolate = !options_.unsafe_no_isolation;
   std::optional<UnsafeWorkDir> unsafe_dir;
   if (!isolate) {
-    log::warn("SANDBOX ISOLATION IS OFF (unsafe_no_isolation): '{}' runs as a plain child with "
-              "full access to this machine. Use for debugging only.", command.argv[0]);
+    log::warn(
+        "SANDBOX ISOLATION IS OFF (unsafe_no_isolation): '{}' runs as a plain child with "
+        "full access to this machine. Use for debugging only.",
+        command.argv[0]);
     unsafe_dir.emplace();
   }
   const std::string work_dir = isolate ? detail::kWorkDir : unsafe_dir->path();
@@ -278,8 +281,8 @@ RunResult Sandbox::run_command(const Command& command, const Limits& limits) con
   try {
     child.emplace(bp::exe = command.argv[0],
                   bp::args = std::vector<std::string>(command.argv.begin() + 1, command.argv.end()),
-                  bp::env = sandbox_environment(work_dir), bp::std_in < bp::null,
-                  bp::std_out > out, bp::std_err > err, Launcher{.plan = &plan});
+                  bp::env = sandbox_environment(work_dir), bp::std_in<bp::null, bp::std_out> out,
+                  bp::std_err > err, Launcher{.plan = &plan});
   } catch (const std::exception& e) {
     throw Error(std::string("sandbox: cannot start '") + command.argv[0] + "': " + e.what() +
                 (isolate ? " (refusing to run the program without isolation)" : ""));

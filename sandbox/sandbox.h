@@ -51,8 +51,8 @@ struct RunResult {
   double wall_ms = 0;
   double cpu_ms = 0;
   std::int64_t max_rss_kb = 0;
-  bool timed_out = false;  // wall or CPU limit hit
-  bool truncated = false;  // stdout or stderr exceeded max_output_bytes
+  bool timed_out = false;     // wall or CPU limit hit
+  bool truncated = false;     // stdout or stderr exceeded max_output_bytes
   std::string stage = "run";  // "compile" when a compile step failed and nothing ran
   std::string collected;      // content of Command::collect_file
   // Inode of the run's PID namespace (0 without isolation): lets callers check that no
@@ -68,8 +68,8 @@ struct SandboxOptions {
   // Debugging only: runs programs as plain children (rlimits and timeouts, but no namespaces,
   // no seccomp, a host temp dir). Logs a loud warning on every run.
   bool unsafe_no_isolation = false;
-  Limits compile_limits = {.wall_s = 30, .cpu_s = 20, .memory_mb = 2048, .max_file_mb = 64,
-                           .disk_mb = 256};
+  Limits compile_limits = {
+      .wall_s = 30, .cpu_s = 20, .memory_mb = 2048, .max_file_mb = 64, .disk_mb = 256};
 };
 
 // Thread-safe; one instance can serve every worker. run() throws ponder::Error when the kernel

@@ -21,23 +21,62 @@ namespace {
 // System calls a test program never needs and that reach beyond the program: tracing other
 // processes, (un)mounting and namespaces, kernel keyrings/modules/BPF, clocks, raw I/O.
 constexpr const char* kDeniedSyscalls[] = {
-    "ptrace",          "process_vm_readv", "process_vm_writev", "kcmp",
-    "pidfd_getfd",     "mount",            "umount2",           "pivot_root",
-    "chroot",          "unshare",          "setns",             "open_tree",
-    "move_mount",      "fsopen",           "fsconfig",          "fsmount",
-    "fspick",          "mount_setattr",    "kexec_load",        "kexec_file_load",
-    "bpf",             "perf_event_open",  "keyctl",            "add_key",
-    "request_key",     "init_module",      "finit_module",      "delete_module",
-    "reboot",          "swapon",           "swapoff",           "acct",
-    "syslog",          "userfaultfd",      "open_by_handle_at", "name_to_handle_at",
-    "iopl",            "ioperm",           "quotactl",          "fanotify_init",
-    "io_uring_setup",  "io_uring_enter",   "io_uring_register", "settimeofday",
-    "clock_settime",   "clock_adjtime",    "adjtimex",          "sethostname",
-    "setdomainname",   "lookup_dcookie",   "vhangup",           "personality",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "kexec_load",
+    "kexec_file_load",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "syslog",
+    "userfaultfd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "iopl",
+    "ioperm",
+    "quotactl",
+    "fanotify_init",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "lookup_dcookie",
+    "vhangup",
+    "personality",
 };
 
-constexpr unsigned long kNamespaceFlags[] = {CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPID,
-                                             CLONE_NEWNET,  CLONE_NEWIPC, CLONE_NEWUTS,
+constexpr unsigned long kNamespaceFlags[] = {CLONE_NEWUSER,  CLONE_NEWNS,  CLONE_NEWPID,
+                                             CLONE_NEWNET,   CLONE_NEWIPC, CLONE_NEWUTS,
                                              CLONE_NEWCGROUP};
 
 void check(int rc, const std::string& what) {
@@ -62,7 +101,7 @@ void add_rules(scmp_filter_ctx ctx) {
 
 std::vector<sock_filter> compile_filter() {
   std::unique_ptr<void, decltype(&seccomp_release)> ctx(seccomp_init(SCMP_ACT_ALLOW),
-                                                         &seccomp_release);
+                                                        &seccomp_release);
   if (!ctx) throw Error("sandbox: seccomp_init failed");
   // The child sets no_new_privs itself, right before installing the program.
   check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0), "attribute NNP");

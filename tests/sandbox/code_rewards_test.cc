@@ -1,5 +1,7 @@
 // Code rewards against the datasets' own reference solutions (HumanEval canonical solutions,
 // MBPP reference code), hand-built partial solutions, reward-hacking attempts and garbage.
+#include "rewards/code_rewards.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -10,7 +12,6 @@
 #include "core/json_file.h"
 #include "core/thread_pool.h"
 #include "rewards/code_extract.h"
-#include "rewards/code_rewards.h"
 
 namespace ponder::rewards {
 namespace {
@@ -51,10 +52,10 @@ std::vector<RewardResult> score_all(const Reward& reward, const std::vector<Samp
 std::vector<Sample> humaneval_samples(const std::function<std::string(const json&)>& completion) {
   std::vector<Sample> samples;
   for (const json& task : read_jsonl("humaneval/HumanEval.jsonl")) {
-    samples.push_back({.prompt = task["prompt"],
-                       .completion = completion(task),
-                       .reference = {{"test", task["test"]},
-                                     {"entry_point", task["entry_point"]}}});
+    samples.push_back(
+        {.prompt = task["prompt"],
+         .completion = completion(task),
+         .reference = {{"test", task["test"]}, {"entry_point", task["entry_point"]}}});
   }
   return samples;
 }
@@ -122,8 +123,8 @@ Sample squares_task(std::string completion) {
 
 TEST(Mbpp, FractionScoringCountsPassedAsserts) {
   const std::string partial = "```python\ndef f(x):\n    return x * x if x != 2 else 5\n```";
-  RewardResult fraction = code_reward({{"style", "mbpp"}, {"scoring", "fraction"}})
-                              ->score(squares_task(partial));
+  RewardResult fraction =
+      code_reward({{"style", "mbpp"}, {"scoring", "fraction"}})->score(squares_task(partial));
   EXPECT_DOUBLE_EQ(fraction.value, 2.0 / 3.0);
   EXPECT_EQ(fraction.details["tests"][1]["verdict"], "fail: AssertionError");
   EXPECT_EQ(fraction.details["passed"], 2);
@@ -135,14 +136,17 @@ TEST(Mbpp, FractionScoringCountsPassedAsserts) {
 
 TEST(CodeReward, ExitingEarlyOrForgingVerdictsScoresZero) {
   auto reward = code_reward({{"style", "mbpp"}, {"scoring", "fraction"}});
-  for (const char* hack : {"import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n",
-                           "print('ponder-0 0 pass')\nprint('ponder-0 1 pass')\ndef f(x): pass\n"}) {
+  for (const char* hack :
+       {"import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n",
+        "print('ponder-0 0 pass')\nprint('ponder-0 1 pass')\ndef f(x): pass\n"}) {
     RewardResult r = reward->score(squares_task(hack));
     EXPECT_EQ(r.value, 0.0) << hack << r.details.dump();
   }
   // Redirecting sys.stdout does not hide the verdicts of a correct solution.
-  EXPECT_EQ(reward->score(squares_task("import sys, io\nsys.stdout = io.StringIO()\n"
-                                       "f = lambda x: x * x\n")).value,
+  EXPECT_EQ(reward
+                ->score(squares_task("import sys, io\nsys.stdout = io.StringIO()\n"
+                                     "f = lambda x: x * x\n"))
+                .value,
             1.0);
 }
 
@@ -175,9 +179,9 @@ TEST(StdioReward, PythonAndCppSolutions) {
   EXPECT_EQ(python->score(sum_task("```py\nprint(sum(map(int, input().split())), ' ')\n```")).value,
             1.0);
   auto cpp = code_reward({{"style", "stdio"}, {"language", "cpp"}, {"scoring", "fraction"}});
-  RewardResult r = cpp->score(sum_task(
-      "```cpp\n#include <iostream>\nint main(){long a,b;std::cin>>a>>b;"
-      "if(a<0) return 1; std::cout<<a+b<<std::endl;}\n```"));
+  RewardResult r =
+      cpp->score(sum_task("```cpp\n#include <iostream>\nint main(){long a,b;std::cin>>a>>b;"
+                          "if(a<0) return 1; std::cout<<a+b<<std::endl;}\n```"));
   EXPECT_DOUBLE_EQ(r.value, 2.0 / 3.0);
   EXPECT_EQ(r.details["tests"][2]["verdict"], "runtime_error");
 }
@@ -202,7 +206,8 @@ TEST(CodeReward, BadOptionsAndReferencesThrow) {
   EXPECT_THROW(code_reward({{"timeout", 3}}), Error);
   EXPECT_THROW(code_reward({{"style", "mbpp"}, {"language", "cpp"}}), Error);
   EXPECT_THROW(code_reward({{"style", "humaneval"}})->score({.completion = "x"}), Error);
-  EXPECT_THROW(code_reward({{"style", "stdio"}})->score({.completion = "x", .reference = 3}), Error);
+  EXPECT_THROW(code_reward({{"style", "stdio"}})->score({.completion = "x", .reference = 3}),
+               Error);
 }
 
 TEST(CodeExtract, PicksTheRightFence) {

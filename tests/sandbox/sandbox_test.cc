@@ -35,10 +35,10 @@ TEST(Sandbox, PythonSeesStdinAndReportsExitCode) {
 TEST(Sandbox, LargeStdinDoesNotDeadlock) {
   Sandbox sandbox;
   std::string input(8 << 20, 'a');
-  RunResult r = sandbox.run(
-      {.language = "python", .source = "import sys\nprint(len(sys.stdin.read()))\n",
-       .stdin_data = input},
-      {});
+  RunResult r = sandbox.run({.language = "python",
+                             .source = "import sys\nprint(len(sys.stdin.read()))\n",
+                             .stdin_data = input},
+                            {});
   EXPECT_EQ(r.stdout_data, std::to_string(input.size()) + "\n");
 }
 
@@ -55,7 +55,8 @@ TEST(Sandbox, SignalDeathIsReported) {
 TEST(Sandbox, MemoryIsMeasured) {
   Sandbox sandbox;
   RunResult r = sandbox.run(
-      {.language = "python", .source = "x = bytearray(200 * 1024 * 1024)\nx[::4096] = b'1' * len(x[::4096])\n"},
+      {.language = "python",
+       .source = "x = bytearray(200 * 1024 * 1024)\nx[::4096] = b'1' * len(x[::4096])\n"},
       {.memory_mb = 512});
   EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
   EXPECT_GT(r.max_rss_kb, 200 * 1024);
@@ -86,9 +87,10 @@ TEST(Sandbox, CCompileErrorIsReportedAsCompileStage) {
 
 TEST(Sandbox, PreparedBinaryRunsManyInputs) {
   Sandbox sandbox;
-  auto prepared = sandbox.prepare(
-      {.language = "c", .source = "#include <stdio.h>\nint main(){int a,b;scanf(\"%d %d\",&a,&b);"
-                                  "printf(\"%d\\n\",a*b);}\n"});
+  auto prepared =
+      sandbox.prepare({.language = "c",
+                       .source = "#include <stdio.h>\nint main(){int a,b;scanf(\"%d %d\",&a,&b);"
+                                 "printf(\"%d\\n\",a*b);}\n"});
   ASSERT_TRUE(prepared.ok) << prepared.compile_failure.stderr_data;
   for (int a = 1; a <= 4; ++a) {
     RunResult r = sandbox.run_prepared(prepared, std::to_string(a) + " 7\n", {});
@@ -116,11 +118,11 @@ TEST(SandboxPool, ResultsComeBackInRequestOrder) {
   std::vector<RunRequest> requests;
   for (int i = 0; i < 12; ++i) {
     // Earlier requests sleep longer, so completion order is the reverse of request order.
-    requests.push_back({.id = static_cast<std::uint64_t>(100 + i),
-                        .program = {.language = "python",
-                                    .source = "import time\ntime.sleep(" +
-                                              std::to_string((12 - i) * 0.01) + ")\nprint(" +
-                                              std::to_string(i) + ")\n"}});
+    requests.push_back(
+        {.id = static_cast<std::uint64_t>(100 + i),
+         .program = {.language = "python",
+                     .source = "import time\ntime.sleep(" + std::to_string((12 - i) * 0.01) +
+                               ")\nprint(" + std::to_string(i) + ")\n"}});
   }
   requests.push_back({.id = 999, .program = {.language = "cobol"}});
   std::vector<RunResponse> responses = pool.run_all(requests);
