@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/env.hpp>
@@ -73,10 +74,25 @@ struct PipeFds {
   Fd read, write;
 };
 
+// Close-on-exec, so that processes forked meanwhile on other threads do not inherit them.
+std::array<int, 2> cloexec_pipe() {
+  std::array<int, 2> fds;
+  if (pipe2(fds.data(), O_CLOEXEC) != 0) {
+    throw Error(std::string("sandbox: pipe2: ") + strerror(errno));
+  }
+  return fds;
+}
+
 std::unique_ptr<PipeFds> make_pipe() {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) throw Error(std::string("sandbox: pipe2: ") + strerror(errno));
-  return std::unique_ptr<PipeFds>(new PipeFds{Fd(fds[0]), Fd(fds[1])});
+  auto [read_end, write_end] = cloexec_pipe();
+  return std::unique_ptr<PipeFds>(new PipeFds{Fd(read_end), Fd(write_end)});
+}
+
+// Boost's own pipes are not close-on-exec; dup2 onto the child's stdout/stderr clears the flag
+// there.
+bp::pipe output_pipe() {
+  auto [read_end, write_end] = cloexec_pipe();
+  return bp::pipe(read_end, write_end);
 }
 
 void check_command(const Command& command) {
@@ -276,7 +292,8 @@ RunResult Sandbox::run_command(const Command& command, const Limits& limits) con
   plan.status_write_fd = status->write.get();
   plan.lifeline_read_fd = lifeline->read.get();
   plan.lifeline_write_fd = lifeline->write.get();
-  bp::pipe out, err;
+  bp::pipe out = output_pipe();
+  bp::pipe err = output_pipe();
   std::optional<bp::child> child;
   try {
     child.emplace(bp::exe = command.argv[0],

@@ -5,7 +5,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "core/error.h"
+#include "sandbox/cli_run.h"
 #include "sandbox/languages.h"
 #include "sandbox/pool.h"
 
@@ -145,6 +149,35 @@ TEST(Sandbox, JsonCarriesClippedOutputsAndReplacesInvalidUtf8) {
   EXPECT_NE(j["stdout"].get<std::string>().find("90 more bytes"), std::string::npos);
   EXPECT_NO_THROW(j.dump());
   EXPECT_EQ(j["exit_code"], -1);
+}
+
+TEST(SandboxCommand, PrintsOutputsAndResultAndReturnsTheExitCode) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ponder-sandbox-cli-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "prog.py") << "import sys\nprint(input() * 2)\nsys.exit(3)\n";
+  std::ofstream(dir / "in.txt") << "ab\n";
+  std::ofstream(dir / "loop.py") << "while True: pass\n";
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  int code = run_sandbox_command({.file = (dir / "prog.py").string(),
+                                  .language = "python",
+                                  .stdin_file = (dir / "in.txt").string()});
+  std::string out = ::testing::internal::GetCapturedStdout();
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 3);
+  EXPECT_EQ(out, "abab\n");
+  nlohmann::json summary = nlohmann::json::parse(err);
+  EXPECT_EQ(summary["exit_code"], 3);
+  EXPECT_EQ(summary["timed_out"], false);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run_sandbox_command(
+                {.file = (dir / "loop.py").string(), .language = "py", .time_limit_s = 1}),
+            124);
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_THROW(run_sandbox_command({.file = (dir / "missing.py").string(), .language = "py"}),
+               Error);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
