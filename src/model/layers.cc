@@ -43,12 +43,6 @@ Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
   return Linear{get(prefix + ".weight"), find(prefix + ".bias")};
 }
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  const at::Tensor x32 = x.to(at::kFloat);
-  const at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return weight * normed.to(x.scalar_type());
-}
-
 Rotary::Rotary(const ModelConfig& c, std::int64_t dim) {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   if (c.rope_scaling.type == "yarn") {

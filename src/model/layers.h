@@ -9,10 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "kernels/rms_norm.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
 
 namespace ponder::model {
+
+using kernels::rms_norm;
 
 // Looks up parameters by HF name while a model is assembled; missing names fail clearly.
 using ParamLookup = std::function<at::Tensor(const std::string& name)>;
@@ -26,8 +29,6 @@ struct Linear {
 
 Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
                    const std::string& prefix);
-
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // Rotary tables for the given positions: cos/sin [T, rotary_dim / 2], already multiplied by
 // YaRN's attention factor.

@@ -8,4 +8,4 @@ ponder_library(ponder_model TORCH
     ${CMAKE_CURRENT_LIST_DIR}/attention_mla.cc
     ${CMAKE_CURRENT_LIST_DIR}/transformer.cc
     ${CMAKE_CURRENT_LIST_DIR}/init_model.cc
-  DEPS ponder_core)
+  DEPS ponder_kernels ponder_core)
