@@ -87,6 +87,9 @@ ChildFailure enter_namespaces(const ChildPlan& plan) {
   if (plan.drop_root) {
     if (ChildFailure f = drop_root(plan); f.what) return f;
   }
+  // Armed after the uid change, which clears it; the parent may already be gone by then.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return failure("prctl(PR_SET_PDEATHSIG)");
+  if (getppid() != plan.parent_pid) _exit(1);
   constexpr int kFlags =
       CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
   if (unshare(kFlags) != 0) {

@@ -62,6 +62,7 @@ struct PlannedFile {
 
 struct ChildPlan {
   bool isolate = true;
+  pid_t parent_pid = 0;  // the process running the sandbox: if it dies, the run dies with it
   int status_write_fd = -1;
   int lifeline_read_fd = -1;
   int lifeline_write_fd = -1;

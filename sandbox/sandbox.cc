@@ -129,6 +129,7 @@ detail::ChildPlan make_plan(const Command& command, const Limits& limits, bool i
                             const std::string& work_dir) {
   detail::ChildPlan plan;
   plan.isolate = isolate;
+  plan.parent_pid = getpid();
   plan.work_dir = work_dir;
   for (const File& file : command.files) {
     plan.files.push_back(

@@ -521,6 +521,44 @@ TEST_F(CompileContainment, CompiledProgramIsContainedToo) {
   EXPECT_EQ(r.stdout_data, "denied\n") << r.stderr_data;
 }
 
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> children;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::istringstream in(read_file(task.path() / "children"));
+    for (pid_t child; in >> child;) children.push_back(child);
+  }
+  return children;
+}
+
+// A trainer that crashes mid-run must not leave its sandboxes behind.
+TEST(SandboxLifetime, KillingTheHostProcessEndsTheRun) {
+  pid_t host = fork();
+  if (host == 0) {
+    Sandbox().run({.language = "python", .source = "import time\ntime.sleep(60)\n"},
+                  {.wall_s = 60, .cpu_s = 60});
+    _exit(0);
+  }
+  std::uint64_t pid_namespace = 0;
+  for (int attempt = 0; attempt < 100 && pid_namespace == 0; ++attempt) {
+    usleep(50000);
+    for (pid_t outer : children_of(host)) {
+      for (pid_t init : children_of(outer)) {
+        struct stat info {};
+        if (stat(("/proc/" + std::to_string(init) + "/ns/pid").c_str(), &info) == 0) {
+          pid_namespace = info.st_ino;
+        }
+      }
+    }
+  }
+  ASSERT_NE(pid_namespace, 0u) << "the sandbox never started";
+  usleep(200000);
+  ASSERT_GT(survivors(pid_namespace), 0);
+  kill(host, SIGKILL);
+  waitpid(host, nullptr, 0);
+  for (int attempt = 0; attempt < 40 && survivors(pid_namespace) > 0; ++attempt) usleep(50000);
+  EXPECT_EQ(survivors(pid_namespace), 0);
+}
+
 // run() must fail loudly when the kernel refuses isolation; checked in a forked child whose
 // own seccomp filter makes the refused call fail.
 void expect_refusal(int syscall_number, std::vector<scmp_arg_cmp> args, const char* message) {
