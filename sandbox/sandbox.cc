@@ -186,7 +186,9 @@ Captured capture(bp::pipe& out, bp::pipe& err, Fd& status, pid_t outer_child,
     std::vector<pollfd> fds;
     std::vector<Stream*> polled;
     for (Stream& s : streams) {
-      if (s.open) fds.push_back({s.fd, POLLIN, 0}), polled.push_back(&s);
+      if (!s.open) continue;
+      fds.push_back({s.fd, POLLIN, 0});
+      polled.push_back(&s);
     }
     if (fds.empty()) break;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -92,8 +92,6 @@ class Sandbox {
   RunResult run_prepared(const Prepared& prepared, const std::string& stdin_data,
                          const Limits& limits) const;
 
-  const SandboxOptions& options() const { return options_; }
-
  private:
   SandboxOptions options_;
 };
