@@ -1,5 +1,6 @@
 #include "rewards/builtin.h"
 
+#include "rewards/code_rewards.h"
 #include "rewards/math_rewards.h"
 
 namespace ponder::rewards {
@@ -8,6 +9,7 @@ RewardRegistry& builtin_rewards() {
   static RewardRegistry registry = [] {
     RewardRegistry r;
     register_math_rewards(r);
+    register_code_rewards(r);
     return r;
   }();
   return registry;

@@ -1,4 +1,4 @@
 ponder_library(ponder_rewards_math
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/math_expression.cc ${CMAKE_CURRENT_LIST_DIR}/math_answer.cc
-          ${CMAKE_CURRENT_LIST_DIR}/math_rewards.cc ${CMAKE_CURRENT_LIST_DIR}/builtin.cc
+          ${CMAKE_CURRENT_LIST_DIR}/math_rewards.cc
   DEPS ponder_rewards)

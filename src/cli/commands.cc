@@ -15,6 +15,7 @@ int run(int argc, char** argv) {
   add_train_command(app);
   add_model_commands(app);
   add_generate_command(app);
+  add_sandbox_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
