@@ -27,6 +27,12 @@ std::vector<std::pair<std::int64_t, double>> filtered_distribution(const at::Ten
   if (p.temperature <= 0)
     throw Error("filtered_distribution: temperature must be > 0 (0 means greedy)");
   const at::Tensor probs = (logits.to(at::kDouble) / p.temperature).softmax(-1).contiguous();
+  if (p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0) {
+    const double* prob = probs.data_ptr<double>();
+    std::vector<std::pair<std::int64_t, double>> result(static_cast<std::size_t>(probs.numel()));
+    for (std::int64_t i = 0; i < probs.numel(); ++i) result[i] = {i, prob[i]};
+    return result;
+  }
   const auto [sorted, order] = probs.sort(/*dim=*/-1, /*descending=*/true);
   const double* prob = sorted.data_ptr<double>();
   const std::int64_t* index = order.data_ptr<std::int64_t>();

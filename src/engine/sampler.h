@@ -39,7 +39,8 @@ struct SampledToken {
   double raw_logprob = 0.0;  // under the model's own softmax (what the trainer recomputes)
 };
 
-// The filtered distribution as (token, probability) sorted by probability, descending.
+// The filtered distribution as (token, probability): sorted by probability, descending, when a
+// top-k/top-p/min-p filter applies; in token order (no sort) when none does.
 // Order of filters: temperature, top-k, top-p (smallest prefix reaching top_p), min-p (relative to
 // the most likely token), then renormalisation.
 std::vector<std::pair<std::int64_t, double>> filtered_distribution(const at::Tensor& logits,

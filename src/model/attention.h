@@ -12,11 +12,19 @@
 
 namespace ponder::model {
 
-// Per-step inputs shared by every layer's paged attention.
+// Per-step inputs shared by every layer's paged attention. Sequences that decode one token run
+// as one padded batch (per-sequence ATen calls dominate CPU decode); prefill chunks run one by one.
 struct PagedStep {
   const StepBatch* batch;
   std::vector<std::int64_t> query_start;  // host copies of the batch's index tensors
   std::vector<std::int64_t> context_lens;
+  std::vector<std::size_t> prefill;  // sequences with more than one new token
+  at::Tensor decode_rows;            // [D] rows of the step's tokens that decode one token
+  at::Tensor decode_tables;          // [D, max_blocks] their block tables
+  at::Tensor decode_valid;           // [D, decode_context] key position < context length
+  std::int64_t decode_context = 0;   // longest decoding context
+
+  static PagedStep from(const StepBatch& batch);
 };
 
 class GqaAttention {

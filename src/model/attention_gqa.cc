@@ -35,24 +35,33 @@ at::Tensor GqaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
   scatter_pages(cache[0], step.batch->slot_mapping,
                 apply_rotary_half(k_(x).view({tokens, kv_heads_, head_dim_}), rot));
   scatter_pages(cache[1], step.batch->slot_mapping, v_(x).view({tokens, kv_heads_, head_dim_}));
-  std::vector<at::Tensor> outputs;
-  for (std::size_t s = 0; s < step.context_lens.size(); ++s) {
+  // keys/values [S, heads, ctx, d] from pages [S, ctx, kv_heads, d]
+  auto heads_first = [&](const at::Tensor& pages) {
+    return pages.to(x.scalar_type()).repeat_interleave(group, -2).transpose(-3, -2);
+  };
+  at::Tensor out = at::empty({tokens, heads_, head_dim_}, x.options());
+  if (step.decode_rows.defined()) {
+    auto padded = [&](const at::Tensor& c) {
+      return heads_first(gather_padded_pages(c, step.decode_tables, step.decode_valid));
+    };
+    const at::Tensor o = at::scaled_dot_product_attention(
+        q.index_select(0, step.decode_rows).unsqueeze(2), padded(cache[0]), padded(cache[1]),
+        step.decode_valid.unsqueeze(1).unsqueeze(1), 0.0, false, scale_);
+    out.index_copy_(0, step.decode_rows, o.squeeze(2));
+  }
+  for (const std::size_t s : step.prefill) {
     const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
     const std::int64_t ctx = step.context_lens[s];
     const at::Tensor table = step.batch->block_tables[static_cast<std::int64_t>(s)];
     auto keys = [&](const at::Tensor& c) {
-      return gather_pages(c, table, ctx)
-          .to(x.scalar_type())
-          .repeat_interleave(group, 1)
-          .transpose(0, 1)
-          .unsqueeze(0);
+      return heads_first(gather_pages(c, table, ctx)).unsqueeze(0);
     };
     const at::Tensor o = at::scaled_dot_product_attention(
         q.narrow(0, start, n).transpose(0, 1).unsqueeze(0), keys(cache[0]), keys(cache[1]),
         decode_causal_mask(n, ctx, x.device()), 0.0, false, scale_);
-    outputs.push_back(o.squeeze(0).transpose(0, 1));
+    out.narrow(0, start, n).copy_(o.squeeze(0).transpose(0, 1));
   }
-  return o_(at::cat(outputs, 0).reshape({tokens, heads_ * head_dim_}));
+  return o_(out.reshape({tokens, heads_ * head_dim_}));
 }
 
 }  // namespace ponder::model

@@ -75,8 +75,24 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
   const at::Tensor w_uv = w_kv.narrow(1, c.qk_nope_head_dim, c.v_head_dim);
   // q_latent [T, h, lora]: W_UK folded into the query
   const at::Tensor q_latent = at::einsum("thd,hdc->thc", {p.q_nope, w_uk});
-  std::vector<at::Tensor> outputs;
-  for (std::size_t s = 0; s < step.context_lens.size(); ++s) {
+  at::Tensor out = at::empty({tokens, heads, c.v_head_dim}, x.options());
+  if (step.decode_rows.defined()) {
+    // [D, h, lora + rope] against [D, ctx, lora + rope]: latent and RoPE scores in one bmm
+    const at::Tensor query = at::cat(
+        {q_latent.index_select(0, step.decode_rows), p.q_rope.index_select(0, step.decode_rows)},
+        -1);
+    const at::Tensor entries =
+        gather_padded_pages(cache[0], step.decode_tables, step.decode_valid).to(x.scalar_type());
+    const at::Tensor scores = at::bmm(query, entries.transpose(1, 2)) * scale_;
+    const at::Tensor probs =
+        scores.masked_fill(step.decode_valid.logical_not().unsqueeze(1), -INFINITY)
+            .to(at::kFloat)
+            .softmax(-1)
+            .to(x.scalar_type());
+    const at::Tensor out_latent = at::bmm(probs, entries.narrow(-1, 0, c.kv_lora_rank));
+    out.index_copy_(0, step.decode_rows, at::einsum("dhc,hvc->dhv", {out_latent, w_uv}));
+  }
+  for (const std::size_t s : step.prefill) {
     const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
     const std::int64_t ctx = step.context_lens[s];
     // entries [ctx, lora + rope]
@@ -94,9 +110,9 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
     const at::Tensor probs = masked.to(at::kFloat).softmax(-1).to(x.scalar_type());
     // out [n, h, v]: attention over the latent, then W_UV
     const at::Tensor out_latent = at::einsum("hnk,kc->nhc", {probs, latent});
-    outputs.push_back(at::einsum("nhc,hvc->nhv", {out_latent, w_uv}));
+    out.narrow(0, start, n).copy_(at::einsum("nhc,hvc->nhv", {out_latent, w_uv}));
   }
-  return o_proj_(at::cat(outputs, 0).reshape({tokens, heads * c.v_head_dim}));
+  return o_proj_(out.reshape({tokens, heads * c.v_head_dim}));
 }
 
 }  // namespace ponder::model

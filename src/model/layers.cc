@@ -171,6 +171,20 @@ at::Tensor gather_pages(const at::Tensor& cache, const at::Tensor& block_table,
   return pages.reshape(shape).narrow(0, 0, length);
 }
 
+at::Tensor gather_padded_pages(const at::Tensor& cache, const at::Tensor& block_tables,
+                               const at::Tensor& valid) {
+  const std::int64_t block_size = cache.size(1), rows = block_tables.size(0);
+  const std::int64_t max_context = valid.size(1);
+  const std::int64_t blocks = (max_context + block_size - 1) / block_size;
+  const at::Tensor pages =
+      cache.index_select(0, block_tables.narrow(1, 0, blocks).reshape(-1).to(at::kLong));
+  std::vector<std::int64_t> shape = {rows, blocks * block_size};
+  for (std::int64_t d = 2; d < cache.dim(); ++d) shape.push_back(cache.size(d));
+  at::Tensor keep = valid;
+  for (std::int64_t d = 2; d < cache.dim(); ++d) keep = keep.unsqueeze(-1);
+  return pages.reshape(shape).narrow(1, 0, max_context).masked_fill(keep.logical_not(), 0);
+}
+
 void scatter_pages(at::Tensor& cache, const at::Tensor& slot_mapping, const at::Tensor& rows) {
   std::vector<std::int64_t> shape = {cache.size(0) * cache.size(1)};
   for (std::int64_t d = 2; d < cache.dim(); ++d) shape.push_back(cache.size(d));

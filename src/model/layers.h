@@ -84,6 +84,10 @@ at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, con
 // Rows of a paged cache tensor [blocks, block_size, ...] for one sequence's first `length` tokens.
 at::Tensor gather_pages(const at::Tensor& cache, const at::Tensor& block_table,
                         std::int64_t length);
+// Rows [S, max_context, ...] of each block table's pages, zero where `valid` [S, max_context] is
+// false (free slots may hold anything, NaN included, and 0 * NaN would leak through attention).
+at::Tensor gather_padded_pages(const at::Tensor& cache, const at::Tensor& block_tables,
+                               const at::Tensor& valid);
 // Writes rows [T, ...] into a paged cache at slot_mapping [T].
 void scatter_pages(at::Tensor& cache, const at::Tensor& slot_mapping, const at::Tensor& rows);
 // Boolean mask [n, ctx]: the n new queries of a sequence sit at the end of its ctx tokens.

@@ -23,6 +23,29 @@ std::vector<std::int64_t> to_host(const at::Tensor& t) {
 
 }  // namespace
 
+PagedStep PagedStep::from(const StepBatch& batch) {
+  PagedStep step{&batch, to_host(batch.query_start), to_host(batch.context_lens)};
+  std::vector<std::int64_t> decoding, rows;
+  for (std::size_t s = 0; s < step.context_lens.size(); ++s) {
+    if (step.query_start[s + 1] - step.query_start[s] != 1) {
+      step.prefill.push_back(s);
+      continue;
+    }
+    decoding.push_back(static_cast<std::int64_t>(s));
+    rows.push_back(step.query_start[s]);
+    step.decode_context = std::max(step.decode_context, step.context_lens[s]);
+  }
+  if (decoding.empty()) return step;
+  const at::Device device = batch.input_ids.device();
+  const at::Tensor index = at::tensor(decoding, at::kLong).to(device);
+  step.decode_rows = at::tensor(rows, at::kLong).to(device);
+  step.decode_tables = batch.block_tables.index_select(0, index);
+  step.decode_valid =
+      at::arange(step.decode_context, at::TensorOptions(at::kLong).device(device)).unsqueeze(0) <
+      batch.context_lens.index_select(0, index).unsqueeze(1);
+  return step;
+}
+
 TransformerLM::TransformerLM(ModelConfig config,
                              std::vector<std::pair<std::string, at::Tensor>> params)
     : config_(std::move(config)),
@@ -85,7 +108,7 @@ at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& ca
   if (static_cast<std::int64_t>(cache.layers.size()) != config_.num_hidden_layers)
     throw Error("forward_paged: cache has " + std::to_string(cache.layers.size()) +
                 " layers, model has " + std::to_string(config_.num_hidden_layers));
-  const PagedStep step{&batch, to_host(batch.query_start), to_host(batch.context_lens)};
+  const PagedStep step = PagedStep::from(batch);
   return run_layers(batch.input_ids, batch.positions,
                     [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
                         std::size_t l) { return attention.paged(x, rot, step, cache.layers[l]); });
