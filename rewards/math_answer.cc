@@ -1,9 +1,10 @@
 #include "rewards/math_answer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
-#include <regex>
+#include <vector>
 
 #include "rewards/math_expression.h"
 
@@ -11,8 +12,14 @@ namespace ponder::rewards {
 namespace {
 
 constexpr std::size_t kMaxAnswerBytes = 4096;
+constexpr std::size_t kMaxItems = 64;  // larger collections are compared as sorted text
+constexpr int kMaxStructureDepth = 4;
 
-std::string trim(std::string s) {
+bool is_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
+bool is_alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
+bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+
+std::string trim(const std::string& s) {
   const auto begin = s.find_first_not_of(" \t\n\r");
   if (begin == std::string::npos) return "";
   return s.substr(begin, s.find_last_not_of(" \t\n\r") - begin + 1);
@@ -51,101 +58,183 @@ std::optional<std::string> last_boxed(const std::string& text) {
   return trim(text.substr(i, end == std::string::npos ? end : end - i));
 }
 
-std::string strip_text_commands(std::string s) {
-  // \text{...} and \mbox{...}: units after a value are dropped, a lone \text{...} is unwrapped.
-  for (const char* cmd : {"\\text", "\\textbf", "\\mbox", "\\mathrm", "\\textrm"}) {
+// "... the answer is $17$." -> "17": the rest of the line, or the first $...$ in it.
+std::optional<std::string> answer_is(const std::string& text) {
+  const auto at = text.rfind("answer is");
+  if (at == std::string::npos) return std::nullopt;
+  const auto end = text.find('\n', at);
+  std::string rest = trim(text.substr(at + 9, end == std::string::npos ? end : end - at - 9));
+  if (!rest.empty() && rest[0] == ':') rest = trim(rest.substr(1));
+  if (!rest.empty() && rest[0] == '$') {
+    auto close = rest.find('$', 1);
+    while (close != std::string::npos && rest[close - 1] == '\\') close = rest.find('$', close + 1);
+    rest = rest.substr(1, close == std::string::npos ? std::string::npos : close - 1);
+  }
+  while (!rest.empty() && (rest.back() == '.' || rest.back() == '$' || rest.back() == ' '))
+    rest.pop_back();
+  rest = trim(rest);
+  return rest.empty() ? std::nullopt : std::optional(rest);
+}
+
+// The last number in the text: -?digits with thousands commas and a decimal part.
+std::optional<std::string> last_number(const std::string& text) {
+  std::size_t end = text.size();
+  while (end > 0 && !is_digit(text[end - 1])) --end;
+  if (end == 0) return std::nullopt;
+  std::size_t begin = end;
+  while (begin > 0 && (is_digit(text[begin - 1]) || text[begin - 1] == ',' ||
+                       (text[begin - 1] == '.' && begin >= 2 && is_digit(text[begin - 2]))))
+    --begin;
+  while (text[begin] == ',' || text[begin] == '.') ++begin;
+  if (begin > 0 && text[begin - 1] == '-') --begin;
+  return text.substr(begin, end - begin);
+}
+
+std::string drop_text_commands(std::string s) {
+  // \text{or} / \text{and} between answers separate them; other \text{...} after a value is a
+  // unit (dropped, with a ^2 / ^3 after it); a lone \text{...} is unwrapped.
+  for (const char* cmd : {"\\textbf", "\\textrm", "\\text", "\\mbox", "\\mathrm", "\\mathbf"}) {
+    const std::size_t len = std::strlen(cmd);
     for (std::size_t at = s.find(cmd); at != std::string::npos; at = s.find(cmd, at)) {
-      const std::size_t open = at + std::strlen(cmd);
       std::size_t close = 0;
-      if (open >= s.size() || s[open] != '{') {
-        at = open;
+      if (at + len >= s.size() || s[at + len] != '{') {
+        at += len;
         continue;
       }
-      const auto inner = brace_group(s, open, &close);
+      const auto inner = brace_group(s, at + len, &close);
       if (!inner) break;
-      const std::string rest = trim(s.substr(0, at) + s.substr(close + 1));
-      const bool is_unit = !rest.empty() && std::string(cmd) != "\\mathrm";
-      s.replace(at, close + 1 - at, is_unit ? "" : *inner);
+      const std::string word = trim(*inner);
+      std::size_t after = close + 1;
+      if (word == "or" || word == "and") {
+        s.replace(at, after - at, ",");
+        continue;
+      }
+      const bool is_unit = !trim(s.substr(0, at) + s.substr(after)).empty() &&
+                           std::strcmp(cmd, "\\mathrm") != 0 && std::strcmp(cmd, "\\mathbf") != 0;
+      if (is_unit && after + 1 < s.size() && s[after] == '^' && (is_digit(s[after + 1])))
+        after += 2;
+      else if (is_unit && s.compare(after, 4, "^{2}") == 0)
+        after += 4;
+      s.replace(at, after - at, is_unit ? "" : *inner);
     }
   }
   return s;
 }
 
-std::vector<std::string> split_top_level(const std::string& s, char separator) {
+// Removes thousands separators ("1,234,567" -> "1234567") in answers without brackets.
+std::string drop_thousands_separators(const std::string& s) {
+  if (s.find_first_of("([{") != std::string::npos) return s;
+  std::string out;
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t j = i;
+    const bool boundary = i == 0 || (!is_digit(s[i - 1]) && s[i - 1] != '.');
+    while (j < s.size() && is_digit(s[j])) ++j;
+    const std::size_t lead = j - i;
+    std::size_t k = j, groups = 0;
+    while (k + 3 < s.size() && s[k] == ',' && is_digit(s[k + 1]) && is_digit(s[k + 2]) &&
+           is_digit(s[k + 3]) && (k + 4 >= s.size() || !is_digit(s[k + 4]))) {
+      k += 4;
+      ++groups;
+    }
+    if (boundary && lead >= 1 && lead <= 3 && groups > 0) {
+      for (std::size_t c = i; c < k; ++c)
+        if (s[c] != ',') out += s[c];
+      i = k;
+    } else if (lead > 0) {
+      out += s.substr(i, lead);
+      i = j;
+    } else {
+      out += s[i++];
+    }
+  }
+  return out;
+}
+
+bool is_variable_name(const std::string& s) {
+  if (s.empty() || !is_alpha(s[0])) return false;
+  if (s.size() == 1) return true;
+  return s[1] == '_' && s.size() > 2 && std::all_of(s.begin() + 2, s.end(), [](char c) {
+           return std::isalnum(c) || c == '{' || c == '}';
+         });
+}
+
+// "x = 5", "f(x) = 2x", "x \in [1,2)" -> the right-hand side.
+std::string drop_assignment(const std::string& s) {
+  auto lhs_ok = [](std::string lhs) {
+    lhs = trim(lhs);
+    if (lhs.size() == 4 && lhs[1] == '(' && is_alpha(lhs[2]) && lhs[3] == ')')
+      lhs = lhs.substr(0, 1);
+    return is_variable_name(lhs);
+  };
+  const auto eq = s.find('=');
+  if (eq != std::string::npos && s.find('=', eq + 1) == std::string::npos &&
+      s.find(',') == std::string::npos && lhs_ok(s.substr(0, eq)))
+    return trim(s.substr(eq + 1));
+  const auto in = s.find("\\in");
+  if (in != std::string::npos && lhs_ok(s.substr(0, in)) &&
+      (in + 3 >= s.size() || !is_alpha(s[in + 3])))
+    return trim(s.substr(in + 3));
+  return s;
+}
+
+// "52_8", "1202_{3}": a number written in a base; the base itself is the question's.
+std::string drop_base_subscript(const std::string& s) {
+  const auto at = s.find('_');
+  if (at == std::string::npos || at == 0) return s;
+  const std::string digits = s.substr(s[0] == '-' ? 1 : 0, at - (s[0] == '-' ? 1 : 0));
+  std::string base = s.substr(at + 1);
+  if (base.size() > 2 && base.front() == '{' && base.back() == '}')
+    base = base.substr(1, base.size() - 2);
+  const bool ok = !digits.empty() && std::any_of(digits.begin(), digits.end(), is_digit) &&
+                  std::all_of(digits.begin(), digits.end(),
+                              [](char c) { return is_digit(c) || (c >= 'A' && c <= 'Z'); }) &&
+                  !base.empty() && base.size() <= 2 &&
+                  std::all_of(base.begin(), base.end(), is_digit);
+  return ok ? s.substr(0, at) : s;
+}
+
+// Whitespace goes, except one space that keeps a command apart from a letter ("\sec x").
+std::string squeeze_spaces(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (!is_space(s[i])) {
+      out += s[i];
+      continue;
+    }
+    while (i + 1 < s.size() && is_space(s[i + 1])) ++i;
+    std::size_t word = out.size();
+    while (word > 0 && is_alpha(out[word - 1])) --word;
+    const bool after_command = word < out.size() && word > 0 && out[word - 1] == '\\';
+    if (after_command && i + 1 < s.size() && is_alpha(s[i + 1])) out += ' ';
+  }
+  return out;
+}
+
+std::string unwrap_boxed(std::string s) {
+  for (const char* cmd : {"\\boxed{", "\\fbox{"}) {
+    std::size_t end = 0;
+    if (s.starts_with(cmd) && brace_group(s, std::strlen(cmd) - 1, &end) && end + 1 == s.size())
+      s = s.substr(std::strlen(cmd), s.size() - std::strlen(cmd) - 1);
+  }
+  return s;
+}
+
+std::vector<std::string> split_top_level(const std::string& s, const std::string& separator) {
   std::vector<std::string> parts;
   int depth = 0;
-  std::string current;
-  for (char c : s) {
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     if (c == '(' || c == '[' || c == '{') ++depth;
     if (c == ')' || c == ']' || c == '}') --depth;
-    if (c == separator && depth == 0) {
-      parts.push_back(current);
-      current.clear();
-    } else {
-      current += c;
+    if (depth == 0 && s.compare(i, separator.size(), separator) == 0) {
+      parts.push_back(s.substr(start, i - start));
+      start = i + separator.size();
+      i = start - 1;
     }
   }
-  parts.push_back(current);
+  parts.push_back(s.substr(start));
   return parts;
-}
-
-struct Structured {
-  char open = 0, close = 0;  // brackets of a tuple/interval/set; 0 for a bare list
-  std::vector<std::string> items;
-  bool unordered = false;
-};
-
-Structured structure(const std::string& norm) {
-  Structured st;
-  std::string body = norm;
-  if (body.size() >= 4 && body.starts_with("\\{") && body.ends_with("\\}")) {
-    st.unordered = true;
-    body = body.substr(2, body.size() - 4);
-  } else if (body.size() >= 2 && std::string("([").find(body.front()) != std::string::npos &&
-             std::string(")]").find(body.back()) != std::string::npos &&
-             split_top_level(body.substr(1, body.size() - 2), ',').size() > 1) {
-    st.open = body.front();
-    st.close = body.back();
-    body = body.substr(1, body.size() - 2);
-  } else {
-    st.unordered = true;  // "1, 2" or "x=1 or x=2": several answers, any order
-  }
-  for (auto& item : split_top_level(body, ',')) st.items.push_back(item);
-  return st;
-}
-
-bool close_enough(long double a, long double b, double tolerance) {
-  if (std::isinf(a) || std::isinf(b)) return a == b;
-  return std::fabs(a - b) <= tolerance * std::max<long double>({1.0L, std::fabs(a), std::fabs(b)});
-}
-
-// Equal as expressions: same value at several points for every variable either side uses.
-bool scalar_equal(const std::string& a, const std::string& b, double tolerance, std::string& how) {
-  if (a == b) {
-    how = "same normalised text";
-    return true;
-  }
-  const auto ea = MathExpression::parse(a), eb = MathExpression::parse(b);
-  if (!ea || !eb) return false;
-  std::set<std::string> vars = ea->variables();
-  vars.insert(eb->variables().begin(), eb->variables().end());
-  const long double points[][3] = {{1.37L, 2.11L, 0.73L}, {2.9L, 1.23L, 3.7L}, {0.61L, 4.3L, 1.9L}};
-  int compared = 0;
-  for (const auto& p : points) {
-    std::map<std::string, long double> values;
-    int k = 0;
-    for (const auto& v : vars) {
-      values[v] = p[k % 3] + 0.17L * k;
-      ++k;
-    }
-    const long double x = ea->evaluate(values), y = eb->evaluate(values);
-    if (std::isnan(x) || std::isnan(y)) continue;
-    if (!close_enough(x, y, tolerance)) return false;
-    ++compared;
-    if (vars.empty()) break;
-  }
-  how = vars.empty() ? "numerically equal" : "equal at random points";
-  return compared > 0;
 }
 
 }  // namespace
@@ -162,102 +251,421 @@ std::optional<Extraction> extract_answer(const std::string& text, const ExtractO
     if (close != std::string::npos)
       return Extraction{trim(text.substr(open + 8, close - open - 8)), "answer_tag"};
   }
-  static const std::regex answer_is(R"([Tt]he (?:final )?answer is[:\s]*([^\n]*))");
-  std::smatch m;
-  std::string last;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), answer_is);
-       it != std::sregex_iterator(); ++it)
-    last = (*it)[1];
-  if (!last.empty()) {
-    while (!last.empty() && (last.back() == '.' || last.back() == '$' || last.back() == ' '))
-      last.pop_back();
-    if (!last.empty() && last.front() == '$') last.erase(0, 1);
-    return Extraction{trim(last), "answer_is"};
-  }
+  if (auto stated = answer_is(text)) return Extraction{*stated, "answer_is"};
   if (!options.last_number_fallback) return std::nullopt;
-  static const std::regex number(R"(-?\d[\d,]*(?:\.\d+)?)");
-  std::string found;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), number);
-       it != std::sregex_iterator(); ++it)
-    found = it->str();
-  if (found.empty()) return std::nullopt;
-  return Extraction{found, "last_number"};
+  if (auto number = last_number(text)) return Extraction{*number, "last_number"};
+  return std::nullopt;
 }
 
 std::string normalize_answer(const std::string& answer) {
-  std::string s = trim(answer.substr(0, kMaxAnswerBytes));
-  for (const char* noise : {"\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\displaystyle",
-                            "\\$", "$", "^\\circ", "^{\\circ}", "\xC2\xB0", "\\dollar"})
+  std::string s = unwrap_boxed(trim(answer.substr(0, kMaxAnswerBytes)));
+  for (const char* noise :
+       {"\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\displaystyle", "\\$", "$", "^\\circ",
+        "^{\\circ}", "\xC2\xB0", "\\dollar", "\\qquad", "\\quad", "~"})
     replace_all(s, noise, "");
-  static const std::regex conjunction(R"(\\(?:text|textrm|mbox)\{\s*(?:or|and)\s*\})");
-  s = std::regex_replace(s, conjunction, ",");
-  replace_all(s, "\\dfrac", "\\frac");
-  replace_all(s, "\\tfrac", "\\frac");
-  replace_all(s, "\\%", "%");
-  replace_all(s, "\\le ", "\\leq ");
-  replace_all(s, "\\ ", " ");
-  s = strip_text_commands(s);
-  static const std::regex thousands(R"((^|[^\d.])(\d{1,3}(?:,\d{3})+)(?![\d]))");
-  if (s.find_first_of("([{") == std::string::npos) {
-    std::string out;
-    std::smatch m;
-    std::string rest = s;
-    while (std::regex_search(rest, m, thousands)) {
-      std::string digits = m[2];
-      digits.erase(std::remove(digits.begin(), digits.end(), ','), digits.end());
-      out += m.prefix().str() + m[1].str() + digits;
-      rest = m.suffix();
-    }
-    s = out + rest;
-  }
-  // "x = 5" -> "5" (a single equation naming one variable)
-  static const std::regex assignment(R"(^\s*[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*([^=]+)$)");
-  std::smatch m;
-  if (std::regex_match(s, m, assignment)) s = m[1];
-  s.erase(std::remove_if(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); }),
-          s.end());
-  while (!s.empty() && s.back() == '.') s.pop_back();
+  const std::pair<const char*, const char*> rewrites[] = {{"{,}", ","},
+                                                          {"\\dfrac", "\\frac"},
+                                                          {"\\tfrac", "\\frac"},
+                                                          {"\\%", "%"},
+                                                          {"\\leqslant", "\\le"},
+                                                          {"\\geqslant", "\\ge"},
+                                                          {"\\leq", "\\le"},
+                                                          {"\\geq", "\\ge"},
+                                                          {"\\lt", "<"},
+                                                          {"\\gt", ">"},
+                                                          {"\xE2\x89\xA4", "\\le"},
+                                                          {"\xE2\x89\xA5", "\\ge"},
+                                                          {"{bmatrix}", "{pmatrix}"},
+                                                          {"{vmatrix}", "{pmatrix}"},
+                                                          {"{matrix}", "{pmatrix}"},
+                                                          {"\\lvert", "|"},
+                                                          {"\\rvert", "|"},
+                                                          {"\\ ", " "}};
+  for (const auto& [from, to] : rewrites) replace_all(s, from, to);
+  s = drop_text_commands(s);
+  for (const char* conjunction : {" or ", " and "}) replace_all(s, conjunction, ",");
+  s = trim(s);
+  s = drop_thousands_separators(s);
+  s = drop_base_subscript(drop_assignment(trim(s)));
+  s = squeeze_spaces(s);
+  while (!s.empty() && (s.back() == '.' || s.back() == ',')) s.pop_back();
   return s;
 }
+
+namespace {
+
+struct Interval {
+  std::string lo, hi;
+  bool lo_closed = false, hi_closed = false;
+};
+
+enum class Kind { kScalar, kSequence, kCollection, kIntervals, kMatrix };
+
+// A normalised answer's shape: one value, a tuple or interval in brackets, an unordered
+// collection ({...} or "a, b"), a union of intervals (or inequalities), or a matrix.
+struct Answer {
+  Kind kind = Kind::kScalar;
+  std::string text;
+  char open = 0, close = 0;
+  std::vector<std::string> items;
+  std::size_t columns = 0;
+  std::vector<Interval> intervals;
+};
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::kScalar:
+      return "a single value";
+    case Kind::kSequence:
+      return "a tuple";
+    case Kind::kCollection:
+      return "a set of answers";
+    case Kind::kIntervals:
+      return "intervals";
+    case Kind::kMatrix:
+      return "a matrix";
+  }
+  return "";
+}
+
+bool bracketed(const std::string& s, char& open, char& close) {
+  if (s.size() < 2 || std::string("([").find(s.front()) == std::string::npos ||
+      std::string(")]").find(s.back()) == std::string::npos)
+    return false;
+  int depth = 0;  // the opening bracket must close at the very end
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '(' || s[i] == '[' || s[i] == '{') ++depth;
+    if (s[i] == ')' || s[i] == ']' || s[i] == '}') --depth;
+    if (depth == 0 && i + 1 < s.size()) return false;
+  }
+  open = s.front();
+  close = s.back();
+  return true;
+}
+
+std::optional<Interval> as_interval(const std::string& s) {
+  char open = 0, close = 0;
+  if (!bracketed(s, open, close)) return std::nullopt;
+  const auto parts = split_top_level(s.substr(1, s.size() - 2), ",");
+  if (parts.size() != 2) return std::nullopt;
+  return Interval{parts[0], parts[1], open == '[', close == ']'};
+}
+
+// "x > 3" -> (3, \infty); "-1 \le x < 2" -> [-1, 2).
+std::optional<Interval> inequality(const std::string& s) {
+  std::vector<std::string> parts;
+  std::vector<std::pair<bool, bool>> ops;  // (less, strict)
+  std::size_t start = 0;
+  int depth = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '(' || s[i] == '[' || s[i] == '{') ++depth;
+    if (s[i] == ')' || s[i] == ']' || s[i] == '}') --depth;
+    std::size_t len = 0;
+    std::pair<bool, bool> op;
+    if (depth != 0) continue;
+    if (s[i] == '<' || s[i] == '>') {
+      len = 1;
+      op = {s[i] == '<', true};
+    } else if (s.compare(i, 3, "\\le") == 0 || s.compare(i, 3, "\\ge") == 0) {
+      len = 3;
+      op = {s[i + 1] == 'l', false};
+    }
+    if (len == 0) continue;
+    parts.push_back(trim(s.substr(start, i - start)));
+    ops.push_back(op);
+    start = i + len;
+    i = start - 1;
+  }
+  parts.push_back(trim(s.substr(start)));
+  if (parts.size() == 2 && is_variable_name(parts[0])) {
+    const auto [less, strict] = ops[0];
+    return less ? Interval{"-\\infty", parts[1], false, !strict}
+                : Interval{parts[1], "\\infty", !strict, false};
+  }
+  if (parts.size() == 2 && is_variable_name(parts[1])) {
+    const auto [less, strict] = ops[0];
+    return less ? Interval{parts[0], "\\infty", !strict, false}
+                : Interval{"-\\infty", parts[0], false, !strict};
+  }
+  if (parts.size() == 3 && is_variable_name(parts[1]) && ops[0].first == ops[1].first) {
+    const bool less = ops[0].first;
+    const auto& lo = less ? parts[0] : parts[2];
+    const auto& hi = less ? parts[2] : parts[0];
+    return Interval{lo, hi, !(less ? ops[0] : ops[1]).second, !(less ? ops[1] : ops[0]).second};
+  }
+  return std::nullopt;
+}
+
+bool as_intervals(const std::vector<std::string>& parts, std::vector<Interval>& out) {
+  for (const auto& p : parts) {
+    auto interval = inequality(p);
+    if (!interval) interval = as_interval(p);
+    if (!interval) return false;
+    out.push_back(*interval);
+  }
+  return true;
+}
+
+bool as_matrix(const std::string& s, Answer& a) {
+  const std::string begin = "\\begin{pmatrix}", end = "\\end{pmatrix}";
+  if (!s.starts_with(begin) || !s.ends_with(end)) return false;
+  const auto rows =
+      split_top_level(s.substr(begin.size(), s.size() - begin.size() - end.size()), "\\\\");
+  for (const auto& row : rows) {
+    if (trim(row).empty() && &row == &rows.back() && rows.size() > 1) continue;  // trailing "\\"
+    const auto cells = split_top_level(row, "&");
+    if (a.columns != 0 && cells.size() != a.columns) return false;
+    a.columns = cells.size();
+    a.items.insert(a.items.end(), cells.begin(), cells.end());
+  }
+  a.kind = Kind::kMatrix;
+  return true;
+}
+
+Answer structure(const std::string& norm) {
+  Answer a;
+  a.text = norm;
+  if (as_matrix(norm, a)) return a;
+  if (const auto pieces = split_top_level(norm, "\\cup"); pieces.size() > 1) {
+    if (as_intervals(pieces, a.intervals)) a.kind = Kind::kIntervals;
+    return a;
+  }
+  if (norm.size() >= 4 && norm.starts_with("\\{") && norm.ends_with("\\}")) {
+    a.kind = Kind::kCollection;
+    a.items = split_top_level(norm.substr(2, norm.size() - 4), ",");
+    return a;
+  }
+  if (bracketed(norm, a.open, a.close)) {
+    a.items = split_top_level(norm.substr(1, norm.size() - 2), ",");
+    if (a.items.size() > 1) a.kind = Kind::kSequence;
+    return a;
+  }
+  if (auto items = split_top_level(norm, ","); items.size() > 1) {
+    a.kind = as_intervals(items, a.intervals) ? Kind::kIntervals : Kind::kCollection;
+    a.items = std::move(items);
+    return a;
+  }
+  if (auto interval = inequality(norm)) {
+    a.kind = Kind::kIntervals;
+    a.intervals = {*interval};
+    return a;
+  }
+  if (const auto pm = split_top_level(norm, "\\pm"); pm.size() == 2) {
+    a.kind = Kind::kCollection;
+    a.items = {pm[0] + "+" + pm[1], pm[0] + "-" + pm[1]};
+  }
+  return a;
+}
+
+bool is_integer_literal(const std::string& s) {
+  const std::size_t start = !s.empty() && s[0] == '-' ? 1 : 0;
+  return s.size() > start && std::all_of(s.begin() + start, s.end(), is_digit);
+}
+
+std::string strip_leading_zeros(const std::string& s) {
+  const bool negative = s[0] == '-';
+  std::string digits = s.substr(negative ? 1 : 0);
+  digits.erase(0, std::min(digits.find_first_not_of('0'), digits.size() - 1));
+  return (negative && digits != "0" ? "-" : "") + digits;
+}
+
+bool is_word(const std::string& s) {
+  return s.size() >= 3 && std::all_of(s.begin(), s.end(), is_alpha);
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string to_string(const Rational& r) {
+  auto str = [](__int128 v) {
+    if (v == 0) return std::string("0");
+    const bool negative = v < 0;
+    std::string out;
+    for (; v != 0; v /= 10) out += static_cast<char>('0' + (negative ? -(v % 10) : v % 10));
+    if (negative) out += '-';
+    return std::string(out.rbegin(), out.rend());
+  };
+  return r.den == 1 ? str(r.num) : str(r.num) + "/" + str(r.den);
+}
+
+// |x - y| within the noise of long double evaluation, or, when a decimal literal takes part, under
+// the smaller of the relative tolerance and one unit in its last written place (so 0.333333 and
+// a truncated 0.7647058823 pass for 1/3 and 13/17, but 12345.68 != 12345.67).
+bool close_enough(const Complex& x, const Complex& y, int decimals, double relative) {
+  const long double scale = std::max<long double>({1.0L, std::abs(x), std::abs(y)});
+  const long double noise = 1e-12L * scale, diff = std::abs(x - y);
+  if (diff <= noise) return true;
+  return decimals >= 0 &&
+         diff < noise + std::min<long double>(relative * scale, std::pow(10.0L, -decimals));
+}
+
+struct Comparison {
+  bool equal = false;
+  std::string how;
+};
+
+Comparison compare_values(const MathExpression& x, const MathExpression& y, double relative) {
+  const int decimals = std::min(x.decimal_places() < 0 ? 99 : x.decimal_places(),
+                                y.decimal_places() < 0 ? 99 : y.decimal_places());
+  const int places = decimals == 99 ? -1 : decimals;
+  const auto ex = x.exact(), ey = y.exact();
+  if (ex && ey) {
+    if (*ex == *ey) return {true, "exactly equal (" + to_string(*ex) + ")"};
+    const bool close = places >= 0 && rationals_close(*ex, *ey, places, relative);
+    return {close, close ? "equal to the " + std::to_string(places) + " decimals written"
+                         : "different values " + to_string(*ex) + " vs " + to_string(*ey)};
+  }
+  std::set<std::string> vars = x.variables();
+  vars.insert(y.variables().begin(), y.variables().end());
+  int compared = 0;
+  for (int point = 0; point < (vars.empty() ? 1 : 5); ++point) {
+    std::map<std::string, Complex> values;
+    int k = 0;
+    for (const auto& v : vars)
+      values[v] = 0.5L + std::fmod(0.618034L * (point * 7 + k++ * 3 + 1), 3.0L);
+    const Complex a = x.evaluate(values), b = y.evaluate(values);
+    const bool a_ok = std::isfinite(a.real()) && std::isfinite(a.imag());
+    const bool b_ok = std::isfinite(b.real()) && std::isfinite(b.imag());
+    if (!a_ok || !b_ok) {
+      if (x.mentions_infinity() && y.mentions_infinity() && a == b && std::isinf(a.real()))
+        return {true, "same infinity"};
+      continue;
+    }
+    if (!close_enough(a, b, places, relative))
+      return {false, vars.empty() ? "different values" : "different values at a test point"};
+    ++compared;
+  }
+  if (compared == 0) return {false, "not comparable (undefined or overflowing values)"};
+  return {true, vars.empty() ? "numerically equal"
+                             : "equal at " + std::to_string(compared) + " test points"};
+}
+
+Comparison scalar_equal(const std::string& a, const std::string& b, double relative) {
+  if (a == b) return {true, "same normalised text"};
+  if (is_integer_literal(a) && is_integer_literal(b)) {
+    const bool same = strip_leading_zeros(a) == strip_leading_zeros(b);
+    return {same, same ? "same integer" : "different integers " + a + " vs " + b};
+  }
+  if (is_word(a) || is_word(b)) {
+    const bool same = lower(a) == lower(b);
+    return {same, same ? "same word" : "different words"};
+  }
+  const auto x = MathExpression::parse(a);
+  const auto y = x ? MathExpression::parse(b) : std::nullopt;
+  if (!x || !y) return {false, "different text, and '" + (x ? b : a) + "' is not an expression"};
+  return compare_values(*x, *y, relative);
+}
+
+Comparison compare_answers(const std::string& p, const std::string& g, double relative, int depth);
+
+Comparison compare_items(const std::vector<std::string>& p, const std::vector<std::string>& g,
+                         bool ordered, double relative, int depth) {
+  if (p.size() != g.size())
+    return {false, std::to_string(p.size()) + " elements vs " + std::to_string(g.size())};
+  if (p.size() > kMaxItems) {
+    auto sp = p, sg = g;
+    std::sort(sp.begin(), sp.end());
+    std::sort(sg.begin(), sg.end());
+    return {sp == sg, "compared as text (more than 64 elements)"};
+  }
+  std::vector<bool> used(g.size(), false);
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    bool matched = false;
+    for (std::size_t j = 0; j < g.size() && !matched; ++j) {
+      if (used[j] || (ordered && i != j)) continue;
+      matched = used[j] =
+          compare_answers(normalize_answer(p[i]), normalize_answer(g[j]), relative, depth + 1)
+              .equal;
+    }
+    if (!matched)
+      return {false, "element " + std::to_string(i + 1) + " (" + trim(p[i]) +
+                         ") has no equal in the gold answer"};
+  }
+  return {true, ordered ? "same elements in order" : "same elements (order ignored)"};
+}
+
+Comparison compare_intervals(const std::vector<Interval>& p, const std::vector<Interval>& g,
+                             double relative) {
+  if (p.size() != g.size()) return {false, "different number of intervals"};
+  std::vector<bool> used(g.size(), false);
+  for (const auto& x : p) {
+    bool matched = false;
+    for (std::size_t j = 0; j < g.size() && !matched; ++j) {
+      const auto& y = g[j];
+      matched = used[j] =
+          !used[j] && x.lo_closed == y.lo_closed && x.hi_closed == y.hi_closed &&
+          scalar_equal(normalize_answer(x.lo), normalize_answer(y.lo), relative).equal &&
+          scalar_equal(normalize_answer(x.hi), normalize_answer(y.hi), relative).equal;
+    }
+    if (!matched)
+      return {false, "interval with ends " + x.lo + ", " + x.hi + " (or its brackets) differs"};
+  }
+  return {true, "same intervals"};
+}
+
+Comparison compare_answers(const std::string& p, const std::string& g, double relative, int depth) {
+  if (p == g) return {true, "same normalised text"};
+  if (depth > kMaxStructureDepth) return {false, "nested too deeply; texts differ"};
+  Answer ap = structure(p), ag = structure(g);
+  for (Answer* a : {&ap, &ag})  // a tuple of two numbers may also be read as an interval
+    if (a->kind == Kind::kSequence && (ap.kind == Kind::kIntervals || ag.kind == Kind::kIntervals))
+      if (auto interval = as_interval(a->text)) {
+        a->kind = Kind::kIntervals;
+        a->intervals = {*interval};
+      }
+  if (ap.kind == Kind::kCollection && ap.items.size() == 1)
+    ap = structure(normalize_answer(ap.items[0]));
+  if (ag.kind == Kind::kCollection && ag.items.size() == 1)
+    ag = structure(normalize_answer(ag.items[0]));
+  if (ap.kind != ag.kind)
+    return {false,
+            std::string(kind_name(ap.kind)) + " vs " + kind_name(ag.kind) + " in the gold answer"};
+  switch (ap.kind) {
+    case Kind::kScalar:
+      return scalar_equal(ap.text, ag.text, relative);
+    case Kind::kIntervals:
+      return compare_intervals(ap.intervals, ag.intervals, relative);
+    case Kind::kCollection:
+      return compare_items(ap.items, ag.items, false, relative, depth);
+    case Kind::kMatrix:
+      if (ap.columns != ag.columns) return {false, "matrices of different shapes"};
+      return compare_items(ap.items, ag.items, true, relative, depth);
+    case Kind::kSequence:
+      if (ap.open != ag.open || ap.close != ag.close) return {false, "different brackets"};
+      return compare_items(ap.items, ag.items, true, relative, depth);
+  }
+  return {};
+}
+
+}  // namespace
 
 Verdict answers_equivalent(const std::string& predicted, const std::string& gold,
                            const EquivalenceOptions& options) {
   Verdict v;
-  std::string p = normalize_answer(predicted), g = normalize_answer(gold);
+  if (predicted.size() > kMaxAnswerBytes || gold.size() > kMaxAnswerBytes) {
+    v.equivalent = trim(predicted) == trim(gold);
+    v.reason = "over 4096 bytes: compared as text only";
+    v.details = {{"predicted_bytes", predicted.size()}, {"gold_bytes", gold.size()}};
+    return v;
+  }
+  const std::string p = normalize_answer(predicted), g = normalize_answer(gold);
   v.details = {{"predicted_normalized", p}, {"gold_normalized", g}};
   if (p.empty()) {
     v.reason = "empty prediction";
     return v;
   }
-  std::string how;
-  if (scalar_equal(p, g, options.relative_tolerance, how)) {
-    v.equivalent = true;
-    v.reason = how;
-    return v;
+  Comparison c = compare_answers(p, g, options.relative_tolerance, 0);
+  // "50%" also matches 50 (the percentage's number), as graders commonly accept.
+  for (const auto& [x, y] : {std::pair{p, g}, std::pair{g, p}}) {
+    if (c.equal || x.size() < 2 || x.back() != '%') continue;
+    const Comparison without =
+        compare_answers(x.substr(0, x.size() - 1), y, options.relative_tolerance, 0);
+    if (without.equal) c = {true, without.how + " (ignoring %)"};
   }
-  const Structured sp = structure(p), sg = structure(g);
-  if (sp.items.size() != sg.items.size() || sp.open != sg.open || sp.close != sg.close ||
-      sp.unordered != sg.unordered || sp.items.size() < 2) {
-    v.reason = "different values";
-    return v;
-  }
-  std::vector<bool> used(sg.items.size(), false);
-  for (std::size_t i = 0; i < sp.items.size(); ++i) {
-    bool matched = false;
-    for (std::size_t j = 0; j < sg.items.size() && !matched; ++j) {
-      if (used[j] || (!sp.unordered && i != j)) continue;
-      std::string unused;
-      const auto a = normalize_answer(sp.items[i]), b = normalize_answer(sg.items[j]);
-      if (scalar_equal(a, b, options.relative_tolerance, unused)) matched = used[j] = true;
-    }
-    if (!matched) {
-      v.reason =
-          "element " + std::to_string(i) + " (" + sp.items[i] + ") has no equal in the gold answer";
-      return v;
-    }
-  }
-  v.equivalent = true;
-  v.reason = sp.unordered ? "same elements (order ignored)" : "same elements in order";
+  v.equivalent = c.equal;
+  v.reason = c.how;
   return v;
 }
 

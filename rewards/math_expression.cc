@@ -3,53 +3,393 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
-#include <functional>
 #include <limits>
-#include <memory>
 #include <numbers>
 #include <vector>
 
 namespace ponder::rewards {
-
-using Value = long double;
-using Node = std::function<Value(const std::map<std::string, Value>&)>;
-
-struct ParsedExpression {
-  Node root;
-  std::set<std::string> variables;
-};
-
 namespace {
 
 constexpr int kMaxDepth = 64;
 constexpr std::size_t kMaxLength = 4096;
+constexpr int kMaxExactExponent = 256;
+
+enum class Op : std::uint8_t {
+  kNumber,
+  kVariable,
+  kPi,
+  kE,
+  kI,
+  kInfinity,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kPow,
+  kNeg,
+  kFactorial,
+  kBinom,
+  kFunction,
+  kLogBase
+};
+enum class Fn : std::uint8_t {
+  kSin,
+  kCos,
+  kTan,
+  kCot,
+  kSec,
+  kCsc,
+  kArcsin,
+  kArccos,
+  kArctan,
+  kSinh,
+  kCosh,
+  kTanh,
+  kLn,
+  kLog10,
+  kExp,
+  kSqrt,
+  kAbs
+};
+
+struct FunctionName {
+  const char* latex;
+  Fn fn;
+};
+constexpr FunctionName kFunctions[] = {
+    {"\\sin", Fn::kSin},       {"\\cos", Fn::kCos},       {"\\tan", Fn::kTan},
+    {"\\cot", Fn::kCot},       {"\\sec", Fn::kSec},       {"\\csc", Fn::kCsc},
+    {"\\arcsin", Fn::kArcsin}, {"\\arccos", Fn::kArccos}, {"\\arctan", Fn::kArctan},
+    {"\\sinh", Fn::kSinh},     {"\\cosh", Fn::kCosh},     {"\\tanh", Fn::kTanh},
+    {"\\ln", Fn::kLn},         {"\\log", Fn::kLog10},     {"\\exp", Fn::kExp}};
+constexpr const char* kGreek[] = {"\\alpha",      "\\beta",  "\\gamma",   "\\delta",  "\\epsilon",
+                                  "\\varepsilon", "\\zeta",  "\\eta",     "\\theta",  "\\kappa",
+                                  "\\lambda",     "\\mu",    "\\nu",      "\\xi",     "\\rho",
+                                  "\\sigma",      "\\tau",   "\\phi",     "\\varphi", "\\chi",
+                                  "\\psi",        "\\omega", "\\vartheta"};
+
+// One tree node; children are indices into the parser's arena.
+struct Node {
+  Op op = Op::kNumber;
+  int a = -1, b = -1;
+  Fn fn = Fn::kSin;
+  bool exact_ok = true;       // kNumber: value holds the literal exactly
+  bool integer_frac = false;  // kDiv written as \frac{int}{int} (for mixed numbers)
+  Rational value;             // kNumber
+  long double approx = 0;     // kNumber
+  std::string name;           // kVariable
+};
+
+__int128 gcd128(__int128 a, __int128 b) {
+  if (a < 0) a = -a;
+  if (b < 0) b = -b;
+  while (b != 0) {
+    const __int128 t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+std::optional<Rational> make_rational(__int128 num, __int128 den) {
+  if (den == 0) return std::nullopt;
+  if (den < 0) {
+    if (num == std::numeric_limits<__int128>::min() || den == std::numeric_limits<__int128>::min())
+      return std::nullopt;
+    num = -num;
+    den = -den;
+  }
+  const __int128 g = gcd128(num, den);
+  return g > 1 ? Rational{num / g, den / g} : Rational{num, den};
+}
+
+std::optional<Rational> mul(const Rational& x, const Rational& y) {
+  __int128 n, d;
+  if (__builtin_mul_overflow(x.num, y.num, &n) || __builtin_mul_overflow(x.den, y.den, &d))
+    return std::nullopt;
+  return make_rational(n, d);
+}
+
+std::optional<Rational> add(const Rational& x, const Rational& y) {
+  __int128 l, r, n, d;
+  if (__builtin_mul_overflow(x.num, y.den, &l) || __builtin_mul_overflow(y.num, x.den, &r) ||
+      __builtin_add_overflow(l, r, &n) || __builtin_mul_overflow(x.den, y.den, &d))
+    return std::nullopt;
+  return make_rational(n, d);
+}
+
+std::optional<Rational> rational_power(Rational base, __int128 exponent) {
+  if (exponent < 0) {
+    if (base.num == 0) return std::nullopt;
+    auto inverted = make_rational(base.den, base.num);
+    if (!inverted) return std::nullopt;
+    base = *inverted;
+    exponent = -exponent;
+  }
+  const bool trivial = base.den == 1 && (base.num == 0 || base.num == 1 || base.num == -1);
+  if (exponent > kMaxExactExponent && !trivial) return std::nullopt;
+  std::optional<Rational> result = Rational{1, 1};
+  for (; exponent > 0 && result; --exponent) {
+    result = mul(*result, base);
+    if (trivial && exponent > 2) exponent = 2 - (exponent % 2);  // +-1 and 0 cycle quickly
+  }
+  return result;
+}
+
+std::optional<Rational> exact_sqrt(const Rational& x) {
+  if (x.num < 0) return std::nullopt;
+  auto root = [](__int128 v) -> std::optional<__int128> {
+    __int128 r = static_cast<__int128>(std::sqrt(static_cast<long double>(v)));
+    while (r > 0 && r * r > v) --r;
+    while ((r + 1) * (r + 1) <= v) ++r;
+    return r * r == v ? std::optional<__int128>(r) : std::nullopt;
+  };
+  const auto n = root(x.num), d = root(x.den);
+  if (!n || !d) return std::nullopt;
+  return Rational{*n, *d};
+}
+
+long double to_long_double(const Rational& r) {
+  return static_cast<long double>(r.num) / static_cast<long double>(r.den);
+}
+
+Complex nan_complex() { return {std::nanl(""), std::nanl("")}; }
+
+bool is_real(const Complex& z) { return z.imag() == 0; }
+
+Complex apply_function(Fn fn, const Complex& x) {
+  switch (fn) {
+    case Fn::kSin:
+      return std::sin(x);
+    case Fn::kCos:
+      return std::cos(x);
+    case Fn::kTan:
+      return std::tan(x);
+    case Fn::kCot:
+      return Complex(1) / std::tan(x);
+    case Fn::kSec:
+      return Complex(1) / std::cos(x);
+    case Fn::kCsc:
+      return Complex(1) / std::sin(x);
+    case Fn::kArcsin:
+      return std::asin(x);
+    case Fn::kArccos:
+      return std::acos(x);
+    case Fn::kArctan:
+      return std::atan(x);
+    case Fn::kSinh:
+      return std::sinh(x);
+    case Fn::kCosh:
+      return std::cosh(x);
+    case Fn::kTanh:
+      return std::tanh(x);
+    case Fn::kLn:
+      return std::log(x);
+    case Fn::kLog10:
+      return std::log(x) / std::log(10.0L);
+    case Fn::kExp:
+      return std::exp(x);
+    case Fn::kSqrt:
+      return is_real(x) && x.real() >= 0 ? Complex(std::sqrt(x.real())) : std::sqrt(x);
+    case Fn::kAbs:
+      return std::abs(x);
+  }
+  return nan_complex();
+}
+
+Complex real_gamma_plus_one(const Complex& x) {
+  return is_real(x) ? Complex(std::tgamma(x.real() + 1)) : nan_complex();
+}
+
+Complex complex_power(const Complex& base, const Complex& exponent) {
+  if (is_real(base) && is_real(exponent)) {
+    const long double b = base.real(), e = exponent.real();
+    if (b >= 0 || e == std::floor(e)) return std::pow(b, e);
+    // An odd root of a negative number: the real root (as in (-8)^(1/3) = -2).
+    const long double inverse = 1 / e;
+    if (std::fabs(inverse - std::round(inverse)) < 1e-12L &&
+        static_cast<long long>(std::round(inverse)) % 2 != 0)
+      return -std::pow(-b, e);
+  }
+  return std::pow(base, exponent);
+}
+
+}  // namespace
+
+bool rationals_close(const Rational& x, const Rational& y, int places, double relative) {
+  const auto negated = mul(y, Rational{-1, 1});
+  auto diff = negated ? add(x, *negated) : std::nullopt;
+  if (!diff) return false;
+  if (diff->num < 0) diff->num = -diff->num;
+  const long double scale =
+      std::max({1.0L, std::fabs(to_long_double(x)), std::fabs(to_long_double(y))});
+  if (!(to_long_double(*diff) < relative * scale)) return false;
+  const auto bound = rational_power(Rational{10, 1}, -places);
+  const auto scaled = bound ? mul(*diff, Rational{bound->den, 1}) : std::nullopt;  // diff * 10^k
+  return scaled && scaled->num < scaled->den;
+}
+
+struct ParsedExpression {
+  std::vector<Node> nodes;
+  int root = -1;
+  std::set<std::string> variables;
+  int decimal_places = -1;
+  bool infinity = false;
+
+  std::optional<Rational> exact(int i) const;
+  Complex evaluate(int i, const std::map<std::string, Complex>& values) const;
+};
+
+std::optional<Rational> ParsedExpression::exact(int i) const {
+  const Node& n = nodes[i];
+  auto both = [&]() -> std::optional<std::pair<Rational, Rational>> {
+    auto x = exact(n.a);
+    if (!x) return std::nullopt;
+    auto y = exact(n.b);
+    if (!y) return std::nullopt;
+    return std::pair{*x, *y};
+  };
+  switch (n.op) {
+    case Op::kNumber:
+      return n.exact_ok ? std::optional(n.value) : std::nullopt;
+    case Op::kNeg: {
+      auto x = exact(n.a);
+      return x ? mul(*x, Rational{-1, 1}) : std::nullopt;
+    }
+    case Op::kAdd:
+    case Op::kSub: {
+      auto xy = both();
+      if (!xy) return std::nullopt;
+      if (n.op == Op::kAdd) return add(xy->first, xy->second);
+      auto negated = mul(xy->second, Rational{-1, 1});
+      return negated ? add(xy->first, *negated) : std::nullopt;
+    }
+    case Op::kMul:
+    case Op::kDiv: {
+      auto xy = both();
+      if (!xy) return std::nullopt;
+      if (n.op == Op::kMul) return mul(xy->first, xy->second);
+      auto inverse = make_rational(xy->second.den, xy->second.num);
+      return inverse ? mul(xy->first, *inverse) : std::nullopt;
+    }
+    case Op::kPow: {
+      auto xy = both();
+      if (!xy || xy->second.den != 1) return std::nullopt;
+      return rational_power(xy->first, xy->second.num);
+    }
+    case Op::kFactorial: {
+      auto x = exact(n.a);
+      if (!x || x->den != 1 || x->num < 0 || x->num > 33) return std::nullopt;
+      std::optional<Rational> result = Rational{1, 1};
+      for (__int128 k = 2; k <= x->num && result; ++k) result = mul(*result, Rational{k, 1});
+      return result;
+    }
+    case Op::kBinom: {
+      auto xy = both();
+      if (!xy || xy->first.den != 1 || xy->second.den != 1) return std::nullopt;
+      const __int128 top = xy->first.num, k = xy->second.num;
+      if (k < 0 || top < 0 || k > top)
+        return k >= 0 && top >= 0 ? std::optional(Rational{0, 1}) : std::nullopt;
+      if (k > 200) return std::nullopt;
+      std::optional<Rational> result = Rational{1, 1};
+      for (__int128 j = 1; j <= k && result; ++j) {
+        result = mul(*result, Rational{top - k + j, j});
+      }
+      return result;
+    }
+    case Op::kFunction: {
+      if (n.fn != Fn::kSqrt) return std::nullopt;
+      auto x = exact(n.a);
+      return x ? exact_sqrt(*x) : std::nullopt;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+Complex ParsedExpression::evaluate(int i, const std::map<std::string, Complex>& values) const {
+  const Node& n = nodes[i];
+  switch (n.op) {
+    case Op::kNumber:
+      return n.approx;
+    case Op::kVariable: {
+      auto it = values.find(n.name);
+      return it == values.end() ? nan_complex() : it->second;
+    }
+    case Op::kPi:
+      return std::numbers::pi_v<long double>;
+    case Op::kE:
+      return std::numbers::e_v<long double>;
+    case Op::kI:
+      return Complex(0, 1);
+    case Op::kInfinity:
+      return std::numeric_limits<long double>::infinity();
+    case Op::kNeg:
+      return -evaluate(n.a, values);
+    case Op::kFactorial:
+      return real_gamma_plus_one(evaluate(n.a, values));
+    case Op::kFunction:
+      return apply_function(n.fn, evaluate(n.a, values));
+    default:
+      break;
+  }
+  const Complex x = evaluate(n.a, values), y = evaluate(n.b, values);
+  switch (n.op) {
+    case Op::kAdd:
+      return x + y;
+    case Op::kSub:
+      return x - y;
+    case Op::kMul:
+      return x * y;
+    case Op::kDiv:
+      return y == Complex(0) ? nan_complex() : x / y;
+    case Op::kPow:
+      return complex_power(x, y);
+    case Op::kBinom:
+      return real_gamma_plus_one(x) / (real_gamma_plus_one(y) * real_gamma_plus_one(x - y));
+    case Op::kLogBase:
+      return std::log(y) / std::log(x);
+    default:
+      return nan_complex();
+  }
+}
+
+namespace {
 
 class Parser {
  public:
-  explicit Parser(const std::string& text) : s_(text) {}
+  Parser(const std::string& text, ParsedExpression& out) : s_(text), out_(out) {}
 
-  std::optional<Node> parse_all(std::set<std::string>& variables) {
-    variables_ = &variables;
-    auto node = expr(0);
+  bool parse_all() {
+    out_.root = expr(0);
     skip();
-    if (!node || pos_ != s_.size()) return std::nullopt;
-    return node;
+    return out_.root >= 0 && pos_ == s_.size();
   }
 
  private:
+  int node(Node n) {
+    out_.nodes.push_back(std::move(n));
+    return static_cast<int>(out_.nodes.size()) - 1;
+  }
+  int binary(Op op, int a, int b) { return a < 0 || b < 0 ? -1 : node({.op = op, .a = a, .b = b}); }
+  int constant(Op op) { return node({.op = op}); }
+
   void skip() {
     while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
   }
-  bool eat(const std::string& token) {
+  bool at(const char* token) {
     skip();
-    if (s_.compare(pos_, token.size(), token) != 0) return false;
+    const std::size_t len = std::strlen(token);
+    if (s_.compare(pos_, len, token) != 0) return false;
     // A command must not be a prefix of a longer command (\pi vs \pm).
-    if (token[0] == '\\' && pos_ + token.size() < s_.size() &&
-        std::isalpha(static_cast<unsigned char>(s_[pos_ + token.size()])) &&
-        std::isalpha(static_cast<unsigned char>(token.back())))
-      return false;
-    pos_ += token.size();
+    return !(token[0] == '\\' && pos_ + len < s_.size() &&
+             std::isalpha(static_cast<unsigned char>(s_[pos_ + len])));
+  }
+  bool eat(const char* token) {
+    if (!at(token)) return false;
+    pos_ += std::strlen(token);
     return true;
   }
   char peek() {
@@ -57,18 +397,32 @@ class Parser {
     return pos_ < s_.size() ? s_[pos_] : '\0';
   }
 
-  std::optional<Node> expr(int depth) {
-    if (depth > kMaxDepth) return std::nullopt;
-    auto left = term(depth);
-    while (left) {
+  bool at_function() {
+    for (const auto& f : kFunctions)
+      if (at(f.latex)) return true;
+    return false;
+  }
+  bool starts_factor() {
+    const char c = peek();
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '(' || c == '{' || c == '.')
+      return true;
+    if (c != '\\') return false;
+    for (const char* cmd : {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty"})
+      if (at(cmd)) return true;
+    for (const char* g : kGreek)
+      if (at(g)) return true;
+    return at_function();
+  }
+
+  int expr(int depth) {
+    if (depth > kMaxDepth) return -1;
+    int left = term(depth);
+    while (left >= 0) {
       if (eat("+")) {
-        auto right = term(depth);
-        if (!right) return std::nullopt;
-        left = [l = *left, r = *right](auto& v) { return l(v) + r(v); };
-      } else if (eat("-")) {
-        auto right = term(depth);
-        if (!right) return std::nullopt;
-        left = [l = *left, r = *right](auto& v) { return l(v) - r(v); };
+        left = binary(Op::kAdd, left, term(depth));
+      } else if (peek() == '-') {
+        ++pos_;
+        left = binary(Op::kSub, left, term(depth));
       } else {
         break;
       }
@@ -76,167 +430,255 @@ class Parser {
     return left;
   }
 
-  bool starts_primary() {
-    const char c = peek();
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == '(' || c == '{' || c == '.')
-      return true;
-    if (c != '\\') return false;
-    for (const char* cmd : {"\\frac", "\\sqrt", "\\pi", "\\infty", "\\sin", "\\cos", "\\tan",
-                            "\\log", "\\ln", "\\exp", "\\binom"})
-      if (s_.compare(pos_, std::strlen(cmd), cmd) == 0) return true;
-    return false;
+  bool is_integer_literal(int i) const {
+    const Node& n = out_.nodes[i];
+    return n.op == Op::kNumber && n.exact_ok && n.value.den == 1 && n.value.num >= 0;
   }
 
-  std::optional<Node> term(int depth) {
-    auto left = unary(depth);
-    while (left) {
-      bool divide = false;
+  // "2\frac{1}{2}" is the mixed number 5/2 (also after a minus sign), not a product.
+  int mixed_number(int left, int depth) {
+    const Node& l = out_.nodes[left];
+    const bool negated = l.op == Op::kNeg && is_integer_literal(l.a);
+    if (!(is_integer_literal(left) || negated) || !at("\\frac")) return -1;
+    const std::size_t saved = pos_;
+    const int frac = power(depth);
+    if (frac >= 0 && out_.nodes[frac].integer_frac) {
+      const int whole = negated ? out_.nodes[left].a : left;
+      const int sum = binary(Op::kAdd, whole, frac);
+      return negated ? node({.op = Op::kNeg, .a = sum}) : sum;
+    }
+    pos_ = saved;
+    return -1;
+  }
+
+  int term(int depth) {
+    int left = unary(depth);
+    while (left >= 0) {
       if (eat("*") || eat("\\cdot") || eat("\\times")) {
+        left = binary(Op::kMul, left, unary(depth));
       } else if (eat("/") || eat("\\div")) {
-        divide = true;
-      } else if (!starts_primary()) {
+        left = binary(Op::kDiv, left, unary(depth));
+      } else if (const int mixed = mixed_number(left, depth); mixed >= 0) {
+        left = mixed;
+      } else if (starts_factor()) {
+        left = binary(Op::kMul, left, power(depth));
+      } else {
         break;
       }
-      auto right = unary(depth);
-      if (!right) return std::nullopt;
-      if (divide)
-        left = [l = *left, r = *right](auto& v) { return l(v) / r(v); };
-      else
-        left = [l = *left, r = *right](auto& v) { return l(v) * r(v); };
     }
     return left;
   }
 
-  std::optional<Node> unary(int depth) {
-    if (eat("-")) {
-      auto inner = unary(depth + 1);
-      if (!inner) return std::nullopt;
-      return [n = *inner](auto& v) { return -n(v); };
+  int unary(int depth) {
+    if (depth > kMaxDepth) return -1;
+    if (peek() == '-') {
+      ++pos_;
+      const int inner = unary(depth + 1);
+      return inner < 0 ? -1 : node({.op = Op::kNeg, .a = inner});
     }
     if (eat("+")) return unary(depth + 1);
     return power(depth);
   }
 
-  std::optional<Node> power(int depth) {
-    auto base = postfix(depth);
-    if (!base || !eat("^")) return base;
-    auto exponent = peek() == '{' ? group(depth + 1) : unary(depth + 1);
-    if (!exponent) return std::nullopt;
-    return [b = *base, e = *exponent](auto& v) { return std::pow(b(v), e(v)); };
+  int exponent(int depth) { return peek() == '{' ? group(depth + 1) : unary(depth + 1); }
+
+  int power(int depth) {
+    const int base = postfix(depth);
+    if (base < 0 || !eat("^")) return base;
+    return binary(Op::kPow, base, exponent(depth));
   }
 
-  std::optional<Node> postfix(int depth) {
-    auto node = primary(depth);
-    while (node) {
+  int postfix(int depth) {
+    int n = primary(depth);
+    while (n >= 0) {
       if (eat("%")) {
-        node = [n = *node](auto& v) { return n(v) / 100; };
+        n = binary(Op::kDiv, n, number_node(Rational{100, 1}));
       } else if (eat("!")) {
-        node = [n = *node](auto& v) { return std::tgamma(n(v) + 1); };
+        n = node({.op = Op::kFactorial, .a = n});
       } else {
         break;
       }
     }
-    return node;
+    return n;
   }
 
-  // {expr}, or a single digit/letter as in \frac12.
-  std::optional<Node> group(int depth) {
+  int number_node(Rational r) { return node({.value = r, .approx = to_long_double(r)}); }
+
+  // {expr}, or a single digit/letter/command as in \frac12 and \frac\pi4.
+  int group(int depth) {
     if (eat("{")) {
-      auto inner = expr(depth + 1);
-      if (!inner || !eat("}")) return std::nullopt;
-      return inner;
+      const int inner = expr(depth + 1);
+      return inner >= 0 && eat("}") ? inner : -1;
     }
     skip();
-    if (pos_ < s_.size() && std::isalnum(static_cast<unsigned char>(s_[pos_]))) {
-      const char c = s_[pos_++];
-      if (std::isdigit(static_cast<unsigned char>(c)))
-        return [x = Value(c - '0')](auto&) { return x; };
-      return variable(std::string(1, c));
-    }
+    if (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_])))
+      return number_node(Rational{s_[pos_++] - '0', 1});
+    if (pos_ < s_.size() && std::isalpha(static_cast<unsigned char>(s_[pos_])))
+      return letter(std::string(1, s_[pos_++]));
     return primary(depth + 1);
   }
 
-  Node variable(const std::string& name) {
-    variables_->insert(name);
-    return [name](const std::map<std::string, Value>& v) {
-      auto it = v.find(name);
-      return it == v.end() ? std::nanl("") : it->second;
-    };
+  int letter(const std::string& name) {
+    if (name == "e") return constant(Op::kE);
+    if (name == "i") return constant(Op::kI);
+    return variable(name);
   }
 
-  std::optional<Node> number() {
-    const std::size_t start = pos_;
-    while (pos_ < s_.size() &&
-           (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.'))
-      ++pos_;
-    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E') && pos_ + 1 < s_.size() &&
-        (std::isdigit(static_cast<unsigned char>(s_[pos_ + 1])) || s_[pos_ + 1] == '-')) {
-      pos_ += 2;
-      while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+  int variable(std::string name) {
+    if (eat("_")) {  // x_1, a_{n+1}: part of the name
+      skip();
+      if (pos_ >= s_.size()) return -1;
+      if (s_[pos_] == '{') {
+        const std::size_t close = s_.find('}', pos_);
+        if (close == std::string::npos) return -1;
+        name += "_" + s_.substr(pos_ + 1, close - pos_ - 1);
+        pos_ = close + 1;
+      } else {
+        name += std::string("_") + s_[pos_++];
+      }
     }
-    const std::string text = s_.substr(start, pos_ - start);
-    if (text.empty() || text == "." || std::count(text.begin(), text.end(), '.') > 1)
-      return std::nullopt;
-    const Value x = std::strtold(text.c_str(), nullptr);
-    return [x](auto&) { return x; };
+    out_.variables.insert(name);
+    return node({.op = Op::kVariable, .name = std::move(name)});
   }
 
-  std::optional<Node> function(const char* name, Value (*f)(Value), int depth) {
-    if (!eat(name)) return std::nullopt;
-    auto arg = peek() == '(' || peek() == '{' ? primary(depth + 1) : power(depth + 1);
-    if (!arg) return std::nullopt;
-    return [a = *arg, f](auto& v) { return f(a(v)); };
+  int number() {
+    const std::size_t start = pos_;
+    std::size_t digits = 0, point = std::string::npos;
+    __int128 num = 0;
+    bool exact = true;
+    for (; pos_ < s_.size(); ++pos_) {
+      const char c = s_[pos_];
+      if (c == '.' && point == std::string::npos) {
+        point = pos_;
+      } else if (std::isdigit(static_cast<unsigned char>(c))) {
+        ++digits;
+        exact = exact && !__builtin_mul_overflow(num, 10, &num) &&
+                !__builtin_add_overflow(num, c - '0', &num);
+      } else {
+        break;
+      }
+    }
+    if (digits == 0) return -1;
+    const int places = point == std::string::npos ? 0 : static_cast<int>(pos_ - point - 1);
+    int exponent10 = 0;
+    if (pos_ + 1 < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E') &&
+        (std::isdigit(static_cast<unsigned char>(s_[pos_ + 1])) ||
+         (s_[pos_ + 1] == '-' && pos_ + 2 < s_.size() &&
+          std::isdigit(static_cast<unsigned char>(s_[pos_ + 2]))))) {
+      const std::size_t exp_start = ++pos_;
+      if (s_[pos_] == '-') ++pos_;
+      while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
+      const std::string e = s_.substr(exp_start, pos_ - exp_start);
+      exponent10 = e.size() > 6 ? (e[0] == '-' ? -999999 : 999999) : std::stoi(e);
+    }
+    Node n{.op = Op::kNumber};
+    n.approx = std::strtold(s_.substr(start, pos_ - start).c_str(), nullptr);
+    std::optional<Rational> value = Rational{num, 1};
+    if (exact && places - exponent10 != 0)
+      value = mul(*value,
+                  rational_power(Rational{10, 1}, exponent10 - places).value_or(Rational{0, 1}));
+    n.exact_ok = exact && value && std::abs(exponent10 - places) <= 38;
+    if (n.exact_ok) n.value = *value;
+    if (point != std::string::npos) {
+      const int effective = std::max(0, places - exponent10);
+      if (out_.decimal_places < 0 || effective < out_.decimal_places)
+        out_.decimal_places = effective;
+    }
+    return node(std::move(n));
   }
 
-  std::optional<Node> primary(int depth) {
-    if (depth > kMaxDepth) return std::nullopt;
+  int function(Fn fn, int depth) {
+    int exponent_node = -1, base = -1;
+    if (fn == Fn::kLog10 && eat("_")) {
+      base = group(depth + 1);
+      if (base < 0) return -1;
+    }
+    if (eat("^")) {
+      exponent_node = exponent(depth);
+      if (exponent_node < 0) return -1;
+    }
+    int arg;
+    const char c = peek();
+    if (c == '(' || c == '{' || c == '[') {
+      arg = primary(depth + 1);
+    } else {
+      arg = power(depth + 1);
+      while (arg >= 0 && starts_factor() && !at_function())
+        arg = binary(Op::kMul, arg, power(depth + 1));
+    }
+    if (arg < 0) return -1;
+    int result = base >= 0 ? binary(Op::kLogBase, base, arg)
+                           : node({.op = Op::kFunction, .a = arg, .fn = fn});
+    if (exponent_node >= 0) {
+      const Node& e = out_.nodes[exponent_node];
+      const bool inverse = e.op == Op::kNeg && out_.nodes[e.a].op == Op::kNumber &&
+                           out_.nodes[e.a].value == Rational{1, 1} && fn <= Fn::kTan;
+      if (inverse && base < 0) {  // \sin^{-1} x is arcsin x
+        out_.nodes[result].fn = static_cast<Fn>(static_cast<int>(fn) + 6);
+        return result;
+      }
+      result = binary(Op::kPow, result, exponent_node);
+    }
+    return result;
+  }
+
+  int bracketed(int depth) {
+    const char open = s_[pos_ - 1];
+    const char* close = open == '(' ? ")" : open == '[' ? "]" : "}";
+    const int inner = expr(depth + 1);
+    return inner >= 0 && eat(close) ? inner : -1;
+  }
+
+  int primary(int depth) {
+    if (depth > kMaxDepth) return -1;
     const char c = peek();
     if (std::isdigit(static_cast<unsigned char>(c)) || c == '.') return number();
-    if (eat("(") || eat("{")) {
-      const char close = s_[pos_ - 1] == '(' ? ')' : '}';
-      auto inner = expr(depth + 1);
-      if (!inner || !eat(std::string(1, close))) return std::nullopt;
-      return inner;
+    if (eat("(") || eat("{") || eat("[")) return bracketed(depth);
+    if (eat("|")) {
+      const int inner = expr(depth + 1);
+      return inner >= 0 && eat("|") ? node({.op = Op::kFunction, .a = inner, .fn = Fn::kAbs}) : -1;
     }
-    const bool binom = eat("\\binom");
-    if (binom || eat("\\frac")) {
-      auto top = group(depth + 1);
-      auto bottom = top ? group(depth + 1) : std::nullopt;
-      if (!bottom) return std::nullopt;
-      if (binom)
-        return [t = *top, b = *bottom](auto& v) {
-          return std::tgamma(t(v) + 1) / (std::tgamma(b(v) + 1) * std::tgamma(t(v) - b(v) + 1));
-        };
-      return [t = *top, b = *bottom](auto& v) { return t(v) / b(v); };
+    if (eat("\\frac")) {
+      const int top = group(depth + 1);
+      const int bottom = top >= 0 ? group(depth + 1) : -1;
+      const int div = binary(Op::kDiv, top, bottom);
+      if (div >= 0)
+        out_.nodes[div].integer_frac = is_integer_literal(top) && is_integer_literal(bottom);
+      return div;
     }
-    if (eat("\\sqrt")) {
-      std::optional<Node> index;
-      if (eat("[")) {
-        index = expr(depth + 1);
-        if (!index || !eat("]")) return std::nullopt;
-      }
-      auto radicand = group(depth + 1);
-      if (!radicand) return std::nullopt;
-      if (index) return [i = *index, r = *radicand](auto& v) { return std::pow(r(v), 1 / i(v)); };
-      return [r = *radicand](auto& v) { return std::sqrt(r(v)); };
+    if (eat("\\binom")) {
+      const int top = group(depth + 1);
+      return binary(Op::kBinom, top, top >= 0 ? group(depth + 1) : -1);
     }
-    if (eat("\\pi")) return [](auto&) { return std::numbers::pi_v<Value>; };
-    if (eat("\\infty")) return [](auto&) { return std::numeric_limits<Value>::infinity(); };
-    for (auto [name, f] : std::initializer_list<std::pair<const char*, Value (*)(Value)>>{
-             {"\\sin", [](Value x) { return std::sin(x); }},
-             {"\\cos", [](Value x) { return std::cos(x); }},
-             {"\\tan", [](Value x) { return std::tan(x); }},
-             {"\\ln", [](Value x) { return std::log(x); }},
-             {"\\log", [](Value x) { return std::log(x); }},
-             {"\\exp", [](Value x) { return std::exp(x); }}})
-      if (auto node = function(name, f, depth)) return node;
-    if (std::isalpha(static_cast<unsigned char>(c))) return variable(std::string(1, s_[pos_++]));
-    return std::nullopt;
+    if (eat("\\sqrt")) return root(depth);
+    if (eat("\\pi")) return constant(Op::kPi);
+    if (eat("\\infty")) {
+      out_.infinity = true;
+      return constant(Op::kInfinity);
+    }
+    for (const auto& f : kFunctions)
+      if (eat(f.latex)) return function(f.fn, depth + 1);
+    for (const char* g : kGreek)
+      if (eat(g)) return variable(g + 1);
+    if (std::isalpha(static_cast<unsigned char>(c))) return letter(std::string(1, s_[pos_++]));
+    return -1;
+  }
+
+  int root(int depth) {
+    int index = -1;
+    if (eat("[")) {
+      index = expr(depth + 1);
+      if (index < 0 || !eat("]")) return -1;
+    }
+    const int radicand = group(depth + 1);
+    if (radicand < 0) return -1;
+    if (index < 0) return node({.op = Op::kFunction, .a = radicand, .fn = Fn::kSqrt});
+    return binary(Op::kPow, radicand, binary(Op::kDiv, number_node(Rational{1, 1}), index));
   }
 
   const std::string& s_;
+  ParsedExpression& out_;
   std::size_t pos_ = 0;
-  std::set<std::string>* variables_ = nullptr;
 };
 
 }  // namespace
@@ -249,17 +691,21 @@ MathExpression& MathExpression::operator=(MathExpression&&) noexcept = default;
 std::optional<MathExpression> MathExpression::parse(const std::string& text) {
   if (text.empty() || text.size() > kMaxLength) return std::nullopt;
   auto impl = std::make_unique<ParsedExpression>();
-  Parser parser(text);
-  auto root = parser.parse_all(impl->variables);
-  if (!root) return std::nullopt;
-  impl->root = std::move(*root);
+  Parser parser(text, *impl);
+  if (!parser.parse_all()) return std::nullopt;
   return MathExpression(std::move(impl));
 }
 
 const std::set<std::string>& MathExpression::variables() const { return impl_->variables; }
 
-long double MathExpression::evaluate(const std::map<std::string, long double>& values) const {
-  return impl_->root(values);
+std::optional<Rational> MathExpression::exact() const { return impl_->exact(impl_->root); }
+
+Complex MathExpression::evaluate(const std::map<std::string, Complex>& values) const {
+  return impl_->evaluate(impl_->root, values);
 }
+
+int MathExpression::decimal_places() const { return impl_->decimal_places; }
+
+bool MathExpression::mentions_infinity() const { return impl_->infinity; }
 
 }  // namespace ponder::rewards

@@ -54,6 +54,51 @@ TEST(Equivalence, HandWrittenCases) {
       {"\\$5.00", "5", true},
       {"", "5", false},
       {"e", "f", false},
+      // Matrices (pmatrix / bmatrix), element by element.
+      {"\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
+       true},
+      {"\\begin{pmatrix}\\frac12\\\\3\\end{pmatrix}", "\\begin{pmatrix}0.5\\\\3\\end{pmatrix}",
+       true},
+      {"\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
+       false},
+      {"\\begin{pmatrix}1&2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", false},
+      // Inequalities as intervals, unions, membership.
+      {"1 \\le x < 2", "[1,2)", true},
+      {"1 \\leq x \\leq 2", "[1,2)", false},
+      {"x > 3", "(3, \\infty)", true},
+      {"x \\geq 3", "(3, \\infty)", false},
+      {"3 \\ge x", "(-\\infty, 3]", true},
+      {"x<-2 \\text{ or } x>3", "(-\\infty,-2)\\cup(3,\\infty)", true},
+      {"x \\in [1, 9]", "[1,9]", true},
+      // Multiple answers.
+      {"x=1 \\text{ or } x=2", "2, 1", true},
+      {"x=1 \\text{ or } x=3", "2, 1", false},
+      {"2\\pm\\sqrt3", "2-\\sqrt{3}, 2+\\sqrt{3}", true},
+      // Exact arithmetic: large integers and fractions are never "close enough".
+      {"28121601", "28121600", false},
+      {"\\frac{4036081}{4036082}", "\\frac{4036082}{4036081}", false},
+      {"123456789012345678901234567890", "123456789012345678901234567891", false},
+      {"10^{10^{10}}", "10^{10^{11}}", false},
+      // Decimals are as close as the digits written: rounded or truncated, not further.
+      {"0.333333", "\\frac13", true},
+      {"0.7647058823", "\\frac{13}{17}", true},
+      {"0.3333", "\\frac13", false},
+      {"12345.68", "12345.67", false},
+      {"0.8660254", "\\frac{\\sqrt3}{2}", true},
+      // Mixed numbers, bases, percentages, thousands in braces, functions, complex numbers.
+      {"6\\frac34", "6.75", true},
+      {"-2\\frac{1}{2}", "-\\frac52", true},
+      {"52", "52_8", true},
+      {"50\\%", "50", true},
+      {"5\\%", "0.5", false},
+      {"8{,}880", "8880", true},
+      {"\\sec{\\left(x \\right)}", "\\sec x", true},
+      {"2\\sin x\\cos x", "\\sin 2x", true},
+      {"\\log_2 8", "3", true},
+      {"15 i - 12", "-12 + 15i", true},
+      {"\\binom{10}{3}", "120", true},
+      {"\\text{Monday}", "Monday", true},
+      {"\\text{Tuesday}", "Monday", false},
   };
   for (const auto& c : cases)
     EXPECT_EQ(answers_equivalent(c.predicted, c.gold).equivalent, c.equivalent)
@@ -63,7 +108,7 @@ TEST(Equivalence, HandWrittenCases) {
 TEST(Equivalence, VerdictExplainsItself) {
   const Verdict v = answers_equivalent("\\frac{2}{4}", "0.5");
   EXPECT_TRUE(v.equivalent);
-  EXPECT_EQ(v.reason, "numerically equal");
+  EXPECT_EQ(v.reason, "exactly equal (1/2)");
   EXPECT_EQ(v.details["predicted_normalized"], "\\frac{2}{4}");
 }
 
