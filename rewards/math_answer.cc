@@ -14,6 +14,7 @@ namespace {
 constexpr std::size_t kMaxAnswerBytes = 4096;
 constexpr std::size_t kMaxItems = 64;  // larger collections are compared as sorted text
 constexpr int kMaxStructureDepth = 4;
+constexpr int kMaxComparisons = 1024;
 
 bool is_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
 bool is_alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
@@ -506,6 +507,17 @@ struct Comparison {
   std::string how;
 };
 
+// Per-verdict state: the tolerance and the work left (scalar comparisons), so nested
+// collections cannot multiply into a hang.
+struct Context {
+  double relative = 1e-6;
+  int comparisons_left = kMaxComparisons;
+};
+
+Comparison out_of_work() {
+  return {false, "work bound reached (" + std::to_string(kMaxComparisons) + " comparisons)"};
+}
+
 Comparison compare_values(const MathExpression& x, const MathExpression& y, double relative) {
   const int decimals = std::min(x.decimal_places() < 0 ? 99 : x.decimal_places(),
                                 y.decimal_places() < 0 ? 99 : y.decimal_places());
@@ -542,8 +554,9 @@ Comparison compare_values(const MathExpression& x, const MathExpression& y, doub
                              : "equal at " + std::to_string(compared) + " test points"};
 }
 
-Comparison scalar_equal(const std::string& a, const std::string& b, double relative) {
+Comparison scalar_equal(const std::string& a, const std::string& b, Context& ctx) {
   if (a == b) return {true, "same normalised text"};
+  if (--ctx.comparisons_left < 0) return out_of_work();
   if (is_integer_literal(a) && is_integer_literal(b)) {
     const bool same = strip_leading_zeros(a) == strip_leading_zeros(b);
     return {same, same ? "same integer" : "different integers " + a + " vs " + b};
@@ -555,13 +568,13 @@ Comparison scalar_equal(const std::string& a, const std::string& b, double relat
   const auto x = MathExpression::parse(a);
   const auto y = x ? MathExpression::parse(b) : std::nullopt;
   if (!x || !y) return {false, "different text, and '" + (x ? b : a) + "' is not an expression"};
-  return compare_values(*x, *y, relative);
+  return compare_values(*x, *y, ctx.relative);
 }
 
-Comparison compare_answers(const std::string& p, const std::string& g, double relative, int depth);
+Comparison compare_answers(const std::string& p, const std::string& g, Context& ctx, int depth);
 
 Comparison compare_items(const std::vector<std::string>& p, const std::vector<std::string>& g,
-                         bool ordered, double relative, int depth) {
+                         bool ordered, Context& ctx, int depth) {
   if (p.size() != g.size())
     return {false, std::to_string(p.size()) + " elements vs " + std::to_string(g.size())};
   if (p.size() > kMaxItems) {
@@ -576,8 +589,7 @@ Comparison compare_items(const std::vector<std::string>& p, const std::vector<st
     for (std::size_t j = 0; j < g.size() && !matched; ++j) {
       if (used[j] || (ordered && i != j)) continue;
       matched = used[j] =
-          compare_answers(normalize_answer(p[i]), normalize_answer(g[j]), relative, depth + 1)
-              .equal;
+          compare_answers(normalize_answer(p[i]), normalize_answer(g[j]), ctx, depth + 1).equal;
     }
     if (!matched)
       return {false, "element " + std::to_string(i + 1) + " (" + trim(p[i]) +
@@ -587,17 +599,16 @@ Comparison compare_items(const std::vector<std::string>& p, const std::vector<st
 }
 
 Comparison compare_intervals(const std::vector<Interval>& p, const std::vector<Interval>& g,
-                             double relative) {
+                             Context& ctx) {
   if (p.size() != g.size()) return {false, "different number of intervals"};
   std::vector<bool> used(g.size(), false);
   for (const auto& x : p) {
     bool matched = false;
     for (std::size_t j = 0; j < g.size() && !matched; ++j) {
       const auto& y = g[j];
-      matched = used[j] =
-          !used[j] && x.lo_closed == y.lo_closed && x.hi_closed == y.hi_closed &&
-          scalar_equal(normalize_answer(x.lo), normalize_answer(y.lo), relative).equal &&
-          scalar_equal(normalize_answer(x.hi), normalize_answer(y.hi), relative).equal;
+      matched = used[j] = !used[j] && x.lo_closed == y.lo_closed && x.hi_closed == y.hi_closed &&
+                          scalar_equal(normalize_answer(x.lo), normalize_answer(y.lo), ctx).equal &&
+                          scalar_equal(normalize_answer(x.hi), normalize_answer(y.hi), ctx).equal;
     }
     if (!matched)
       return {false, "interval with ends " + x.lo + ", " + x.hi + " (or its brackets) differs"};
@@ -605,8 +616,9 @@ Comparison compare_intervals(const std::vector<Interval>& p, const std::vector<I
   return {true, "same intervals"};
 }
 
-Comparison compare_answers(const std::string& p, const std::string& g, double relative, int depth) {
+Comparison compare_answers(const std::string& p, const std::string& g, Context& ctx, int depth) {
   if (p == g) return {true, "same normalised text"};
+  if (--ctx.comparisons_left < 0) return out_of_work();
   if (depth > kMaxStructureDepth) return {false, "nested too deeply; texts differ"};
   Answer ap = structure(p), ag = structure(g);
   for (Answer* a : {&ap, &ag})  // a tuple of two numbers may also be read as an interval
@@ -624,17 +636,17 @@ Comparison compare_answers(const std::string& p, const std::string& g, double re
             std::string(kind_name(ap.kind)) + " vs " + kind_name(ag.kind) + " in the gold answer"};
   switch (ap.kind) {
     case Kind::kScalar:
-      return scalar_equal(ap.text, ag.text, relative);
+      return scalar_equal(ap.text, ag.text, ctx);
     case Kind::kIntervals:
-      return compare_intervals(ap.intervals, ag.intervals, relative);
+      return compare_intervals(ap.intervals, ag.intervals, ctx);
     case Kind::kCollection:
-      return compare_items(ap.items, ag.items, false, relative, depth);
+      return compare_items(ap.items, ag.items, false, ctx, depth);
     case Kind::kMatrix:
       if (ap.columns != ag.columns) return {false, "matrices of different shapes"};
-      return compare_items(ap.items, ag.items, true, relative, depth);
+      return compare_items(ap.items, ag.items, true, ctx, depth);
     case Kind::kSequence:
       if (ap.open != ag.open || ap.close != ag.close) return {false, "different brackets"};
-      return compare_items(ap.items, ag.items, true, relative, depth);
+      return compare_items(ap.items, ag.items, true, ctx, depth);
   }
   return {};
 }
@@ -656,12 +668,12 @@ Verdict answers_equivalent(const std::string& predicted, const std::string& gold
     v.reason = "empty prediction";
     return v;
   }
-  Comparison c = compare_answers(p, g, options.relative_tolerance, 0);
+  Context ctx{.relative = options.relative_tolerance};
+  Comparison c = compare_answers(p, g, ctx, 0);
   // "50%" also matches 50 (the percentage's number), as graders commonly accept.
   for (const auto& [x, y] : {std::pair{p, g}, std::pair{g, p}}) {
     if (c.equal || x.size() < 2 || x.back() != '%') continue;
-    const Comparison without =
-        compare_answers(x.substr(0, x.size() - 1), y, options.relative_tolerance, 0);
+    const Comparison without = compare_answers(x.substr(0, x.size() - 1), y, ctx, 0);
     if (without.equal) c = {true, without.how + " (ignoring %)"};
   }
   v.equivalent = c.equal;

@@ -2,9 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <random>
-
 #include "rewards/math_rewards.h"
 
 namespace ponder::rewards {
@@ -145,31 +142,6 @@ TEST(OverlongReward, LinearPenaltyInsideTheBuffer) {
   EXPECT_DOUBLE_EQ(at(90), -0.5);
   EXPECT_DOUBLE_EQ(at(100), -1.0);
   EXPECT_DOUBLE_EQ(at(140), -1.0);
-}
-
-// No input can crash or hang a worker: random and adversarial strings, each verdict bounded.
-TEST(Fuzz, AdversarialInputsAreBoundedAndSafe) {
-  std::mt19937 rng(7);
-  const std::string alphabet = "0123456789+-*/^(){}[]\\fracsqrtboxed.,=x% ";
-  std::vector<std::string> inputs = {std::string(100000, '9'), "10^{10^{10^{10}}}",
-                                     std::string(2000, '{'), "\\frac{\\frac{\\frac{1}{2}}{3}}{",
-                                     std::string(3000, '(') + "1"};
-  for (int i = 0; i < 20000; ++i) {
-    std::string s;
-    const int length = static_cast<int>(rng() % 60);
-    for (int j = 0; j < length; ++j) s += alphabet[rng() % alphabet.size()];
-    inputs.push_back(s);
-  }
-  double worst_ms = 0;
-  for (const auto& s : inputs) {
-    const auto start = std::chrono::steady_clock::now();
-    (void)answers_equivalent(s, inputs[rng() % inputs.size()]);
-    worst_ms =
-        std::max(worst_ms,
-                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                     .count());
-  }
-  EXPECT_LT(worst_ms, 50.0);
 }
 
 }  // namespace
