@@ -7,7 +7,18 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(GTest REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
-find_package(Boost 1.74 REQUIRED COMPONENTS filesystem)
+# Boost.Filesystem is linked by the sandbox only. GPU machines that build just the kernels may
+# lack it: PONDER_BOOST_FILESYSTEM=OFF skips the search and linking the sandbox then fails on a
+# library named after this option.
+option(PONDER_BOOST_FILESYSTEM "Look for Boost.Filesystem (needed by the sandbox)" ON)
+if(PONDER_BOOST_FILESYSTEM)
+  find_package(Boost 1.74 REQUIRED COMPONENTS filesystem)
+else()
+  find_package(Boost 1.74 REQUIRED)
+  add_library(Boost::filesystem INTERFACE IMPORTED)
+  set_target_properties(Boost::filesystem PROPERTIES
+    INTERFACE_LINK_LIBRARIES ponder_needs_PONDER_BOOST_FILESYSTEM_ON)
+endif()
 pkg_check_modules(SECCOMP REQUIRED IMPORTED_TARGET libseccomp)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds and checks kernels/ on a GPU machine in one go: configure against the machine's LibTorch
+# (dev headers the image lacks come from .carry/deps), build the kernel tests and benchmarks, run
+# the tests, compute-sanitizer memcheck on them, then the benchmarks. Logs land in $OUT.
+# Usage (repo root): scripts/device_kernels.sh [gtest filter for memcheck] [bench args...]
+set -uo pipefail
+root=$(pwd)
+out=${OUT:-$root/device-out}
+mkdir -p "$out"
+python=${PONDER_PYTHON:-/opt/torch/.venv/bin/python3}
+deps=$root/.carry/deps/usr
+build=$root/build-device
+memcheck_filter=${1:-*}
+shift || true
+summary=()
+step() {  # step NAME command...: runs, logs to $out/NAME.log, records status and seconds
+  local name=$1; shift
+  local t0=$SECONDS
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  summary+=("$(printf '%-10s rc=%-3s %4ss' "$name" "$rc" $((SECONDS - t0)))")
+  tail -n 25 "$out/$name.log"
+  return $rc
+}
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
+  nvcc --version | tail -1; cmake --version | head -1; nproc; } >"$out/env.log" 2>&1
+cat "$out/env.log"
+pkg_config_args=()
+if ! command -v pkg-config >/dev/null; then
+  export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  pkg_config_args=(-DPKG_CONFIG_EXECUTABLE="$deps/bin/pkgconf")
+fi
+step configure cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DPONDER_PYTHON="$python" -DCMAKE_PREFIX_PATH="$deps" -DPONDER_BOOST_FILESYSTEM=OFF "${pkg_config_args[@]}" &&
+  step build ninja -C "$build" -j16 test_kernels bench_kernels &&
+  { step test "$build/tests/kernels/test_kernels"
+    step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
+      "$build/tests/kernels/test_kernels" --gtest_filter="$memcheck_filter"
+    step bench "$build/bench/kernels/bench_kernels" "$@"; }
+printf '%s\n' "${summary[@]}" | tee "$out/summary.log"
