@@ -16,11 +16,18 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", overrides, "Override a recipe field: --set optim.lr=1e-5 (repeatable)");
   cmd->add_option("--resume", resume, "Continue the run in RUN_DIR from its last checkpoint");
   cmd->callback([] {
-    if (!resume.empty()) throw Error("train --resume: resuming is not implemented yet (issue 8)");
-    const auto r = train::load_recipe(recipe, overrides);
-    fmt::print(stderr, "train: {} -> {}\n", recipe.empty() ? "built-in CPU quickstart" : recipe,
-               r.run_dir);
-    const auto summary = train::run_grpo(r);
+    if (!resume.empty() && (!recipe.empty() || !overrides.empty()))
+      throw Error("train --resume RUN_DIR takes the recipe stored in the run; drop RECIPE/--set");
+    train::TrainSummary summary;
+    if (!resume.empty()) {
+      fmt::print(stderr, "train: resuming {}\n", resume);
+      summary = train::resume_grpo(resume);
+    } else {
+      const auto r = train::load_recipe(recipe, overrides);
+      fmt::print(stderr, "train: {} -> {}\n", recipe.empty() ? "built-in CPU quickstart" : recipe,
+                 r.run_dir);
+      summary = train::run_grpo(r);
+    }
     fmt::print("held-out accuracy: {:.1f}% after SFT, {:.1f}% after GRPO ({:+.1f} points)\n",
                100 * summary.accuracy_before_rl, 100 * summary.accuracy_after_rl,
                100 * (summary.accuracy_after_rl - summary.accuracy_before_rl));

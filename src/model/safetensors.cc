@@ -175,18 +175,41 @@ at::Tensor dequantize_fp8_blocks(const at::Tensor& weight, const at::Tensor& sca
   return (weight.to(at::kFloat) * scales).to(dtype);
 }
 
+void write_safetensors_file(const std::filesystem::path& path,
+                            const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  nlohmann::json header = {{"__metadata__", {{"format", "pt"}}}};
+  std::uint64_t offset = 0;
+  std::vector<at::Tensor> contiguous;
+  for (const auto& [name, tensor] : tensors) {
+    contiguous.push_back(tensor.detach().to(at::kCPU).contiguous());
+    const std::uint64_t bytes = contiguous.back().nbytes();
+    header[name] = {{"dtype", dtype_name(tensor.scalar_type())},
+                    {"shape", tensor.sizes().vec()},
+                    {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string header_text = header.dump();
+  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  std::ofstream out(path, std::ios::binary);
+  const std::uint64_t header_size = header_text.size();
+  out.write(reinterpret_cast<const char*>(&header_size), 8);
+  out << header_text;
+  for (const auto& t : contiguous) out.write(static_cast<const char*>(t.data_ptr()), t.nbytes());
+  if (!out) throw Error(path.string() + ": write failed (disk full?)");
+}
+
 void save_safetensors(const std::filesystem::path& dir,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       std::int64_t max_shard_bytes) {
-  std::vector<std::vector<std::size_t>> shards(1);
+  std::vector<std::vector<std::pair<std::string, at::Tensor>>> shards(1);
   std::int64_t shard_bytes = 0;
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const std::int64_t bytes = tensors[i].second.nbytes();
+  for (const auto& named : tensors) {
+    const std::int64_t bytes = named.second.nbytes();
     if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().push_back(i);
+    shards.back().push_back(named);
     shard_bytes += bytes;
   }
   std::filesystem::create_directories(dir);
@@ -195,27 +218,8 @@ void save_safetensors(const std::filesystem::path& dir,
     char name[64];
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
     const std::string file = shards.size() == 1 ? "model.safetensors" : name;
-    nlohmann::json header = {{"__metadata__", {{"format", "pt"}}}};
-    std::uint64_t offset = 0;
-    std::vector<at::Tensor> contiguous;
-    for (std::size_t i : shards[s]) {
-      const auto& [tensor_name, tensor] = tensors[i];
-      contiguous.push_back(tensor.detach().to(at::kCPU).contiguous());
-      const std::uint64_t bytes = contiguous.back().nbytes();
-      header[tensor_name] = {{"dtype", dtype_name(tensor.scalar_type())},
-                             {"shape", tensor.sizes().vec()},
-                             {"data_offsets", {offset, offset + bytes}}};
-      offset += bytes;
-      weight_map[tensor_name] = file;
-    }
-    std::string header_text = header.dump();
-    header_text.append((8 - header_text.size() % 8) % 8, ' ');
-    std::ofstream out(dir / file, std::ios::binary);
-    const std::uint64_t header_size = header_text.size();
-    out.write(reinterpret_cast<const char*>(&header_size), 8);
-    out << header_text;
-    for (const auto& t : contiguous) out.write(static_cast<const char*>(t.data_ptr()), t.nbytes());
-    if (!out) throw Error((dir / file).string() + ": write failed (disk full?)");
+    write_safetensors_file(dir / file, shards[s]);
+    for (const auto& named : shards[s]) weight_map[named.first] = file;
   }
   if (shards.size() > 1)
     std::ofstream(dir / "model.safetensors.index.json")

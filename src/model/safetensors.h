@@ -63,6 +63,9 @@ class Checkpoint {
   std::map<std::string, const SafetensorsFile*> file_of_;
 };
 
+// Writes one .safetensors file holding `tensors` in order.
+void write_safetensors_file(const std::filesystem::path& path,
+                            const std::vector<std::pair<std::string, at::Tensor>>& tensors);
 // Writes tensors in HF layout: one model.safetensors when it fits in max_shard_bytes, else
 // model-0000i-of-0000n.safetensors shards plus model.safetensors.index.json.
 void save_safetensors(const std::filesystem::path& dir,

@@ -181,6 +181,16 @@ void RunStore::log_checkpoint(const CheckpointRecord& checkpoint) {
   });
 }
 
+void RunStore::truncate_after(std::int64_t step) {
+  impl_->enqueue([step](Database& db) {
+    for (const char* table : {"metrics", "rollouts", "checkpoints"}) {
+      Statement erase(db, std::string("DELETE FROM ") + table + " WHERE step > ?");
+      erase.bind(1, step).step();
+    }
+  });
+  flush();
+}
+
 void RunStore::flush() {
   std::unique_lock lock(impl_->mutex);
   const std::uint64_t target = impl_->queued;

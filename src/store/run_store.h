@@ -61,6 +61,9 @@ class RunStore {
   void log_metrics(std::int64_t step, const std::map<std::string, double>& values);
   void log_rollouts(std::span<const RolloutRecord> rollouts);
   void log_checkpoint(const CheckpointRecord& checkpoint);
+  // Deletes metrics, rollouts and checkpoint records after `step` (what a killed run wrote past
+  // the checkpoint it is resumed from) and waits until that is committed.
+  void truncate_after(std::int64_t step);
   // Blocks until every write queued so far is committed.
   void flush();
 

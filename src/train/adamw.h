@@ -20,6 +20,10 @@ class AdamW {
   void step(double lr);
   void zero_grad();
   std::int64_t steps() const { return step_; }
+  // Moment estimates (one per parameter, in order) and the step count, for exact resume.
+  std::vector<at::Tensor>& exp_avg() { return exp_avg_; }
+  std::vector<at::Tensor>& exp_avg_sq() { return exp_avg_sq_; }
+  void set_steps(std::int64_t steps) { step_ = steps; }
 
  private:
   std::vector<at::Tensor> params_, exp_avg_, exp_avg_sq_;

@@ -7,10 +7,12 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <limits>
 #include <numeric>
 #include <random>
 
 #include "core/error.h"
+#include "core/json_struct.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
@@ -23,6 +25,7 @@
 #include "store/report.h"
 #include "store/run_store.h"
 #include "train/adamw.h"
+#include "train/checkpoint.h"
 #include "train/grpo_loss.h"
 
 namespace ponder::train {
@@ -39,6 +42,8 @@ struct Context {
   std::vector<std::pair<std::string, std::unique_ptr<rewards::Reward>>> rewards;
   std::vector<double> reward_weights;
   std::vector<at::Tensor> trainable;
+  std::vector<std::string> trainable_names;
+  std::filesystem::path tokenizer_dir;
   std::unique_ptr<store::RunStore> store;
 };
 
@@ -74,22 +79,26 @@ void load_data(Context& c) {
   if (static_cast<std::int64_t>(c.eval.size()) > d.eval_size) c.eval.resize(d.eval_size);
 }
 
-void load_policy(Context& c) {
+// From `checkpoint` when resuming, else the recipe's model (random init from the preset when it
+// names no path).
+void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpoint) {
   const auto& m = c.recipe.model;
-  std::filesystem::path dir = m.path;
+  std::filesystem::path dir = checkpoint ? *checkpoint : std::filesystem::path(m.path);
   if (dir.empty()) {
     dir = std::filesystem::path(c.recipe.run_dir) / "init";
     model::init_model(model::preset_config(m.preset), dir,
                       {.seed = static_cast<std::uint64_t>(c.recipe.seed)});
   }
   c.policy = model::load_causal_lm(dir, at::kCPU, at::kFloat);
-  c.tokenizer = std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(
-      std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(m.tokenizer)));
+  c.tokenizer_dir = std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(m.tokenizer);
+  c.tokenizer =
+      std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(c.tokenizer_dir));
   for (auto& [name, tensor] : c.policy->named_parameters()) {
     if (name.ends_with("e_score_correction_bias"))
       continue;  // updated by load balancing, not gradients
     tensor.requires_grad_(true);
     c.trainable.push_back(tensor);
+    c.trainable_names.push_back(name);
   }
 }
 
@@ -178,10 +187,15 @@ double score(const Context& c, const rewards::Sample& sample, nlohmann::json& de
 }
 
 double evaluate(Context& c, engine::RolloutEngine& engine, std::int64_t step) {
+  const auto& ev = c.recipe.eval;
   std::vector<engine::Request> requests;
   for (const auto& e : c.eval)
-    requests.push_back(
-        {prompt_ids(c, e), 1, {.temperature = 0, .max_tokens = c.recipe.rollout.max_tokens}});
+    requests.push_back({prompt_ids(c, e),
+                        ev.n,
+                        {.temperature = ev.temperature,
+                         .top_p = ev.top_p,
+                         .max_tokens = c.recipe.rollout.max_tokens,
+                         .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17}});
   const auto completions = engine.generate(requests);
   auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
   double correct = 0;
@@ -222,7 +236,7 @@ struct Rollouts {
 };
 
 Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step,
-                 std::size_t& cursor) {
+                 std::uint64_t& cursor) {
   const auto& r = c.recipe.rollout;
   std::vector<const datasets::Example*> examples;
   std::vector<engine::Request> requests;
@@ -328,23 +342,47 @@ std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollout
   return metrics;
 }
 
-}  // namespace
+void save(Context& c, AdamW& optimizer, const TrainerState& state) {
+  c.store->flush();  // everything up to this step is committed before the checkpoint exists
+  const auto dir = save_checkpoint(
+      c.recipe.run_dir, {*c.policy, c.trainable_names, optimizer, state, c.tokenizer_dir});
+  c.store->log_checkpoint({.step = state.step, .path = dir.string()});
+}
 
-TrainSummary run_grpo(const GrpoRecipe& recipe) {
+// SFT warm-up and the first held-out evaluation, or the state of the checkpoint resumed from.
+TrainerState start(Context& c, engine::RolloutEngine& engine, AdamW& optimizer,
+                   const std::optional<std::filesystem::path>& checkpoint) {
+  if (checkpoint) {
+    TrainerState state = load_trainer_state(*checkpoint, c.trainable_names, optimizer);
+    c.store->truncate_after(state.step);
+    log::info("resuming from {} (step {})", checkpoint->string(), state.step);
+    return state;
+  }
+  c.store->truncate_after(std::numeric_limits<std::int64_t>::min());  // a restart keeps nothing
+  run_sft(c);
+  TrainerState state;
+  state.accuracy_before_rl = state.accuracy = evaluate(c, engine, 0);
+  log::info("held-out accuracy before GRPO: {:.1f}%", 100 * state.accuracy_before_rl);
+  save(c, optimizer, state);
+  return state;
+}
+
+TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem::path>& checkpoint,
+                   bool new_run) {
   if (recipe.grpo.kl_coef > 0)
     throw Error(
         "grpo.kl_coef > 0 needs a reference model, which this build does not keep yet; set it to "
         "0");
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  Context c{recipe, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format), {}, {}, {},
-            {},     {},      nullptr};
+  Context c{recipe, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
   std::filesystem::create_directories(recipe.run_dir);
   c.store = std::make_unique<store::RunStore>(recipe.run_dir);
-  c.store->begin_run({.kind = "train",
-                      .recipe = recipe_to_json(recipe),
-                      .seed = recipe.seed,
-                      .versions = {{"ponder", "0.1.0"}}});
-  load_policy(c);
+  if (new_run)
+    c.store->begin_run({.kind = "train",
+                        .recipe = recipe_to_json(recipe),
+                        .seed = recipe.seed,
+                        .versions = {{"ponder", "0.1.0"}}});
+  load_policy(c, checkpoint);
   load_data(c);
   for (const auto& spec : recipe.rewards) {
     c.rewards.emplace_back(spec.name, rewards::builtin_rewards().create(spec.name, spec.options));
@@ -352,43 +390,70 @@ TrainSummary run_grpo(const GrpoRecipe& recipe) {
   }
   engine::RolloutEngine engine(*c.policy, c.tokenizer.get(),
                                {.block_size = 16, .num_blocks = 4096, .show_progress = false});
-  run_sft(c);
-  TrainSummary summary;
-  summary.accuracy_before_rl = evaluate(c, engine, 0);
-  log::info("held-out accuracy before GRPO: {:.1f}%", 100 * summary.accuracy_before_rl);
   AdamW optimizer(c.trainable, {.lr = recipe.optim.lr,
                                 .beta1 = recipe.optim.beta1,
                                 .beta2 = recipe.optim.beta2,
                                 .eps = recipe.optim.eps,
                                 .weight_decay = recipe.optim.weight_decay});
+  TrainerState state = start(c, engine, optimizer, checkpoint);
   ThreadPool pool;
-  std::size_t cursor = 0;
   Progress progress("grpo", recipe.steps, "step");
-  double accuracy = summary.accuracy_before_rl;
-  for (std::int64_t step = 1; step <= recipe.steps; ++step) {
-    const auto start = Clock::now();
-    const Rollouts batch = collect(c, engine, pool, step, cursor);
+  progress.set(state.step);
+  while (state.step < recipe.steps) {
+    const std::int64_t step = ++state.step;
+    const auto begin = Clock::now();
+    const Rollouts batch = collect(c, engine, pool, step, state.cursor);
     const double lr = scheduled_lr(recipe.optim.lr, step - 1, recipe.optim.warmup_steps,
                                    recipe.steps, recipe.optim.schedule);
     auto metrics = update(c, optimizer, batch, lr);
     metrics.insert(batch.metrics.begin(), batch.metrics.end());
     metrics["train/lr"] = lr;
-    metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - start).count();
+    metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - begin).count();
     c.store->log_metrics(step, metrics);
-    if (step % recipe.eval_every == 0 || step == recipe.steps) accuracy = evaluate(c, engine, step);
+    if (step % recipe.eval_every == 0 || step == recipe.steps)
+      state.accuracy = evaluate(c, engine, step);
+    if ((recipe.checkpoint_every > 0 && step % recipe.checkpoint_every == 0) ||
+        step == recipe.steps)
+      save(c, optimizer, state);
     progress.set_note(
-        fmt::format("reward {:.2f} acc {:.0f}%", metrics["reward/mean"], 100 * accuracy));
+        fmt::format("reward {:.2f} acc {:.0f}%", metrics["reward/mean"], 100 * state.accuracy));
     progress.advance();
   }
   progress.finish();
-  summary.accuracy_after_rl = accuracy;
-  const auto checkpoint = std::filesystem::path(recipe.run_dir) / "checkpoints" /
-                          ("step-" + std::to_string(recipe.steps));
-  model::save_causal_lm(*c.policy, checkpoint);
-  c.store->log_checkpoint({.step = recipe.steps, .path = checkpoint.string()});
   c.store->flush();
-  summary.report = store::write_report(recipe.run_dir);
-  return summary;
+  return {state.accuracy_before_rl, state.accuracy, store::write_report(recipe.run_dir)};
+}
+
+}  // namespace
+
+TrainSummary run_grpo(const GrpoRecipe& recipe) {
+  GrpoRecipe fresh = recipe;
+  const std::filesystem::path base = recipe.run_dir;
+  for (int n = 2; std::filesystem::exists(std::filesystem::path(fresh.run_dir) / "run.db"); ++n)
+    fresh.run_dir = base.string() + "-" + std::to_string(n);
+  if (fresh.run_dir != recipe.run_dir)
+    log::info("{} holds an earlier run (resume it with --resume); writing to {}", recipe.run_dir,
+              fresh.run_dir);
+  return train(fresh, std::nullopt, true);
+}
+
+TrainSummary resume_grpo(const std::filesystem::path& run_dir) {
+  if (!std::filesystem::exists(run_dir / "run.db"))
+    throw Error(run_dir.string() + ": not a ponder run directory (no run.db)");
+  std::optional<store::RunInfo> info;
+  {
+    const store::RunStore store(run_dir);
+    info = store.run_info();
+  }
+  if (!info || info->recipe.is_discarded())
+    throw Error((run_dir / "run.db").string() + ": holds no recipe to resume from");
+  GrpoRecipe recipe;
+  json_struct::read(info->recipe, recipe, "");
+  recipe.run_dir = run_dir.string();
+  const auto checkpoint = latest_checkpoint(run_dir);
+  if (!checkpoint)
+    log::info("{}: no complete checkpoint yet; starting the run over", run_dir.string());
+  return train(recipe, checkpoint, false);
 }
 
 }  // namespace ponder::train

@@ -15,5 +15,9 @@ struct TrainSummary {
 };
 
 TrainSummary run_grpo(const GrpoRecipe& recipe);
+// Continues the run in RUN_DIR from its newest complete checkpoint with the recipe it was started
+// with; the final state equals an uninterrupted run's (bit-exact on CPU). Without a checkpoint
+// (killed during SFT) the run starts over.
+TrainSummary resume_grpo(const std::filesystem::path& run_dir);
 
 }  // namespace ponder::train

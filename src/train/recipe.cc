@@ -32,6 +32,9 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
     require_one_of("grpo.kl_estimator", recipe.grpo.kl_estimator, {"k1", "k2", "k3"});
     require_one_of("optim.schedule", recipe.optim.schedule, {"constant", "cosine"});
     if (recipe.rollout.n < 2) throw Error("rollout.n: GRPO needs at least 2 samples per prompt");
+    if (recipe.eval.n < 1) throw Error("eval.n: expected at least 1 sample per prompt");
+    if (recipe.eval.temperature <= 0 && recipe.eval.n != 1)
+      throw Error("eval.n: greedy evaluation (eval.temperature 0) takes exactly 1 sample");
     if (recipe.rewards.empty()) throw Error("rewards: at least one reward is required");
   } catch (const Error& e) {
     throw Error(source + ": " + e.what());

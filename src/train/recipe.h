@@ -55,6 +55,18 @@ struct RolloutSection {
   }
 };
 
+struct EvalSection {
+  std::int64_t n = 4;  // samples per held-out prompt; accuracy is pass@1 averaged over them
+  double temperature = 1.0;
+  double top_p = 1.0;
+  template <class V>
+  void fields(V& v) {
+    v("n", n, "samples per held-out prompt (accuracy = pass@1 averaged over them)");
+    v("temperature", temperature, "held-out sampling temperature (0: greedy, n must be 1)");
+    v("top_p", top_p, "held-out nucleus sampling mass");
+  }
+};
+
 struct RewardSpec {
   std::string name;
   double weight = 1.0;
@@ -134,6 +146,7 @@ struct GrpoRecipe {
   ModelSection model;
   DataSection data;
   RolloutSection rollout;
+  EvalSection eval;
   std::vector<RewardSpec> rewards = {{"math", 1.0, nlohmann::json::object()}};
   GrpoSection grpo;
   OptimSection optim;
@@ -148,6 +161,7 @@ struct GrpoRecipe {
     v("model", model, "policy model");
     v("data", data, "task and prompts");
     v("rollout", rollout, "sampling");
+    v("eval", eval, "held-out evaluation sampling");
     v("rewards", rewards, "weighted rewards summed per sample");
     v("grpo", grpo, "policy loss");
     v("optim", optim, "optimizer");

@@ -61,7 +61,7 @@ TEST(Cli, TinyTrainingRunWritesStoreAndReport) {
       run("train --set run_dir=" + (dir / "run").string() +
           " --set steps=2 --set sft.steps=3 --set sft.batch_size=4 --set data.eval_size=4"
           " --set rollout.prompts_per_step=2 --set rollout.n=2 --set rollout.max_tokens=8 --set "
-          "eval_every=1");
+          "eval_every=1 --set eval.n=2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("held-out accuracy:"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "report.html"));
@@ -76,7 +76,7 @@ TEST(Cli, TinyTrainingRunWritesStoreAndReport) {
   std::map<std::string, int> per_split;
   for (const auto& row : store.rollouts(1)) ++per_split[row.split];
   EXPECT_EQ(per_split["train"], 4);  // 2 prompts x 2 samples
-  EXPECT_EQ(per_split["eval"], 4);   // the held-out set, evaluated at step 1
+  EXPECT_EQ(per_split["eval"], 8);   // the 4 held-out prompts x 2 samples, evaluated at step 1
 }
 
 }  // namespace

@@ -1,0 +1,42 @@
+// Trainer checkpoints: the policy in HF layout plus everything an exact resume needs (optimizer
+// moments, RNG state, data cursor, step), written to a temp dir and renamed into place.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/causal_lm.h"
+#include "train/adamw.h"
+
+namespace ponder::train {
+
+struct TrainerState {
+  std::int64_t step = 0;          // RL steps completed
+  std::uint64_t cursor = 0;       // index of the next training example
+  double accuracy_before_rl = 0;  // held-out accuracy right after SFT
+  double accuracy = 0;            // latest held-out accuracy
+};
+
+struct CheckpointContents {
+  model::CausalLM& policy;
+  const std::vector<std::string>& trainable_names;  // optimizer state order
+  AdamW& optimizer;
+  const TrainerState& state;
+  const std::filesystem::path& tokenizer_dir;  // its tokenizer files are copied alongside
+};
+
+// Writes RUN_DIR/checkpoints/step-N (N = state.step) atomically; returns its path.
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
+                                      const CheckpointContents& contents);
+
+// The newest complete checkpoint under RUN_DIR/checkpoints; leftovers of a write that was
+// interrupted are removed.
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// Restores optimizer moments and steps and the global CPU RNG; returns the trainer state.
+TrainerState load_trainer_state(const std::filesystem::path& checkpoint,
+                                const std::vector<std::string>& trainable_names, AdamW& optimizer);
+
+}  // namespace ponder::train
