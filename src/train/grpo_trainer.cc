@@ -36,6 +36,7 @@ using Clock = std::chrono::steady_clock;
 struct Context {
   const GrpoRecipe& recipe;
   std::unique_ptr<model::CausalLM> policy;
+  std::unique_ptr<model::CausalLM> reference;  // frozen post-SFT policy, only when kl_coef > 0
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatFormat format;
   std::vector<datasets::Example> train, eval;
@@ -103,7 +104,8 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
 }
 
 // Packs sequences, returns per-token log-probs of each sequence's response, padded [B, L].
-at::Tensor response_logprobs(Context& c, const std::vector<std::vector<std::int64_t>>& prompts,
+at::Tensor response_logprobs(model::CausalLM& model,
+                             const std::vector<std::vector<std::int64_t>>& prompts,
                              const std::vector<std::vector<std::int64_t>>& responses,
                              std::int64_t max_len, at::Tensor* entropy = nullptr) {
   std::vector<std::int64_t> ids, positions, cu = {0}, rows, targets;
@@ -120,12 +122,12 @@ at::Tensor response_logprobs(Context& c, const std::vector<std::vector<std::int6
       targets.push_back(responses[i][t]);
     }
   }
-  const at::Tensor hidden = c.policy->forward_hidden(
+  const at::Tensor hidden = model.forward_hidden(
       at::tensor(ids, at::kLong), at::tensor(positions, at::kLong), at::tensor(cu, at::kLong));
   const at::Tensor selected = hidden.index_select(0, at::tensor(rows, at::kLong));
-  const at::Tensor flat = c.policy->token_logprobs(selected, at::tensor(targets, at::kLong));
+  const at::Tensor flat = model.token_logprobs(selected, at::tensor(targets, at::kLong));
   if (entropy) {
-    const at::Tensor logp = c.policy->logits(selected.detach()).log_softmax(-1);
+    const at::Tensor logp = model.logits(selected.detach()).log_softmax(-1);
     *entropy = -(logp.exp() * logp).sum(-1).mean();
   }
   at::Tensor padded = at::zeros({static_cast<std::int64_t>(prompts.size()), max_len}, at::kFloat);
@@ -166,8 +168,8 @@ void run_sft(Context& c) {
     at::Tensor mask = at::zeros({s.batch_size, longest});
     for (std::int64_t b = 0; b < s.batch_size; ++b)
       mask[b].narrow(0, 0, static_cast<std::int64_t>(responses[b].size())).fill_(1);
-    const at::Tensor loss =
-        -aggregate(response_logprobs(c, prompts, responses, longest), mask, "token_mean", longest);
+    const at::Tensor loss = -aggregate(response_logprobs(*c.policy, prompts, responses, longest),
+                                       mask, "token_mean", longest);
     loss.backward();
     optimizer_step(c, optimizer, scheduled_lr(s.lr, step, s.steps / 10, s.steps, "cosine"));
     c.store->log_metrics(step - s.steps, {{"sft/loss", loss.item<double>()}});
@@ -231,6 +233,7 @@ namespace {
 struct Rollouts {
   std::vector<std::vector<std::int64_t>> prompts, responses;
   std::vector<std::vector<double>> old_logprobs;
+  std::vector<bool> truncated;
   at::Tensor advantages;  // [B]
   std::map<std::string, double> metrics;
 };
@@ -281,6 +284,7 @@ Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, st
     out.prompts.push_back(requests[comp.request].prompt_ids);
     out.responses.push_back(comp.ids);
     out.old_logprobs.push_back(comp.raw_logprobs);
+    out.truncated.push_back(comp.finish_reason == "length");
     length += static_cast<double>(comp.ids.size());
   }
   c.store->log_rollouts(records);
@@ -301,6 +305,71 @@ Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, st
   return out;
 }
 
+struct Minibatch {
+  std::vector<std::vector<std::int64_t>> prompts, responses;
+  at::Tensor rollout_logprobs, mask;  // [B, max_tokens]
+  at::Tensor advantages;              // [B]
+};
+
+Minibatch slice(const Context& c, const Rollouts& batch, std::int64_t start, std::int64_t count) {
+  const std::int64_t max_tokens = c.recipe.rollout.max_tokens;
+  std::vector<std::int64_t> lengths;
+  std::vector<bool> truncated(batch.truncated.begin() + start,
+                              batch.truncated.begin() + start + count);
+  at::Tensor rollout_logprobs = at::zeros({count, max_tokens});
+  for (std::int64_t i = 0; i < count; ++i) {
+    const auto& lp = batch.old_logprobs[start + i];
+    lengths.push_back(static_cast<std::int64_t>(lp.size()));
+    rollout_logprobs[i]
+        .narrow(0, 0, lengths.back())
+        .copy_(at::tensor(lp, at::kDouble).to(at::kFloat));
+  }
+  return {{batch.prompts.begin() + start, batch.prompts.begin() + start + count},
+          {batch.responses.begin() + start, batch.responses.begin() + start + count},
+          rollout_logprobs,
+          response_mask(lengths, truncated, max_tokens, c.recipe.grpo.overlong_filter),
+          batch.advantages.narrow(0, start, count)};
+}
+
+// One optimizer step on one minibatch: clipped policy loss (+ KL, entropy bonus, TIS weights).
+void minibatch_step(Context& c, AdamW& optimizer, const Minibatch& mb, double lr,
+                    std::map<std::string, double>& metrics) {
+  const auto& g = c.recipe.grpo;
+  const std::int64_t max_tokens = c.recipe.rollout.max_tokens;
+  at::Tensor entropy;
+  const at::Tensor logprobs =
+      response_logprobs(*c.policy, mb.prompts, mb.responses, max_tokens, &entropy);
+  const at::Tensor gap = (logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask;
+  metrics["rollout/logprob_mismatch_max"] = gap.max().item<double>();
+  metrics["rollout/logprob_mismatch_mean"] =
+      (gap.sum() / mb.mask.sum().clamp_min(1)).item<double>();
+  at::Tensor weights;
+  if (g.tis_cap > 0)
+    weights = truncated_importance_weights(logprobs.detach(), mb.rollout_logprobs, g.tis_cap);
+  const PolicyLoss policy =
+      clipped_policy_loss(logprobs, mb.rollout_logprobs, mb.advantages, mb.mask, g.clip_low,
+                          g.clip_high, g.loss_aggregation, max_tokens, weights);
+  at::Tensor loss = policy.loss;
+  if (g.entropy_coef > 0) loss = loss - g.entropy_coef * entropy;
+  if (c.reference) {
+    at::Tensor reference;
+    {
+      c10::NoGradGuard no_grad;
+      reference = response_logprobs(*c.reference, mb.prompts, mb.responses, max_tokens);
+    }
+    const at::Tensor kl = aggregate(kl_estimate(logprobs, reference, g.kl_estimator), mb.mask,
+                                    g.loss_aggregation, max_tokens);
+    loss = loss + g.kl_coef * kl;
+    metrics["train/kl"] = kl.item<double>();
+  }
+  loss.backward();
+  metrics["train/grad_norm"] = optimizer_step(c, optimizer, lr);
+  metrics["train/loss"] = loss.item<double>();
+  metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
+  metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();
+  metrics["train/entropy"] = entropy.item<double>();
+}
+
 std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollouts& batch,
                                      double lr) {
   const auto& g = c.recipe.grpo;
@@ -308,37 +377,9 @@ std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollout
   const std::int64_t per_minibatch = (total + g.minibatches - 1) / g.minibatches;
   std::map<std::string, double> metrics;
   for (std::int64_t epoch = 0; epoch < g.epochs; ++epoch)
-    for (std::int64_t start = 0; start < total; start += per_minibatch) {
-      const std::int64_t count = std::min(per_minibatch, total - start);
-      std::vector<std::vector<std::int64_t>> prompts(batch.prompts.begin() + start,
-                                                     batch.prompts.begin() + start + count);
-      std::vector<std::vector<std::int64_t>> responses(batch.responses.begin() + start,
-                                                       batch.responses.begin() + start + count);
-      at::Tensor old = at::zeros({count, c.recipe.rollout.max_tokens}), mask = at::zeros_like(old);
-      for (std::int64_t i = 0; i < count; ++i) {
-        const auto& lp = batch.old_logprobs[start + i];
-        const auto n = static_cast<std::int64_t>(lp.size());
-        old[i].narrow(0, 0, n).copy_(at::tensor(lp, at::kDouble).to(at::kFloat));
-        mask[i].narrow(0, 0, n).fill_(1);
-      }
-      at::Tensor entropy;
-      const at::Tensor logprobs =
-          response_logprobs(c, prompts, responses, c.recipe.rollout.max_tokens, &entropy);
-      if (epoch == 0 && start == 0)
-        metrics["rollout/logprob_mismatch_max"] =
-            ((logprobs.detach() - old).abs() * mask).max().item<double>();
-      const PolicyLoss policy = clipped_policy_loss(
-          logprobs, old, batch.advantages.narrow(0, start, count), mask, g.clip_low, g.clip_high,
-          g.loss_aggregation, c.recipe.rollout.max_tokens);
-      at::Tensor loss = policy.loss;
-      if (g.entropy_coef > 0) loss = loss - g.entropy_coef * entropy;
-      loss.backward();
-      metrics["train/grad_norm"] = optimizer_step(c, optimizer, lr);
-      metrics["train/loss"] = loss.item<double>();
-      metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
-      metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();
-      metrics["train/entropy"] = entropy.item<double>();
-    }
+    for (std::int64_t start = 0; start < total; start += per_minibatch)
+      minibatch_step(c, optimizer, slice(c, batch, start, std::min(per_minibatch, total - start)),
+                     lr, metrics);
   return metrics;
 }
 
@@ -369,12 +410,8 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, AdamW& optimizer,
 
 TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem::path>& checkpoint,
                    bool new_run) {
-  if (recipe.grpo.kl_coef > 0)
-    throw Error(
-        "grpo.kl_coef > 0 needs a reference model, which this build does not keep yet; set it to "
-        "0");
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  Context c{recipe, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
+  Context c{recipe, nullptr, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
   std::filesystem::create_directories(recipe.run_dir);
   c.store = std::make_unique<store::RunStore>(recipe.run_dir);
   if (new_run)
@@ -396,6 +433,9 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
                                 .eps = recipe.optim.eps,
                                 .weight_decay = recipe.optim.weight_decay});
   TrainerState state = start(c, engine, optimizer, checkpoint);
+  if (recipe.grpo.kl_coef > 0)  // step 0 is the policy GRPO starts from
+    c.reference = model::load_causal_lm(
+        std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", at::kCPU, at::kFloat);
   ThreadPool pool;
   Progress progress("grpo", recipe.steps, "step");
   progress.set(state.step);
