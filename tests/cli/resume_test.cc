@@ -1,7 +1,7 @@
 // Kill-and-resume: a training run SIGKILLed at a random moment after its first checkpoint and
 // continued with `ponder train --resume` ends bit-identical to an uninterrupted run.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -21,11 +21,12 @@ namespace ponder {
 namespace {
 
 const std::vector<std::string> kRecipe = {
-    "--set", "steps=8",          "--set", "checkpoint_every=2",
-    "--set", "eval_every=4",     "--set", "sft.steps=20",
-    "--set", "sft.batch_size=8", "--set", "data.eval_size=6",
-    "--set", "eval.n=2",         "--set", "rollout.prompts_per_step=3",
-    "--set", "rollout.n=4",      "--set", "rollout.max_tokens=12"};
+    "--set", "steps=8", "--set", "checkpoint_every=2", "--set", "eval_every=4", "--set",
+    "sft.steps=40", "--set", "sft.batch_size=8", "--set", "data.eval_size=6", "--set", "eval.n=2",
+    "--set", "rollout.prompts_per_step=3", "--set", "rollout.n=4", "--set", "rollout.max_tokens=16",
+    // the length penalty varies within every group, so every step updates the policy
+    "--set",
+    R"(rewards=[{"name": "math"}, {"name": "overlong", "options": {"max_tokens": 16, "buffer": 14}}])"};
 
 pid_t spawn_train(const std::filesystem::path& run_dir, const std::filesystem::path& log) {
   std::vector<std::string> args = {PONDER_BINARY, "train", "--set", "run_dir=" + run_dir.string()};
@@ -85,8 +86,15 @@ TEST(Resume, KilledRunResumesToTheSameFinalState) {
   ASSERT_FALSE(std::filesystem::exists(killed / "checkpoints" / "step-8"))
       << "killed " << delay_ms << " ms after the first checkpoint, too late to test anything";
 
-  testing_util::run_checked(std::string(PONDER_BINARY) + " train --resume " + killed.string() +
-                            " 2>&1");
+  const std::string resumed = testing_util::run_checked(
+      std::string(PONDER_BINARY) + " train --resume " + killed.string() + " 2>&1");
+  EXPECT_NE(resumed.find("resuming from " + (killed / "checkpoints").string()), std::string::npos)
+      << resumed;
+  store::RunStore reference_store(straight);
+  int updates_after_resume_point = 0;
+  for (const auto& m : reference_store.metrics())
+    updates_after_resume_point += m.name == "train/grad_norm" && m.step > 2 && m.value > 0;
+  EXPECT_EQ(updates_after_resume_point, 6) << "the policy must change in every step";
   const auto last = std::filesystem::path("checkpoints") / "step-8";
   for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer_state.json"})
     EXPECT_TRUE(slurp(straight / last / file) == slurp(killed / last / file))
