@@ -47,7 +47,9 @@ struct Prediction {
 struct LoadedTask {
   datasets::EvalTaskSpec spec;
   std::unique_ptr<rewards::Reward> reward;
-  eval::EvalTask task;
+  std::vector<datasets::Example> items;
+
+  eval::EvalTask task() const { return {spec.name, items, reward.get(), spec.reward == "math"}; }
 };
 
 std::vector<LoadedTask> load_tasks(const EvalArgs& a) {
@@ -61,8 +63,7 @@ std::vector<LoadedTask> load_tasks(const EvalArgs& a) {
     const auto limit = a.limit > 0 && a.predictions.empty()
                            ? std::optional<std::size_t>(static_cast<std::size_t>(a.limit))
                            : std::nullopt;
-    t.task = {t.spec.name, datasets::load_eval_task(t.spec, limit), t.reward.get(),
-              t.spec.reward == "math"};
+    t.items = datasets::load_eval_task(t.spec, limit);
     out.push_back(std::move(t));
   }
   return out;
@@ -94,14 +95,15 @@ PredictionTable read_predictions(const EvalArgs& a, const model::Tokenizer* toke
 
 // Keeps the task's items that have predictions (at most --limit) and returns their responses.
 std::vector<std::vector<eval::Response>> match_predictions(
-    const EvalArgs& a, eval::EvalTask& task,
+    const EvalArgs& a, LoadedTask& task,
     std::map<std::string, std::vector<eval::Response>>& given) {
+  const std::string& name = task.spec.name;
   std::vector<datasets::Example> kept;
   std::vector<std::vector<eval::Response>> responses;
   std::set<std::string> ids;
   for (auto& item : task.items) {
     if (!ids.insert(item.id).second)
-      throw Error("eval: task '" + task.name + "' has two items with id '" + item.id + "'");
+      throw Error("eval: task '" + name + "' has two items with id '" + item.id + "'");
     auto it = given.find(item.id);
     if (it == given.end() || (a.limit > 0 && static_cast<std::int64_t>(kept.size()) >= a.limit))
       continue;
@@ -110,10 +112,10 @@ std::vector<std::vector<eval::Response>> match_predictions(
   }
   for (const auto& [id, unused] : given)
     if (!ids.count(id))
-      throw Error(a.predictions + ": id '" + id + "' is not an item of task '" + task.name + "'");
-  if (kept.empty()) throw Error(a.predictions + ": no predictions for task '" + task.name + "'");
+      throw Error(a.predictions + ": id '" + id + "' is not an item of task '" + name + "'");
+  if (kept.empty()) throw Error(a.predictions + ": no predictions for task '" + name + "'");
   if (kept.size() < task.items.size())
-    fmt::print(stderr, "eval: {}: scoring the {} of {} items that have predictions\n", task.name,
+    fmt::print(stderr, "eval: {}: scoring the {} of {} items that have predictions\n", name,
                kept.size(), task.items.size());
   task.items = std::move(kept);
   return responses;
@@ -129,8 +131,8 @@ std::vector<eval::TaskResult> score_predictions(const EvalArgs& a, std::vector<L
       throw Error(a.predictions + ": task '" + name + "' is not among --task");
   std::vector<eval::TaskResult> results;
   for (LoadedTask& t : tasks) {
-    const auto responses = match_predictions(a, t.task, table[t.spec.name]);
-    results.push_back(eval::evaluate_responses(t.task, responses, a.options, pool, &store));
+    const auto responses = match_predictions(a, t, table[t.spec.name]);
+    results.push_back(eval::evaluate_responses(t.task(), responses, a.options, pool, &store));
   }
   return results;
 }
@@ -164,7 +166,7 @@ std::vector<eval::TaskResult> generate_and_score(const EvalArgs& a,
   const eval::Generator generator{engine, tokenizer, chat_format(a)};
   std::vector<eval::TaskResult> results;
   for (const LoadedTask& t : tasks)
-    results.push_back(eval::evaluate(generator, t.task, a.options, pool, &store));
+    results.push_back(eval::evaluate(generator, t.task(), a.options, pool, &store));
   return results;
 }
 

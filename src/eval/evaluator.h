@@ -22,10 +22,11 @@
 namespace ponder::eval {
 
 // What is evaluated: items (question = the user message, reference = what the reward checks)
-// and the reward that scores them. A sample is correct when its reward is >= 1.
+// and the reward that scores them, both owned by the caller. A sample is correct when its
+// reward is >= 1.
 struct EvalTask {
   std::string name;
-  std::vector<datasets::Example> items;
+  std::span<const datasets::Example> items;
   const rewards::Reward* reward = nullptr;
   bool majority = false;  // maj@k from the answers the reward extracts (details "extracted")
 };
@@ -66,7 +67,7 @@ struct ItemResult {
 };
 
 // metrics: pass@1, pass@k, maj@k (fractions), reward_mean, length_tokens (when every sample has
-// a token count), truncated (fraction), items, samples_per_item, seconds.
+// a token count), truncated (fraction), items, samples (in all), seconds.
 struct TaskResult {
   std::string task;
   std::vector<ItemResult> items;

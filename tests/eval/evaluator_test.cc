@@ -75,11 +75,10 @@ TEST(TaskMetrics, ChosenKsAndErrors) {
 TEST(EvaluateResponses, ScoresWithTheMathRewardIntoTheStore) {
   testing_util::ScratchDir dir("eval_responses");
   const auto math = rewards::builtin_rewards().create("math", json::object());
-  const EvalTask task{"t",
-                      {{"q1", "What is 2+2?", {{"answer", "4"}}, ""},
-                       {"q2", "Half of 1?", {{"answer", "\\frac{1}{2}"}}, ""}},
-                      math.get(),
-                      true};
+  const std::vector<datasets::Example> items = {
+      {"q1", "What is 2+2?", {{"answer", "4"}}, ""},
+      {"q2", "Half of 1?", {{"answer", "\\frac{1}{2}"}}, ""}};
+  const EvalTask task{"t", items, math.get(), true};
   const std::vector<std::vector<Response>> responses = {
       {{"so \\boxed{4}", 5, "stop"}, {"\\boxed{5}", 3, "stop"}},
       {{"it is \\boxed{0.5}", 6, "stop"}, {"hmm", 8, "length"}, {"\\boxed{1/2}", 4, "stop"}}};
@@ -106,7 +105,8 @@ TEST(EvaluateResponses, ScoresWithTheMathRewardIntoTheStore) {
 
 TEST(EvaluateResponses, BrokenReferencesNameTheTaskAndItem) {
   const auto code = rewards::builtin_rewards().create("code", {{"style", "humaneval"}});
-  const EvalTask task{"he", {{"HumanEval/x", "q", {{"entry_point", "f"}}, ""}}, code.get(), false};
+  const std::vector<datasets::Example> items = {{"HumanEval/x", "q", {{"entry_point", "f"}}, ""}};
+  const EvalTask task{"he", items, code.get(), false};
   ThreadPool pool(1);
   try {
     evaluate_responses(task, {{{"def f(): pass"}}}, {}, pool, nullptr);
@@ -130,12 +130,10 @@ TEST(Evaluate, TinyModelSamplesDoNotDependOnChunking) {
   engine::RolloutEngine engine(*lm, &tokenizer,
                                {.block_size = 16, .num_blocks = 128, .show_progress = false});
   const auto math = rewards::builtin_rewards().create("math", json::object());
-  const EvalTask task{"arith",
-                      {{"a", "1+1?", {{"answer", "2"}}, ""},
-                       {"b", "2+2?", {{"answer", "4"}}, ""},
-                       {"c", "3+3?", {{"answer", "6"}}, ""}},
-                      math.get(),
-                      true};
+  const std::vector<datasets::Example> items = {{"a", "1+1?", {{"answer", "2"}}, ""},
+                                                {"b", "2+2?", {{"answer", "4"}}, ""},
+                                                {"c", "3+3?", {{"answer", "6"}}, ""}};
+  const EvalTask task{"arith", items, math.get(), true};
   ThreadPool pool(2);
   const Generator generator{engine, tokenizer, model::ChatFormat::kChatML};
   EvalOptions options{.n = 2, .sampling = {.temperature = 1.0, .max_tokens = 6, .seed = 11}};
