@@ -231,7 +231,7 @@ TaskResult evaluate(const Generator& generator, const EvalTask& task, const Eval
   std::int64_t pieces = 0;
   const engine::StreamCallback tick = [&](std::size_t, std::int64_t, const std::string&) {
     if (!progress || ++pieces % 64) return;
-    scorer.set_note(fmt::format("{} tokens generated", pieces));
+    scorer.set_note(fmt::format("~{} tokens generated", pieces));
     progress->advance(0);
   };
   for (std::size_t first = 0; first < task.items.size(); first += chunk) {
