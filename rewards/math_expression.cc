@@ -345,8 +345,8 @@ Complex ParsedExpression::evaluate(int i, const std::map<std::string, Complex>& 
       return x - y;
     case Op::kMul:
       return x * y;
-    case Op::kDiv:
-      return y == Complex(0) ? nan_complex() : x / y;
+    case Op::kDiv:  // dividing by 0 or by an overflowed value says nothing about the quotient
+      return y == Complex(0) || (!std::isfinite(std::abs(y)) && !infinity) ? nan_complex() : x / y;
     case Op::kPow:
       return complex_power(x, y);
     case Op::kBinom:
@@ -458,7 +458,7 @@ class Parser {
     while (left >= 0) {
       if (eat("*") || eat("\\cdot") || eat("\\times")) {
         left = binary(Op::kMul, left, unary(depth));
-      } else if (eat("/") || eat("\\div")) {
+      } else if (eat("/") || eat("\\div") || eat(":")) {  // a ratio 3:1 is the quotient
         left = binary(Op::kDiv, left, unary(depth));
       } else if (const int mixed = mixed_number(left, depth); mixed >= 0) {
         left = mixed;
@@ -575,6 +575,7 @@ class Parser {
     }
     Node n{.op = Op::kNumber};
     n.approx = std::strtold(s_.substr(start, pos_ - start).c_str(), nullptr);
+    if (n.approx == 0 && (num != 0 || !exact)) n.approx = std::nanl("");  // underflowed
     std::optional<Rational> value = Rational{num, 1};
     if (exact && places - exponent10 != 0)
       value = mul(*value,
