@@ -36,11 +36,9 @@ std::vector<Example> load_gsm8k(const std::filesystem::path& path) {
     if (!r.contains("question") || !r.contains("answer"))
       throw Error(where + ": expected fields question and answer");
     const std::string answer = r["answer"];
-    const auto mark = answer.rfind("####");
-    if (mark == std::string::npos) throw Error(where + ": answer has no '#### n' final answer");
     out.push_back({"gsm8k-" + std::to_string(line),
                    r["question"],
-                   {{"answer", answer.substr(mark + 4)}},
+                   {{"answer", gsm8k_final_answer(answer, where + ": answer")}},
                    answer});
   });
   return out;
@@ -58,6 +56,12 @@ std::vector<Example> load_math(const std::filesystem::path& path) {
                    r.value("solution", "")});
   });
   return out;
+}
+
+std::string gsm8k_final_answer(const std::string& solution, const std::string& where) {
+  const auto mark = solution.rfind("####");
+  if (mark == std::string::npos) throw Error(where + ": no '#### n' final answer");
+  return solution.substr(mark + 4);
 }
 
 std::filesystem::path data_root() {

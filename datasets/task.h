@@ -25,6 +25,9 @@ std::vector<Example> arithmetic_examples(std::uint64_t seed, std::size_t count, 
 std::vector<Example> load_gsm8k(const std::filesystem::path& path);
 std::vector<Example> load_math(const std::filesystem::path& path);
 
+// The final answer of a GSM8K solution: the text after its last "####"; `where` prefixes errors.
+std::string gsm8k_final_answer(const std::string& solution, const std::string& where);
+
 // PONDER_DATA, else the shared/data folder beside the repository.
 std::filesystem::path data_root();
 

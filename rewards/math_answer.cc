@@ -59,17 +59,22 @@ std::optional<std::string> last_boxed(const std::string& text) {
   return trim(text.substr(i, end == std::string::npos ? end : end - i));
 }
 
-// "... the answer is $17$." -> "17": the rest of the line, or the first $...$ in it.
+// "... the answer is $17$." -> "17": the first $...$ after it (which may span lines), else the
+// rest of the line.
 std::optional<std::string> answer_is(const std::string& text) {
   const auto at = text.rfind("answer is");
   if (at == std::string::npos) return std::nullopt;
-  const auto end = text.find('\n', at);
-  std::string rest = trim(text.substr(at + 9, end == std::string::npos ? end : end - at - 9));
-  if (!rest.empty() && rest[0] == ':') rest = trim(rest.substr(1));
-  if (!rest.empty() && rest[0] == '$') {
-    auto close = rest.find('$', 1);
-    while (close != std::string::npos && rest[close - 1] == '\\') close = rest.find('$', close + 1);
-    rest = rest.substr(1, close == std::string::npos ? std::string::npos : close - 1);
+  std::size_t begin = text.find_first_not_of(" :", at + 9);
+  if (begin == std::string::npos) return std::nullopt;
+  std::string rest;
+  if (text[begin] == '$') {
+    auto close = text.find('$', begin + 1);
+    while (close != std::string::npos && text[close - 1] == '\\') close = text.find('$', close + 1);
+    rest =
+        text.substr(begin + 1, close == std::string::npos ? std::string::npos : close - begin - 1);
+  } else {
+    const auto end = text.find('\n', begin);
+    rest = text.substr(begin, end == std::string::npos ? end : end - begin);
   }
   while (!rest.empty() && (rest.back() == '.' || rest.back() == '$' || rest.back() == ' '))
     rest.pop_back();
@@ -118,6 +123,16 @@ std::string drop_text_commands(std::string s) {
         after += 4;
       s.replace(at, after - at, is_unit ? "" : *inner);
     }
+  }
+  return s;
+}
+
+// "11,\\! 111,\\! 100": TeX's thin-space-after-comma thousands style loses the spaces.
+std::string join_spaced_thousands(std::string s) {
+  for (std::size_t at = s.find(",\\!"); at != std::string::npos; at = s.find(",\\!", at + 1)) {
+    std::size_t end = at + 3;
+    while (end < s.size() && is_space(s[end])) ++end;
+    s.replace(at, end - at, ",");
   }
   return s;
 }
@@ -260,6 +275,7 @@ std::optional<Extraction> extract_answer(const std::string& text, const ExtractO
 
 std::string normalize_answer(const std::string& answer) {
   std::string s = unwrap_boxed(trim(answer.substr(0, kMaxAnswerBytes)));
+  s = join_spaced_thousands(s);
   for (const char* noise :
        {"\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\displaystyle", "\\$", "$", "^\\circ",
         "^{\\circ}", "\xC2\xB0", "\\dollar", "\\qquad", "\\quad", "~"})

@@ -151,6 +151,46 @@ std::optional<Rational> exact_sqrt(const Rational& x) {
   return Rational{*n, *d};
 }
 
+std::optional<Rational> exact_factorial(const Rational& x) {
+  if (x.den != 1 || x.num < 0 || x.num > 33) return std::nullopt;  // 34! overflows 127 bits
+  std::optional<Rational> result = Rational{1, 1};
+  for (__int128 k = 2; k <= x.num && result; ++k) result = mul(*result, Rational{k, 1});
+  return result;
+}
+
+std::optional<Rational> exact_binomial(const Rational& n, const Rational& k) {
+  if (n.den != 1 || k.den != 1 || n.num < 0 || k.num < 0) return std::nullopt;
+  if (k.num > n.num) return Rational{0, 1};
+  if (k.num > 200) return std::nullopt;
+  std::optional<Rational> result = Rational{1, 1};
+  for (__int128 j = 1; j <= k.num && result; ++j)
+    result = mul(*result, Rational{n.num - k.num + j, j});
+  return result;
+}
+
+std::optional<Rational> exact_binary(Op op, const Rational& x, const Rational& y) {
+  switch (op) {
+    case Op::kAdd:
+      return add(x, y);
+    case Op::kSub: {
+      const auto negated = mul(y, Rational{-1, 1});
+      return negated ? add(x, *negated) : std::nullopt;
+    }
+    case Op::kMul:
+      return mul(x, y);
+    case Op::kDiv: {
+      const auto inverse = make_rational(y.den, y.num);
+      return inverse ? mul(x, *inverse) : std::nullopt;
+    }
+    case Op::kPow:
+      return y.den == 1 ? rational_power(x, y.num) : std::nullopt;
+    case Op::kBinom:
+      return exact_binomial(x, y);
+    default:
+      return std::nullopt;
+  }
+}
+
 long double to_long_double(const Rational& r) {
   return static_cast<long double>(r.num) / static_cast<long double>(r.den);
 }
@@ -244,65 +284,27 @@ struct ParsedExpression {
 
 std::optional<Rational> ParsedExpression::exact(int i) const {
   const Node& n = nodes[i];
-  auto both = [&]() -> std::optional<std::pair<Rational, Rational>> {
-    auto x = exact(n.a);
-    if (!x) return std::nullopt;
-    auto y = exact(n.b);
-    if (!y) return std::nullopt;
-    return std::pair{*x, *y};
-  };
   switch (n.op) {
     case Op::kNumber:
       return n.exact_ok ? std::optional(n.value) : std::nullopt;
-    case Op::kNeg: {
-      auto x = exact(n.a);
-      return x ? mul(*x, Rational{-1, 1}) : std::nullopt;
+    case Op::kNeg:
+    case Op::kFactorial:
+    case Op::kFunction: {
+      if (n.op == Op::kFunction && n.fn != Fn::kSqrt) return std::nullopt;
+      const auto x = exact(n.a);
+      if (!x) return std::nullopt;
+      if (n.op == Op::kNeg) return mul(*x, Rational{-1, 1});
+      return n.op == Op::kFactorial ? exact_factorial(*x) : exact_sqrt(*x);
     }
     case Op::kAdd:
-    case Op::kSub: {
-      auto xy = both();
-      if (!xy) return std::nullopt;
-      if (n.op == Op::kAdd) return add(xy->first, xy->second);
-      auto negated = mul(xy->second, Rational{-1, 1});
-      return negated ? add(xy->first, *negated) : std::nullopt;
-    }
+    case Op::kSub:
     case Op::kMul:
-    case Op::kDiv: {
-      auto xy = both();
-      if (!xy) return std::nullopt;
-      if (n.op == Op::kMul) return mul(xy->first, xy->second);
-      auto inverse = make_rational(xy->second.den, xy->second.num);
-      return inverse ? mul(xy->first, *inverse) : std::nullopt;
-    }
-    case Op::kPow: {
-      auto xy = both();
-      if (!xy || xy->second.den != 1) return std::nullopt;
-      return rational_power(xy->first, xy->second.num);
-    }
-    case Op::kFactorial: {
-      auto x = exact(n.a);
-      if (!x || x->den != 1 || x->num < 0 || x->num > 33) return std::nullopt;
-      std::optional<Rational> result = Rational{1, 1};
-      for (__int128 k = 2; k <= x->num && result; ++k) result = mul(*result, Rational{k, 1});
-      return result;
-    }
+    case Op::kDiv:
+    case Op::kPow:
     case Op::kBinom: {
-      auto xy = both();
-      if (!xy || xy->first.den != 1 || xy->second.den != 1) return std::nullopt;
-      const __int128 top = xy->first.num, k = xy->second.num;
-      if (k < 0 || top < 0 || k > top)
-        return k >= 0 && top >= 0 ? std::optional(Rational{0, 1}) : std::nullopt;
-      if (k > 200) return std::nullopt;
-      std::optional<Rational> result = Rational{1, 1};
-      for (__int128 j = 1; j <= k && result; ++j) {
-        result = mul(*result, Rational{top - k + j, j});
-      }
-      return result;
-    }
-    case Op::kFunction: {
-      if (n.fn != Fn::kSqrt) return std::nullopt;
-      auto x = exact(n.a);
-      return x ? exact_sqrt(*x) : std::nullopt;
+      const auto x = exact(n.a);
+      const auto y = x ? exact(n.b) : std::nullopt;
+      return y ? exact_binary(n.op, *x, *y) : std::nullopt;
     }
     default:
       return std::nullopt;
@@ -343,8 +345,8 @@ Complex ParsedExpression::evaluate(int i, const std::map<std::string, Complex>& 
       return x - y;
     case Op::kMul:
       return x * y;
-    case Op::kDiv:
-      return y == Complex(0) ? nan_complex() : x / y;
+    case Op::kDiv:  // dividing by 0 or by an overflowed value says nothing about the quotient
+      return y == Complex(0) || (!std::isfinite(std::abs(y)) && !infinity) ? nan_complex() : x / y;
     case Op::kPow:
       return complex_power(x, y);
     case Op::kBinom:
@@ -456,7 +458,7 @@ class Parser {
     while (left >= 0) {
       if (eat("*") || eat("\\cdot") || eat("\\times")) {
         left = binary(Op::kMul, left, unary(depth));
-      } else if (eat("/") || eat("\\div")) {
+      } else if (eat("/") || eat("\\div") || eat(":")) {  // a ratio 3:1 is the quotient
         left = binary(Op::kDiv, left, unary(depth));
       } else if (const int mixed = mixed_number(left, depth); mixed >= 0) {
         left = mixed;
@@ -573,6 +575,7 @@ class Parser {
     }
     Node n{.op = Op::kNumber};
     n.approx = std::strtold(s_.substr(start, pos_ - start).c_str(), nullptr);
+    if (n.approx == 0 && (num != 0 || !exact)) n.approx = std::nanl("");  // underflowed
     std::optional<Rational> value = Rational{num, 1};
     if (exact && places - exponent10 != 0)
       value = mul(*value,

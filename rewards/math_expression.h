@@ -1,6 +1,5 @@
-// A parser for LaTeX / plain-text scalar math expressions (numbers, + - * / ^, implicit
-// multiplication, mixed numbers, \frac, \sqrt[n]{}, \binom, \pi e i \infty, functions, %, !) into
-// a tree evaluated exactly (rationals) where possible, numerically (complex) otherwise.
+// Parser for LaTeX / plain-text scalar math expressions (\frac, \sqrt[n]{}, powers, functions,
+// mixed numbers, % and !) into a tree evaluated exactly as rationals, else numerically (complex).
 #pragma once
 
 #include <complex>

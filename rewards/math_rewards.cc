@@ -8,8 +8,14 @@
 namespace ponder::rewards {
 namespace {
 
+// The gold answer of a reference: a string or number, an object's "answer" field; a GSM8K
+// solution ("... #### 72") gives the part after "####".
 std::string gold_answer(const nlohmann::json& reference) {
-  if (reference.is_string()) return reference;
+  if (reference.is_string()) {
+    const std::string text = reference;
+    const auto marker = text.rfind("####");
+    return marker == std::string::npos ? text : text.substr(marker + 4);
+  }
   if (reference.is_number()) return reference.dump();
   if (reference.is_object() && reference.contains("answer"))
     return gold_answer(reference["answer"]);

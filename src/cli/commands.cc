@@ -16,6 +16,8 @@ int run(int argc, char** argv) {
   add_model_commands(app);
   add_generate_command(app);
   add_sandbox_command(app);
+  add_reward_command(app);
+  add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -15,5 +15,7 @@ void add_train_command(CLI::App& app);
 void add_model_commands(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_sandbox_command(CLI::App& app);
+void add_reward_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace ponder::cli

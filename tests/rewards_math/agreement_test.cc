@@ -17,10 +17,11 @@ namespace {
 std::string classify(const nlohmann::json& pair, bool ponder_equal) {
   const std::string kind = pair["kind"];
   const bool constructed_equal = kind == "equivalent" || kind == "identity";
-  const std::string side = ponder_equal ? "ponder accepts, math-verify rejects"
-                                        : "ponder rejects, math-verify accepts";
-  const std::string right = ponder_equal == constructed_equal ? "ponder matches the construction"
-                                                              : "math-verify matches the construction";
+  const std::string side =
+      ponder_equal ? "ponder accepts, math-verify rejects" : "ponder rejects, math-verify accepts";
+  const std::string right = ponder_equal == constructed_equal
+                                ? "ponder matches the construction"
+                                : "math-verify matches the construction";
   return side + "; " + right + " (" + kind + "/" + pair["rule"].get<std::string>() + ")";
 }
 
@@ -38,8 +39,8 @@ TEST(MathVerifyAgreement, AtLeast99PercentOnThreeThousandPairs) {
   for_each_jsonl(pairs_file, [&](const nlohmann::json& pair, std::size_t) {
     if (pair.contains("summary")) return;
     ++total;
-    const auto r = math->score(
-        {.completion = pair["completion"], .reference = {{"answer", pair["gold"]}}});
+    const auto r =
+        math->score({.completion = pair["completion"], .reference = {{"answer", pair["gold"]}}});
     const bool ponder_equal = r.value == 1.0;
     if (ponder_equal == pair["math_verify"].get<bool>()) {
       ++agree;
@@ -48,8 +49,7 @@ TEST(MathVerifyAgreement, AtLeast99PercentOnThreeThousandPairs) {
     const std::string cls = classify(pair, ponder_equal);
     ++classes[cls];
     std::cout << "disagreement #" << pair["id"] << " [" << cls << "] gold " << pair["gold"]
-              << " prediction " << pair["prediction"] << " ponder: " << r.details["reason"]
-              << "\n";
+              << " prediction " << pair["prediction"] << " ponder: " << r.details["reason"] << "\n";
   });
   for (const auto& [cls, n] : classes) std::cout << n << " x " << cls << "\n";
   std::cout << "agreement " << agree << "/" << total << " = " << 100.0 * agree / total << " %\n";

@@ -32,12 +32,12 @@ MATRIX = re.compile(r"^\\begin\{pmatrix\}(.*)\\end\{pmatrix\}$", re.S)
 
 
 def split_top(s):
-    """Splits s at commas outside brackets and braces."""
+    """Splits s at commas outside brackets and braces (not TeX's thin space \\,)."""
     parts, depth, cur = [], 0, ""
-    for c in s:
+    for i, c in enumerate(s):
         depth += c in "([{"
         depth -= c in ")]}"
-        if c == "," and depth == 0:
+        if c == "," and depth == 0 and not s[:i].endswith("\\"):
             parts.append(cur)
             cur = ""
         else:

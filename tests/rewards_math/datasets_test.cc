@@ -40,6 +40,7 @@ TEST(Math500, GoldAnswerMatchesTheSolutionsBoxedAnswer) {
           misses.push_back(r["answer"].get<std::string>() + "  <->  " +
                            (extracted ? extracted->answer : "(none)"));
       });
+  std::cout << "MATH-500: " << ok << "/" << total << " gold answers equal their solution's\n";
   EXPECT_EQ(total, 500);
   EXPECT_GE(ok, 499);
   for (const auto& m : misses) std::cout << "MATH-500 miss: " << m << "\n";

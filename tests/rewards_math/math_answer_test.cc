@@ -13,6 +13,9 @@ TEST(Extraction, FindsEachAnswerForm) {
   EXPECT_EQ(extract_answer("work\n#### 1,234")->answer, "1,234");
   EXPECT_EQ(extract_answer("<think>hm</think><answer> 42 </answer>")->method, "answer_tag");
   EXPECT_EQ(extract_answer("Thus the answer is $17$.")->answer, "17");
+  EXPECT_EQ(extract_answer("The final answer is $\\$1.25$ total.")->answer, "\\$1.25");
+  EXPECT_EQ(extract_answer("The final answer is $90\\text{ square\nunits}$.")->answer,
+            "90\\text{ square\nunits}");
   EXPECT_EQ(extract_answer("I got 3 then 5.5 apples")->answer, "5.5");
   EXPECT_FALSE(extract_answer("I got 3", {.last_number_fallback = false}).has_value());
   EXPECT_FALSE(extract_answer("no digits here").has_value());
@@ -76,6 +79,8 @@ TEST(Equivalence, HandWrittenCases) {
       {"\\frac{4036081}{4036082}", "\\frac{4036082}{4036081}", false},
       {"123456789012345678901234567890", "123456789012345678901234567891", false},
       {"10^{10^{10}}", "10^{10^{11}}", false},
+      {"\\frac{2}{2004!}", "\\frac{1}{2004!}", false},  // both underflow: never "equal"
+      {"1.875e-5749", "1.876e-5749", false},
       // Decimals are as close as the digits written: rounded or truncated, not further.
       {"0.333333", "\\frac13", true},
       {"0.7647058823", "\\frac{13}{17}", true},
@@ -89,6 +94,9 @@ TEST(Equivalence, HandWrittenCases) {
       {"50\\%", "50", true},
       {"5\\%", "0.5", false},
       {"8{,}880", "8880", true},
+      {"11,\\! 111,\\! 100", "11111100", true},
+      {"1:2", "\\frac{1}{2}", true},
+      {"3:1", "1:3", false},
       {"\\sec{\\left(x \\right)}", "\\sec x", true},
       {"2\\sin x\\cos x", "\\sin 2x", true},
       {"\\log_2 8", "3", true},
