@@ -18,6 +18,7 @@
 #include "core/thread_pool.h"
 #include "datasets/task.h"
 #include "engine/rollout_engine.h"
+#include "eval/evaluator.h"
 #include "model/chat_template.h"
 #include "model/init_model.h"
 #include "model/transformer.h"
@@ -66,10 +67,10 @@ std::int64_t eos_id(const Context& c) {
 void load_data(Context& c) {
   const auto& d = c.recipe.data;
   if (d.task == "arithmetic") {
-    c.train =
-        datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed), 20000, d.digits);
+    c.train = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed), 20000,
+                                            d.digits, d.worked_fraction);
     c.eval = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed) + 7919,
-                                           d.eval_size, d.digits);
+                                           d.eval_size, d.digits, d.worked_fraction);
     return;
   }
   auto load = d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math;
@@ -188,38 +189,21 @@ double score(const Context& c, const rewards::Sample& sample, nlohmann::json& de
   return total;
 }
 
-double evaluate(Context& c, engine::RolloutEngine& engine, std::int64_t step) {
+// Held-out pass@1 averaged over eval.n samples (and maj@k), through the same code as `ponder eval`.
+double evaluate(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step) {
   const auto& ev = c.recipe.eval;
-  std::vector<engine::Request> requests;
-  for (const auto& e : c.eval)
-    requests.push_back({prompt_ids(c, e),
-                        ev.n,
-                        {.temperature = ev.temperature,
-                         .top_p = ev.top_p,
-                         .max_tokens = c.recipe.rollout.max_tokens,
-                         .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17}});
-  const auto completions = engine.generate(requests);
-  auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
-  double correct = 0;
-  std::vector<store::RolloutRecord> records;
-  for (const auto& comp : completions) {
-    const auto& e = c.eval[comp.request];
-    const auto result =
-        math->score({.prompt = e.question, .completion = comp.text, .reference = e.reference});
-    correct += result.value;
-    records.push_back({.step = step,
-                       .split = "eval",
-                       .group = static_cast<std::int64_t>(comp.request),
-                       .prompt = e.question,
-                       .completion = comp.text,
-                       .reward = result.value,
-                       .reward_details = result.details,
-                       .tokens = static_cast<std::int64_t>(comp.ids.size()),
-                       .finish_reason = comp.finish_reason});
-  }
-  const double accuracy =
-      correct / static_cast<double>(std::max<std::size_t>(1, completions.size()));
-  c.store->log_rollouts(records);
+  const auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
+  const auto result = eval::evaluate(
+      {engine, *c.tokenizer, c.format}, {"heldout", c.eval, math.get(), /*majority=*/true},
+      {.n = ev.n,
+       .sampling = {.temperature = ev.temperature,
+                    .top_p = ev.top_p,
+                    .max_tokens = c.recipe.rollout.max_tokens,
+                    .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
+       .step = step,
+       .show_progress = false},
+      pool, c.store.get());
+  const double accuracy = result.metrics.at("pass@1");
   c.store->log_metrics(step, {{"eval/accuracy", accuracy}});
   return accuracy;
 }
@@ -391,7 +375,7 @@ void save(Context& c, AdamW& optimizer, const TrainerState& state) {
 }
 
 // SFT warm-up and the first held-out evaluation, or the state of the checkpoint resumed from.
-TrainerState start(Context& c, engine::RolloutEngine& engine, AdamW& optimizer,
+TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, AdamW& optimizer,
                    const std::optional<std::filesystem::path>& checkpoint) {
   if (checkpoint) {
     TrainerState state = load_trainer_state(*checkpoint, c.trainable_names, optimizer);
@@ -402,7 +386,7 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, AdamW& optimizer,
   c.store->truncate_after(std::numeric_limits<std::int64_t>::min());  // a restart keeps nothing
   run_sft(c);
   TrainerState state;
-  state.accuracy_before_rl = state.accuracy = evaluate(c, engine, 0);
+  state.accuracy_before_rl = state.accuracy = evaluate(c, engine, pool, 0);
   log::info("held-out accuracy before GRPO: {:.1f}%", 100 * state.accuracy_before_rl);
   save(c, optimizer, state);
   return state;
@@ -432,11 +416,11 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
                                 .beta2 = recipe.optim.beta2,
                                 .eps = recipe.optim.eps,
                                 .weight_decay = recipe.optim.weight_decay});
-  TrainerState state = start(c, engine, optimizer, checkpoint);
+  ThreadPool pool;
+  TrainerState state = start(c, engine, pool, optimizer, checkpoint);
   if (recipe.grpo.kl_coef > 0)  // step 0 is the policy GRPO starts from
     c.reference = model::load_causal_lm(
         std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", at::kCPU, at::kFloat);
-  ThreadPool pool;
   Progress progress("grpo", recipe.steps, "step");
   progress.set(state.step);
   while (state.step < recipe.steps) {
@@ -451,7 +435,7 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
     metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - begin).count();
     c.store->log_metrics(step, metrics);
     if (step % recipe.eval_every == 0 || step == recipe.steps)
-      state.accuracy = evaluate(c, engine, step);
+      state.accuracy = evaluate(c, engine, pool, step);
     if ((recipe.checkpoint_every > 0 && step % recipe.checkpoint_every == 0) ||
         step == recipe.steps)
       save(c, optimizer, state);

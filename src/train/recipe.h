@@ -26,6 +26,7 @@ struct DataSection {
   std::string train_file;           // gsm8k/math jsonl (relative = under PONDER_DATA)
   std::string eval_file;
   int digits = 2;  // arithmetic operand size
+  double worked_fraction = 0.5;
   std::int64_t eval_size = 50;
   std::string chat_format = "chatml";
   template <class V>
@@ -34,6 +35,8 @@ struct DataSection {
     v("train_file", train_file, "training jsonl for gsm8k/math");
     v("eval_file", eval_file, "held-out jsonl for gsm8k/math");
     v("digits", digits, "operand digits for the arithmetic task");
+    v("worked_fraction", worked_fraction,
+      "share of arithmetic SFT solutions worked column by column (the rest answer directly)");
     v("eval_size", eval_size, "held-out examples used for accuracy");
     v("chat_format", chat_format, "prompt format: chatml | qwen3 | deepseek_v3 | llama3 | r1_zero");
   }
