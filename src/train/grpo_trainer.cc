@@ -222,70 +222,123 @@ struct Rollouts {
   std::map<std::string, double> metrics;
 };
 
-Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step,
-                 std::uint64_t& cursor) {
+// One prompt's n samples with their rewards.
+struct Group {
+  const datasets::Example* example;
+  std::vector<std::int64_t> prompt;
+  std::vector<engine::Completion> samples;
+  std::vector<double> rewards;
+  bool informative() const {
+    return std::any_of(rewards.begin(), rewards.end(), [&](double r) { return r != rewards[0]; });
+  }
+};
+
+// Generates `count` groups from the next training prompts and scores them on the pool; every
+// sample goes to the run store.
+std::vector<Group> sample_groups(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
+                                 std::int64_t step, std::uint64_t& cursor, std::int64_t count,
+                                 std::int64_t first_group) {
   const auto& r = c.recipe.rollout;
-  std::vector<const datasets::Example*> examples;
+  std::vector<Group> groups;
   std::vector<engine::Request> requests;
-  for (std::int64_t i = 0; i < r.prompts_per_step; ++i) {
-    examples.push_back(&c.train[cursor++ % c.train.size()]);
-    requests.push_back({prompt_ids(c, *examples.back()),
+  for (std::int64_t i = 0; i < count; ++i, ++cursor) {
+    const auto& example = c.train[cursor % c.train.size()];
+    groups.push_back({&example, prompt_ids(c, example), {}, {}});
+    const auto seed =
+        (static_cast<std::uint64_t>(c.recipe.seed) * 1000003 + static_cast<std::uint64_t>(step)) *
+            65537 +
+        cursor;
+    requests.push_back({groups.back().prompt,
                         r.n,
                         {.temperature = r.temperature,
                          .top_p = r.top_p,
                          .max_tokens = r.max_tokens,
-                         .seed = static_cast<std::uint64_t>(c.recipe.seed * 1000003 + step)}});
+                         .seed = seed}});
   }
-  const auto completions = engine.generate(requests);
+  auto completions = engine.generate(requests);
   std::vector<std::future<std::pair<double, nlohmann::json>>> scored;
   for (const auto& comp : completions)
-    scored.push_back(pool.submit([&c, &comp, e = examples[comp.request]] {
+    scored.push_back(pool.submit([&c, &comp, e = groups[comp.request].example] {
       nlohmann::json details;
-      const rewards::Sample sample{
-          e->question,
-          comp.text,
-          e->reference,
-          {{"completion_tokens", comp.ids.size()}, {"finish_reason", comp.finish_reason}}};
-      const double value = score(c, sample, details);
+      const double value =
+          score(c,
+                {e->question,
+                 comp.text,
+                 e->reference,
+                 {{"completion_tokens", comp.ids.size()}, {"finish_reason", comp.finish_reason}}},
+                details);
       return std::make_pair(value, details);
     }));
-  at::Tensor reward_table = at::zeros({r.prompts_per_step, r.n}, at::kDouble);
   std::vector<store::RolloutRecord> records;
-  Rollouts out;
-  double length = 0;
   for (std::size_t i = 0; i < completions.size(); ++i) {
-    const auto& comp = completions[i];
     auto [value, details] = scored[i].get();
-    reward_table[static_cast<std::int64_t>(comp.request)][comp.sample] = value;
+    Group& g = groups[completions[i].request];
     records.push_back({.step = step,
-                       .group = static_cast<std::int64_t>(comp.request),
-                       .prompt = examples[comp.request]->question,
-                       .completion = comp.text,
+                       .group = first_group + static_cast<std::int64_t>(completions[i].request),
+                       .prompt = g.example->question,
+                       .completion = completions[i].text,
                        .reward = value,
                        .reward_details = details,
-                       .tokens = static_cast<std::int64_t>(comp.ids.size()),
-                       .finish_reason = comp.finish_reason});
-    out.prompts.push_back(requests[comp.request].prompt_ids);
-    out.responses.push_back(comp.ids);
-    out.old_logprobs.push_back(comp.raw_logprobs);
-    out.truncated.push_back(comp.finish_reason == "length");
-    length += static_cast<double>(comp.ids.size());
+                       .tokens = static_cast<std::int64_t>(completions[i].ids.size()),
+                       .finish_reason = completions[i].finish_reason});
+    g.rewards.push_back(value);
+    g.samples.push_back(std::move(completions[i]));
   }
   c.store->log_rollouts(records);
-  const at::Tensor advantages = group_advantages(reward_table, c.recipe.grpo.scale_by_std);
-  out.advantages = advantages.reshape(-1).to(at::kFloat);
-  const auto& m = engine.last_metrics();
-  out.metrics = {{"reward/mean", reward_table.mean().item<double>()},
-                 {"reward/group_std", reward_table.std(1).mean().item<double>()},
-                 {"response/length_tokens", length / static_cast<double>(completions.size())},
-                 {"rollout/tokens_per_s", m.tokens_per_second},
-                 {"rollout/preemptions", static_cast<double>(m.preemptions)}};
-  if (c.recipe.grpo.dynamic_sampling) {
-    // Groups whose rewards are all equal carry no signal; their advantages become zero weight.
-    const at::Tensor informative = (reward_table.std(1) > 0).to(at::kFloat).repeat_interleave(r.n);
-    out.advantages = out.advantages * informative;
-    out.metrics["rollout/informative_groups"] = informative.mean().item<double>();
+  return groups;
+}
+
+Rollouts to_rollouts(const Context& c, const std::vector<Group>& groups) {
+  Rollouts out;
+  at::Tensor table =
+      at::zeros({static_cast<std::int64_t>(groups.size()), c.recipe.rollout.n}, at::kDouble);
+  for (std::size_t g = 0; g < groups.size(); ++g)
+    for (std::size_t k = 0; k < groups[g].samples.size(); ++k) {
+      const auto& sample = groups[g].samples[k];
+      table[static_cast<std::int64_t>(g)][static_cast<std::int64_t>(k)] = groups[g].rewards[k];
+      out.prompts.push_back(groups[g].prompt);
+      out.responses.push_back(sample.ids);
+      out.old_logprobs.push_back(sample.raw_logprobs);
+      out.truncated.push_back(sample.finish_reason == "length");
+    }
+  out.advantages = group_advantages(table, c.recipe.grpo.scale_by_std).reshape(-1).to(at::kFloat);
+  return out;
+}
+
+// Samples prompts_per_step groups; with dynamic sampling (DAPO), groups whose rewards are all
+// equal carry no signal and are replaced by fresh prompts for up to max_sampling_rounds rounds.
+Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step,
+                 std::uint64_t& cursor) {
+  const auto& g = c.recipe.grpo;
+  const std::int64_t wanted = c.recipe.rollout.prompts_per_step;
+  std::vector<Group> kept;
+  double reward_sum = 0, length_sum = 0, samples = 0, generated_groups = 0, rounds = 0;
+  double seconds = 0, tokens = 0, preemptions = 0;
+  while (static_cast<std::int64_t>(kept.size()) < wanted &&
+         rounds < static_cast<double>(g.dynamic_sampling ? g.max_sampling_rounds : 1)) {
+    ++rounds;
+    const auto first_group = static_cast<std::int64_t>(generated_groups);
+    for (auto& group : sample_groups(c, engine, pool, step, cursor, wanted, first_group)) {
+      ++generated_groups;
+      for (std::size_t k = 0; k < group.samples.size(); ++k, ++samples) {
+        reward_sum += group.rewards[k];
+        length_sum += static_cast<double>(group.samples[k].ids.size());
+      }
+      if (!g.dynamic_sampling || group.informative()) kept.push_back(std::move(group));
+    }
+    seconds += engine.last_metrics().seconds;
+    tokens += static_cast<double>(engine.last_metrics().generated_tokens);
+    preemptions += static_cast<double>(engine.last_metrics().preemptions);
   }
+  if (static_cast<std::int64_t>(kept.size()) > wanted) kept.resize(wanted);
+  Rollouts out = to_rollouts(c, kept);
+  out.metrics = {
+      {"reward/mean", reward_sum / samples},
+      {"response/length_tokens", length_sum / samples},
+      {"rollout/tokens_per_s", tokens / std::max(seconds, 1e-9)},
+      {"rollout/sampling_rounds", rounds},
+      {"rollout/preemptions", preemptions},
+      {"rollout/informative_groups", static_cast<double>(kept.size()) / generated_groups}};
   return out;
 }
 
@@ -360,6 +413,7 @@ std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollout
   const auto total = static_cast<std::int64_t>(batch.responses.size());
   const std::int64_t per_minibatch = (total + g.minibatches - 1) / g.minibatches;
   std::map<std::string, double> metrics;
+  if (total == 0) return metrics;  // dynamic sampling found no group with a learning signal
   for (std::int64_t epoch = 0; epoch < g.epochs; ++epoch)
     for (std::int64_t start = 0; start < total; start += per_minibatch)
       minibatch_step(c, optimizer, slice(c, batch, start, std::min(per_minibatch, total - start)),

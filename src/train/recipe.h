@@ -93,8 +93,9 @@ struct GrpoSection {
   std::int64_t epochs = 1;
   std::int64_t minibatches = 1;
   bool dynamic_sampling = false;  // drop groups whose rewards are all equal
-  bool overlong_filter = false;   // truncated responses take no part in the loss
-  double tis_cap = 0.0;           // truncated importance sampling cap (0: off)
+  std::int64_t max_sampling_rounds = 3;
+  bool overlong_filter = false;  // truncated responses take no part in the loss
+  double tis_cap = 0.0;          // truncated importance sampling cap (0: off)
   template <class V>
   void fields(V& v) {
     v("clip_low", clip_low, "ratio clip below 1 - clip_low");
@@ -107,6 +108,8 @@ struct GrpoSection {
     v("epochs", epochs, "passes over each rollout batch");
     v("minibatches", minibatches, "optimizer steps per epoch");
     v("dynamic_sampling", dynamic_sampling, "drop groups with identical rewards (DAPO)");
+    v("max_sampling_rounds", max_sampling_rounds,
+      "dynamic sampling: generation rounds per step to fill the batch with informative groups");
     v("overlong_filter", overlong_filter,
       "mask responses cut at max_tokens out of the loss (DAPO)");
     v("tis_cap", tis_cap,

@@ -100,5 +100,25 @@ TEST(Cli, KlToTheReferenceModelStartsAtZeroAndGrows) {
   EXPECT_GT(kl[3], 0.0);
 }
 
+// DAPO dynamic sampling: an untrained model never gets the math right, so no group carries a
+// signal; every step draws fresh prompts for max_sampling_rounds rounds, then skips the update.
+TEST(Cli, DynamicSamplingRefillsThenSkipsStepsWithoutSignal) {
+  testing_util::ScratchDir dir("cli_dynamic");
+  const auto r = run("train --set run_dir=" + (dir / "run").string() +
+                     " --set steps=2 --set sft.steps=0 --set data.eval_size=2 --set eval.n=1 "
+                     "--set rollout.prompts_per_step=2 --set rollout.n=2 --set "
+                     "rollout.max_tokens=4 --set grpo.dynamic_sampling=true --set "
+                     "grpo.max_sampling_rounds=3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  store::RunStore store(dir / "run");
+  std::map<std::string, std::vector<double>> values;
+  for (const auto& m : store.metrics())
+    if (m.step > 0) values[m.name].push_back(m.value);
+  EXPECT_EQ(values["rollout/sampling_rounds"], (std::vector<double>{3, 3}));
+  EXPECT_EQ(values["rollout/informative_groups"], (std::vector<double>{0, 0}));
+  EXPECT_TRUE(values["train/grad_norm"].empty());
+  EXPECT_EQ(store.rollouts(1).size(), 3u * 2 * 2);  // 3 rounds x 2 prompts x 2 samples
+}
+
 }  // namespace
 }  // namespace ponder
