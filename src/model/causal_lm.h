@@ -68,6 +68,12 @@ class CausalLM {
   // log p(targets[t] | hidden[t]) [T] in FP32, computed over vocab chunks so [T, vocab] FP32 is
   // never materialised; differentiable.
   virtual at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) = 0;
+
+  // DeepSeek-V3 auxiliary-loss-free balancing: each MoE layer's routing bias moves by `rate`
+  // against its experts' load (tokens routed to them by the training forwards since the last
+  // call; inference is not counted): b_i += rate * sign(mean load - load_i). Returns the loads
+  // [moe layers, experts] used; empty for models without a routing bias.
+  virtual at::Tensor update_routing_bias(double rate) = 0;
 };
 
 // Loads a Hugging Face layout directory (config.json + safetensors).

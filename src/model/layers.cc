@@ -1,5 +1,7 @@
 #include "model/layers.h"
 
+#include <c10/core/GradMode.h>
+
 #include <cmath>
 #include <numbers>
 
@@ -118,6 +120,8 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
   const MoeRouting routing = route(x);
   at::Tensor out = at::zeros_like(x);
   const at::Tensor flat_experts = routing.experts.reshape(-1);
+  if (c10::GradMode::is_enabled())
+    *training_load += at::bincount(flat_experts, {}, gate.size(0)).to(at::kDouble);
   for (std::int64_t e = 0; e < static_cast<std::int64_t>(experts.size()); ++e) {
     const at::Tensor hits = (flat_experts == e).nonzero().squeeze(1);
     if (hits.numel() == 0) continue;
@@ -135,6 +139,8 @@ Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalPa
   moe.config = &config;
   moe.gate = get(prefix + ".gate.weight");
   moe.correction_bias = find(prefix + ".gate.e_score_correction_bias");
+  moe.training_load =
+      std::make_shared<at::Tensor>(at::zeros({config.n_routed_experts}, at::kDouble));
   for (std::int64_t e = 0; e < config.n_routed_experts; ++e)
     moe.experts.push_back(make_mlp(get, find, prefix + ".experts." + std::to_string(e)));
   if (config.n_shared_experts > 0) moe.shared = make_mlp(get, find, prefix + ".shared_experts");

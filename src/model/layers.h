@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,6 +70,9 @@ struct Moe {
   std::optional<at::Tensor> correction_bias;  // [experts], noaux_tc
   std::vector<Mlp> experts;
   std::optional<Mlp> shared;
+  // Tokens routed to each expert [experts] by forwards with gradients enabled (training) since
+  // the last reset; shared so copies of the layer count into one place.
+  std::shared_ptr<at::Tensor> training_load;
   MoeRouting route(const at::Tensor& x) const;
   at::Tensor operator()(const at::Tensor& x) const;
 };

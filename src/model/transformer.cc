@@ -155,6 +155,21 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::D
   }
 }
 
+at::Tensor TransformerLM::update_routing_bias(double rate) {
+  c10::NoGradGuard no_grad;
+  std::vector<at::Tensor> loads;
+  for (auto& layer : layers_) {
+    auto* moe = std::get_if<Moe>(&layer.ffn);
+    if (!moe || !moe->correction_bias) continue;
+    const at::Tensor load = moe->training_load->clone();
+    moe->correction_bias->add_((load.mean() - load).sign().to(moe->correction_bias->scalar_type()),
+                               rate);
+    moe->training_load->zero_();
+    loads.push_back(load);
+  }
+  return loads.empty() ? at::Tensor() : at::stack(loads);
+}
+
 void save_causal_lm(CausalLM& model, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "config.json") << model.config().to_json().dump(2) << "\n";

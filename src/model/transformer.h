@@ -23,6 +23,7 @@ class TransformerLM : public CausalLM {
   KvLayout kv_layout() const override;
   at::Tensor logits(const at::Tensor& hidden) override;
   at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) override;
+  at::Tensor update_routing_bias(double rate) override;
 
  private:
   struct Layer {

@@ -142,11 +142,18 @@ at::Tensor response_logprobs(model::CausalLM& model,
   return at::stack(pieces);
 }
 
-double optimizer_step(Context& c, AdamW& optimizer, double lr) {
-  const double norm = clip_grad_norm(c.trainable, c.recipe.optim.grad_clip);
+// Clip, step, then rebalance the MoE routing biases; returns the gradient norm and the experts'
+// load balance (max load / mean load, averaged over MoE layers; absent for dense models).
+std::map<std::string, double> optimizer_step(Context& c, AdamW& optimizer, double lr) {
+  std::map<std::string, double> metrics = {
+      {"train/grad_norm", clip_grad_norm(c.trainable, c.recipe.optim.grad_clip)}};
   optimizer.step(lr);
   optimizer.zero_grad();
-  return norm;
+  const at::Tensor load = c.policy->update_routing_bias(c.recipe.optim.routing_bias_rate);
+  if (load.defined())
+    metrics["moe/max_over_mean_load"] =
+        (std::get<0>(load.max(1)) / load.mean(1).clamp_min(1)).mean().item<double>();
+  return metrics;
 }
 
 void run_sft(Context& c) {
@@ -400,7 +407,7 @@ void minibatch_step(Context& c, AdamW& optimizer, const Minibatch& mb, double lr
     metrics["train/kl"] = kl.item<double>();
   }
   loss.backward();
-  metrics["train/grad_norm"] = optimizer_step(c, optimizer, lr);
+  for (const auto& [name, value] : optimizer_step(c, optimizer, lr)) metrics[name] = value;
   metrics["train/loss"] = loss.item<double>();
   metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
   metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();

@@ -47,7 +47,7 @@ struct RolloutSection {
   std::int64_t n = 8;
   double temperature = 1.0;
   double top_p = 1.0;
-  std::int64_t max_tokens = 24;
+  std::int64_t max_tokens = 48;
   template <class V>
   void fields(V& v) {
     v("prompts_per_step", prompts_per_step, "prompts sampled per RL step");
@@ -118,12 +118,13 @@ struct GrpoSection {
 };
 
 struct OptimSection {
-  double lr = 1e-3;
+  double lr = 3e-4;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.99, eps = 1e-8;
   double grad_clip = 1.0;
   std::int64_t warmup_steps = 0;
   std::string schedule = "constant";  // constant | cosine
+  double routing_bias_rate = 1e-3;    // DeepSeek-V3 gamma
   template <class V>
   void fields(V& v) {
     v("lr", lr, "peak learning rate");
@@ -134,11 +135,14 @@ struct OptimSection {
     v("grad_clip", grad_clip, "global gradient-norm clip (0: off)");
     v("warmup_steps", warmup_steps, "linear warmup steps");
     v("schedule", schedule, "constant | cosine after warmup");
+    v("routing_bias_rate", routing_bias_rate,
+      "MoE auxiliary-loss-free balancing: routing-bias step per update against expert load (0: "
+      "off)");
   }
 };
 
 struct SftSection {
-  std::int64_t steps = 150;
+  std::int64_t steps = 500;
   std::int64_t batch_size = 32;
   double lr = 3e-3;
   template <class V>
@@ -154,7 +158,7 @@ struct GrpoRecipe {
   std::string run_dir = "runs/quickstart";
   std::int64_t steps = 20;
   std::int64_t eval_every = 10;
-  std::int64_t checkpoint_every = 0;  // 0: only at the end
+  std::int64_t checkpoint_every = 10;  // 0: only at the end
   ModelSection model;
   DataSection data;
   RolloutSection rollout;

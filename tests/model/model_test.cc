@@ -1,3 +1,4 @@
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -190,6 +191,50 @@ TEST(RealModel, ConvertedSmolLM2LogitsMatchTransformers) {
       model->logits(model->forward_hidden(batch.ids, batch.positions, batch.cu_seqlens));
   const at::Tensor reference = hf_logits(dir / "m", batch, dir, model->config().vocab_size);
   EXPECT_LT((ours - reference).abs().max().item<double>(), 1e-3);
+}
+
+}  // namespace
+}  // namespace ponder::model
+
+namespace ponder::model {
+namespace {
+
+// Aux-loss-free balancing: training forwards count routed tokens per expert (inference does not)
+// and each routing bias moves by rate * sign(mean load - load).
+TEST(Moe, RoutingBiasMovesAgainstTrainingLoad) {
+  testing_util::ScratchDir dir("routing_bias");
+  init_model(preset_config("tiny-mla"), dir / "m", {.seed = 4});
+  auto model = load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  std::vector<at::Tensor> biases;
+  for (auto& [name, tensor] : model->named_parameters())
+    if (name.ends_with("e_score_correction_bias")) biases.push_back(tensor);
+  const auto& c = model->config();
+  ASSERT_EQ(static_cast<std::int64_t>(biases.size()),
+            c.num_hidden_layers - c.first_k_dense_replace);
+  std::vector<at::Tensor> before;
+  for (const auto& b : biases) before.push_back(b.clone());
+  const at::Tensor ids = at::randint(0, c.vocab_size, {21}, at::kLong);
+  const at::Tensor positions = at::cat({at::arange(13, at::kLong), at::arange(8, at::kLong)});
+  const at::Tensor cu = at::tensor(std::vector<std::int64_t>{0, 13, 21}, at::kLong);
+  {
+    c10::AutoGradMode no_grad(false);  // inference: not counted
+    model->forward_hidden(ids, positions, cu);
+  }
+  model->forward_hidden(ids, positions, cu);
+  const at::Tensor load = model->update_routing_bias(0.125);
+  ASSERT_EQ(load.size(0), static_cast<std::int64_t>(biases.size()));
+  for (std::size_t l = 0; l < biases.size(); ++l) {
+    const at::Tensor row = load[static_cast<std::int64_t>(l)];
+    EXPECT_EQ(row.sum().item<double>(), 21.0 * c.num_experts_per_tok);
+    for (std::int64_t e = 0; e < c.n_routed_experts; ++e) {
+      const double mean = 21.0 * c.num_experts_per_tok / c.n_routed_experts;
+      const double n = row[e].item<double>();
+      const double expected = n < mean ? 0.125 : n > mean ? -0.125 : 0.0;
+      EXPECT_FLOAT_EQ((biases[l][e] - before[l][e]).item<float>(), expected) << l << " " << e;
+    }
+  }
+  const at::Tensor idle = model->update_routing_bias(0.125);  // nothing counted since
+  EXPECT_EQ(idle.abs().sum().item<double>(), 0.0);
 }
 
 }  // namespace

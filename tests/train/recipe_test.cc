@@ -47,5 +47,11 @@ TEST(Recipe, OverridesApplyAndShippedRecipesValidate) {
         << name;
 }
 
+TEST(Recipe, BuiltInDefaultsAreTheQuickstartRecipe) {
+  const auto shipped = load_recipe(
+      (std::filesystem::path(PONDER_SOURCE_DIR) / "recipes" / "quickstart.json").string(), {});
+  EXPECT_EQ(recipe_to_json(load_recipe("", {})), recipe_to_json(shipped));
+}
+
 }  // namespace
 }  // namespace ponder::train
