@@ -8,23 +8,37 @@
 
 namespace ponder::datasets {
 
-std::vector<Example> arithmetic_examples(std::uint64_t seed, std::size_t count, int digits) {
+std::string worked_addition(std::int64_t a, std::int64_t b) {
+  std::string text;
+  std::int64_t carry = 0;
+  for (std::int64_t x = a, y = b; x > 0 || y > 0 || text.empty(); x /= 10, y /= 10) {
+    const std::int64_t column = x % 10 + y % 10 + carry;
+    text += std::to_string(x % 10) + " + " + std::to_string(y % 10) + (carry ? " + 1" : "") +
+            " = " + std::to_string(column);
+    carry = column / 10;
+    text += carry && (x >= 10 || y >= 10) ? ", carry 1. " : ". ";
+  }
+  return text + std::to_string(a) + " + " + std::to_string(b) + " = " + std::to_string(a + b);
+}
+
+std::vector<Example> arithmetic_examples(std::uint64_t seed, std::size_t count, int digits,
+                                         double worked_fraction) {
+  if (digits < 1 || digits > 9) throw Error("data.digits: expected 1 to 9 operand digits");
   std::mt19937_64 rng(seed);
   std::int64_t limit = 1;
   for (int d = 0; d < digits; ++d) limit *= 10;
   std::vector<Example> out;
   for (std::size_t i = 0; i < count; ++i) {
-    const std::int64_t a = static_cast<std::int64_t>(rng() % limit),
-                       b = static_cast<std::int64_t>(rng() % limit);
-    const bool add = rng() % 2 == 0;
-    const std::int64_t result = add ? a + b : a - b;
-    const std::string op = add ? "+" : "-";
-    const std::string expr = std::to_string(a) + " " + op + " " + std::to_string(b);
+    const auto a = static_cast<std::int64_t>(rng() % limit),
+               b = static_cast<std::int64_t>(rng() % limit);
+    const bool worked = static_cast<double>(rng() >> 11) * 0x1.0p-53 < worked_fraction;
+    const std::string sum = std::to_string(a + b);
+    const std::string expr = std::to_string(a) + " + " + std::to_string(b);
     out.push_back({"arith-" + std::to_string(seed) + "-" + std::to_string(i),
                    "What is " + expr + "?",
-                   {{"answer", std::to_string(result)}},
-                   "<think>" + expr + " = " + std::to_string(result) + "</think> \\boxed{" +
-                       std::to_string(result) + "}"});
+                   {{"answer", sum}},
+                   "<think>" + (worked ? worked_addition(a, b) : expr + " = " + sum) +
+                       "</think> \\boxed{" + sum + "}"});
   }
   return out;
 }

@@ -19,19 +19,35 @@ at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, const std
   throw Error("grpo.loss_aggregation: unknown mode '" + mode + "'");
 }
 
+at::Tensor response_mask(const std::vector<std::int64_t>& lengths,
+                         const std::vector<bool>& truncated, std::int64_t max_tokens,
+                         bool filter_truncated) {
+  at::Tensor mask = at::zeros({static_cast<std::int64_t>(lengths.size()), max_tokens});
+  for (std::size_t i = 0; i < lengths.size(); ++i)
+    if (!(filter_truncated && truncated[i]))
+      mask[static_cast<std::int64_t>(i)].narrow(0, 0, lengths[i]).fill_(1);
+  return mask;
+}
+
 PolicyLoss clipped_policy_loss(const at::Tensor& logprobs, const at::Tensor& old_logprobs,
                                const at::Tensor& advantages, const at::Tensor& mask,
                                double clip_low, double clip_high, const std::string& aggregation,
-                               std::int64_t max_tokens) {
+                               std::int64_t max_tokens, const at::Tensor& weights) {
   const at::Tensor ratio = at::exp(logprobs - old_logprobs);
   const at::Tensor a = advantages.unsqueeze(1).expand_as(ratio);
   const at::Tensor unclipped = ratio * a;
   const at::Tensor clipped = at::clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * a;
-  const at::Tensor per_token = -at::minimum(unclipped, clipped);
+  at::Tensor per_token = -at::minimum(unclipped, clipped);
+  if (weights.defined()) per_token = per_token * weights;
   const at::Tensor was_clipped = (clipped < unclipped).to(at::kFloat);
   return {aggregate(per_token, mask, aggregation, max_tokens),
           aggregate(was_clipped, mask, "token_mean", max_tokens).detach(),
           aggregate(ratio, mask, "token_mean", max_tokens).detach()};
+}
+
+at::Tensor truncated_importance_weights(const at::Tensor& trainer_logprobs,
+                                        const at::Tensor& rollout_logprobs, double cap) {
+  return at::exp(trainer_logprobs - rollout_logprobs).clamp_max(cap).detach();
 }
 
 at::Tensor kl_estimate(const at::Tensor& logprobs, const at::Tensor& ref_logprobs,

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <vector>
 
 namespace ponder::train {
 
@@ -17,17 +18,29 @@ at::Tensor group_advantages(const at::Tensor& rewards, bool scale_by_std, double
 at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, const std::string& mode,
                      std::int64_t max_tokens);
 
+// Response mask [B, max_tokens]: 1 on each response's tokens; with filter_truncated, responses
+// cut at the length limit get none (DAPO overlong filtering).
+at::Tensor response_mask(const std::vector<std::int64_t>& lengths,
+                         const std::vector<bool>& truncated, std::int64_t max_tokens,
+                         bool filter_truncated);
+
 struct PolicyLoss {
   at::Tensor loss;           // scalar to minimise
   at::Tensor clip_fraction;  // share of tokens whose ratio was clipped
   at::Tensor ratio_mean;
 };
 
-// -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) per token, aggregated.
+// -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) per token, times the optional
+// per-token weights (truncated importance sampling), aggregated.
 PolicyLoss clipped_policy_loss(const at::Tensor& logprobs, const at::Tensor& old_logprobs,
                                const at::Tensor& advantages, const at::Tensor& mask,
                                double clip_low, double clip_high, const std::string& aggregation,
-                               std::int64_t max_tokens);
+                               std::int64_t max_tokens, const at::Tensor& weights = {});
+
+// Truncated importance-sampling weights min(exp(trainer - rollout), cap) [B, L]: corrects for
+// the rollout engine sampling from a slightly different distribution than the trainer computes.
+at::Tensor truncated_importance_weights(const at::Tensor& trainer_logprobs,
+                                        const at::Tensor& rollout_logprobs, double cap);
 
 // Per-token KL(policy || reference) estimates from log-probs: k1 = log r, k2 = (log r)^2 / 2,
 // k3 = exp(-log r) + log r - 1 with log r = logprobs - ref_logprobs.

@@ -18,6 +18,7 @@
 #include "core/thread_pool.h"
 #include "datasets/task.h"
 #include "engine/rollout_engine.h"
+#include "eval/evaluator.h"
 #include "model/chat_template.h"
 #include "model/init_model.h"
 #include "model/transformer.h"
@@ -36,6 +37,7 @@ using Clock = std::chrono::steady_clock;
 struct Context {
   const GrpoRecipe& recipe;
   std::unique_ptr<model::CausalLM> policy;
+  std::unique_ptr<model::CausalLM> reference;  // frozen post-SFT policy, only when kl_coef > 0
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatFormat format;
   std::vector<datasets::Example> train, eval;
@@ -65,10 +67,10 @@ std::int64_t eos_id(const Context& c) {
 void load_data(Context& c) {
   const auto& d = c.recipe.data;
   if (d.task == "arithmetic") {
-    c.train =
-        datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed), 20000, d.digits);
+    c.train = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed), 20000,
+                                            d.digits, d.worked_fraction);
     c.eval = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed) + 7919,
-                                           d.eval_size, d.digits);
+                                           d.eval_size, d.digits, d.worked_fraction);
     return;
   }
   auto load = d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math;
@@ -103,7 +105,8 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
 }
 
 // Packs sequences, returns per-token log-probs of each sequence's response, padded [B, L].
-at::Tensor response_logprobs(Context& c, const std::vector<std::vector<std::int64_t>>& prompts,
+at::Tensor response_logprobs(model::CausalLM& model,
+                             const std::vector<std::vector<std::int64_t>>& prompts,
                              const std::vector<std::vector<std::int64_t>>& responses,
                              std::int64_t max_len, at::Tensor* entropy = nullptr) {
   std::vector<std::int64_t> ids, positions, cu = {0}, rows, targets;
@@ -120,12 +123,12 @@ at::Tensor response_logprobs(Context& c, const std::vector<std::vector<std::int6
       targets.push_back(responses[i][t]);
     }
   }
-  const at::Tensor hidden = c.policy->forward_hidden(
+  const at::Tensor hidden = model.forward_hidden(
       at::tensor(ids, at::kLong), at::tensor(positions, at::kLong), at::tensor(cu, at::kLong));
   const at::Tensor selected = hidden.index_select(0, at::tensor(rows, at::kLong));
-  const at::Tensor flat = c.policy->token_logprobs(selected, at::tensor(targets, at::kLong));
+  const at::Tensor flat = model.token_logprobs(selected, at::tensor(targets, at::kLong));
   if (entropy) {
-    const at::Tensor logp = c.policy->logits(selected.detach()).log_softmax(-1);
+    const at::Tensor logp = model.logits(selected.detach()).log_softmax(-1);
     *entropy = -(logp.exp() * logp).sum(-1).mean();
   }
   at::Tensor padded = at::zeros({static_cast<std::int64_t>(prompts.size()), max_len}, at::kFloat);
@@ -166,8 +169,8 @@ void run_sft(Context& c) {
     at::Tensor mask = at::zeros({s.batch_size, longest});
     for (std::int64_t b = 0; b < s.batch_size; ++b)
       mask[b].narrow(0, 0, static_cast<std::int64_t>(responses[b].size())).fill_(1);
-    const at::Tensor loss =
-        -aggregate(response_logprobs(c, prompts, responses, longest), mask, "token_mean", longest);
+    const at::Tensor loss = -aggregate(response_logprobs(*c.policy, prompts, responses, longest),
+                                       mask, "token_mean", longest);
     loss.backward();
     optimizer_step(c, optimizer, scheduled_lr(s.lr, step, s.steps / 10, s.steps, "cosine"));
     c.store->log_metrics(step - s.steps, {{"sft/loss", loss.item<double>()}});
@@ -186,38 +189,21 @@ double score(const Context& c, const rewards::Sample& sample, nlohmann::json& de
   return total;
 }
 
-double evaluate(Context& c, engine::RolloutEngine& engine, std::int64_t step) {
+// Held-out pass@1 averaged over eval.n samples (and maj@k), through the same code as `ponder eval`.
+double evaluate(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step) {
   const auto& ev = c.recipe.eval;
-  std::vector<engine::Request> requests;
-  for (const auto& e : c.eval)
-    requests.push_back({prompt_ids(c, e),
-                        ev.n,
-                        {.temperature = ev.temperature,
-                         .top_p = ev.top_p,
-                         .max_tokens = c.recipe.rollout.max_tokens,
-                         .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17}});
-  const auto completions = engine.generate(requests);
-  auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
-  double correct = 0;
-  std::vector<store::RolloutRecord> records;
-  for (const auto& comp : completions) {
-    const auto& e = c.eval[comp.request];
-    const auto result =
-        math->score({.prompt = e.question, .completion = comp.text, .reference = e.reference});
-    correct += result.value;
-    records.push_back({.step = step,
-                       .split = "eval",
-                       .group = static_cast<std::int64_t>(comp.request),
-                       .prompt = e.question,
-                       .completion = comp.text,
-                       .reward = result.value,
-                       .reward_details = result.details,
-                       .tokens = static_cast<std::int64_t>(comp.ids.size()),
-                       .finish_reason = comp.finish_reason});
-  }
-  const double accuracy =
-      correct / static_cast<double>(std::max<std::size_t>(1, completions.size()));
-  c.store->log_rollouts(records);
+  const auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
+  const auto result = eval::evaluate(
+      {engine, *c.tokenizer, c.format}, {"heldout", c.eval, math.get(), /*majority=*/true},
+      {.n = ev.n,
+       .sampling = {.temperature = ev.temperature,
+                    .top_p = ev.top_p,
+                    .max_tokens = c.recipe.rollout.max_tokens,
+                    .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
+       .step = step,
+       .show_progress = false},
+      pool, c.store.get());
+  const double accuracy = result.metrics.at("pass@1");
   c.store->log_metrics(step, {{"eval/accuracy", accuracy}});
   return accuracy;
 }
@@ -231,6 +217,7 @@ namespace {
 struct Rollouts {
   std::vector<std::vector<std::int64_t>> prompts, responses;
   std::vector<std::vector<double>> old_logprobs;
+  std::vector<bool> truncated;
   at::Tensor advantages;  // [B]
   std::map<std::string, double> metrics;
 };
@@ -281,6 +268,7 @@ Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, st
     out.prompts.push_back(requests[comp.request].prompt_ids);
     out.responses.push_back(comp.ids);
     out.old_logprobs.push_back(comp.raw_logprobs);
+    out.truncated.push_back(comp.finish_reason == "length");
     length += static_cast<double>(comp.ids.size());
   }
   c.store->log_rollouts(records);
@@ -301,6 +289,71 @@ Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, st
   return out;
 }
 
+struct Minibatch {
+  std::vector<std::vector<std::int64_t>> prompts, responses;
+  at::Tensor rollout_logprobs, mask;  // [B, max_tokens]
+  at::Tensor advantages;              // [B]
+};
+
+Minibatch slice(const Context& c, const Rollouts& batch, std::int64_t start, std::int64_t count) {
+  const std::int64_t max_tokens = c.recipe.rollout.max_tokens;
+  std::vector<std::int64_t> lengths;
+  std::vector<bool> truncated(batch.truncated.begin() + start,
+                              batch.truncated.begin() + start + count);
+  at::Tensor rollout_logprobs = at::zeros({count, max_tokens});
+  for (std::int64_t i = 0; i < count; ++i) {
+    const auto& lp = batch.old_logprobs[start + i];
+    lengths.push_back(static_cast<std::int64_t>(lp.size()));
+    rollout_logprobs[i]
+        .narrow(0, 0, lengths.back())
+        .copy_(at::tensor(lp, at::kDouble).to(at::kFloat));
+  }
+  return {{batch.prompts.begin() + start, batch.prompts.begin() + start + count},
+          {batch.responses.begin() + start, batch.responses.begin() + start + count},
+          rollout_logprobs,
+          response_mask(lengths, truncated, max_tokens, c.recipe.grpo.overlong_filter),
+          batch.advantages.narrow(0, start, count)};
+}
+
+// One optimizer step on one minibatch: clipped policy loss (+ KL, entropy bonus, TIS weights).
+void minibatch_step(Context& c, AdamW& optimizer, const Minibatch& mb, double lr,
+                    std::map<std::string, double>& metrics) {
+  const auto& g = c.recipe.grpo;
+  const std::int64_t max_tokens = c.recipe.rollout.max_tokens;
+  at::Tensor entropy;
+  const at::Tensor logprobs =
+      response_logprobs(*c.policy, mb.prompts, mb.responses, max_tokens, &entropy);
+  const at::Tensor gap = (logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask;
+  metrics["rollout/logprob_mismatch_max"] = gap.max().item<double>();
+  metrics["rollout/logprob_mismatch_mean"] =
+      (gap.sum() / mb.mask.sum().clamp_min(1)).item<double>();
+  at::Tensor weights;
+  if (g.tis_cap > 0)
+    weights = truncated_importance_weights(logprobs.detach(), mb.rollout_logprobs, g.tis_cap);
+  const PolicyLoss policy =
+      clipped_policy_loss(logprobs, mb.rollout_logprobs, mb.advantages, mb.mask, g.clip_low,
+                          g.clip_high, g.loss_aggregation, max_tokens, weights);
+  at::Tensor loss = policy.loss;
+  if (g.entropy_coef > 0) loss = loss - g.entropy_coef * entropy;
+  if (c.reference) {
+    at::Tensor reference;
+    {
+      c10::NoGradGuard no_grad;
+      reference = response_logprobs(*c.reference, mb.prompts, mb.responses, max_tokens);
+    }
+    const at::Tensor kl = aggregate(kl_estimate(logprobs, reference, g.kl_estimator), mb.mask,
+                                    g.loss_aggregation, max_tokens);
+    loss = loss + g.kl_coef * kl;
+    metrics["train/kl"] = kl.item<double>();
+  }
+  loss.backward();
+  metrics["train/grad_norm"] = optimizer_step(c, optimizer, lr);
+  metrics["train/loss"] = loss.item<double>();
+  metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
+  metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();
+  metrics["train/entropy"] = entropy.item<double>();
+}
+
 std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollouts& batch,
                                      double lr) {
   const auto& g = c.recipe.grpo;
@@ -308,37 +361,9 @@ std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollout
   const std::int64_t per_minibatch = (total + g.minibatches - 1) / g.minibatches;
   std::map<std::string, double> metrics;
   for (std::int64_t epoch = 0; epoch < g.epochs; ++epoch)
-    for (std::int64_t start = 0; start < total; start += per_minibatch) {
-      const std::int64_t count = std::min(per_minibatch, total - start);
-      std::vector<std::vector<std::int64_t>> prompts(batch.prompts.begin() + start,
-                                                     batch.prompts.begin() + start + count);
-      std::vector<std::vector<std::int64_t>> responses(batch.responses.begin() + start,
-                                                       batch.responses.begin() + start + count);
-      at::Tensor old = at::zeros({count, c.recipe.rollout.max_tokens}), mask = at::zeros_like(old);
-      for (std::int64_t i = 0; i < count; ++i) {
-        const auto& lp = batch.old_logprobs[start + i];
-        const auto n = static_cast<std::int64_t>(lp.size());
-        old[i].narrow(0, 0, n).copy_(at::tensor(lp, at::kDouble).to(at::kFloat));
-        mask[i].narrow(0, 0, n).fill_(1);
-      }
-      at::Tensor entropy;
-      const at::Tensor logprobs =
-          response_logprobs(c, prompts, responses, c.recipe.rollout.max_tokens, &entropy);
-      if (epoch == 0 && start == 0)
-        metrics["rollout/logprob_mismatch_max"] =
-            ((logprobs.detach() - old).abs() * mask).max().item<double>();
-      const PolicyLoss policy = clipped_policy_loss(
-          logprobs, old, batch.advantages.narrow(0, start, count), mask, g.clip_low, g.clip_high,
-          g.loss_aggregation, c.recipe.rollout.max_tokens);
-      at::Tensor loss = policy.loss;
-      if (g.entropy_coef > 0) loss = loss - g.entropy_coef * entropy;
-      loss.backward();
-      metrics["train/grad_norm"] = optimizer_step(c, optimizer, lr);
-      metrics["train/loss"] = loss.item<double>();
-      metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
-      metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();
-      metrics["train/entropy"] = entropy.item<double>();
-    }
+    for (std::int64_t start = 0; start < total; start += per_minibatch)
+      minibatch_step(c, optimizer, slice(c, batch, start, std::min(per_minibatch, total - start)),
+                     lr, metrics);
   return metrics;
 }
 
@@ -350,7 +375,7 @@ void save(Context& c, AdamW& optimizer, const TrainerState& state) {
 }
 
 // SFT warm-up and the first held-out evaluation, or the state of the checkpoint resumed from.
-TrainerState start(Context& c, engine::RolloutEngine& engine, AdamW& optimizer,
+TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, AdamW& optimizer,
                    const std::optional<std::filesystem::path>& checkpoint) {
   if (checkpoint) {
     TrainerState state = load_trainer_state(*checkpoint, c.trainable_names, optimizer);
@@ -361,7 +386,7 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, AdamW& optimizer,
   c.store->truncate_after(std::numeric_limits<std::int64_t>::min());  // a restart keeps nothing
   run_sft(c);
   TrainerState state;
-  state.accuracy_before_rl = state.accuracy = evaluate(c, engine, 0);
+  state.accuracy_before_rl = state.accuracy = evaluate(c, engine, pool, 0);
   log::info("held-out accuracy before GRPO: {:.1f}%", 100 * state.accuracy_before_rl);
   save(c, optimizer, state);
   return state;
@@ -369,12 +394,8 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, AdamW& optimizer,
 
 TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem::path>& checkpoint,
                    bool new_run) {
-  if (recipe.grpo.kl_coef > 0)
-    throw Error(
-        "grpo.kl_coef > 0 needs a reference model, which this build does not keep yet; set it to "
-        "0");
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  Context c{recipe, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
+  Context c{recipe, nullptr, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
   std::filesystem::create_directories(recipe.run_dir);
   c.store = std::make_unique<store::RunStore>(recipe.run_dir);
   if (new_run)
@@ -395,8 +416,11 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
                                 .beta2 = recipe.optim.beta2,
                                 .eps = recipe.optim.eps,
                                 .weight_decay = recipe.optim.weight_decay});
-  TrainerState state = start(c, engine, optimizer, checkpoint);
   ThreadPool pool;
+  TrainerState state = start(c, engine, pool, optimizer, checkpoint);
+  if (recipe.grpo.kl_coef > 0)  // step 0 is the policy GRPO starts from
+    c.reference = model::load_causal_lm(
+        std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", at::kCPU, at::kFloat);
   Progress progress("grpo", recipe.steps, "step");
   progress.set(state.step);
   while (state.step < recipe.steps) {
@@ -411,7 +435,7 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
     metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - begin).count();
     c.store->log_metrics(step, metrics);
     if (step % recipe.eval_every == 0 || step == recipe.steps)
-      state.accuracy = evaluate(c, engine, step);
+      state.accuracy = evaluate(c, engine, pool, step);
     if ((recipe.checkpoint_every > 0 && step % recipe.checkpoint_every == 0) ||
         step == recipe.steps)
       save(c, optimizer, state);

@@ -26,6 +26,7 @@ struct DataSection {
   std::string train_file;           // gsm8k/math jsonl (relative = under PONDER_DATA)
   std::string eval_file;
   int digits = 2;  // arithmetic operand size
+  double worked_fraction = 0.5;
   std::int64_t eval_size = 50;
   std::string chat_format = "chatml";
   template <class V>
@@ -34,6 +35,8 @@ struct DataSection {
     v("train_file", train_file, "training jsonl for gsm8k/math");
     v("eval_file", eval_file, "held-out jsonl for gsm8k/math");
     v("digits", digits, "operand digits for the arithmetic task");
+    v("worked_fraction", worked_fraction,
+      "share of arithmetic SFT solutions worked column by column (the rest answer directly)");
     v("eval_size", eval_size, "held-out examples used for accuracy");
     v("chat_format", chat_format, "prompt format: chatml | qwen3 | deepseek_v3 | llama3 | r1_zero");
   }
@@ -90,6 +93,8 @@ struct GrpoSection {
   std::int64_t epochs = 1;
   std::int64_t minibatches = 1;
   bool dynamic_sampling = false;  // drop groups whose rewards are all equal
+  bool overlong_filter = false;   // truncated responses take no part in the loss
+  double tis_cap = 0.0;           // truncated importance sampling cap (0: off)
   template <class V>
   void fields(V& v) {
     v("clip_low", clip_low, "ratio clip below 1 - clip_low");
@@ -102,6 +107,10 @@ struct GrpoSection {
     v("epochs", epochs, "passes over each rollout batch");
     v("minibatches", minibatches, "optimizer steps per epoch");
     v("dynamic_sampling", dynamic_sampling, "drop groups with identical rewards (DAPO)");
+    v("overlong_filter", overlong_filter,
+      "mask responses cut at max_tokens out of the loss (DAPO)");
+    v("tis_cap", tis_cap,
+      "truncated importance sampling: weight tokens by min(p_trainer / p_rollout, cap); 0: off");
   }
 };
 

@@ -79,5 +79,26 @@ TEST(Cli, TinyTrainingRunWritesStoreAndReport) {
   EXPECT_EQ(per_split["eval"], 8);   // the 4 held-out prompts x 2 samples, evaluated at step 1
 }
 
+// KL to the frozen post-SFT policy: exactly 0 at the first step (policy == reference), positive
+// once the policy has moved (a length reward varies within every group, so every step updates).
+TEST(Cli, KlToTheReferenceModelStartsAtZeroAndGrows) {
+  testing_util::ScratchDir dir("cli_kl");
+  const auto r = run("train --set run_dir=" + (dir / "run").string() +
+                     " --set steps=3 --set sft.steps=40 --set sft.batch_size=8 --set "
+                     "data.eval_size=2 --set eval.n=1 --set rollout.prompts_per_step=2 --set "
+                     "rollout.n=4 --set rollout.max_tokens=16 --set grpo.kl_coef=0.1 --set "
+                     "grpo.tis_cap=2 --set "
+                     "'rewards=[{\"name\": \"overlong\", \"options\": {\"max_tokens\": 16, "
+                     "\"buffer\": 14}}]'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  store::RunStore store(dir / "run");
+  std::map<std::int64_t, double> kl;
+  for (const auto& m : store.metrics())
+    if (m.name == "train/kl") kl[m.step] = m.value;
+  ASSERT_EQ(kl.size(), 3u);
+  EXPECT_EQ(kl[1], 0.0);
+  EXPECT_GT(kl[3], 0.0);
+}
+
 }  // namespace
 }  // namespace ponder

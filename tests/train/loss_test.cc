@@ -40,6 +40,30 @@ TEST(GrpoLoss, HandComputedAdvantagesAndClipping) {
   EXPECT_NEAR(negative.loss.item<double>(), std::exp(0.5), 1e-12);
 }
 
+TEST(GrpoLoss, TruncatedImportanceWeightsScaleTheTokenLoss) {
+  // trainer/rollout ratios e^{0.1}, e^{-0.2}, e^{1} -> weights 1.1052, 0.8187, capped at 2
+  const at::Tensor trainer =
+      at::tensor(std::vector<double>{0.1, -0.2, 1.0}, at::kDouble).view({1, 3});
+  const at::Tensor rollout = at::zeros({1, 3}, at::kDouble);
+  const at::Tensor w = truncated_importance_weights(trainer, rollout, 2.0);
+  EXPECT_NEAR(w[0][0].item<double>(), std::exp(0.1), 1e-12);
+  EXPECT_NEAR(w[0][1].item<double>(), std::exp(-0.2), 1e-12);
+  EXPECT_EQ(w[0][2].item<double>(), 2.0);
+  // ratio 1 everywhere, A = 1: per-token loss -1, weighted token mean -(1.1052 + 0.8187 + 2) / 3
+  const auto loss =
+      clipped_policy_loss(rollout, rollout, at::ones({1}, at::kDouble),
+                          at::ones({1, 3}, at::kDouble), 0.2, 0.28, "token_mean", 3, w);
+  EXPECT_NEAR(loss.loss.item<double>(), -(std::exp(0.1) + std::exp(-0.2) + 2.0) / 3, 1e-12);
+}
+
+TEST(GrpoLoss, OverlongFilterMasksTruncatedResponses) {
+  const at::Tensor kept = response_mask({2, 3}, {false, true}, 4, false);
+  EXPECT_TRUE(at::equal(kept, at::tensor(std::vector<float>{1, 1, 0, 0, 1, 1, 1, 0}).view({2, 4})));
+  const at::Tensor filtered = response_mask({2, 3}, {false, true}, 4, true);
+  EXPECT_TRUE(
+      at::equal(filtered, at::tensor(std::vector<float>{1, 1, 0, 0, 0, 0, 0, 0}).view({2, 4})));
+}
+
 TEST(GrpoLoss, MatchesPyTorchReference) {
   ScratchDir dir("loss");
   at::manual_seed(3);
