@@ -34,6 +34,10 @@ fi
 step configure cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPONDER_PYTHON="$python" -DCMAKE_PREFIX_PATH="$deps" -DPONDER_BOOST_FILESYSTEM=OFF "${pkg_config_args[@]}" &&
   step build ninja -C "$build" -j16 test_kernels bench_kernels &&
+  # The image's libtorch exports std::filesystem symbols that win over libstdc++'s there (the
+  # link-order fix in PonderDeps.cmake does not hold on that image): std::filesystem::remove_all
+  # jumps to a null pointer. Preloading libstdc++ restores the right binding.
+  export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 &&
   { step test "$build/tests/kernels/test_kernels"
     step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
       "$build/tests/kernels/test_kernels" --gtest_filter="$memcheck_filter"
