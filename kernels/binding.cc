@@ -5,6 +5,7 @@
 #include "core/error.h"
 
 #ifdef PONDER_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -51,6 +52,14 @@ void* current_stream() {
   return c10::cuda::getCurrentCUDAStream().stream();
 #else
   no_cuda("current_stream");
+#endif
+}
+
+int multiprocessor_count() {
+#ifdef PONDER_WITH_CUDA
+  return at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+#else
+  no_cuda("multiprocessor_count");
 #endif
 }
 

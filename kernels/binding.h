@@ -21,6 +21,8 @@ void require_cuda(const char* who, std::initializer_list<at::Tensor> tensors);
 ElementType element_type(const at::Tensor& t, const char* who);
 // The current CUDA stream of the current device as cudaStream_t (void* keeps CUDA out).
 void* current_stream();
+// Multiprocessors of the current CUDA device (sizing grids).
+int multiprocessor_count();
 // Throws ponder::Error naming `who` when a launcher returned a CUDA error code.
 void check_launch(int rc, const char* who);
 // Throws ponder::Error: `who` was called in a build without CUDA.
