@@ -2,7 +2,7 @@
 # Builds and checks kernels/ on a GPU machine in one go: configure against the machine's LibTorch
 # (dev headers the image lacks come from .carry/deps), build the kernel tests and benchmarks, run
 # the tests, compute-sanitizer memcheck on them, then the benchmarks. Logs land in $OUT.
-# Usage (repo root): scripts/device_kernels.sh [gtest filter for memcheck] [bench args...]
+# Usage (repo root): scripts/device_kernels.sh [memcheck filter] [racecheck filter] [bench args...]
 set -uo pipefail
 root=$(pwd)
 out=${OUT:-$root/device-out}
@@ -11,7 +11,8 @@ python=${PONDER_PYTHON:-/opt/torch/.venv/bin/python3}
 deps=$root/.carry/deps/usr
 build=$root/build-device
 memcheck_filter=${1:-*}
-shift || true
+racecheck_filter=${2:-SampleCuda.GreedyAndTopKOne*}
+shift 2 || shift $#
 summary=()
 step() {  # step NAME command...: runs, logs to $out/NAME.log, records status and seconds
   local name=$1; shift
@@ -33,8 +34,14 @@ fi
 step configure cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPONDER_PYTHON="$python" -DCMAKE_PREFIX_PATH="$deps" -DPONDER_BOOST_FILESYSTEM=OFF "${pkg_config_args[@]}" &&
   step build ninja -C "$build" -j16 test_kernels bench_kernels &&
+  # The image's libtorch exports std::filesystem symbols that win over libstdc++'s there (the
+  # link-order fix in PonderDeps.cmake does not hold on that image): std::filesystem::remove_all
+  # jumps to a null pointer. Preloading libstdc++ restores the right binding.
+  export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6 &&
   { step test "$build/tests/kernels/test_kernels"
     step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
       "$build/tests/kernels/test_kernels" --gtest_filter="$memcheck_filter"
+    step racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 1 \
+      "$build/tests/kernels/test_kernels" --gtest_filter="$racecheck_filter"
     step bench "$build/bench/kernels/bench_kernels" "$@"; }
 printf '%s\n' "${summary[@]}" | tee "$out/summary.log"

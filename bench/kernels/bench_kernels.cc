@@ -6,17 +6,22 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "kernels/elementwise.h"
+#include "kernels/mla_decode.h"
 #include "kernels/rms_norm.h"
+#include "kernels/sampling.h"
 
 namespace ponder::kernels {
 namespace {
 
 void check(cudaError_t rc, const char* what) {
-  if (rc != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(rc));
+  if (rc != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(rc));
 }
 
 // Median milliseconds of `fn` over `reps` timed runs after `warmup` untimed ones.
@@ -52,19 +57,125 @@ double copy_bandwidth_gbs() {
   return 2.0 * bytes / ms / 1e6;
 }
 
+void report(const std::string& what, double aten_ms, double kernel_ms, double bytes,
+            double copy_gbs) {
+  const double gbs = bytes / kernel_ms / 1e6;
+  fmt::print("{:<44} aten {:8.3f} ms  kernel {:8.3f} ms  x{:6.2f}  {:5.0f} GB/s  {:.2f} of copy\n",
+             what, aten_ms, kernel_ms, aten_ms / kernel_ms, gbs, gbs / copy_gbs);
+}
+
+at::TensorOptions gpu(at::ScalarType dtype) {
+  return at::TensorOptions().device(at::kCUDA).dtype(dtype);
+}
+
 void bench_rms_norm(double copy_gbs) {
   for (const auto dtype : {at::kBFloat16, at::kFloat})
     for (const std::int64_t cols : {2048, 7168}) {
       const std::int64_t rows = (std::int64_t{1} << 28) / cols;  // 256M elements
-      const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
-      const at::Tensor x = at::randn({rows, cols}, opts), w = at::randn({cols}, opts);
-      const double aten = median_ms([&] { rms_norm_reference(x, w, 1e-6); });
-      const double fused = median_ms([&] { rms_norm_cuda(x, w, 1e-6); });
-      const double gbs = 2.0 * x.nbytes() / fused / 1e6;
-      fmt::print("rms_norm {:>9} [{}, {}]  aten {:8.3f} ms  kernel {:8.3f} ms  x{:5.2f}  {:6.0f} GB/s"
-                 "  {:.2f} of copy\n",
-                 c10::toString(dtype), rows, cols, aten, fused, aten / fused, gbs, gbs / copy_gbs);
+      const at::Tensor x = at::randn({rows, cols}, gpu(dtype)), w = at::randn({cols}, gpu(dtype));
+      const at::Tensor r = at::randn({rows, cols}, gpu(dtype));
+      const std::string shape = fmt::format("{} [{}, {}]", c10::toString(dtype), rows, cols);
+      report("rms_norm " + shape, median_ms([&] { rms_norm_reference(x, w, 1e-6); }),
+             median_ms([&] { rms_norm_cuda(x, w, 1e-6); }), 2.0 * x.nbytes(), copy_gbs);
+      report("add_rms_norm " + shape, median_ms([&] { add_rms_norm_reference(x, r, w, 1e-6); }),
+             median_ms([&] { add_rms_norm_cuda(x, r, w, 1e-6); }), 4.0 * x.nbytes(), copy_gbs);
     }
+}
+
+void bench_elementwise(double copy_gbs) {
+  const at::Tensor gate_up = at::randn({16384, 2 * 10944}, gpu(at::kBFloat16));
+  const at::Tensor gate = gate_up.narrow(1, 0, 10944), up = gate_up.narrow(1, 10944, 10944);
+  report("swiglu bf16 [16384, 10944] (fused gate_up)",
+         median_ms([&] { swiglu_reference(gate, up); }), median_ms([&] { swiglu_cuda(gate, up); }),
+         1.5 * gate_up.nbytes(), copy_gbs);
+  const at::Tensor q = at::randn({16384, 128, 192}, gpu(at::kBFloat16)), x = q.narrow(-1, 128, 64);
+  const at::Tensor angle = at::rand({16384, 32}, gpu(at::kFloat)) * 6.28;
+  const at::Tensor cos = angle.cos(), sin = angle.sin();
+  const double bytes = 2.0 * x.numel() * 2 + 2.0 * cos.nbytes();
+  for (const bool interleaved : {false, true})
+    report(
+        fmt::format("rope bf16 [16384, 128, 64 of 192] {}", interleaved ? "interleaved" : "half"),
+        median_ms([&] { rope_reference(x, cos, sin, interleaved); }),
+        median_ms([&] { rope_cuda(x, cos, sin, interleaved); }), bytes, copy_gbs);
+}
+
+// The usual ATen sampler: softmax, full descending sort of each row, cumulative sums for the
+// filters, then the draw by binary search; per-row settings as [rows, 1] tensors.
+at::Tensor aten_sample(const at::Tensor& logits, const at::Tensor& temperature,
+                       const at::Tensor& top_k, const at::Tensor& top_p, const at::Tensor& min_p,
+                       const at::Tensor& uniform) {
+  const at::Tensor probs = (logits.to(at::kFloat) / temperature).softmax(-1);
+  const auto [sorted, order] = probs.sort(-1, /*descending=*/true);
+  const at::Tensor rank = at::arange(logits.size(1), logits.options().dtype(at::kLong));
+  at::Tensor keep = rank.unsqueeze(0) < at::where(top_k > 0, top_k, logits.size(1));
+  at::Tensor kept = sorted * keep;
+  const at::Tensor cum = kept.cumsum(-1);
+  keep = keep & ((cum - kept) < top_p * cum.narrow(1, cum.size(1) - 1, 1));
+  keep = keep & (sorted >= min_p * sorted.narrow(1, 0, 1));
+  const at::Tensor cdf = (sorted * keep).cumsum(-1);
+  const at::Tensor pick =
+      at::searchsorted(cdf, uniform.unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1), false, true)
+          .clamp_max(logits.size(1) - 1);
+  return order.gather(1, pick);
+}
+
+void bench_sampling(double copy_gbs) {
+  constexpr std::int64_t kVocab = 129280;
+  for (const std::int64_t rows : {1, 64, 256})
+    for (const bool filtered : {true, false}) {
+      const at::Tensor logits = at::randn({rows, kVocab}, gpu(at::kFloat)) * 3;
+      const SamplingBatch b{at::full({rows}, 0.8, gpu(at::kFloat)),
+                            at::full({rows}, filtered ? 50 : 0, gpu(at::kLong)),
+                            at::full({rows}, filtered ? 0.9 : 1.0, gpu(at::kFloat)),
+                            at::full({rows}, filtered ? 0.05 : 0.0, gpu(at::kFloat)),
+                            at::rand({rows}, gpu(at::kDouble)),
+                            {}};
+      report(fmt::format("sample fp32 [{}, {}] {}", rows, kVocab,
+                         filtered ? "T .8 k 50 p .9 min-p .05" : "T .8 no filter"),
+             median_ms([&] {
+               aten_sample(logits, b.temperature.unsqueeze(1), b.top_k.unsqueeze(1),
+                           b.top_p.unsqueeze(1), b.min_p.unsqueeze(1), b.uniform.to(at::kFloat));
+             }),
+             median_ms([&] { sample_cuda(logits, b); }), logits.nbytes(), copy_gbs);
+    }
+}
+
+void bench_logprobs(double copy_gbs) {
+  constexpr std::int64_t kVocab = 129280, kTokens = 4096, kHidden = 2048;
+  for (const auto dtype : {at::kBFloat16, at::kFloat}) {
+    const at::Tensor h = at::randn({kTokens, kHidden}, gpu(dtype));
+    const at::Tensor w = at::randn({kVocab, kHidden}, gpu(dtype)) * 0.05;
+    const at::Tensor targets = at::randint(0, kVocab, {kTokens}, gpu(at::kLong));
+    report(fmt::format("token_logprobs {} [{} x {}] vocab {}", c10::toString(dtype), kTokens,
+                       kHidden, kVocab),
+           median_ms([&] { token_logprobs_reference(h, w, targets); }, 1, 5),
+           median_ms([&] { token_logprobs_cuda(h, w, targets); }, 1, 5), w.nbytes(), copy_gbs);
+  }
+}
+
+// MLA decode over a paged BF16 latent cache (pages of 64 in shuffled order), every sequence at
+// the same context; the baseline is the model's ATen path (gather pages, two batched GEMMs).
+void bench_mla_decode(double copy_gbs) {
+  for (const std::int64_t heads : {16, 128})
+    for (const std::int64_t batch : {64, 128})
+      for (const std::int64_t context : {1024, 4096, 16384}) {
+        const std::int64_t per_seq = context / 64, pages = batch * per_seq;
+        const at::Tensor cache = at::randn({pages, 64, 576}, gpu(at::kBFloat16));
+        const at::Tensor tables = at::randperm(pages, gpu(at::kLong)).view({batch, per_seq});
+        const at::Tensor lens = at::full({batch}, context, gpu(at::kLong));
+        const at::Tensor q = at::randn({batch, heads, 576}, gpu(at::kBFloat16));
+        const at::Tensor valid = at::ones({batch, context}, gpu(at::kBool));
+        const double scale = 1.0 / std::sqrt(192.0);
+        const double bytes = 1.0 * cache.nbytes() + q.nbytes() + batch * heads * 512.0 * 2;
+        const auto aten = [&] {
+          const at::Tensor entries =
+              cache.index_select(0, tables.reshape(-1)).view({batch, context, 576});
+          mla_decode_reference(q, entries, valid, scale, 512);
+        };
+        report(fmt::format("mla_decode h {} batch {} ctx {}", heads, batch, context),
+               median_ms(aten, 2, 10),
+               median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); }), bytes, copy_gbs);
+      }
 }
 
 }  // namespace
@@ -86,5 +197,9 @@ int main(int argc, char** argv) {
   fmt::print("device {} ({} SMs, {} MB L2); device-to-device copy {:.0f} GB/s (read + write)\n",
              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbs);
   if (wanted("rms_norm")) bench_rms_norm(copy_gbs);
+  if (wanted("elementwise")) bench_elementwise(copy_gbs);
+  if (wanted("sampling")) bench_sampling(copy_gbs);
+  if (wanted("logprobs")) bench_logprobs(copy_gbs);
+  if (wanted("mla_decode")) bench_mla_decode(copy_gbs);
   return 0;
 }

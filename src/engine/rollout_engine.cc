@@ -154,10 +154,9 @@ bool RolloutEngine::ensure_blocks(Sequence& seq, std::int64_t upto, std::vector<
   return true;
 }
 
-void RolloutEngine::finish_token(Sequence& seq, const at::Tensor& logits,
+void RolloutEngine::finish_token(Sequence& seq, const SampledToken& sampled,
                                  const StreamCallback& stream) {
   const SamplingParams& p = *seq.params;
-  const SampledToken sampled = sample_token(logits, p, seq.rng);
   seq.tokens.push_back(sampled.token);
   seq.out.ids.push_back(sampled.token);
   seq.out.logprobs.push_back(sampled.logprob);
@@ -270,11 +269,14 @@ void RolloutEngine::run_step(const std::vector<Sequence*>& batch, std::vector<Se
     }
   }
   if (ready.empty()) return;
-  const at::Tensor logits = model_.logits(hidden.index_select(0, to_device(rows))).to(at::kCPU);
+  const at::Tensor logits = model_.logits(hidden.index_select(0, to_device(rows)));
+  // Each ready sequence samples from its row, and so do the samples forked from it.
+  std::vector<Sequence*> sampling;
+  std::vector<std::int64_t> sample_rows;
   for (std::size_t r = 0; r < ready.size(); ++r) {
     Sequence* s = ready[r];
-    const at::Tensor row = logits[static_cast<std::int64_t>(r)];
-    std::vector<Sequence*> forked;
+    sampling.push_back(s);
+    sample_rows.push_back(static_cast<std::int64_t>(r));
     if (s->sample == 0 && s->out.ids.empty()) {
       // The other samples of this request start on the prompt's blocks: no recompute, no copy.
       for (auto& follower : all) {
@@ -283,12 +285,19 @@ void RolloutEngine::run_step(const std::vector<Sequence*>& batch, std::vector<Se
         follower.blocks = s->blocks;
         follower.cached = follower.prompt_len;
         follower.waiting_for_leader = false;
-        forked.push_back(&follower);
+        sampling.push_back(&follower);
+        sample_rows.push_back(static_cast<std::int64_t>(r));
       }
     }
-    finish_token(*s, row, stream);
-    for (Sequence* follower : forked) finish_token(*follower, row, stream);
   }
+  std::vector<const SamplingParams*> params;
+  std::vector<SequenceRng*> rngs;
+  for (Sequence* s : sampling) {
+    params.push_back(s->params);
+    rngs.push_back(&s->rng);
+  }
+  const std::vector<SampledToken> sampled = sample_tokens(logits, sample_rows, params, rngs);
+  for (std::size_t i = 0; i < sampling.size(); ++i) finish_token(*sampling[i], sampled[i], stream);
 }
 
 std::vector<Completion> RolloutEngine::generate(std::span<const Request> requests,

@@ -79,7 +79,7 @@ class RolloutEngine {
   bool ensure_blocks(Sequence& seq, std::int64_t upto, std::vector<Sequence>& all);
   void copy_block(std::int64_t from, std::int64_t to);
   bool preempt_youngest(std::vector<Sequence>& all, const Sequence* keep);
-  void finish_token(Sequence& seq, const at::Tensor& logits, const StreamCallback& stream);
+  void finish_token(Sequence& seq, const SampledToken& sampled, const StreamCallback& stream);
   std::vector<Sequence*> schedule(std::vector<Sequence>& all);
   void run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
                 const StreamCallback& stream);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/sampling.h"
 
 namespace ponder::engine {
 namespace {
@@ -80,6 +81,39 @@ SampledToken sample_token(const at::Tensor& logits, const SamplingParams& params
   }
   const auto [token, prob] = distribution[chosen];
   return {token, std::log(prob), raw[token].item<double>()};
+}
+
+std::vector<SampledToken> sample_tokens(const at::Tensor& logits,
+                                        const std::vector<std::int64_t>& rows,
+                                        const std::vector<const SamplingParams*>& params,
+                                        const std::vector<SequenceRng*>& rngs) {
+  std::vector<SampledToken> out;
+  if (!logits.is_cuda() || !kernels::built_with_cuda()) {
+    const at::Tensor cpu = logits.to(at::kCPU);
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      out.push_back(sample_token(cpu[rows[i]], *params[i], *rngs[i]));
+    return out;
+  }
+  const auto n = static_cast<std::int64_t>(rows.size());
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  kernels::SamplingBatch b{
+      at::empty({n}, f32), at::empty({n}, f32.dtype(at::kLong)),   at::empty({n}, f32),
+      at::empty({n}, f32), at::empty({n}, f32.dtype(at::kDouble)), at::tensor(rows, at::kLong)};
+  for (std::int64_t i = 0; i < n; ++i) {
+    const SamplingParams& p = *params[i];
+    b.temperature[i] = p.temperature;
+    b.top_k[i] = p.top_k;
+    b.top_p[i] = p.top_p;
+    b.min_p[i] = p.min_p;
+    b.uniform[i] = p.temperature > 0 ? rngs[i]->uniform() : 0.0;  // greedy draws nothing
+  }
+  const kernels::SampledTokens got = kernels::sample_cuda(logits.contiguous(), b);
+  const at::Tensor token = got.token.to(at::kCPU), logprob = got.logprob.to(at::kCPU),
+                   raw = got.raw_logprob.to(at::kCPU);
+  for (std::int64_t i = 0; i < n; ++i)
+    out.push_back(
+        {token[i].item<std::int64_t>(), logprob[i].item<double>(), raw[i].item<double>()});
+  return out;
 }
 
 }  // namespace ponder::engine

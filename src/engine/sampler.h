@@ -48,4 +48,12 @@ std::vector<std::pair<std::int64_t, double>> filtered_distribution(const at::Ten
 
 SampledToken sample_token(const at::Tensor& logits, const SamplingParams& params, SequenceRng& rng);
 
+// One token per entry i from logits row rows[i] ([rows, vocab]) with params[i] and rngs[i]: on
+// the GPU in one batched kernel (kernels::sample_cuda) when the logits are there, else
+// sample_token per entry. Each stream gives its one draw exactly as sample_token takes it.
+std::vector<SampledToken> sample_tokens(const at::Tensor& logits,
+                                        const std::vector<std::int64_t>& rows,
+                                        const std::vector<const SamplingParams*>& params,
+                                        const std::vector<SequenceRng*>& rngs);
+
 }  // namespace ponder::engine

@@ -1,5 +1,7 @@
 // Multi-head Latent Attention (DeepSeek-V2 §2.1): keys and values are up-projected from a shared
 // kv_lora_rank latent; a small decoupled RoPE key is shared by all heads.
+#include "kernels/mla_decode.h"
+#include "kernels/mla_decode_kernel.h"
 #include "model/attention.h"
 
 namespace ponder::model {
@@ -81,15 +83,17 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
     const at::Tensor query = at::cat(
         {q_latent.index_select(0, step.decode_rows), p.q_rope.index_select(0, step.decode_rows)},
         -1);
-    const at::Tensor entries =
-        gather_padded_pages(cache[0], step.decode_tables, step.decode_valid).to(x.scalar_type());
-    const at::Tensor scores = at::bmm(query, entries.transpose(1, 2)) * scale_;
-    const at::Tensor probs =
-        scores.masked_fill(step.decode_valid.logical_not().unsqueeze(1), -INFINITY)
-            .to(at::kFloat)
-            .softmax(-1)
-            .to(x.scalar_type());
-    const at::Tensor out_latent = at::bmm(probs, entries.narrow(-1, 0, c.kv_lora_rank));
+    const bool kernel = c.kv_lora_rank == kernels::kMlaLatent &&
+                        c.qk_rope_head_dim == kernels::kMlaRope &&
+                        kernels::mla_decode_supported(query, cache[0]);
+    const at::Tensor out_latent =
+        kernel ? kernels::mla_decode_cuda(query, cache[0], step.decode_tables,
+                                          step.decode_valid.sum(1), scale_)
+               : kernels::mla_decode_reference(
+                     query,
+                     gather_padded_pages(cache[0], step.decode_tables, step.decode_valid)
+                         .to(x.scalar_type()),
+                     step.decode_valid, scale_, c.kv_lora_rank);
     out.index_copy_(0, step.decode_rows, at::einsum("dhc,hvc->dhv", {out_latent, w_uv}));
   }
   for (const std::size_t s : step.prefill) {

@@ -66,21 +66,16 @@ RotaryTables Rotary::tables(const at::Tensor& positions) const {
 }
 
 at::Tensor apply_rotary_half(const at::Tensor& x, const RotaryTables& t) {
-  const std::int64_t half = x.size(-1) / 2;
-  const at::Tensor cos = t.cos.unsqueeze(1).to(x.scalar_type());
-  const at::Tensor sin = t.sin.unsqueeze(1).to(x.scalar_type());
-  const at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
-  return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
+  return kernels::rope(x, t.cos, t.sin, /*interleaved=*/false);
 }
 
 at::Tensor apply_rotary_interleaved(const at::Tensor& x, const RotaryTables& t) {
-  const at::Tensor cos = t.cos.unsqueeze(1).to(x.scalar_type());
-  const at::Tensor sin = t.sin.unsqueeze(1).to(x.scalar_type());
-  const at::Tensor even = x.slice(-1, 0, x.size(-1), 2), odd = x.slice(-1, 1, x.size(-1), 2);
-  return at::cat({even * cos - odd * sin, odd * cos + even * sin}, -1);
+  return kernels::rope(x, t.cos, t.sin, /*interleaved=*/true);
 }
 
-at::Tensor Mlp::operator()(const at::Tensor& x) const { return down(at::silu(gate(x)) * up(x)); }
+at::Tensor Mlp::operator()(const at::Tensor& x) const {
+  return down(kernels::swiglu(gate(x), up(x)));
+}
 
 Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix) {
   return Mlp{make_linear(get, find, prefix + ".gate_proj"),

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "kernels/rms_norm.h"
 #include "model/causal_lm.h"
 #include "model/config.h"

@@ -5,12 +5,11 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "kernels/sampling.h"
 #include "model/safetensors.h"
 
 namespace ponder::model {
 namespace {
-
-constexpr std::int64_t kVocabChunk = 8192;
 
 std::int64_t rotary_dim(const ModelConfig& c) {
   return c.is_mla() ? c.qk_rope_head_dim : c.head_dim;
@@ -85,15 +84,22 @@ at::Tensor TransformerLM::run_layers(const at::Tensor& input_ids, const at::Tens
                                      AttentionCall&& call) {
   const RotaryTables rot = rotary_.tables(positions);
   at::Tensor x = embed_.index_select(0, input_ids);  // [T, hidden]
+  const double eps = config_.rms_norm_eps;
+  // Each residual add is fused with the norm that follows it (kernels::add_rms_norm).
+  at::Tensor normed = rms_norm(x, layers_.empty() ? final_norm_ : layers_[0].input_norm, eps);
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     Layer& layer = layers_[l];
-    const at::Tensor normed = rms_norm(x, layer.input_norm, config_.rms_norm_eps);
-    x = x + std::visit([&](auto& attention) { return call(attention, normed, rot, l); },
-                       layer.attention);
-    const at::Tensor ffn_in = rms_norm(x, layer.post_attention_norm, config_.rms_norm_eps);
-    x = x + std::visit([&](auto& ffn) { return ffn(ffn_in); }, layer.ffn);
+    const at::Tensor attention =
+        std::visit([&](auto& a) { return call(a, normed, rot, l); }, layer.attention);
+    const kernels::AddRmsNorm mid =
+        kernels::add_rms_norm(x, attention, layer.post_attention_norm, eps);
+    const at::Tensor ffn_out = std::visit([&](auto& ffn) { return ffn(mid.normed); }, layer.ffn);
+    const at::Tensor& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
+    const kernels::AddRmsNorm next = kernels::add_rms_norm(mid.sum, ffn_out, next_norm, eps);
+    x = next.sum;
+    normed = next.normed;
   }
-  return rms_norm(x, final_norm_, config_.rms_norm_eps);
+  return normed;
 }
 
 at::Tensor TransformerLM::forward_hidden(const at::Tensor& input_ids, const at::Tensor& positions,
@@ -126,16 +132,7 @@ at::Tensor TransformerLM::logits(const at::Tensor& hidden) {
 }
 
 at::Tensor TransformerLM::token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) {
-  const at::Tensor h = hidden.to(at::kFloat);
-  std::vector<at::Tensor> chunk_lse;
-  for (std::int64_t start = 0; start < lm_head_.size(0); start += kVocabChunk) {
-    const std::int64_t size = std::min(kVocabChunk, lm_head_.size(0) - start);
-    chunk_lse.push_back(
-        at::logsumexp(at::linear(h, lm_head_.narrow(0, start, size).to(at::kFloat)), -1));
-  }
-  const at::Tensor lse = at::logsumexp(at::stack(chunk_lse, -1), -1);
-  const at::Tensor target_logit = (h * lm_head_.index_select(0, targets).to(at::kFloat)).sum(-1);
-  return target_logit - lse;
+  return kernels::token_logprobs(hidden, lm_head_, targets);
 }
 
 std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::Device device,

@@ -1,0 +1,31 @@
+// Shared plumbing of the thin LibTorch bindings: when a call takes the CUDA kernel, dtype
+// mapping, the current stream, and launch error reporting. Bindings only; kernels never see ATen.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <initializer_list>
+#include <string>
+
+#include "kernels/kernel_types.h"
+
+namespace ponder::kernels {
+
+bool built_with_cuda();
+// True when the CUDA kernel should run: ponder has CUDA, the tensors are on a GPU and nothing
+// needs gradients (the kernels have no backward; training keeps the ATen reference).
+bool use_kernel(std::initializer_list<at::Tensor> tensors);
+// Throws ponder::Error naming `who` unless every tensor is on a CUDA device.
+void require_cuda(const char* who, std::initializer_list<at::Tensor> tensors);
+// float32, bfloat16 or float16; anything else throws ponder::Error naming `who`.
+ElementType element_type(const at::Tensor& t, const char* who);
+// The current CUDA stream of the current device as cudaStream_t (void* keeps CUDA out).
+void* current_stream();
+// Multiprocessors of the current CUDA device (sizing grids).
+int multiprocessor_count();
+// Throws ponder::Error naming `who` when a launcher returned a CUDA error code.
+void check_launch(int rc, const char* who);
+// Throws ponder::Error: `who` was called in a build without CUDA.
+[[noreturn]] void no_cuda(const char* who);
+
+}  // namespace ponder::kernels

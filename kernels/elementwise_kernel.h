@@ -1,0 +1,37 @@
+// Raw-pointer interface of the small fused elementwise CUDA kernels (no LibTorch here): SwiGLU
+// and rotary embeddings (Llama rotate-half and DeepSeek interleaved layouts).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernel_types.h"
+
+namespace ponder::kernels {
+
+// out = silu(gate) * up, rounded to the element type after each op as ATen does.
+struct SwigluParams {
+  const void* gate = nullptr;  // [rows, cols], row stride gate_stride elements
+  const void* up = nullptr;    // [rows, cols], row stride up_stride elements
+  void* out = nullptr;         // [rows, cols] contiguous
+  std::int64_t rows = 0, cols = 0, gate_stride = 0, up_stride = 0;
+  ElementType type = ElementType::kFloat32;
+};
+
+int launch_swiglu(const SwigluParams& params, void* stream);
+
+// Rotary embedding of x [tokens, heads, dim] with per-token tables cos/sin [tokens, dim / 2]
+// (FP32, YaRN's attention factor already applied). Rotate-half pairs (i, i + dim/2); interleaved
+// pairs (2i, 2i + 1) and writes [rotated evens, rotated odds].
+struct RopeParams {
+  const void* x = nullptr;  // last dim contiguous; token and head strides in elements
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  void* out = nullptr;  // [tokens, heads, dim] contiguous
+  std::int64_t tokens = 0, heads = 0, dim = 0, token_stride = 0, head_stride = 0;
+  bool interleaved = false;
+  ElementType type = ElementType::kFloat32;
+};
+
+int launch_rope(const RopeParams& params, void* stream);
+
+}  // namespace ponder::kernels

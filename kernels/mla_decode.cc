@@ -1,0 +1,82 @@
+#include "kernels/mla_decode.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "kernels/mla_decode_kernel.h"
+
+namespace ponder::kernels {
+
+at::Tensor mla_decode_reference(const at::Tensor& query, const at::Tensor& entries,
+                                const at::Tensor& valid, double scale, std::int64_t lora) {
+  const at::Tensor scores = at::bmm(query, entries.transpose(1, 2)) * scale;
+  const at::Tensor probs = scores.masked_fill(valid.logical_not().unsqueeze(1), -INFINITY)
+                               .to(at::kFloat)
+                               .softmax(-1)
+                               .to(query.scalar_type());
+  return at::bmm(probs, entries.narrow(-1, 0, lora));
+}
+
+bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache) {
+  return use_kernel({query, cache}) && query.scalar_type() == at::kBFloat16 &&
+         cache.scalar_type() == at::kBFloat16 && query.dim() == 3 && query.size(1) % 16 == 0 &&
+         query.size(2) == kMlaEntry && cache.dim() == 3 && cache.size(1) == kMlaPage &&
+         cache.size(2) == kMlaEntry;
+}
+
+at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
+                           const at::Tensor& block_tables, const at::Tensor& context_lens,
+                           double scale, std::int64_t splits) {
+#ifdef PONDER_WITH_CUDA
+  const char* who = "mla_decode_cuda";
+  require_cuda(who, {query, cache, block_tables, context_lens});
+  if (!mla_decode_supported(query, cache))
+    throw Error("mla_decode_cuda: expected bf16 query [D, 16k heads, 576], cache [pages, 64, 576]");
+  const std::int64_t batch = query.size(0), heads = query.size(1);
+  if (block_tables.dim() != 2 || block_tables.size(0) != batch || context_lens.dim() != 1 ||
+      context_lens.size(0) != batch)
+    throw Error("mla_decode_cuda: block_tables [D, max_pages] and context_lens [D] expected");
+  at::Tensor out = at::empty({batch, heads, kMlaLatent}, query.options());
+  if (batch == 0) return out;
+  const at::Tensor tables = block_tables.to(at::kLong).contiguous();
+  const at::Tensor lens = context_lens.to(at::kLong).contiguous();
+  // Contexts within the table, and the pages they read within the cache: checked on the device,
+  // one synchronisation for all of it.
+  const std::int64_t capacity = tables.size(1) * kMlaPage;
+  const at::Tensor in_context = at::arange(tables.size(1), tables.options()).unsqueeze(0) <
+                                ((lens + kMlaPage - 1) / kMlaPage).unsqueeze(1);
+  const at::Tensor used = at::where(in_context, tables, 0);
+  if (!(lens.min().ge(1) & lens.max().le(capacity) & used.min().ge(0) &
+        used.max().lt(cache.size(0)))
+           .item<bool>())
+    throw Error(
+        "mla_decode_cuda: context lengths must lie in [1, 64 * max_pages] and their pages in the "
+        "cache");
+  const std::int64_t ctas = batch * heads / 16;
+  if (splits <= 0) splits = (2 * multiprocessor_count() + ctas - 1) / ctas;
+  splits = std::clamp<std::int64_t>(splits, 1, tables.size(1));
+  at::Tensor partial =
+      at::empty({batch, heads, splits, kMlaLatent}, query.options().dtype(at::kFloat));
+  at::Tensor lse = at::empty({batch, heads, splits}, query.options().dtype(at::kFloat));
+  const at::Tensor q = query.contiguous(), c = cache.contiguous();
+  MlaDecodeParams p{q.data_ptr(),
+                    c.data_ptr(),
+                    tables.data_ptr<std::int64_t>(),
+                    tables.size(1),
+                    lens.data_ptr<std::int64_t>(),
+                    out.data_ptr(),
+                    partial.data_ptr<float>(),
+                    lse.data_ptr<float>(),
+                    static_cast<int>(batch),
+                    static_cast<int>(heads),
+                    static_cast<int>(splits),
+                    static_cast<float>(scale)};
+  check_launch(launch_mla_decode(p, current_stream()), who);
+  return out;
+#else
+  (void)query, (void)cache, (void)block_tables, (void)context_lens, (void)scale, (void)splits;
+  no_cuda("mla_decode_cuda");
+#endif
+}
+
+}  // namespace ponder::kernels

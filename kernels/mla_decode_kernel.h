@@ -1,0 +1,30 @@
+// Raw-pointer interface of the MLA decode attention CUDA kernel (no LibTorch here): one new
+// query token per sequence against its paged latent cache (BF16, 576-wide entries = 512 latent +
+// 64 RoPE, pages of 64 tokens), values being the latent itself (absorbed weights), split over the
+// context with a combine step.
+#pragma once
+
+#include <cstdint>
+
+namespace ponder::kernels {
+
+inline constexpr int kMlaLatent = 512, kMlaRope = 64, kMlaEntry = 576, kMlaPage = 64;
+
+struct MlaDecodeParams {
+  const void* q = nullptr;                     // [batch, heads, 576] bf16, contiguous
+  const void* cache = nullptr;                 // [pages, 64, 576] bf16, contiguous
+  const std::int64_t* block_tables = nullptr;  // [batch, table_stride] page ids
+  std::int64_t table_stride = 0;
+  const std::int64_t* context_lens = nullptr;  // [batch], >= 1
+  void* out = nullptr;                         // [batch, heads, 512] bf16
+  float* partial_out = nullptr;                // [batch, heads, splits, 512] workspace
+  float* partial_lse = nullptr;                // [batch, heads, splits] workspace (log2 units)
+  int batch = 0, heads = 0, splits = 1;        // heads: a multiple of 16
+  float scale = 1.f;
+};
+
+// Splits each context into `splits` page ranges, one CTA per (range, 16 heads, sequence), then
+// combines the ranges. Returns the CUDA error code (0 on success).
+int launch_mla_decode(const MlaDecodeParams& params, void* stream);
+
+}  // namespace ponder::kernels

@@ -1,0 +1,90 @@
+// SwiGLU and rotary-embedding kernels against their ATen references on the device, with rotary
+// tables from model::Rotary (default and DeepSeek YaRN); references checked by hand everywhere.
+#include "kernels/elementwise.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/layers.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace ponder::kernels {
+namespace {
+
+using testing::fraction_equal;
+using testing::relative_error;
+
+TEST(SwigluReference, MatchesHandComputedValues) {
+  const at::Tensor y =
+      swiglu_reference(at::tensor(std::vector<float>{1, -2}), at::tensor(std::vector<float>{2, 3}));
+  EXPECT_NEAR(y[0].item<float>(), 2.0 / (1 + std::exp(-1.0)), 1e-6);
+  EXPECT_NEAR(y[1].item<float>(), 3 * -2.0 / (1 + std::exp(2.0)), 1e-6);
+}
+
+TEST(RopeReference, RotatesPairsByTheTableAngle) {
+  const double angle = 0.7;
+  const at::Tensor cos = at::full({1, 1}, std::cos(angle)), sin = at::full({1, 1}, std::sin(angle));
+  const at::Tensor x = at::tensor(std::vector<float>{2, 1}).view({1, 1, 2});
+  const at::Tensor y = rope_reference(x, cos, sin, false);
+  EXPECT_NEAR(y[0][0][0].item<float>(), 2 * std::cos(angle) - std::sin(angle), 1e-6);
+  EXPECT_NEAR(y[0][0][1].item<float>(), std::cos(angle) + 2 * std::sin(angle), 1e-6);
+}
+
+TEST(SwigluCuda, MatchesReference) {
+  PONDER_REQUIRE_GPU();
+  for (const auto dtype : {at::kFloat, at::kBFloat16, at::kHalf})
+    for (const std::int64_t cols : {3, 1408, 10944}) {
+      const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+      // gate and up as the two halves of one fused projection: strided rows, no copy.
+      const at::Tensor gate_up = at::randn({67, 2 * cols}, opts) * 3;
+      const at::Tensor gate = gate_up.narrow(1, 0, cols), up = gate_up.narrow(1, cols, cols);
+      const at::Tensor got = swiglu_cuda(gate, up), want = swiglu_reference(gate, up);
+      EXPECT_LT(relative_error(got, want), dtype == at::kFloat ? 1e-6 : 4e-3)
+          << c10::toString(dtype) << " cols " << cols;
+      // expf vs ATen's exp can differ by an ulp in FP32, which rarely moves a 16-bit rounding.
+      EXPECT_GT(fraction_equal(got, want), dtype == at::kFloat ? 0.9 : 0.99)
+          << c10::toString(dtype) << " cols " << cols;
+    }
+}
+
+model::ModelConfig yarn_config() {
+  model::ModelConfig c;
+  c.rope_theta = 10000;
+  c.rope_scaling.type = "yarn";
+  c.rope_scaling.factor = 40;
+  c.rope_scaling.original_max_position_embeddings = 4096;
+  c.rope_scaling.beta_fast = 32;
+  c.rope_scaling.beta_slow = 1;
+  c.rope_scaling.mscale = 0.707;
+  c.rope_scaling.mscale_all_dim = 0.707;
+  return c;
+}
+
+TEST(RopeCuda, MatchesReferenceWithDefaultAndYarnTables) {
+  PONDER_REQUIRE_GPU();
+  const model::Rotary plain(model::ModelConfig{}, 64), yarn(yarn_config(), 64);
+  const at::Tensor positions =
+      at::randint(0, 160000, {91}, at::TensorOptions().dtype(at::kLong)).to(at::kCUDA);
+  for (const model::Rotary* rotary : {&plain, &yarn}) {
+    const model::RotaryTables t = rotary->tables(positions);
+    for (const auto dtype : {at::kFloat, at::kBFloat16, at::kHalf})
+      for (const bool interleaved : {false, true})
+        for (const std::int64_t offset : {128, 127}) {  // 127: unaligned rows, the scalar path
+          const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+          // The rope part of MLA queries: a strided view [tokens, heads, 64] of [.., .., 192].
+          const at::Tensor q = at::randn({91, 16, 192}, opts), x = q.narrow(-1, offset, 64);
+          const at::Tensor got = rope_cuda(x, t.cos, t.sin, interleaved);
+          const at::Tensor want = rope_reference(x, t.cos, t.sin, interleaved);
+          const std::string what =
+              std::string(c10::toString(dtype)) + (interleaved ? " interleaved" : " half") +
+              (rotary == &yarn ? " yarn" : " default") + " offset " + std::to_string(offset);
+          // Same roundings in the same order (no fused multiply-add): bitwise equal.
+          EXPECT_EQ(fraction_equal(got, want), 1.0) << what;
+          EXPECT_LT(relative_error(got, want), 1e-7) << what;
+        }
+  }
+}
+
+}  // namespace
+}  // namespace ponder::kernels
