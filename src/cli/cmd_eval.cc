@@ -280,7 +280,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--seed", a.options.sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--out", a.out, "Run directory (default runs/eval-DATE-TIME)");
   cmd->add_option("--chat-format", a.chat_format,
-                  "chatml | qwen3 | deepseek_v3 | llama3 | r1_zero (default: detect)");
+                  "chatml | qwen3 | smollm2 | deepseek_v3 | llama3 | r1_zero (default: detect)");
   cmd->add_option("--device", a.device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--kv-blocks", a.kv_blocks,
                   "KV cache blocks of 64 tokens (0 = sized from free device memory)")

@@ -99,7 +99,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", a.params.seed, "Sampling seed")->capture_default_str();
   cmd->add_flag("--chat", a.chat, "Wrap prompts in the model's chat template");
   cmd->add_option("--chat-format", a.chat_format,
-                  "chatml | qwen3 | deepseek_v3 | llama3 | r1_zero (default: detect)");
+                  "chatml | qwen3 | smollm2 | deepseek_v3 | llama3 | r1_zero (default: detect)");
   cmd->add_option("--out", a.out,
                   "Write completions as JSONL (ids, text, logprobs, finish reason)");
   cmd->callback([] {

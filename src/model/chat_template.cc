@@ -43,6 +43,18 @@ std::string chatml(const std::vector<ChatMessage>& messages, bool generation, bo
   return out;
 }
 
+constexpr const char* kSmolLM2System =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+// SmolLM2's template opens with its default system turn when the conversation brings none.
+std::string smollm2(const std::vector<ChatMessage>& messages, bool generation) {
+  if (messages.empty() || messages.front().role == "system")
+    return chatml(messages, generation, false);
+  std::vector<ChatMessage> with_system = {{"system", kSmolLM2System}};
+  with_system.insert(with_system.end(), messages.begin(), messages.end());
+  return chatml(with_system, generation, false);
+}
+
 std::string deepseek_v3(const std::vector<ChatMessage>& messages, bool generation,
                         const std::string& bos) {
   std::string system, turns;
@@ -89,17 +101,20 @@ std::string r1_zero(const std::vector<ChatMessage>& messages, bool generation) {
 ChatFormat parse_chat_format(const std::string& name) {
   if (name == "chatml") return ChatFormat::kChatML;
   if (name == "qwen3") return ChatFormat::kQwen3;
+  if (name == "smollm2") return ChatFormat::kSmolLM2;
   if (name == "deepseek_v3") return ChatFormat::kDeepSeekV3;
   if (name == "llama3") return ChatFormat::kLlama3;
   if (name == "r1_zero") return ChatFormat::kR1Zero;
   throw Error("chat format '" + name +
-              "' is unknown (chatml, qwen3, deepseek_v3, llama3, r1_zero)");
+              "' is unknown (chatml, qwen3, smollm2, deepseek_v3, llama3, r1_zero)");
 }
 
 ChatFormat detect_chat_format(const nlohmann::json& config) {
   const std::string t = config.value("chat_template", std::string());
   if (t.find("\xEF\xBD\x9CUser\xEF\xBD\x9C") != std::string::npos) return ChatFormat::kDeepSeekV3;
   if (t.find("<|start_header_id|>") != std::string::npos) return ChatFormat::kLlama3;
+  if (t.find("<|im_start|>") != std::string::npos && t.find("named SmolLM") != std::string::npos)
+    return ChatFormat::kSmolLM2;
   if (t.find("<|im_start|>") != std::string::npos)
     return t.find("<think>") != std::string::npos ? ChatFormat::kQwen3 : ChatFormat::kChatML;
   return ChatFormat::kR1Zero;
@@ -112,6 +127,8 @@ std::string render_chat(ChatFormat format, const std::vector<ChatMessage>& messa
       return chatml(messages, generation, false);
     case ChatFormat::kQwen3:
       return chatml(messages, generation, true);
+    case ChatFormat::kSmolLM2:
+      return smollm2(messages, generation);
     case ChatFormat::kDeepSeekV3:
       return deepseek_v3(messages, generation, bos);
     case ChatFormat::kLlama3:

@@ -1,5 +1,6 @@
 // Chat prompt formats rendered in C++ (no Jinja): ChatML (Qwen2), Qwen3-style ChatML with think
-// blocks (minimind), DeepSeek-V3, Llama-3, and the plain R1-Zero prompt.
+// blocks (minimind), SmolLM2 (ChatML with a default system turn), DeepSeek-V3, Llama-3, and the
+// plain R1-Zero prompt.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -8,15 +9,15 @@
 
 namespace ponder::model {
 
-enum class ChatFormat { kChatML, kQwen3, kDeepSeekV3, kLlama3, kR1Zero };
+enum class ChatFormat { kChatML, kQwen3, kSmolLM2, kDeepSeekV3, kLlama3, kR1Zero };
 
 struct ChatMessage {
   std::string role;  // system | user | assistant
   std::string content;
 };
 
-ChatFormat parse_chat_format(
-    const std::string& name);  // chatml, qwen3, deepseek_v3, llama3, r1_zero
+// chatml, qwen3, smollm2, deepseek_v3, llama3, r1_zero
+ChatFormat parse_chat_format(const std::string& name);
 // Picks the format whose markers appear in tokenizer_config.json's chat_template.
 ChatFormat detect_chat_format(const nlohmann::json& tokenizer_config);
 

@@ -132,7 +132,10 @@ nlohmann::json gguf_tokenizer_config(const GgufFile& file) {
           {"unk_token", token_at(file, "tokenizer.ggml.unknown_token_id")},
           {"add_bos_token", meta.value("tokenizer.ggml.add_bos_token", false)},
           {"chat_template", meta.value("tokenizer.chat_template", std::string())},
-          {"tokenizer_class", "GPT2Tokenizer"},
+          // Not GPT2Tokenizer: transformers 5 rebuilds that class's pipeline from vocab and
+          // merges, dropping pre-tokenizer steps such as SmolLM2's digit split. The generic
+          // class loads tokenizer.json exactly as written.
+          {"tokenizer_class", "PreTrainedTokenizerFast"},
           {"model_max_length", meta.value("llama.context_length", 2048)}};
 }
 

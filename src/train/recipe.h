@@ -38,7 +38,8 @@ struct DataSection {
     v("worked_fraction", worked_fraction,
       "share of arithmetic SFT solutions worked column by column (the rest answer directly)");
     v("eval_size", eval_size, "held-out examples used for accuracy");
-    v("chat_format", chat_format, "prompt format: chatml | qwen3 | deepseek_v3 | llama3 | r1_zero");
+    v("chat_format", chat_format,
+      "prompt format: chatml | qwen3 | smollm2 | deepseek_v3 | llama3 | r1_zero");
   }
 };
 

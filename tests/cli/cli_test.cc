@@ -45,7 +45,7 @@ TEST(Cli, ErrorsArePrefixedAndExitNonZero) {
 }
 
 TEST(Cli, RecipeCheckPrintsTheResolvedRecipe) {
-  for (const char* name : {"quickstart", "r1-zero-gsm8k", "dapo-math"}) {
+  for (const char* name : {"quickstart", "r1-zero-gsm8k", "dapo-math", "smollm2-gsm8k"}) {
     const auto r = run("recipe check " + std::string(PONDER_SOURCE_DIR) + "/recipes/" + name +
                        ".json --set seed=5");
     ASSERT_EQ(r.exit_code, 0) << r.output;

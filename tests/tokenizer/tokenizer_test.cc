@@ -94,5 +94,22 @@ TEST(ChatTemplate, Llama3AndR1ZeroMatchHandWrittenStrings) {
   EXPECT_TRUE(r1.ends_with(" User: What is 1+1? Assistant: <think>"));
 }
 
+// SmolLM2's Jinja template: its default system turn opens a conversation that brings none.
+TEST(ChatTemplate, SmolLM2AddsItsDefaultSystemTurn) {
+  const nlohmann::json config = {
+      {"chat_template",
+       "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ "
+       "'<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+       "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+       "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"}};
+  ASSERT_EQ(detect_chat_format(config), ChatFormat::kSmolLM2);
+  EXPECT_EQ(render_chat(ChatFormat::kSmolLM2, {{"user", "Hi"}}, true),
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+            "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(render_chat(ChatFormat::kSmolLM2, {{"system", "S"}, {"user", "Hi"}}, false),
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+  EXPECT_EQ(parse_chat_format("smollm2"), ChatFormat::kSmolLM2);
+}
+
 }  // namespace
 }  // namespace ponder::model

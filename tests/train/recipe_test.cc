@@ -41,7 +41,7 @@ TEST(Recipe, OverridesApplyAndShippedRecipesValidate) {
   const auto r = load_recipe("", {"optim.lr=0.5", "rewards=[{\"name\":\"math\",\"weight\":2}]"});
   EXPECT_DOUBLE_EQ(r.optim.lr, 0.5);
   EXPECT_DOUBLE_EQ(r.rewards.at(0).weight, 2.0);
-  for (const char* name : {"quickstart", "r1-zero-gsm8k", "dapo-math"})
+  for (const char* name : {"quickstart", "r1-zero-gsm8k", "dapo-math", "smollm2-gsm8k"})
     EXPECT_NO_THROW(load_recipe(
         (std::filesystem::path(PONDER_SOURCE_DIR) / "recipes" / name).concat(".json").string(), {}))
         << name;
