@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <fstream>
 
+#include "core/error.h"
 #include "core/json_file.h"
 #include "engine/rollout_engine.h"
 #include "model/init_model.h"
@@ -152,6 +154,60 @@ TEST(RolloutEngine, StopsOnTokenIdsAndMaxTokensWithoutLeakingBlocks) {
     EXPECT_EQ(out[k].ids.size(), 1u);
   }
   EXPECT_EQ(engine.allocator().free_count(), 64);
+}
+
+// Resident set size of this process, from the kernel's page accounting.
+std::int64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// The colocated-training hand-off: release_cache() gives the KV pages back to the system (the
+// process's resident memory drops by the cache's size, computed here from the config), generate
+// refuses to run while released, and reserve_cache() restores a cache that reproduces the seeded
+// samples generated before the release.
+TEST(RolloutEngine, ReleaseCacheFreesPagesAndReserveRestoresSeededOutput) {
+  ScratchDir dir("handoff");
+  model::init_model(model::preset_config("tiny-mla"), dir / "m", {.seed = 8});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  const model::ModelConfig& c = lm->config();
+  // Each layer's page tensor (42 MB) is above glibc's largest mmap threshold, so freeing it
+  // unmaps it and the drop shows in the resident set.
+  const std::int64_t blocks = 2048, block_size = 64;
+  const std::int64_t cache_bytes = blocks * block_size * (c.kv_lora_rank + c.qk_rope_head_dim) *
+                                   c.num_hidden_layers * static_cast<std::int64_t>(sizeof(float));
+  RolloutEngine engine(*lm, nullptr,
+                       {.block_size = block_size, .num_blocks = blocks, .show_progress = false});
+  const std::vector<Request> requests = {
+      {prompts()[0], 3, {.temperature = 1.0, .top_p = 0.9, .max_tokens = 12, .seed = 7}},
+      {prompts()[2], 2, {.temperature = 0.7, .top_k = 20, .max_tokens = 9, .seed = 8}}};
+  const auto before = engine.generate(requests);
+
+  const std::int64_t held = resident_bytes();
+  engine.release_cache();
+  EXPECT_EQ(engine.allocator().num_blocks(), 0);
+  EXPECT_GE(held - resident_bytes(), cache_bytes * 9 / 10) << "cache of " << cache_bytes << " B";
+  try {
+    engine.generate(requests);
+    ADD_FAILURE() << "generate ran on a released cache";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("reserve_cache()"), std::string::npos) << e.what();
+  }
+
+  const std::int64_t released = resident_bytes();
+  engine.reserve_cache();
+  EXPECT_GE(resident_bytes() - released, cache_bytes * 9 / 10);
+  EXPECT_EQ(engine.allocator().num_blocks(), blocks);
+  EXPECT_EQ(engine.allocator().free_count(), blocks);
+  const auto after = engine.generate(requests);
+  ASSERT_EQ(after.size(), before.size());
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(after[i].ids, before[i].ids) << "completion " << i;
+    EXPECT_EQ(after[i].raw_logprobs, before[i].raw_logprobs) << "completion " << i;
+  }
+  EXPECT_EQ(engine.allocator().free_count(), blocks);
 }
 
 }  // namespace
