@@ -11,19 +11,7 @@
 namespace ponder {
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result run(const std::string& args) {
-  FILE* pipe = popen((std::string(PONDER_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), output};
-}
+const auto run = testing_util::run_ponder;
 
 TEST(Cli, VersionAndHelp) {
   const auto version = run("version");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -40,19 +41,38 @@ inline std::filesystem::path data_root() {
                      : std::filesystem::path(PONDER_SOURCE_DIR) / ".." / "shared" / "data";
 }
 
-// Runs a shell command, returns its stdout; the test fails if it exits non-zero.
-inline std::string run_checked(const std::string& command) {
+struct CommandResult {
+  int exit_code = -1;
   std::string output;
+};
+
+// Runs a shell command, returns its exit code and stdout.
+inline CommandResult run_command(const std::string& command) {
+  CommandResult result;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) {
     ADD_FAILURE() << "cannot run: " << command;
-    return output;
+    return result;
   }
   char buffer[65536];
-  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  while (std::fgets(buffer, sizeof buffer, pipe)) result.output += buffer;
   const int status = pclose(pipe);
-  EXPECT_EQ(status, 0) << "command failed: " << command << "\n" << output;
-  return output;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
 }
+
+// Runs a shell command, returns its stdout; the test fails if it exits non-zero.
+inline std::string run_checked(const std::string& command) {
+  const CommandResult result = run_command(command);
+  EXPECT_EQ(result.exit_code, 0) << "command failed: " << command << "\n" << result.output;
+  return result.output;
+}
+
+#ifdef PONDER_BINARY
+// The ponder binary under test with `args` (shell syntax), stderr folded into the output.
+inline CommandResult run_ponder(const std::string& args) {
+  return run_command(std::string(PONDER_BINARY) + " " + args + " 2>&1");
+}
+#endif
 
 }  // namespace ponder::testing_util
