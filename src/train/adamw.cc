@@ -37,15 +37,24 @@ void AdamW::zero_grad() {
     if (p.grad().defined()) p.mutable_grad() = at::Tensor();
 }
 
-double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+double grad_square_sum(const std::vector<at::Tensor>& params) {
   c10::NoGradGuard no_grad;
   double total = 0;
   for (const auto& p : params)
     if (p.grad().defined()) total += p.grad().to(at::kDouble).pow(2).sum().item<double>();
-  const double norm = std::sqrt(total);
+  return total;
+}
+
+void clip_grads_to(const std::vector<at::Tensor>& params, double norm, double max_norm) {
+  c10::NoGradGuard no_grad;
   if (max_norm > 0 && norm > max_norm)
     for (const auto& p : params)
       if (p.grad().defined()) p.grad().mul_(max_norm / (norm + 1e-6));
+}
+
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  const double norm = std::sqrt(grad_square_sum(params));
+  clip_grads_to(params, norm, max_norm);
   return norm;
 }
 

@@ -33,6 +33,10 @@ class AdamW {
 
 // Scales gradients so their global L2 norm is at most max_norm; returns the norm before.
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+// The two halves of clip_grad_norm, for gradients sharded across processes: the sum of squared
+// gradient entries (FP64), and scaling gradients whose total norm is `norm` down to max_norm.
+double grad_square_sum(const std::vector<at::Tensor>& params);
+void clip_grads_to(const std::vector<at::Tensor>& params, double norm, double max_norm);
 
 double scheduled_lr(double peak, std::int64_t step, std::int64_t warmup, std::int64_t total,
                     const std::string& schedule);

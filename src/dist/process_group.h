@@ -1,0 +1,69 @@
+// Ranks launched by torchrun (or the same environment contract), a TCPStore rendezvous and a c10d
+// process group (Gloo on CPU, NCCL for CUDA tensors) behind blocking collectives that fail fast.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ponder::dist {
+
+// torchrun's contract: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT. Without
+// WORLD_SIZE the process runs alone. PONDER_DIST_TIMEOUT (seconds) bounds the rendezvous and
+// every collective, so a dead or missing rank turns into an error instead of a hang.
+struct LaunchEnv {
+  int rank = 0, world_size = 1, local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  std::uint16_t master_port = 29500;
+  std::chrono::milliseconds timeout{std::chrono::seconds(300)};
+};
+
+// Reads the variables above; a malformed or inconsistent value throws ponder::Error naming it.
+LaunchEnv launch_env();
+
+enum class BackendKind { kGloo, kNccl };
+
+// One process group over all ranks. Every collective blocks until done; a failure (a rank died,
+// the timeout passed) throws ponder::Error naming this rank and the operation. With one rank no
+// store or backend exists and collectives act locally.
+class ProcessGroup {
+ public:
+  explicit ProcessGroup(const LaunchEnv& env, BackendKind backend = BackendKind::kGloo);
+  ~ProcessGroup();
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+  bool is_main() const { return env_.rank == 0; }
+
+  void all_reduce_sum(at::Tensor& tensor);
+  // input [world * n] -> output [n]: this rank's slice of the element-wise sum over ranks.
+  void reduce_scatter_sum(at::Tensor& output, const at::Tensor& input);
+  // input [n] -> output [world * n], rank r's input at [r * n, (r + 1) * n).
+  void all_gather(at::Tensor& output, const at::Tensor& input);
+  // Rows of input [sum(send_counts), ...] go to rank r in order; output [sum(recv_counts), ...]
+  // holds what each rank sent here, in rank order.
+  void all_to_all(at::Tensor& output, const at::Tensor& input,
+                  const std::vector<std::int64_t>& recv_counts,
+                  const std::vector<std::int64_t>& send_counts);
+  void broadcast(at::Tensor& tensor, int root);
+  void barrier();
+  // Waits for every rank, then releases the backend and store; idempotent. After a failed
+  // collective it skips the barrier (the peers may be gone).
+  void shutdown();
+
+ private:
+  struct Impl;
+  template <typename Fn>
+  void run(const char* what, Fn&& fn);
+  LaunchEnv env_;
+  std::unique_ptr<Impl> impl_;
+  bool failed_ = false;
+};
+
+}  // namespace ponder::dist
