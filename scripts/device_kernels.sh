@@ -3,6 +3,11 @@
 # (dev headers the image lacks come from .carry/deps), build the kernel tests and benchmarks, run
 # the tests, compute-sanitizer memcheck on them, then the benchmarks. Logs land in $OUT.
 # Usage (repo root): scripts/device_kernels.sh [memcheck filter] [racecheck filter] [bench args...]
+# .carry/deps (git-ignored, passed as `carry`): on a Debian 12 machine, `apt-get download
+# libsqlite3-dev libseccomp-dev libpcre2-dev libgloo-dev pkgconf pkgconf-bin libpkgconf3`,
+# `dpkg -x` each into .carry/deps, point usr/lib/x86_64-linux-gnu/lib{sqlite3,seccomp,pcre2-8}.so
+# at /usr/lib/x86_64-linux-gnu/lib*.so.N (the image's runtime libraries) and set `prefix=` in
+# the .pc files to ${pcfiledir}/../../..
 set -uo pipefail
 root=$(pwd)
 out=${OUT:-$root/device-out}
