@@ -18,6 +18,8 @@ int run(int argc, char** argv) {
   add_sandbox_command(app);
   add_reward_command(app);
   add_eval_command(app);
+  add_sft_command(app);
+  add_rm_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

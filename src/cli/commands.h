@@ -17,5 +17,7 @@ void add_generate_command(CLI::App& app);
 void add_sandbox_command(CLI::App& app);
 void add_reward_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_sft_command(CLI::App& app);
+void add_rm_command(CLI::App& app);
 
 }  // namespace ponder::cli

@@ -30,14 +30,14 @@ std::optional<std::int64_t> step_of(const std::filesystem::path& dir) {
   return std::nullopt;
 }
 
-void copy_tokenizer(const std::filesystem::path& from, const std::filesystem::path& to) {
+}  // namespace
+
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to) {
   for (const char* file : {"tokenizer.json", "tokenizer_config.json"})
     if (std::filesystem::exists(from / file))
       std::filesystem::copy_file(from / file, to / file,
                                  std::filesystem::copy_options::overwrite_existing);
 }
-
-}  // namespace
 
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
                                       const CheckpointContents& contents) {
@@ -46,7 +46,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
   const auto temp_dir = root / (".tmp-step-" + std::to_string(contents.state.step));
   std::filesystem::remove_all(temp_dir);
   model::save_causal_lm(contents.policy, temp_dir);
-  copy_tokenizer(contents.tokenizer_dir, temp_dir);
+  copy_tokenizer_files(contents.tokenizer_dir, temp_dir);
   std::vector<std::pair<std::string, at::Tensor>> moments;
   for (std::size_t i = 0; i < contents.trainable_names.size(); ++i) {
     moments.emplace_back("exp_avg." + contents.trainable_names[i], contents.optimizer.exp_avg()[i]);

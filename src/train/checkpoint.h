@@ -31,6 +31,9 @@ struct CheckpointContents {
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
                                       const CheckpointContents& contents);
 
+// Copies tokenizer.json and tokenizer_config.json (those present) from one directory to another.
+void copy_tokenizer_files(const std::filesystem::path& from, const std::filesystem::path& to);
+
 // The newest complete checkpoint under RUN_DIR/checkpoints; leftovers of a write that was
 // interrupted are removed.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);

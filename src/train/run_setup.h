@@ -1,0 +1,38 @@
+// What every training command does before its loop: resolve data paths under PONDER_DATA, pick a
+// fresh run directory, materialise the model directory (random init from a preset) and find its
+// tokenizer and chat format.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "model/chat_template.h"
+#include "model/tokenizer.h"
+#include "train/recipe.h"
+
+namespace ponder::train {
+
+// Absolute paths unchanged; relative ones under the data root (PONDER_DATA).
+std::filesystem::path under_data(const std::string& path);
+
+// run_dir itself when it holds no run.db yet, else the first free run_dir-N.
+std::string fresh_run_dir(const std::string& run_dir);
+
+struct ModelFiles {
+  std::filesystem::path weights;    // HF layout directory
+  std::filesystem::path tokenizer;  // directory with tokenizer.json
+};
+
+// model.path, or (when empty) a random init of model.preset written to RUN_DIR/init; the
+// tokenizer is the model directory's own when it has one, else model.tokenizer.
+ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,
+                         std::int64_t seed);
+
+// `name` parsed, or (empty) detected from the tokenizer directory's tokenizer_config.json.
+model::ChatFormat resolve_chat_format(const std::string& name,
+                                      const std::filesystem::path& tokenizer_dir);
+
+// The EOS id of the tokenizer, else of the model config; throws when neither defines one.
+std::int64_t resolve_eos(const model::Tokenizer& tokenizer, const std::optional<std::int64_t>& eos);
+
+}  // namespace ponder::train

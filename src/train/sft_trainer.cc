@@ -1,0 +1,246 @@
+// The SFT loop in one file: tokenize chats -> plan packed batches for every epoch -> per step one
+// packed forward, masked NLL, AdamW -> held-out loss, checkpoints and metrics in the run store.
+#include "train/sft_trainer.h"
+
+#include <c10/core/GradMode.h>
+#include <fmt/core.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "core/json_struct.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "store/report.h"
+#include "store/run_store.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/run_setup.h"
+#include "train/sft_data.h"
+
+namespace ponder::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Chats = std::vector<std::vector<model::ChatMessage>>;
+
+struct Context {
+  const SftRecipe& recipe;
+  std::unique_ptr<model::CausalLM> model;
+  std::filesystem::path tokenizer_dir;
+  std::vector<ChatTokens> train, eval;
+  std::vector<std::vector<std::size_t>> batches;  // every epoch's batches, in training order
+  std::vector<at::Tensor> trainable;
+  std::vector<std::string> trainable_names;
+  std::unique_ptr<store::RunStore> store;
+};
+
+// Tokenized and cut to max_seq_len; conversations left with no assistant token to predict are
+// dropped (and counted).
+std::vector<ChatTokens> tokenize_all(const Chats& chats, const model::Tokenizer& tokenizer,
+                                     model::ChatFormat format, std::int64_t eos,
+                                     std::int64_t max_len, const std::string& what) {
+  const std::string bos = tokenizer.bos_id() ? tokenizer.id_to_token(*tokenizer.bos_id()) : "";
+  std::vector<ChatTokens> out;
+  for (const auto& chat : chats) {
+    ChatTokens t = tokenize_chat(tokenizer, format, chat, bos, eos);
+    if (static_cast<std::int64_t>(t.ids.size()) > max_len) {
+      t.ids.resize(max_len);
+      t.trained.resize(max_len);
+    }
+    if (std::find(t.trained.begin() + 1, t.trained.end(), 1) != t.trained.end())
+      out.push_back(std::move(t));
+  }
+  if (out.size() < chats.size())
+    log::warn("{}: {} of {} conversations have no assistant token within {} tokens; skipped", what,
+              chats.size() - out.size(), chats.size(), max_len);
+  return out;
+}
+
+void load_data(Context& c, const model::Tokenizer& tokenizer) {
+  const auto& d = c.recipe.data;
+  const auto format = resolve_chat_format(d.chat_format, c.tokenizer_dir);
+  const std::int64_t eos = resolve_eos(tokenizer, c.model->config().eos_token_id);
+  Chats train = read_chat_jsonl(under_data(d.train_file)), eval;
+  if (!d.eval_file.empty()) {
+    eval = read_chat_jsonl(under_data(d.eval_file));
+  } else if (d.eval_fraction > 0) {
+    const auto held = std::max<std::size_t>(
+        1,
+        static_cast<std::size_t>(std::round(d.eval_fraction * static_cast<double>(train.size()))));
+    if (held >= train.size()) throw Error(d.train_file + ": too few conversations to hold out");
+    eval.assign(train.end() - static_cast<std::ptrdiff_t>(held), train.end());
+    train.resize(train.size() - held);
+  }
+  c.train = tokenize_all(train, tokenizer, format, eos, d.max_seq_len, d.train_file);
+  c.eval = tokenize_all(eval, tokenizer, format, eos, d.max_seq_len, "held-out data");
+  if (c.train.empty()) throw Error(d.train_file + ": no conversation to train on");
+}
+
+std::vector<std::int64_t> lengths_of(const std::vector<ChatTokens>& data) {
+  std::vector<std::int64_t> lengths;
+  for (const auto& t : data) lengths.push_back(static_cast<std::int64_t>(t.ids.size()));
+  return lengths;
+}
+
+void plan(Context& c) {
+  const auto lengths = lengths_of(c.train);
+  for (std::int64_t epoch = 0; epoch < c.recipe.epochs; ++epoch) {
+    std::vector<std::size_t> order(c.train.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(static_cast<std::uint64_t>(c.recipe.seed) * 1000003 +
+                        static_cast<std::uint64_t>(epoch));
+    std::shuffle(order.begin(), order.end(), rng);
+    for (auto& b : plan_batches(lengths, order, c.recipe.batch_tokens))
+      c.batches.push_back(std::move(b));
+  }
+  if (c.recipe.max_steps > 0 && static_cast<std::int64_t>(c.batches.size()) > c.recipe.max_steps)
+    c.batches.resize(c.recipe.max_steps);
+}
+
+PackedBatch batch_of(const std::vector<ChatTokens>& data, const std::vector<std::size_t>& items) {
+  std::vector<const ChatTokens*> sequences;
+  for (const std::size_t i : items) sequences.push_back(&data[i]);
+  return pack(sequences);
+}
+
+// Mean NLL per held-out assistant token (nats), in packed batches without gradients.
+double eval_loss(Context& c) {
+  c10::NoGradGuard no_grad;
+  std::vector<std::size_t> order(c.eval.size());
+  std::iota(order.begin(), order.end(), 0);
+  double total = 0, count = 0;
+  for (const auto& items : plan_batches(lengths_of(c.eval), order, c.recipe.batch_tokens)) {
+    const PackedBatch b = batch_of(c.eval, items);
+    total += packed_nll_sum(*c.model, b).item<double>();
+    count += static_cast<double>(b.targets.numel());
+  }
+  return total / count;
+}
+
+}  // namespace
+}  // namespace ponder::train
+
+namespace ponder::train {
+namespace {
+
+std::map<std::string, double> train_step(Context& c, AdamW& optimizer, std::int64_t step) {
+  const auto begin = Clock::now();
+  const PackedBatch b = batch_of(c.train, c.batches[step]);
+  const auto targets = static_cast<double>(b.targets.numel());
+  const at::Tensor loss = packed_nll_sum(*c.model, b) / targets;
+  loss.backward();
+  const auto& o = c.recipe.optim;
+  const double norm = clip_grad_norm(c.trainable, o.grad_clip);
+  const double lr = scheduled_lr(o.lr, step, o.warmup_steps,
+                                 static_cast<std::int64_t>(c.batches.size()), o.schedule);
+  optimizer.step(lr);
+  optimizer.zero_grad();
+  const double seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+  return {{"train/loss", loss.item<double>()},
+          {"train/lr", lr},
+          {"train/grad_norm", norm},
+          {"train/sequences", static_cast<double>(c.batches[step].size())},
+          {"train/assistant_tokens", targets},
+          {"train/packing_fill",
+           static_cast<double>(b.tokens) / static_cast<double>(c.recipe.batch_tokens)},
+          {"time/tokens_per_s", static_cast<double>(b.tokens) / seconds}};
+}
+
+std::filesystem::path save(Context& c, AdamW& optimizer, const TrainerState& state) {
+  c.store->flush();
+  const auto dir = save_checkpoint(
+      c.recipe.run_dir, {*c.model, c.trainable_names, optimizer, state, c.tokenizer_dir});
+  c.store->log_checkpoint({.step = state.step, .path = dir.string()});
+  return dir;
+}
+
+void load_model(Context& c, const std::optional<std::filesystem::path>& checkpoint) {
+  ModelSection section = c.recipe.model;
+  if (checkpoint) section.path = checkpoint->string();
+  const ModelFiles files = resolve_model(section, c.recipe.run_dir, c.recipe.seed);
+  c.model = model::load_causal_lm(files.weights, at::kCPU, at::kFloat);
+  c.tokenizer_dir = files.tokenizer;
+  for (auto& [name, tensor] : c.model->named_parameters()) {
+    if (name.ends_with("e_score_correction_bias")) continue;  // set by load balancing
+    tensor.requires_grad_(true);
+    c.trainable.push_back(tensor);
+    c.trainable_names.push_back(name);
+  }
+}
+
+SftSummary train(const SftRecipe& recipe, const std::optional<std::filesystem::path>& checkpoint,
+                 bool new_run) {
+  at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
+  Context c{recipe};
+  std::filesystem::create_directories(recipe.run_dir);
+  c.store = std::make_unique<store::RunStore>(recipe.run_dir);
+  if (new_run)
+    c.store->begin_run({.kind = "sft",
+                        .recipe = json_struct::write(recipe),
+                        .seed = recipe.seed,
+                        .versions = {{"ponder", "0.1.0"}}});
+  load_model(c, checkpoint);
+  load_data(c, model::Tokenizer::from_directory(c.tokenizer_dir));
+  plan(c);
+  const auto& o = recipe.optim;
+  AdamW optimizer(c.trainable, {.lr = o.lr,
+                                .beta1 = o.beta1,
+                                .beta2 = o.beta2,
+                                .eps = o.eps,
+                                .weight_decay = o.weight_decay});
+  TrainerState state;
+  if (checkpoint) state = load_trainer_state(*checkpoint, c.trainable_names, optimizer);
+  c.store->truncate_after(checkpoint ? state.step : std::numeric_limits<std::int64_t>::min());
+  const auto total = static_cast<std::int64_t>(c.batches.size());
+  log::info("sft: {} conversations, {} held out, {} steps of <= {} tokens", c.train.size(),
+            c.eval.size(), total, recipe.batch_tokens);
+  SftSummary summary{.eval_loss = std::nan(""), .run_dir = recipe.run_dir};
+  Progress progress("sft", total, "step");
+  progress.set(state.step);
+  while (state.step < total) {
+    auto metrics = train_step(c, optimizer, state.step);
+    state.cursor = static_cast<std::uint64_t>(++state.step);
+    const bool last = state.step == total;
+    if (!c.eval.empty() && (state.step % recipe.eval_every == 0 || last))
+      metrics["eval/loss"] = summary.eval_loss = eval_loss(c);
+    c.store->log_metrics(state.step, metrics);
+    summary.train_loss = metrics["train/loss"];
+    if (last || (recipe.checkpoint_every > 0 && state.step % recipe.checkpoint_every == 0))
+      summary.checkpoint = save(c, optimizer, state);
+    progress.set_note(fmt::format("loss {:.3f}", summary.train_loss));
+    progress.advance();
+  }
+  progress.finish();
+  c.store->flush();
+  summary.steps = state.step;
+  summary.report = store::write_report(recipe.run_dir);
+  return summary;
+}
+
+}  // namespace
+
+SftSummary run_sft(const SftRecipe& recipe) {
+  SftRecipe fresh = recipe;
+  fresh.run_dir = fresh_run_dir(recipe.run_dir);
+  return train(fresh, std::nullopt, true);
+}
+
+SftSummary resume_sft(const std::filesystem::path& run_dir) {
+  std::optional<store::RunInfo> info;
+  if (std::filesystem::exists(run_dir / "run.db")) info = store::RunStore(run_dir).run_info();
+  if (!info || info->kind != "sft")
+    throw Error(run_dir.string() + ": not a ponder sft run directory");
+  SftRecipe recipe;
+  json_struct::read(info->recipe, recipe, "");
+  recipe.run_dir = run_dir.string();
+  const auto checkpoint = latest_checkpoint(run_dir);
+  if (!checkpoint) log::info("{}: no complete checkpoint yet; starting over", run_dir.string());
+  return train(recipe, checkpoint, false);
+}
+
+}  // namespace ponder::train
