@@ -36,7 +36,7 @@ if ! command -v pkg-config >/dev/null; then
   export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   pkg_config_args=(-DPKG_CONFIG_EXECUTABLE="$deps/bin/pkgconf")
 fi
-step configure cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+step configure cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPONDER_DIST=OFF \
   -DPONDER_PYTHON="$python" -DCMAKE_PREFIX_PATH="$deps" -DPONDER_BOOST_FILESYSTEM=OFF "${pkg_config_args[@]}" &&
   step build ninja -C "$build" -j16 test_kernels bench_kernels &&
   # The image's libtorch exports std::filesystem symbols that win over libstdc++'s there (the

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "store/run_store.h"
@@ -11,19 +12,7 @@
 namespace ponder {
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result run(const std::string& args) {
-  FILE* pipe = popen((std::string(PONDER_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), output};
-}
+const auto run = testing_util::run_ponder;
 
 TEST(Cli, VersionAndHelp) {
   const auto version = run("version");
@@ -77,6 +66,28 @@ TEST(Cli, TinyTrainingRunWritesStoreAndReport) {
   for (const auto& row : store.rollouts(1)) ++per_split[row.split];
   EXPECT_EQ(per_split["train"], 4);  // 2 prompts x 2 samples
   EXPECT_EQ(per_split["eval"], 8);   // the 4 held-out prompts x 2 samples, evaluated at step 1
+}
+
+// The GPU-scale recipes, shrunk to one step of a tiny model: their data, chat formats, rewards and
+// loss options all run.
+TEST(Cli, ShippedGpuRecipesRunAStepOnATinyModel) {
+  for (const char* name : {"r1-zero-gsm8k", "dapo-math"}) {
+    testing_util::ScratchDir dir(std::string("cli_recipe_") + name);
+    const auto r = run("train " + std::string(PONDER_SOURCE_DIR) + "/recipes/" + name +
+                       ".json --set run_dir=" + (dir / "run").string() +
+                       " --set model.path= --set model.preset=tiny-mla --set "
+                       "model.tokenizer=tokenizers/minimind --set steps=1 --set eval_every=1 --set "
+                       "data.eval_size=2 --set eval.n=2 --set rollout.prompts_per_step=2 --set "
+                       "rollout.n=2 --set rollout.max_tokens=8 --set grpo.minibatches=2");
+    ASSERT_EQ(r.exit_code, 0) << name << "\n" << r.output;
+    store::RunStore store(dir / "run");
+    const auto rows = store.rollouts(1);
+    EXPECT_EQ(std::count_if(rows.begin(), rows.end(),
+                            [](const auto& row) { return row.split == "eval"; }),
+              4)
+        << name;  // 2 held-out prompts x 2 samples
+    EXPECT_TRUE(std::filesystem::exists(dir / "run" / "checkpoints" / "step-1" / "tokenizer.json"));
+  }
 }
 
 // KL to the frozen post-SFT policy: exactly 0 at the first step (policy == reference), positive

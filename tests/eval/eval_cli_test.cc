@@ -15,19 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result ponder_cli(const std::string& args) {
-  FILE* pipe = popen((std::string(PONDER_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  std::string output;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), output};
-}
+const auto ponder_cli = testing_util::run_ponder;
 
 std::map<std::string, double> final_metrics(const std::filesystem::path& run) {
   std::map<std::string, double> out;

@@ -18,18 +18,7 @@ namespace {
 
 using nlohmann::json;
 
-struct Output {
-  int exit_code;
-  std::string text;
-};
-
-Output ponder(const std::string& args) {
-  FILE* pipe = popen((std::string(PONDER_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  std::string text;
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe)) text += buffer;
-  return {WEXITSTATUS(pclose(pipe)), text};
-}
+const auto ponder = testing_util::run_ponder;
 
 // MATH-500 rows with integer answers turned into labelled predictions: even rows give the gold
 // answer (label 1), odd rows another problem's different answer (label 0); every third row
@@ -108,9 +97,9 @@ TEST(RewardEvalCli, HumanEvalCanonicalSolutionsAllScoreOneAndTheRunRenders) {
   const auto r = ponder("reward eval --reward code --options '{\"style\":\"humaneval\"}' --data " +
                         (testing_util::data_root() / "humaneval/HumanEval.jsonl").string() +
                         " --pred-field canonical_solution --out " + run_dir.string());
-  ASSERT_EQ(r.exit_code, 0) << r.text;
-  EXPECT_NE(r.text.find("164 rows"), std::string::npos) << r.text;
-  EXPECT_NE(r.text.find("mean reward                   1.0000"), std::string::npos) << r.text;
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("164 rows"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mean reward                   1.0000"), std::string::npos) << r.output;
   {
     store::RunStore store(run_dir);
     const auto rows = store.rollouts();
@@ -119,7 +108,7 @@ TEST(RewardEvalCli, HumanEvalCanonicalSolutionsAllScoreOneAndTheRunRenders) {
     EXPECT_EQ(store.run_info()->kind, "reward-eval");
   }
   const auto report = ponder("report " + run_dir.string());
-  ASSERT_EQ(report.exit_code, 0) << report.text;
+  ASSERT_EQ(report.exit_code, 0) << report.output;
   const std::string html = read_text_file(run_dir / "report.html");
   EXPECT_NE(html.find("reward_eval/rows_per_s"), std::string::npos);
   EXPECT_NE(html.find("has_close_elements"), std::string::npos);
@@ -130,14 +119,14 @@ TEST(RewardEvalCli, MathOnMath500SolutionsWithCompare) {
                         (testing_util::data_root() / "math/test.jsonl").string() +
                         " --pred-field solution --gold-field answer --compare math"
                         " --compare-options '{\"last_number_fallback\": false}'");
-  ASSERT_EQ(r.exit_code, 0) << r.text;
-  EXPECT_NE(r.text.find("500 rows, prediction field 'solution'"), std::string::npos) << r.text;
-  EXPECT_NE(r.text.find("per category ('level')"), std::string::npos) << r.text;
-  EXPECT_NE(r.text.find("agreement between the two: 100.00 % (500/500)"), std::string::npos)
-      << r.text;
-  const auto mean = r.text.find("mean reward");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("500 rows, prediction field 'solution'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("per category ('level')"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("agreement between the two: 100.00 % (500/500)"), std::string::npos)
+      << r.output;
+  const auto mean = r.output.find("mean reward");
   ASSERT_NE(mean, std::string::npos);
-  EXPECT_GE(std::stod(r.text.substr(r.text.find_first_of("01", mean + 11))), 0.998) << r.text;
+  EXPECT_GE(std::stod(r.output.substr(r.output.find_first_of("01", mean + 11))), 0.998) << r.output;
 }
 
 TEST(RewardEvalCli, BadInputGivesOneLineErrors) {
@@ -163,11 +152,11 @@ TEST(RewardEvalCli, BadInputGivesOneLineErrors) {
   for (const auto& [args, expected] : cases) {
     const auto r = ponder("reward eval " + args);
     EXPECT_EQ(r.exit_code, 1) << args;
-    EXPECT_EQ(r.text, expected) << args;
+    EXPECT_EQ(r.output, expected) << args;
   }
   const auto bad_json = ponder("reward eval --reward math --data " + data + " --options '{x'");
   EXPECT_EQ(bad_json.exit_code, 1);
-  EXPECT_TRUE(bad_json.text.starts_with("ponder: error: --options")) << bad_json.text;
+  EXPECT_TRUE(bad_json.output.starts_with("ponder: error: --options")) << bad_json.output;
 }
 
 }  // namespace
