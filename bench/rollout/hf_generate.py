@@ -41,7 +41,8 @@ def main():
                     best = {"seconds": seconds, "cpu_seconds": cpu_seconds, "ids": ids}
             results.append(best)
     versions = {"torch": torch.__version__, "transformers": transformers.__version__,
-                "attn_implementation": model.config._attn_implementation}
+                "attn_implementation": model.config._attn_implementation,
+                "experts_implementation": getattr(model.config, "_experts_implementation", None)}
     json.dump({"workloads": results, "versions": versions}, open(out_path, "w"))
 
 
