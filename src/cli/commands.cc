@@ -20,6 +20,7 @@ int run(int argc, char** argv) {
   add_eval_command(app);
   add_sft_command(app);
   add_rm_command(app);
+  add_distill_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

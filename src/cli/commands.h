@@ -19,5 +19,6 @@ void add_reward_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_sft_command(CLI::App& app);
 void add_rm_command(CLI::App& app);
+void add_distill_command(CLI::App& app);
 
 }  // namespace ponder::cli
