@@ -49,12 +49,13 @@ std::string slurp(const std::filesystem::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// Everything a run logged except wall-clock timings.
+// Everything a run logged except wall-clock timings (time/*, */seconds, *tokens_per_s).
 std::vector<std::string> logged(const std::filesystem::path& run_dir) {
   store::RunStore store(run_dir);
   std::vector<std::string> rows;
   for (const auto& m : store.metrics())
-    if (!m.name.starts_with("time/") && m.name != "rollout/tokens_per_s")
+    if (!m.name.starts_with("time/") && !m.name.ends_with("tokens_per_s") &&
+        !m.name.ends_with("/seconds"))
       rows.push_back(std::to_string(m.step) + " " + m.name + " " + std::to_string(m.value));
   for (const auto& r : store.rollouts())
     rows.push_back(std::to_string(r.step) + " " + r.split + " " + r.completion + " " +
