@@ -6,9 +6,9 @@
 #include <c10/core/GradMode.h>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
-#include <numeric>
 #include <random>
 
 #include "core/error.h"
