@@ -28,6 +28,7 @@
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/grpo_loss.h"
+#include "train/run_setup.h"
 
 namespace ponder::train {
 namespace {
@@ -49,19 +50,8 @@ struct Context {
   std::unique_ptr<store::RunStore> store;
 };
 
-std::filesystem::path under_data(const std::string& path) {
-  return std::filesystem::path(path).is_absolute() ? std::filesystem::path(path)
-                                                   : datasets::data_root() / path;
-}
-
 std::vector<std::int64_t> prompt_ids(const Context& c, const datasets::Example& e) {
   return c.tokenizer->encode(model::render_chat(c.format, {{"user", e.question}}, true));
-}
-
-std::int64_t eos_id(const Context& c) {
-  if (c.tokenizer->eos_id()) return *c.tokenizer->eos_id();
-  if (c.policy->config().eos_token_id) return *c.policy->config().eos_token_id;
-  throw Error("model and tokenizer define no EOS token");
 }
 
 void load_data(Context& c) {
@@ -170,7 +160,7 @@ void run_sft(Context& c) {
       const auto& e = c.train[rng() % c.train.size()];
       prompts.push_back(prompt_ids(c, e));
       responses.push_back(c.tokenizer->encode(e.solution));
-      responses.back().push_back(eos_id(c));
+      responses.back().push_back(resolve_eos(*c.tokenizer, c.policy->config().eos_token_id));
       longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(responses.back().size()));
     }
     at::Tensor mask = at::zeros({s.batch_size, longest});
@@ -513,12 +503,7 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
 
 TrainSummary run_grpo(const GrpoRecipe& recipe) {
   GrpoRecipe fresh = recipe;
-  const std::filesystem::path base = recipe.run_dir;
-  for (int n = 2; std::filesystem::exists(std::filesystem::path(fresh.run_dir) / "run.db"); ++n)
-    fresh.run_dir = base.string() + "-" + std::to_string(n);
-  if (fresh.run_dir != recipe.run_dir)
-    log::info("{} holds an earlier run (resume it with --resume); writing to {}", recipe.run_dir,
-              fresh.run_dir);
+  fresh.run_dir = fresh_run_dir(recipe.run_dir);
   return train(fresh, std::nullopt, true);
 }
 

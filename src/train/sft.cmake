@@ -3,7 +3,6 @@
 # sharing the run setup and the GRPO trainer's optimizer/checkpoints.
 ponder_library(ponder_sft TORCH
   SOURCES
-    ${CMAKE_CURRENT_LIST_DIR}/run_setup.cc
     ${CMAKE_CURRENT_LIST_DIR}/sft_data.cc
     ${CMAKE_CURRENT_LIST_DIR}/sft_recipe.cc
     ${CMAKE_CURRENT_LIST_DIR}/sft_trainer.cc
