@@ -1,6 +1,7 @@
 #include "rewards/builtin.h"
 
 #include "rewards/code_rewards.h"
+#include "rewards/countdown_reward.h"
 #include "rewards/math_rewards.h"
 
 namespace ponder::rewards {
@@ -10,6 +11,7 @@ RewardRegistry& builtin_rewards() {
     RewardRegistry r;
     register_math_rewards(r);
     register_code_rewards(r);
+    register_countdown_reward(r);
     return r;
   }();
   return registry;

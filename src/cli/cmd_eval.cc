@@ -1,6 +1,5 @@
 // `ponder eval`: benchmarks a checkpoint on built-in or JSON-defined tasks (or scores given
 // predictions), prints a results table and writes the run store and report.
-#include <ATen/Context.h>
 #include <fmt/core.h>
 
 #include <chrono>
@@ -16,6 +15,7 @@
 #include "model/transformer.h"
 #include "rewards/builtin.h"
 #include "store/report.h"
+#include "train/run_setup.h"
 
 namespace ponder::cli {
 namespace {
@@ -137,16 +137,6 @@ std::vector<eval::TaskResult> score_predictions(const EvalArgs& a, std::vector<L
   return results;
 }
 
-at::Device pick_device(const std::string& name) {
-  if (name == "auto") return at::hasCUDA() ? at::kCUDA : at::kCPU;
-  if (name == "cpu") return at::kCPU;
-  if (name == "cuda") {
-    if (!at::hasCUDA()) throw Error("eval: --device cuda, but no CUDA device is available");
-    return at::kCUDA;
-  }
-  throw Error("eval: --device '" + name + "' (expected auto | cpu | cuda)");
-}
-
 model::ChatFormat chat_format(const EvalArgs& a) {
   if (!a.chat_format.empty()) return model::parse_chat_format(a.chat_format);
   const auto config = std::filesystem::path(a.model) / "tokenizer_config.json";
@@ -158,7 +148,7 @@ model::ChatFormat chat_format(const EvalArgs& a) {
 std::vector<eval::TaskResult> generate_and_score(const EvalArgs& a,
                                                  const std::vector<LoadedTask>& tasks,
                                                  ThreadPool& pool, store::RunStore& store) {
-  const at::Device device = pick_device(a.device);
+  const at::Device device = train::resolve_device(a.device, "eval: --device");
   const model::Tokenizer tokenizer = model::Tokenizer::from_directory(a.model);
   auto lm = model::load_causal_lm(a.model, device, device.is_cuda() ? at::kBFloat16 : at::kFloat);
   engine::RolloutEngine engine(*lm, &tokenizer,

@@ -42,6 +42,12 @@ struct StepBatch {
   at::Tensor block_tables;  // [S, max_blocks] int64 pages of each sequence, in order
 };
 
+// How forward_hidden behaves while training.
+struct TrainingOptions {
+  bool activation_checkpointing = false;  // keep only layer inputs; recompute in the backward
+  bool sequence_balance_loss = false;     // collect the MoE sequence-wise balance loss
+};
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -74,6 +80,12 @@ class CausalLM {
   // call; inference is not counted): b_i += rate * sign(mean load - load_i). Returns the loads
   // [moe layers, experts] used; empty for models without a routing bias.
   virtual at::Tensor update_routing_bias(double rate) = 0;
+
+  virtual void set_training_options(const TrainingOptions& options) = 0;
+
+  // Sum over MoE layers of the sequence-wise balance loss of the last forward_hidden with
+  // gradients (model::sequence_balance_loss); undefined unless enabled and the model has MoE.
+  virtual at::Tensor last_balance_loss() const = 0;
 };
 
 // Loads a Hugging Face layout directory (config.json + safetensors).

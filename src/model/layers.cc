@@ -108,7 +108,25 @@ MoeRouting Moe::route(const at::Tensor& x) const {
   at::Tensor weights = scores.gather(1, chosen);
   if (c.norm_topk_prob && c.num_experts_per_tok > 1)
     weights = weights / (weights.sum(-1, /*keepdim=*/true) + 1e-20);
-  return {weights * c.routed_scaling_factor, chosen};
+  return {weights * c.routed_scaling_factor, chosen, scores};
+}
+
+at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu_seqlens) {
+  const std::int64_t tokens = routing.scores.size(0), experts = routing.scores.size(1);
+  const std::int64_t k = routing.experts.size(1), sequences = cu_seqlens.numel() - 1;
+  const at::Tensor lengths =
+      (cu_seqlens.narrow(0, 1, sequences) - cu_seqlens.narrow(0, 0, sequences));
+  const at::Tensor sequence_of = at::repeat_interleave(at::arange(sequences, cu_seqlens.options()),
+                                                       lengths, /*dim=*/0, tokens);
+  const at::Tensor chosen =
+      at::zeros_like(routing.scores).scatter_(1, routing.experts, 1.0);  // [T, E]
+  const at::Tensor normalised = routing.scores / routing.scores.sum(1, /*keepdim=*/true);
+  const at::Tensor per_sequence = at::zeros({sequences, experts}, routing.scores.options());
+  const at::Tensor t = lengths.to(at::kFloat).clamp_min(1).unsqueeze(1);
+  const at::Tensor f = per_sequence.index_add(0, sequence_of, chosen) *
+                       (static_cast<double>(experts) / static_cast<double>(k)) / t;
+  const at::Tensor p = per_sequence.index_add(0, sequence_of, normalised) / t;
+  return (f * p).sum(1).mean();
 }
 
 at::Tensor Moe::operator()(const at::Tensor& x) const {
@@ -134,8 +152,8 @@ Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalPa
   moe.config = &config;
   moe.gate = get(prefix + ".gate.weight");
   moe.correction_bias = find(prefix + ".gate.e_score_correction_bias");
-  moe.training_load =
-      std::make_shared<at::Tensor>(at::zeros({config.n_routed_experts}, at::kDouble));
+  moe.training_load = std::make_shared<at::Tensor>(
+      at::zeros({config.n_routed_experts}, moe.gate.options().dtype(at::kDouble)));
   for (std::int64_t e = 0; e < config.n_routed_experts; ++e)
     moe.experts.push_back(make_mlp(get, find, prefix + ".experts." + std::to_string(e)));
   if (config.n_shared_experts > 0) moe.shared = make_mlp(get, find, prefix + ".shared_experts");

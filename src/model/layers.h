@@ -63,6 +63,7 @@ Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std:
 struct MoeRouting {
   at::Tensor weights;  // [T, k] float32
   at::Tensor experts;  // [T, k] int64
+  at::Tensor scores;   // [T, E] float32 affinities (softmax or sigmoid), before bias and top-k
 };
 
 struct Moe {
@@ -77,6 +78,12 @@ struct Moe {
   MoeRouting route(const at::Tensor& x) const;
   at::Tensor operator()(const at::Tensor& x) const;
 };
+
+// DeepSeek-V3's complementary sequence-wise balance loss (without its alpha), averaged over the
+// packed sequences of cu_seqlens [B+1]: sum_i f_i P_i with f_i = E / (k T) * (tokens routing to
+// expert i), P_i = mean over tokens of the affinity normalised over experts. Only P is
+// differentiable.
+at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu_seqlens);
 
 Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,
              const std::string& prefix);

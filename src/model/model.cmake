@@ -3,6 +3,7 @@ ponder_library(ponder_model TORCH
   SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/config.cc
     ${CMAKE_CURRENT_LIST_DIR}/safetensors.cc
+    ${CMAKE_CURRENT_LIST_DIR}/checkpointing.cc
     ${CMAKE_CURRENT_LIST_DIR}/layers.cc
     ${CMAKE_CURRENT_LIST_DIR}/attention_gqa.cc
     ${CMAKE_CURRENT_LIST_DIR}/attention_mla.cc

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/sampling.h"
+#include "model/checkpointing.h"
 #include "model/safetensors.h"
 
 namespace ponder::model {
@@ -80,31 +81,66 @@ TransformerLM::TransformerLM(ModelConfig config,
 }
 
 template <class AttentionCall>
-at::Tensor TransformerLM::run_layers(const at::Tensor& input_ids, const at::Tensor& positions,
-                                     AttentionCall&& call) {
-  const RotaryTables rot = rotary_.tables(positions);
-  at::Tensor x = embed_.index_select(0, input_ids);  // [T, hidden]
+TransformerLM::Stream TransformerLM::layer_forward(std::size_t l, const Stream& in,
+                                                   AttentionCall&& call,
+                                                   const at::Tensor& cu_seqlens) {
+  Layer& layer = layers_[l];
   const double eps = config_.rms_norm_eps;
-  // Each residual add is fused with the norm that follows it (kernels::add_rms_norm).
-  at::Tensor normed = rms_norm(x, layers_.empty() ? final_norm_ : layers_[0].input_norm, eps);
+  const at::Tensor attention =
+      std::visit([&](auto& a) { return call(a, in.normed, l); }, layer.attention);
+  const kernels::AddRmsNorm mid =
+      kernels::add_rms_norm(in.x, attention, layer.post_attention_norm, eps);
+  const at::Tensor ffn_out = std::visit([&](auto& ffn) { return ffn(mid.normed); }, layer.ffn);
+  at::Tensor balance;
+  if (const auto* moe = std::get_if<Moe>(&layer.ffn);
+      moe && cu_seqlens.defined() && training_.sequence_balance_loss)
+    balance = sequence_balance_loss(moe->route(mid.normed), cu_seqlens);
+  const at::Tensor& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
+  const kernels::AddRmsNorm next = kernels::add_rms_norm(mid.sum, ffn_out, next_norm, eps);
+  return {next.sum, next.normed, balance};
+}
+
+// Each residual add is fused with the norm that follows it (kernels::add_rms_norm). cu_seqlens is
+// defined for packed training/scoring forwards only.
+template <class AttentionCall>
+at::Tensor TransformerLM::run_layers(const at::Tensor& input_ids, const at::Tensor& positions,
+                                     const at::Tensor& cu_seqlens, AttentionCall&& call) {
+  const RotaryTables rot = rotary_.tables(positions);
+  const auto attend = [&](auto& attention, const at::Tensor& x, std::size_t l) {
+    return call(attention, x, rot, l);
+  };
+  const at::Tensor x = embed_.index_select(0, input_ids);  // [T, hidden]
+  Stream stream{
+      x, rms_norm(x, layers_.empty() ? final_norm_ : layers_[0].input_norm, config_.rms_norm_eps)};
+  const bool recompute =
+      training_.activation_checkpointing && c10::GradMode::is_enabled() && cu_seqlens.defined();
+  std::vector<at::Tensor> balance;
   for (std::size_t l = 0; l < layers_.size(); ++l) {
-    Layer& layer = layers_[l];
-    const at::Tensor attention =
-        std::visit([&](auto& a) { return call(a, normed, rot, l); }, layer.attention);
-    const kernels::AddRmsNorm mid =
-        kernels::add_rms_norm(x, attention, layer.post_attention_norm, eps);
-    const at::Tensor ffn_out = std::visit([&](auto& ffn) { return ffn(mid.normed); }, layer.ffn);
-    const at::Tensor& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
-    const kernels::AddRmsNorm next = kernels::add_rms_norm(mid.sum, ffn_out, next_norm, eps);
-    x = next.sum;
-    normed = next.normed;
+    if (recompute) {
+      // Runs again in the backward pass, after this function returned: captures by value.
+      const auto out = checkpointed(
+          [this, l, rot, cu_seqlens](const std::vector<at::Tensor>& in) {
+            const auto packed = [&](auto& attention, const at::Tensor& x, std::size_t) {
+              return attention.packed(x, rot, cu_seqlens);
+            };
+            const Stream s = layer_forward(l, {in[0], in[1], {}}, packed, cu_seqlens);
+            return std::vector<at::Tensor>{s.x, s.normed, s.balance_loss};
+          },
+          {stream.x, stream.normed});
+      stream = {out[0], out[1], out[2]};
+    } else {
+      stream = layer_forward(l, stream, attend, cu_seqlens);
+    }
+    if (stream.balance_loss.defined()) balance.push_back(stream.balance_loss);
   }
-  return normed;
+  if (c10::GradMode::is_enabled() && cu_seqlens.defined())
+    balance_loss_ = balance.empty() ? at::Tensor() : at::stack(balance).sum();
+  return stream.normed;
 }
 
 at::Tensor TransformerLM::forward_hidden(const at::Tensor& input_ids, const at::Tensor& positions,
                                          const at::Tensor& cu_seqlens) {
-  return run_layers(input_ids, positions,
+  return run_layers(input_ids, positions, cu_seqlens,
                     [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
                         std::size_t) { return attention.packed(x, rot, cu_seqlens); });
 }
@@ -115,7 +151,7 @@ at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& ca
     throw Error("forward_paged: cache has " + std::to_string(cache.layers.size()) +
                 " layers, model has " + std::to_string(config_.num_hidden_layers));
   const PagedStep step = PagedStep::from(batch);
-  return run_layers(batch.input_ids, batch.positions,
+  return run_layers(batch.input_ids, batch.positions, at::Tensor(),
                     [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
                         std::size_t l) { return attention.paged(x, rot, step, cache.layers[l]); });
 }

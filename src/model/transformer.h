@@ -24,6 +24,8 @@ class TransformerLM : public CausalLM {
   at::Tensor logits(const at::Tensor& hidden) override;
   at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) override;
   at::Tensor update_routing_bias(double rate) override;
+  void set_training_options(const TrainingOptions& options) override { training_ = options; }
+  at::Tensor last_balance_loss() const override { return balance_loss_; }
 
  private:
   struct Layer {
@@ -31,9 +33,16 @@ class TransformerLM : public CausalLM {
     std::variant<GqaAttention, MlaAttention> attention;
     std::variant<Mlp, Moe> ffn;
   };
+  // The residual stream and its normed copy between layers, plus the layer's balance loss.
+  struct Stream {
+    at::Tensor x, normed, balance_loss;
+  };
+  template <class AttentionCall>
+  Stream layer_forward(std::size_t l, const Stream& in, AttentionCall&& call,
+                       const at::Tensor& cu_seqlens);
   template <class AttentionCall>
   at::Tensor run_layers(const at::Tensor& input_ids, const at::Tensor& positions,
-                        AttentionCall&& call);
+                        const at::Tensor& cu_seqlens, AttentionCall&& call);
 
   ModelConfig config_;
   std::vector<std::pair<std::string, at::Tensor>> params_;
@@ -41,6 +50,8 @@ class TransformerLM : public CausalLM {
   Rotary rotary_;
   at::Tensor embed_, final_norm_, lm_head_;
   std::vector<Layer> layers_;
+  TrainingOptions training_;
+  at::Tensor balance_loss_;
 };
 
 // Writes config.json + safetensors in HF layout (the trainer's checkpoints use it).

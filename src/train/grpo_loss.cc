@@ -1,5 +1,7 @@
 #include "train/grpo_loss.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace ponder::train {
@@ -17,6 +19,13 @@ at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, const std
   if (mode == "sequence_mean") return (masked.sum(1) / mask.sum(1).clamp_min(1)).mean();
   if (mode == "constant") return masked.sum() / static_cast<double>(values.size(0) * max_tokens);
   throw Error("grpo.loss_aggregation: unknown mode '" + mode + "'");
+}
+
+double micro_batch_weight(const at::Tensor& micro_mask, const at::Tensor& minibatch_mask,
+                          const std::string& mode) {
+  if (mode == "token_mean")
+    return micro_mask.sum().item<double>() / std::max(minibatch_mask.sum().item<double>(), 1.0);
+  return static_cast<double>(micro_mask.size(0)) / static_cast<double>(minibatch_mask.size(0));
 }
 
 at::Tensor response_mask(const std::vector<std::int64_t>& lengths,

@@ -18,6 +18,12 @@ at::Tensor group_advantages(const at::Tensor& rewards, bool scale_by_std, double
 at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, const std::string& mode,
                      std::int64_t max_tokens);
 
+// Weight of a micro-batch's aggregated loss in its minibatch's loss: the share of the
+// aggregation's normaliser it holds (response tokens for token_mean, sequences otherwise), so the
+// weighted micro-batch losses, and their gradients, sum to the minibatch's.
+double micro_batch_weight(const at::Tensor& micro_mask, const at::Tensor& minibatch_mask,
+                          const std::string& mode);
+
 // Response mask [B, max_tokens]: 1 on each response's tokens; with filter_truncated, responses
 // cut at the length limit get none (DAPO overlong filtering).
 at::Tensor response_mask(const std::vector<std::int64_t>& lengths,

@@ -28,6 +28,7 @@
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/grpo_loss.h"
+#include "train/precision.h"
 #include "train/run_setup.h"
 
 namespace ponder::train {
@@ -37,11 +38,15 @@ using Clock = std::chrono::steady_clock;
 
 struct Context {
   const GrpoRecipe& recipe;
+  at::Device device;
+  bool bf16;  // autocast the training forward to BF16
   std::unique_ptr<model::CausalLM> policy;
   std::unique_ptr<model::CausalLM> reference;  // frozen post-SFT policy, only when kl_coef > 0
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatFormat format;
   std::vector<datasets::Example> train, eval;
+  std::string eval_reward;  // checks held-out answers
+  nlohmann::json eval_reward_options;
   std::vector<std::pair<std::string, std::unique_ptr<rewards::Reward>>> rewards;
   std::vector<double> reward_weights;
   std::vector<at::Tensor> trainable;
@@ -54,23 +59,6 @@ std::vector<std::int64_t> prompt_ids(const Context& c, const datasets::Example& 
   return c.tokenizer->encode(model::render_chat(c.format, {{"user", e.question}}, true));
 }
 
-void load_data(Context& c) {
-  const auto& d = c.recipe.data;
-  if (d.task == "arithmetic") {
-    c.train = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed), 20000,
-                                            d.digits, d.worked_fraction);
-    c.eval = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed) + 7919,
-                                           d.eval_size, d.digits, d.worked_fraction);
-    return;
-  }
-  auto load = d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math;
-  if (d.train_file.empty() || d.eval_file.empty())
-    throw Error("data.train_file and data.eval_file are required for " + d.task);
-  c.train = load(under_data(d.train_file));
-  c.eval = load(under_data(d.eval_file));
-  if (static_cast<std::int64_t>(c.eval.size()) > d.eval_size) c.eval.resize(d.eval_size);
-}
-
 // From `checkpoint` when resuming, else the recipe's model (random init from the preset when it
 // names no path).
 void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpoint) {
@@ -81,7 +69,10 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
     model::init_model(model::preset_config(m.preset), dir,
                       {.seed = static_cast<std::uint64_t>(c.recipe.seed)});
   }
-  c.policy = model::load_causal_lm(dir, at::kCPU, at::kFloat);
+  c.policy = model::load_causal_lm(dir, c.device, at::kFloat);
+  c.policy->set_training_options(
+      {.activation_checkpointing = c.recipe.train.activation_checkpointing,
+       .sequence_balance_loss = c.recipe.optim.balance_loss_coef > 0});
   c.tokenizer_dir = std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(m.tokenizer);
   c.tokenizer =
       std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(c.tokenizer_dir));
@@ -95,10 +86,13 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
 }
 
 // Packs sequences, returns per-token log-probs of each sequence's response, padded [B, L].
-at::Tensor response_logprobs(model::CausalLM& model,
+at::Tensor response_logprobs(model::CausalLM& model, at::Device device,
                              const std::vector<std::vector<std::int64_t>>& prompts,
                              const std::vector<std::vector<std::int64_t>>& responses,
                              std::int64_t max_len, at::Tensor* entropy = nullptr) {
+  const auto on_device = [&](const std::vector<std::int64_t>& v) {
+    return at::tensor(v, at::kLong).to(device);
+  };
   std::vector<std::int64_t> ids, positions, cu = {0}, rows, targets;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto base = static_cast<std::int64_t>(ids.size());
@@ -113,15 +107,14 @@ at::Tensor response_logprobs(model::CausalLM& model,
       targets.push_back(responses[i][t]);
     }
   }
-  const at::Tensor hidden = model.forward_hidden(
-      at::tensor(ids, at::kLong), at::tensor(positions, at::kLong), at::tensor(cu, at::kLong));
-  const at::Tensor selected = hidden.index_select(0, at::tensor(rows, at::kLong));
-  const at::Tensor flat = model.token_logprobs(selected, at::tensor(targets, at::kLong));
+  const at::Tensor hidden =
+      model.forward_hidden(on_device(ids), on_device(positions), on_device(cu));
+  const at::Tensor selected = hidden.index_select(0, on_device(rows));
+  const at::Tensor flat = model.token_logprobs(selected, on_device(targets));
   if (entropy) {
     const at::Tensor logp = model.logits(selected.detach()).log_softmax(-1);
     *entropy = -(logp.exp() * logp).sum(-1).mean();
   }
-  at::Tensor padded = at::zeros({static_cast<std::int64_t>(prompts.size()), max_len}, at::kFloat);
   std::int64_t offset = 0;
   std::vector<at::Tensor> pieces;
   for (std::size_t i = 0; i < responses.size(); ++i) {
@@ -166,8 +159,12 @@ void run_sft(Context& c) {
     at::Tensor mask = at::zeros({s.batch_size, longest});
     for (std::int64_t b = 0; b < s.batch_size; ++b)
       mask[b].narrow(0, 0, static_cast<std::int64_t>(responses[b].size())).fill_(1);
-    const at::Tensor loss = -aggregate(response_logprobs(*c.policy, prompts, responses, longest),
-                                       mask, "token_mean", longest);
+    at::Tensor logprobs;
+    {
+      const AutocastScope autocast(c.device, c.bf16);
+      logprobs = response_logprobs(*c.policy, c.device, prompts, responses, longest);
+    }
+    const at::Tensor loss = -aggregate(logprobs, mask.to(c.device), "token_mean", longest);
     loss.backward();
     optimizer_step(c, optimizer, scheduled_lr(s.lr, step, s.steps / 10, s.steps, "cosine"));
     c.store->log_metrics(step - s.steps, {{"sft/loss", loss.item<double>()}});
@@ -189,27 +186,22 @@ double score(const Context& c, const rewards::Sample& sample, nlohmann::json& de
 // Held-out pass@1 averaged over eval.n samples (and maj@k), through the same code as `ponder eval`.
 double evaluate(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step) {
   const auto& ev = c.recipe.eval;
-  const auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
-  const auto result = eval::evaluate(
-      {engine, *c.tokenizer, c.format}, {"heldout", c.eval, math.get(), /*majority=*/true},
-      {.n = ev.n,
-       .sampling = {.temperature = ev.temperature,
-                    .top_p = ev.top_p,
-                    .max_tokens = c.recipe.rollout.max_tokens,
-                    .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
-       .step = step,
-       .show_progress = false},
-      pool, c.store.get());
+  const auto reward = rewards::builtin_rewards().create(c.eval_reward, c.eval_reward_options);
+  const auto result =
+      eval::evaluate({engine, *c.tokenizer, c.format},
+                     {"heldout", c.eval, reward.get(), /*majority=*/c.eval_reward == "math"},
+                     {.n = ev.n,
+                      .sampling = {.temperature = ev.temperature,
+                                   .top_p = ev.top_p,
+                                   .max_tokens = c.recipe.rollout.max_tokens,
+                                   .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
+                      .step = step,
+                      .show_progress = false},
+                     pool, c.store.get());
   const double accuracy = result.metrics.at("pass@1");
   c.store->log_metrics(step, {{"eval/accuracy", accuracy}});
   return accuracy;
 }
-
-}  // namespace
-}  // namespace ponder::train
-
-namespace ponder::train {
-namespace {
 
 struct Rollouts {
   std::vector<std::vector<std::int64_t>> prompts, responses;
@@ -360,23 +352,29 @@ Minibatch slice(const Context& c, const Rollouts& batch, std::int64_t start, std
   }
   return {{batch.prompts.begin() + start, batch.prompts.begin() + start + count},
           {batch.responses.begin() + start, batch.responses.begin() + start + count},
-          rollout_logprobs,
-          response_mask(lengths, truncated, max_tokens, c.recipe.grpo.overlong_filter),
-          batch.advantages.narrow(0, start, count)};
+          rollout_logprobs.to(c.device),
+          response_mask(lengths, truncated, max_tokens, c.recipe.grpo.overlong_filter).to(c.device),
+          batch.advantages.narrow(0, start, count).to(c.device)};
 }
 
-// One optimizer step on one minibatch: clipped policy loss (+ KL, entropy bonus, TIS weights).
-void minibatch_step(Context& c, AdamW& optimizer, const Minibatch& mb, double lr,
-                    std::map<std::string, double>& metrics) {
+// Forward and backward of one micro-batch, its loss scaled by `weight` (its share of the
+// minibatch's normaliser); adds its token-weighted statistics to `sums`.
+void accumulate_gradients(Context& c, const Minibatch& mb, double weight, double token_share,
+                          std::map<std::string, double>& sums) {
   const auto& g = c.recipe.grpo;
   const std::int64_t max_tokens = c.recipe.rollout.max_tokens;
-  at::Tensor entropy;
-  const at::Tensor logprobs =
-      response_logprobs(*c.policy, mb.prompts, mb.responses, max_tokens, &entropy);
+  at::Tensor entropy, logprobs, balance;
+  {
+    const AutocastScope autocast(c.device, c.bf16);
+    logprobs =
+        response_logprobs(*c.policy, c.device, mb.prompts, mb.responses, max_tokens, &entropy);
+    balance = c.policy->last_balance_loss();
+  }
   const at::Tensor gap = (logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask;
-  metrics["rollout/logprob_mismatch_max"] = gap.max().item<double>();
-  metrics["rollout/logprob_mismatch_mean"] =
-      (gap.sum() / mb.mask.sum().clamp_min(1)).item<double>();
+  sums["rollout/logprob_mismatch_max"] =
+      std::max(sums["rollout/logprob_mismatch_max"], gap.max().item<double>());
+  sums["rollout/logprob_mismatch_mean"] +=
+      (gap.sum() / mb.mask.sum().clamp_min(1)).item<double>() * token_share;
   at::Tensor weights;
   if (g.tis_cap > 0)
     weights = truncated_importance_weights(logprobs.detach(), mb.rollout_logprobs, g.tis_cap);
@@ -389,19 +387,41 @@ void minibatch_step(Context& c, AdamW& optimizer, const Minibatch& mb, double lr
     at::Tensor reference;
     {
       c10::NoGradGuard no_grad;
-      reference = response_logprobs(*c.reference, mb.prompts, mb.responses, max_tokens);
+      const AutocastScope autocast(c.device, c.bf16);
+      reference = response_logprobs(*c.reference, c.device, mb.prompts, mb.responses, max_tokens);
     }
     const at::Tensor kl = aggregate(kl_estimate(logprobs, reference, g.kl_estimator), mb.mask,
                                     g.loss_aggregation, max_tokens);
     loss = loss + g.kl_coef * kl;
-    metrics["train/kl"] = kl.item<double>();
+    sums["train/kl"] += kl.item<double>() * weight;
   }
-  loss.backward();
+  if (balance.defined()) {
+    loss = loss + c.recipe.optim.balance_loss_coef * balance;
+    sums["moe/sequence_balance_loss"] += balance.item<double>() * token_share;
+  }
+  (loss * weight).backward();
+  sums["train/loss"] += loss.item<double>() * weight;
+  sums["train/clip_fraction"] += policy.clip_fraction.item<double>() * token_share;
+  sums["train/ratio_mean"] += policy.ratio_mean.item<double>() * token_share;
+  sums["train/entropy"] += entropy.item<double>() * token_share;
+}
+
+// One optimizer step on rollouts [start, start + count): forward/backward in micro-batches of
+// train.micro_batch_size sequences whose gradients sum to one pass over the whole minibatch.
+void minibatch_step(Context& c, AdamW& optimizer, const Rollouts& batch, std::int64_t start,
+                    std::int64_t count, double lr, std::map<std::string, double>& metrics) {
+  const Minibatch whole = slice(c, batch, start, count);
+  const std::int64_t micro =
+      c.recipe.train.micro_batch_size > 0 ? c.recipe.train.micro_batch_size : count;
+  std::map<std::string, double> sums;
+  for (std::int64_t offset = 0; offset < count; offset += micro) {
+    const Minibatch part = slice(c, batch, start + offset, std::min(micro, count - offset));
+    accumulate_gradients(c, part,
+                         micro_batch_weight(part.mask, whole.mask, c.recipe.grpo.loss_aggregation),
+                         micro_batch_weight(part.mask, whole.mask, "token_mean"), sums);
+  }
   for (const auto& [name, value] : optimizer_step(c, optimizer, lr)) metrics[name] = value;
-  metrics["train/loss"] = loss.item<double>();
-  metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
-  metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();
-  metrics["train/entropy"] = entropy.item<double>();
+  for (const auto& [name, value] : sums) metrics[name] = value;
 }
 
 std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollouts& batch,
@@ -413,8 +433,8 @@ std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollout
   if (total == 0) return metrics;  // dynamic sampling found no group with a learning signal
   for (std::int64_t epoch = 0; epoch < g.epochs; ++epoch)
     for (std::int64_t start = 0; start < total; start += per_minibatch)
-      minibatch_step(c, optimizer, slice(c, batch, start, std::min(per_minibatch, total - start)),
-                     lr, metrics);
+      minibatch_step(c, optimizer, batch, start, std::min(per_minibatch, total - start), lr,
+                     metrics);
   return metrics;
 }
 
@@ -446,7 +466,9 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, 
 TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem::path>& checkpoint,
                    bool new_run) {
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  Context c{recipe, nullptr, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
+  const at::Device device = resolve_device(recipe.train.device, "train.device");
+  Context c{recipe,  device,  use_bf16(recipe.train.precision, device),         nullptr,
+            nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
   std::filesystem::create_directories(recipe.run_dir);
   c.store = std::make_unique<store::RunStore>(recipe.run_dir);
   if (new_run)
@@ -455,7 +477,11 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
                         .seed = recipe.seed,
                         .versions = {{"ponder", "0.1.0"}}});
   load_policy(c, checkpoint);
-  load_data(c);
+  TaskData data = load_task_data(recipe.data, recipe.seed);
+  c.train = std::move(data.train);
+  c.eval = std::move(data.eval);
+  c.eval_reward = data.reward;
+  c.eval_reward_options = data.reward_options;
   for (const auto& spec : recipe.rewards) {
     c.rewards.emplace_back(spec.name, rewards::builtin_rewards().create(spec.name, spec.options));
     c.reward_weights.push_back(spec.weight);
@@ -471,7 +497,7 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
   TrainerState state = start(c, engine, pool, optimizer, checkpoint);
   if (recipe.grpo.kl_coef > 0)  // step 0 is the policy GRPO starts from
     c.reference = model::load_causal_lm(
-        std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", at::kCPU, at::kFloat);
+        std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", c.device, at::kFloat);
   Progress progress("grpo", recipe.steps, "step");
   progress.set(state.step);
   while (state.step < recipe.steps) {

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "core/json_struct.h"
+#include "datasets/eval_tasks.h"
 
 namespace ponder::train {
 namespace {
@@ -26,11 +27,23 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
   const std::string source = path.empty() ? "built-in quickstart" : path;
   try {
     json_struct::read(document, recipe, "");
-    require_one_of("data.task", recipe.data.task, {"arithmetic", "gsm8k", "math"});
+    if (!std::set<std::string>{"arithmetic", "countdown", "gsm8k", "math"}.count(recipe.data.task))
+      try {
+        datasets::find_eval_task(recipe.data.task);
+      } catch (const Error& e) {
+        throw Error("data.task: " + std::string(e.what()) +
+                    " (synthetic: arithmetic, countdown; jsonl: gsm8k, math)");
+      }
     require_one_of("grpo.loss_aggregation", recipe.grpo.loss_aggregation,
                    {"token_mean", "sequence_mean", "constant"});
     require_one_of("grpo.kl_estimator", recipe.grpo.kl_estimator, {"k1", "k2", "k3"});
     require_one_of("optim.schedule", recipe.optim.schedule, {"constant", "cosine"});
+    require_one_of("train.device", recipe.train.device, {"auto", "cpu", "cuda"});
+    require_one_of("train.precision", recipe.train.precision, {"auto", "fp32", "bf16"});
+    if (recipe.train.micro_batch_size < 0)
+      throw Error("train.micro_batch_size: expected 0 (whole minibatch) or a positive count");
+    if (recipe.optim.balance_loss_coef < 0)
+      throw Error("optim.balance_loss_coef: expected a non-negative weight");
     if (recipe.rollout.n < 2) throw Error("rollout.n: GRPO needs at least 2 samples per prompt");
     if (recipe.eval.n < 1) throw Error("eval.n: expected at least 1 sample per prompt");
     if (recipe.eval.temperature <= 0 && recipe.eval.n != 1)

@@ -22,19 +22,27 @@ struct ModelSection {
 };
 
 struct DataSection {
-  std::string task = "arithmetic";  // arithmetic | gsm8k | math
+  std::string task = "arithmetic";  // arithmetic | countdown | gsm8k | math | an eval task
   std::string train_file;           // gsm8k/math jsonl (relative = under PONDER_DATA)
   std::string eval_file;
-  int digits = 2;  // arithmetic operand size
+  std::string eval_task;  // held-out task when training on an eval task (default: its head)
+  int digits = 2;         // arithmetic operand size
+  int numbers = 3;        // countdown operands
   double worked_fraction = 0.5;
   std::int64_t eval_size = 50;
   std::string chat_format = "chatml";
   template <class V>
   void fields(V& v) {
-    v("task", task, "arithmetic | gsm8k | math");
+    v("task", task,
+      "arithmetic | countdown (synthetic) | gsm8k | math (train_file/eval_file) | a `ponder eval` "
+      "task (mbpp, humaneval, aime24, ...) or task .json");
     v("train_file", train_file, "training jsonl for gsm8k/math");
     v("eval_file", eval_file, "held-out jsonl for gsm8k/math");
+    v("eval_task", eval_task,
+      "eval-task training: held-out task (empty: the first eval_size items of `task`, which are "
+      "then left out of training)");
     v("digits", digits, "operand digits for the arithmetic task");
+    v("numbers", numbers, "numbers per countdown puzzle");
     v("worked_fraction", worked_fraction,
       "share of arithmetic SFT solutions worked column by column (the rest answer directly)");
     v("eval_size", eval_size, "held-out examples used for accuracy");
@@ -126,6 +134,7 @@ struct OptimSection {
   std::int64_t warmup_steps = 0;
   std::string schedule = "constant";  // constant | cosine
   double routing_bias_rate = 1e-3;    // DeepSeek-V3 gamma
+  double balance_loss_coef = 0.0;     // DeepSeek-V3 alpha (sequence-wise)
   template <class V>
   void fields(V& v) {
     v("lr", lr, "peak learning rate");
@@ -139,6 +148,8 @@ struct OptimSection {
     v("routing_bias_rate", routing_bias_rate,
       "MoE auxiliary-loss-free balancing: routing-bias step per update against expert load (0: "
       "off)");
+    v("balance_loss_coef", balance_loss_coef,
+      "MoE sequence-wise balance loss weight (DeepSeek-V3 alpha, e.g. 1e-4; 0: off)");
   }
 };
 
@@ -151,6 +162,24 @@ struct SftSection {
     v("steps", steps, "SFT warm-up steps on worked solutions before RL (0: none)");
     v("batch_size", batch_size, "SFT sequences per step");
     v("lr", lr, "SFT learning rate");
+  }
+};
+
+struct TrainSection {
+  std::string device = "auto";     // auto | cpu | cuda
+  std::string precision = "auto";  // auto | fp32 | bf16
+  std::int64_t micro_batch_size = 0;
+  bool activation_checkpointing = false;
+  template <class V>
+  void fields(V& v) {
+    v("device", device, "auto (cuda when available) | cpu | cuda");
+    v("precision", precision,
+      "auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16: autocast of the training forward and "
+      "backward; master weights and optimizer state stay FP32");
+    v("micro_batch_size", micro_batch_size,
+      "sequences per forward/backward; gradients accumulate over a minibatch (0: whole minibatch)");
+    v("activation_checkpointing", activation_checkpointing,
+      "recompute each decoder layer in the backward pass instead of keeping its activations");
   }
 };
 
@@ -168,6 +197,7 @@ struct GrpoRecipe {
   GrpoSection grpo;
   OptimSection optim;
   SftSection sft;
+  TrainSection train;
   template <class V>
   void fields(V& v) {
     v("seed", seed, "seed for model init, data order and sampling");
@@ -183,6 +213,7 @@ struct GrpoRecipe {
     v("grpo", grpo, "policy loss");
     v("optim", optim, "optimizer");
     v("sft", sft, "supervised warm-up");
+    v("train", train, "device, precision and memory");
   }
 };
 

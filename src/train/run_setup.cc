@@ -3,6 +3,8 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "core/log.h"
+#include "datasets/countdown.h"
+#include "datasets/eval_tasks.h"
 #include "datasets/task.h"
 #include "model/init_model.h"
 
@@ -13,6 +15,16 @@ std::filesystem::path under_data(const std::string& path) {
                                                    : datasets::data_root() / path;
 }
 
+at::Device resolve_device(const std::string& name, const std::string& field) {
+  if (name == "auto") return at::hasCUDA() ? at::kCUDA : at::kCPU;
+  if (name == "cpu") return at::kCPU;
+  if (name == "cuda") {
+    if (!at::hasCUDA()) throw Error(field + ": cuda, but no CUDA device is available");
+    return at::kCUDA;
+  }
+  throw Error(field + ": '" + name + "' (expected auto | cpu | cuda)");
+}
+
 std::string fresh_run_dir(const std::string& run_dir) {
   std::string dir = run_dir;
   for (int n = 2; std::filesystem::exists(std::filesystem::path(dir) / "run.db"); ++n)
@@ -20,6 +32,56 @@ std::string fresh_run_dir(const std::string& run_dir) {
   if (dir != run_dir)
     log::info("{} holds an earlier run (resume it with --resume); writing to {}", run_dir, dir);
   return dir;
+}
+
+namespace {
+
+TaskData eval_task_data(const DataSection& d) {
+  const auto held_out = static_cast<std::size_t>(d.eval_size);
+  const datasets::EvalTaskSpec spec = datasets::find_eval_task(d.task);
+  TaskData out{datasets::load_eval_task(spec), {}, spec.reward, spec.reward_options};
+  if (!d.eval_task.empty()) {
+    const datasets::EvalTaskSpec eval = datasets::find_eval_task(d.eval_task);
+    if (eval.reward != spec.reward)
+      throw Error("data.eval_task: '" + d.eval_task + "' is scored by reward " + eval.reward +
+                  ", data.task '" + d.task + "' by " + spec.reward);
+    out.eval = datasets::load_eval_task(eval, held_out);
+    out.reward_options = eval.reward_options;
+    return out;
+  }
+  if (out.train.size() <= held_out)
+    throw Error("data.eval_size: " + d.task + " has " + std::to_string(out.train.size()) +
+                " items, too few to hold out " + std::to_string(held_out) +
+                " and train on the rest");
+  out.eval.assign(out.train.begin(), out.train.begin() + static_cast<std::ptrdiff_t>(held_out));
+  out.train.erase(out.train.begin(), out.train.begin() + static_cast<std::ptrdiff_t>(held_out));
+  return out;
+}
+
+}  // namespace
+
+TaskData load_task_data(const DataSection& d, std::int64_t seed) {
+  const auto s = static_cast<std::uint64_t>(seed);
+  const auto held_out = static_cast<std::size_t>(d.eval_size);
+  if (d.task == "arithmetic")
+    return {datasets::arithmetic_examples(s, 20000, d.digits, d.worked_fraction),
+            datasets::arithmetic_examples(s + 7919, held_out, d.digits, d.worked_fraction), "math"};
+  if (d.task == "countdown")
+    return {datasets::countdown_examples(s, 20000, d.numbers),
+            datasets::countdown_examples(s + 7919, held_out, d.numbers), "countdown"};
+  if (d.task != "gsm8k" && d.task != "math") {
+    try {
+      return eval_task_data(d);
+    } catch (const Error& e) {
+      throw Error("data.task: " + std::string(e.what()));
+    }
+  }
+  if (d.train_file.empty() || d.eval_file.empty())
+    throw Error("data.train_file and data.eval_file are required for " + d.task);
+  auto load = d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math;
+  TaskData out{load(under_data(d.train_file)), load(under_data(d.eval_file)), "math"};
+  if (out.eval.size() > held_out) out.eval.resize(held_out);
+  return out;
 }
 
 ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,

@@ -3,9 +3,12 @@
 // tokenizer and chat format.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <filesystem>
 #include <string>
 
+#include "datasets/task.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "train/recipe.h"
@@ -17,6 +20,16 @@ std::filesystem::path under_data(const std::string& path);
 
 // run_dir itself when it holds no run.db yet, else the first free run_dir-N.
 std::string fresh_run_dir(const std::string& run_dir);
+
+struct TaskData {
+  std::vector<datasets::Example> train, eval;
+  std::string reward;  // the registered reward that checks this task's answers
+  nlohmann::json reward_options = nlohmann::json::object();
+};
+
+// The recipe's training and held-out examples (at most data.eval_size held out). Synthetic tasks
+// are generated from `seed`; an eval task trains on what its held-out head leaves.
+TaskData load_task_data(const DataSection& data, std::int64_t seed);
 
 struct ModelFiles {
   std::filesystem::path weights;    // HF layout directory
@@ -31,6 +44,9 @@ ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path&
 // `name` parsed, or (empty) detected from the tokenizer directory's tokenizer_config.json.
 model::ChatFormat resolve_chat_format(const std::string& name,
                                       const std::filesystem::path& tokenizer_dir);
+
+// "auto" (CUDA when available), "cpu" or "cuda"; `field` names the setting in errors.
+at::Device resolve_device(const std::string& name, const std::string& field);
 
 // The EOS id of the tokenizer, else of the model config; throws when neither defines one.
 std::int64_t resolve_eos(const model::Tokenizer& tokenizer, const std::optional<std::int64_t>& eos);
