@@ -1,7 +1,7 @@
 // `ponder train` and `ponder sft` data parallel on CPU (Gloo): 2 ranks match 1 process on the same
 // global batch (metrics, samples, final weights and optimizer moments within 1e-5 FP32), a
-// checkpoint written by 2 ranks resumes on 1 rank to the same final weights, and killing one rank
-// makes the other exit with a clear error within the collective timeout.
+// checkpoint written by 2 ranks resumes on 1 rank (and one of 1 on 2) to the same final weights,
+// and killing one rank makes the other exit with a clear error within the collective timeout.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -147,21 +147,29 @@ TEST_F(TrainDist, GrpoOnTwoRanksMatchesOneProcess) {
   EXPECT_EQ(count(two_output_, "grpo: "), count(one_output_, "grpo: ")) << two_output_;
 }
 
-TEST_F(TrainDist, CheckpointOfTwoRanksResumesOnOneRank) {
-  const auto copy = *dir_ / "resumed";
-  std::filesystem::copy(*dir_ / "two", copy, std::filesystem::copy_options::recursive);
-  std::filesystem::remove_all(copy / "checkpoints" / "step-4");
-  const std::string out =
-      run_checked(std::string(PONDER_BINARY) + " train --resume " + copy.string() + " 2>&1");
-  EXPECT_NE(out.find("(step 2)"), std::string::npos) << out;
+// Copies RUN, drops its last checkpoint (step 4) and resumes the copy from step 2 with `nproc`
+// ranks; the copy's final weights and moments must match the one-process run's.
+void expect_resume_matches(const std::filesystem::path& run, const std::filesystem::path& copy,
+                           int nproc, const std::filesystem::path& reference) {
+  std::filesystem::copy(run, copy, std::filesystem::copy_options::recursive);
   const auto last = std::filesystem::path("checkpoints") / "step-4";
+  std::filesystem::remove_all(copy / last);
+  const std::string out =
+      run_checked(std::string(PONDER_BINARY) + " train --nproc " + std::to_string(nproc) +
+                  " --resume " + copy.string() + " 2>&1");
+  EXPECT_NE(out.find("(step 2)"), std::string::npos) << out;
   EXPECT_LT(
-      max_difference(*dir_ / "one" / last / "model.safetensors", copy / last / "model.safetensors"),
+      max_difference(reference / last / "model.safetensors", copy / last / "model.safetensors"),
       1e-5);
-  EXPECT_LT(max_difference(*dir_ / "one" / last / "optimizer.safetensors",
+  EXPECT_LT(max_difference(reference / last / "optimizer.safetensors",
                            copy / last / "optimizer.safetensors"),
             1e-5);
-  expect_same_metrics(*dir_ / "one", copy);
+  expect_same_metrics(reference, copy);
+}
+
+TEST_F(TrainDist, CheckpointsResumeOnAnotherNumberOfRanks) {
+  expect_resume_matches(*dir_ / "two", *dir_ / "two_on_one", 1, *dir_ / "one");
+  expect_resume_matches(*dir_ / "one", *dir_ / "one_on_two", 2, *dir_ / "one");
 }
 
 void write_chats(const std::filesystem::path& path) {
