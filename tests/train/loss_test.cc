@@ -64,25 +64,6 @@ TEST(GrpoLoss, OverlongFilterMasksTruncatedResponses) {
       at::equal(filtered, at::tensor(std::vector<float>{1, 1, 0, 0, 0, 0, 0, 0}).view({2, 4})));
 }
 
-// Lengths 1, 3 | 2 (of max 4): token shares 4/6 and 2/6, sequence shares 2/3 and 1/3; the
-// weighted micro-batch aggregates add up to the whole minibatch's in every mode.
-TEST(GrpoLoss, MicroBatchWeightsRecomposeTheMinibatchLoss) {
-  const at::Tensor mask = response_mask({1, 3, 2}, {false, false, false}, 4, false);
-  const at::Tensor values = at::arange(12, at::kFloat).view({3, 4});
-  EXPECT_DOUBLE_EQ(micro_batch_weight(mask.narrow(0, 0, 2), mask, "token_mean"), 4.0 / 6.0);
-  EXPECT_DOUBLE_EQ(micro_batch_weight(mask.narrow(0, 2, 1), mask, "sequence_mean"), 1.0 / 3.0);
-  for (const std::string mode : {"token_mean", "sequence_mean", "constant"}) {
-    double sum = 0;
-    for (auto [start, count] : {std::pair{0, 2}, std::pair{2, 1}}) {
-      const at::Tensor m = mask.narrow(0, start, count), v = values.narrow(0, start, count);
-      sum += aggregate(v, m, mode, 4).item<double>() * micro_batch_weight(m, mask, mode);
-    }
-    EXPECT_NEAR(sum, aggregate(values, mask, mode, 4).item<double>(), 1e-6) << mode;
-  }
-  // token_mean by hand: (0 + 4 + 5 + 6 + 8 + 9) / 6 = 32 / 6
-  EXPECT_NEAR(aggregate(values, mask, "token_mean", 4).item<double>(), 32.0 / 6.0, 1e-6);
-}
-
 TEST(GrpoLoss, MatchesPyTorchReference) {
   ScratchDir dir("loss");
   at::manual_seed(3);
