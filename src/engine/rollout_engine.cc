@@ -301,7 +301,8 @@ void RolloutEngine::run_step(const std::vector<Sequence*>& batch, std::vector<Se
 }
 
 std::vector<Completion> RolloutEngine::generate(std::span<const Request> requests,
-                                                const StreamCallback& stream) {
+                                                const StreamCallback& stream,
+                                                const FinishCallback& on_finish) {
   c10::NoGradGuard no_grad;
   if (cache_.layers.empty())
     throw Error("generate: the KV cache is released; call reserve_cache() first");
@@ -331,12 +332,18 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
   std::optional<Progress> progress;
   if (options_.show_progress)
     progress.emplace("generate", static_cast<std::int64_t>(all.size()), "seq");
+  std::vector<bool> reported(all.size(), false);
   for (;;) {
     const auto batch = schedule(all);
     if (batch.empty()) break;
     run_step(batch, all, stream);
-    const auto done =
-        std::count_if(all.begin(), all.end(), [](const Sequence& s) { return s.finished; });
+    std::int64_t done = 0;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      if (!all[i].finished) continue;
+      ++done;
+      if (on_finish && !reported[i]) on_finish(all[i].out);
+      reported[i] = true;
+    }
     if (progress) progress->set(done);
   }
   if (progress) progress->finish();

@@ -53,6 +53,9 @@ struct EngineOptions {
 
 // Called with (request, sample, newly decoded text) as tokens arrive.
 using StreamCallback = std::function<void(std::size_t, std::int64_t, const std::string&)>;
+// Called once per completion as soon as it finishes, while the others still generate (the
+// trainer scores rewards there, overlapping generation).
+using FinishCallback = std::function<void(const Completion&)>;
 
 class RolloutEngine {
  public:
@@ -60,7 +63,8 @@ class RolloutEngine {
                 EngineOptions options = {});
 
   std::vector<Completion> generate(std::span<const Request> requests,
-                                   const StreamCallback& stream = {});
+                                   const StreamCallback& stream = {},
+                                   const FinishCallback& on_finish = {});
   const GenerateMetrics& last_metrics() const { return metrics_; }
 
   // Frees the KV pages (e.g. for the training phase) and takes them back.

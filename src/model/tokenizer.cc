@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <limits>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/json_file.h"
@@ -257,6 +258,13 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& j,
 
 }  // namespace
 
+// Words repeat (" the", digits, code indentation), and merging is quadratic in a word's length.
+struct Tokenizer::WordCache {
+  static constexpr std::size_t kMaxEntries = 1 << 16;
+  std::mutex mutex;
+  std::unordered_map<std::string, std::vector<std::int64_t>> ids;
+};
+
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
@@ -320,7 +328,14 @@ void Tokenizer::load(const nlohmann::json& j, const std::string& source) {
   std::sort(added_.begin(), added_.end(),
             [](auto& a, auto& b) { return a.content.size() > b.content.size(); });
   special_.assign(id_to_token_.size(), false);
-  for (const auto& a : added_) special_[a.id] = a.special;
+  added_id_.assign(id_to_token_.size(), false);
+  for (std::size_t i = 0; i < added_.size(); ++i) {
+    special_[added_[i].id] = added_[i].special;
+    added_id_[added_[i].id] = true;
+    if (!added_[i].content.empty())
+      added_by_first_byte_[static_cast<unsigned char>(added_[i].content[0])].push_back(i);
+  }
+  word_cache_ = std::make_unique<WordCache>();
   const auto& pre = j.value("pre_tokenizer", nlohmann::json());
   if (pre.is_null()) throw Error(source + ": pre_tokenizer: a ByteLevel pre-tokenizer is required");
   pre_tokenizer_ = make_pre_tokenizer(pre, source + ": pre_tokenizer");
@@ -333,6 +348,22 @@ void Tokenizer::load(const nlohmann::json& j, const std::string& source) {
 }
 
 void Tokenizer::bpe(const std::string& word, std::vector<std::int64_t>& out) const {
+  {
+    const std::lock_guard<std::mutex> lock(word_cache_->mutex);
+    if (auto it = word_cache_->ids.find(word); it != word_cache_->ids.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<std::int64_t> ids;
+  merge(word, ids);
+  out.insert(out.end(), ids.begin(), ids.end());
+  const std::lock_guard<std::mutex> lock(word_cache_->mutex);
+  if (word_cache_->ids.size() >= WordCache::kMaxEntries) word_cache_->ids.clear();
+  word_cache_->ids.emplace(word, std::move(ids));
+}
+
+void Tokenizer::merge(const std::string& word, std::vector<std::int64_t>& out) const {
   if (ignore_merges_) {
     if (auto it = vocab_.find(word); it != vocab_.end()) return out.push_back(it->second);
   }
@@ -382,12 +413,7 @@ std::vector<std::int64_t> Tokenizer::encode(std::string_view text, bool add_spec
     for (const auto& name : prefix_tokens_) out.push_back(vocab_.at(name));
   std::size_t start = 0;
   for (std::size_t i = 0; i < text.size();) {
-    const AddedToken* hit = nullptr;
-    for (const auto& a : added_)
-      if (text.compare(i, a.content.size(), a.content) == 0) {
-        hit = &a;
-        break;
-      }
+    const AddedToken* hit = added_at(text, i);
     if (!hit) {
       ++i;
       continue;
@@ -401,12 +427,16 @@ std::vector<std::int64_t> Tokenizer::encode(std::string_view text, bool add_spec
   return out;
 }
 
+const Tokenizer::AddedToken* Tokenizer::added_at(std::string_view text, std::size_t i) const {
+  for (const std::size_t a : added_by_first_byte_[static_cast<unsigned char>(text[i])])
+    if (text.compare(i, added_[a].content.size(), added_[a].content) == 0) return &added_[a];
+  return nullptr;
+}
+
 std::string Tokenizer::token_bytes(std::int64_t id) const {
   if (id < 0 || id >= vocab_size())
     throw Error("tokenizer: id " + std::to_string(id) + " is out of range");
-  if (special_[id] ||
-      std::any_of(added_.begin(), added_.end(), [&](auto& a) { return a.id == id; }))
-    return id_to_token_[id];
+  if (special_[id] || added_id_[id]) return id_to_token_[id];
   std::string bytes;
   for (const auto& ch : utf8_chars(id_to_token_[id])) {
     auto it = byte_table().decode.find(decode_codepoint(ch));

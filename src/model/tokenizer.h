@@ -2,6 +2,7 @@
 // and special tokens, Split/Digits/ByteLevel pre-tokenizers (PCRE2), BPE merges, decoding.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -47,12 +48,19 @@ class Tokenizer {
   void load(const nlohmann::json& j, const std::string& source);
   void encode_ordinary(std::string_view text, std::vector<std::int64_t>& out) const;
   void bpe(const std::string& word, std::vector<std::int64_t>& out) const;
+  void merge(const std::string& word, std::vector<std::int64_t>& out) const;
+  const AddedToken* added_at(std::string_view text, std::size_t i) const;
 
   std::unordered_map<std::string, std::int64_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::unordered_map<std::string, std::int32_t> merge_ranks_;  // "a b" -> rank
   std::vector<AddedToken> added_;                              // longest first
-  std::vector<bool> special_;
+  // added_ indices by their content's first byte, longest first: the scan at each text byte
+  // compares only the tokens that can start there.
+  std::array<std::vector<std::size_t>, 256> added_by_first_byte_;
+  std::vector<bool> special_, added_id_;
+  struct WordCache;  // pre-tokenized word -> ids, shared by threads
+  std::unique_ptr<WordCache> word_cache_;
   std::unique_ptr<PreTokenizer> pre_tokenizer_;
   std::vector<std::string> prefix_tokens_;  // TemplateProcessing single: specials before text
   bool ignore_merges_ = false;

@@ -156,6 +156,34 @@ TEST(RolloutEngine, StopsOnTokenIdsAndMaxTokensWithoutLeakingBlocks) {
   EXPECT_EQ(engine.allocator().free_count(), 64);
 }
 
+// on_finish reports every completion exactly once, as it finishes: one-token answers before the
+// long ones are done, and with exactly what generate returns.
+TEST(RolloutEngine, FinishCallbackReportsEachCompletionWhileOthersRun) {
+  ScratchDir dir("on_finish");
+  model::init_model(model::preset_config("tiny-qwen2"), dir / "m", {.seed = 6});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine engine(*lm, nullptr, {.block_size = 4, .num_blocks = 64, .show_progress = false});
+  const std::vector<Request> requests = {
+      {prompts()[0], 2, {.temperature = 1.0, .max_tokens = 10, .ignore_eos = true, .seed = 3}},
+      {prompts()[1], 3, {.temperature = 1.0, .max_tokens = 1, .ignore_eos = true, .seed = 4}}};
+  std::vector<Completion> reported;
+  std::vector<std::int64_t> long_tokens_when_reported;
+  const auto out = engine.generate(requests, {}, [&](const Completion& c) {
+    reported.push_back(c);
+    long_tokens_when_reported.push_back(engine.last_metrics().generated_tokens);
+  });
+  ASSERT_EQ(reported.size(), out.size());
+  for (const auto& c : out) {
+    const auto same = std::count_if(reported.begin(), reported.end(), [&](const Completion& r) {
+      return r.request == c.request && r.sample == c.sample && r.ids == c.ids &&
+             r.finish_reason == c.finish_reason;
+    });
+    EXPECT_EQ(same, 1) << "request " << c.request << " sample " << c.sample;
+  }
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(reported[i].request, 1u) << i;
+  EXPECT_LT(long_tokens_when_reported[0], 2 * 10 + 3) << "reported only after everything ended";
+}
+
 // Resident set size of this process, from the kernel's page accounting.
 std::int64_t resident_bytes() {
   std::ifstream statm("/proc/self/statm");
