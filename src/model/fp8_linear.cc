@@ -20,9 +20,9 @@ class Fp8LinearFunction : public torch::autograd::Function<Fp8LinearFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& scale_inv) {
     const at::Tensor x2 = x.reshape({-1, x.size(-1)});  // [M, in]
-    const Fp8Tensor w = scale_inv
-                            ? Fp8Tensor{weight, scale_inv->to(at::kFloat), Fp8Scaling::kBlock128x128}
-                            : kernels::quantize_fp8(weight, Fp8Scaling::kBlock128x128);
+    const Fp8Tensor w =
+        scale_inv ? Fp8Tensor{weight, scale_inv->to(at::kFloat), Fp8Scaling::kBlock128x128}
+                  : kernels::quantize_fp8(weight, Fp8Scaling::kBlock128x128);
     ctx->save_for_backward({x2, w.data, w.scale});
     ctx->saved_data["weight_dtype"] = weight.scalar_type();
     // y [M, out]
