@@ -68,6 +68,21 @@ Fp8Tensor launch(const char* who, const at::Tensor& x, Fp8QuantMode mode) {
 }
 #endif
 
+std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
+
+// FP8 data [r, c] zero-padded to [rows, cols], contiguous.
+at::Tensor pad_fp8(const at::Tensor& data, std::int64_t rows, std::int64_t cols) {
+  const at::Tensor bytes = data.contiguous().view(at::kByte);
+  if (bytes.size(0) == rows && bytes.size(1) == cols) return data.contiguous();
+  return at::constant_pad_nd(bytes, {0, cols - bytes.size(1), 0, rows - bytes.size(0)})
+      .view(at::kFloat8_e4m3fn);
+}
+
+// Scales [r, c] padded with rows of ones to [rows, c].
+at::Tensor pad_rows(const at::Tensor& scale, std::int64_t rows) {
+  return at::constant_pad_nd(scale, {0, 0, 0, rows - scale.size(0)}, 1.0);
+}
+
 bool kernel_dtype(const at::Tensor& x) {
   const auto t = x.scalar_type();
   return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf;
@@ -160,9 +175,8 @@ bool fp8_matmul_cuda_supported(const Fp8Tensor& a, const Fp8Tensor& b) {
   if (!a.data.is_cuda() || !b.data.is_cuda() || a.data.dim() != 2 || b.data.dim() != 2)
     return false;
   if (at::cuda::getCurrentDeviceProperties()->major != 9) return false;  // cuBLAS: sm_90 only
-  const std::int64_t m = a.data.size(0), k = a.data.size(1), n = b.data.size(0);
-  return a.scaling == Fp8Scaling::kTile1x128 && b.data.size(1) == k && m > 0 && m % 16 == 0 &&
-         n % kFp8Tile == 0 && k % kFp8Tile == 0;
+  return a.scaling == Fp8Scaling::kTile1x128 && b.data.size(1) == a.data.size(1) &&
+         a.data.numel() > 0 && b.data.numel() > 0;
 #else
   (void)a, (void)b;
   return false;
@@ -172,31 +186,41 @@ bool fp8_matmul_cuda_supported(const Fp8Tensor& a, const Fp8Tensor& b) {
 at::Tensor fp8_matmul_cuda(const Fp8Tensor& a, const Fp8Tensor& b, at::ScalarType out_dtype) {
   if (!fp8_matmul_cuda_supported(a, b))
     throw Error(
-        "fp8_matmul_cuda: needs sm_90 CUDA tensors, a in 1x128 tiles, M % 16 == 0 and N, "
-        "K multiples of 128; got a " +
+        "fp8_matmul_cuda: needs non-empty sm_90 CUDA tensors with equal K, a in 1x128 "
+        "tiles; got a " +
         shape_of(a.data) + ", b " + shape_of(b.data));
   check_scale(a, "fp8_matmul_cuda");
   check_scale(b, "fp8_matmul_cuda");
+  // cuBLAS wants M and N multiples of 16 and K of 128: zero rows/columns (E4M3 byte 0 is +0) with
+  // unit scales are added and the output is cut back; whole-tile scales already cover K's pad.
+  const std::int64_t m = a.data.size(0), n = b.data.size(0), k = a.data.size(1);
+  const bool blocks = b.scaling == Fp8Scaling::kBlock128x128;
+  const std::int64_t mp = round_up(m, 16), np = round_up(n, blocks ? kFp8Tile : 16),
+                     kp = round_up(k, kFp8Tile);
+  const at::Tensor a_data = pad_fp8(a.data, mp, kp), b_data = pad_fp8(b.data, np, kp);
+  const at::Tensor a_scale = pad_rows(a.scale, mp);
+  const at::Tensor b_scale = blocks ? b.scale : pad_rows(b.scale, np);
   // cuBLAS block scaling (torch._scaled_mm_v2 layouts): A's 1x128 scales M-major [M, K/128];
   // B (mat2 = [K, N] column-major) with 1x128 scales N-major [N, K/128], or 128x128 scales
   // [K/128 rounded up to 4, N/128] with the K blocks fastest.
   auto recipe = [](at::blas::ScalingType t) {
     return std::vector<std::int64_t>{static_cast<std::int64_t>(t)};
   };
-  const at::Tensor scale_a = a.scale.t().contiguous().t();
+  const at::Tensor scale_a = a_scale.t().contiguous().t();
   at::Tensor scale_b;
-  if (b.scaling == Fp8Scaling::kBlock128x128) {
-    const std::int64_t k_blocks = b.scale.size(1), padded = (k_blocks + 3) / 4 * 4;
-    scale_b = at::constant_pad_nd(b.scale.contiguous(), {0, padded - k_blocks}).t();
+  if (blocks) {
+    const std::int64_t k_blocks = b_scale.size(1);
+    scale_b = at::constant_pad_nd(b_scale.contiguous(), {0, round_up(k_blocks, 4) - k_blocks}).t();
   } else {
-    scale_b = b.scale.t().contiguous().t();
+    scale_b = b_scale.t().contiguous().t();
   }
   const auto recipe_b =
       recipe(b.scaling == Fp8Scaling::kBlock128x128 ? at::blas::ScalingType::BlockWise128x128
                                                     : at::blas::ScalingType::BlockWise1x128);
-  return at::_scaled_mm_v2(a.data.contiguous(), b.data.contiguous().t(), {scale_a},
-                           recipe(at::blas::ScalingType::BlockWise1x128), {}, {scale_b}, recipe_b,
-                           {}, std::nullopt, out_dtype);
+  const at::Tensor out = at::_scaled_mm_v2(a_data, b_data.t(), {scale_a},
+                                           recipe(at::blas::ScalingType::BlockWise1x128), {},
+                                           {scale_b}, recipe_b, {}, std::nullopt, out_dtype);
+  return mp == m && np == n ? out : out.narrow(0, 0, m).narrow(1, 0, n).contiguous();
 }
 
 }  // namespace ponder::kernels

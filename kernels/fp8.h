@@ -42,8 +42,8 @@ Fp8Tensor quantize_fp8(const at::Tensor& x, Fp8Scaling scaling);
 // quantize_fp8(x.t(), kTile1x128) without materialising x.t(): tiles run down x's columns
 // (the weight-gradient GEMM's operands, whose K is the token dimension).
 Fp8Tensor quantize_fp8_transposed(const at::Tensor& x);
-// Block-scaled GEMM on the GPU (cuBLAS through torch._scaled_mm, sm_90) when the shapes allow it,
-// else the reference.
+// Block-scaled GEMM on the GPU (cuBLAS through torch._scaled_mm_v2, sm_90; any shape, padded to
+// cuBLAS's multiples) for CUDA operands, else the reference.
 at::Tensor fp8_matmul(const Fp8Tensor& a, const Fp8Tensor& b, at::ScalarType out_dtype);
 
 // The device paths themselves (fail clearly without CUDA or on unsupported shapes).

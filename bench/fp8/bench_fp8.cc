@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -210,14 +211,21 @@ int main(int argc, char** argv) {
   ponder::bench::check_cuda(cudaGetDeviceProperties(&prop, 0), "properties");
   fmt::print("device {} (sm_{}{}, {} SMs)\n", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount);
-  if (wanted("gemm")) ponder::bench_gemm();
-  if (wanted("quant")) ponder::bench_quant();
-  if (wanted("linear")) ponder::bench_linear();
-  if (wanted("train")) {
+  // Each section on its own: one that fails prints why and the others still run.
+  auto section = [&](const char* name, const std::function<void()>& run) {
+    if (!wanted(name)) return;
+    try {
+      run();
+    } catch (const std::exception& e) {
+      fmt::print("{}: failed: {}\n", name, e.what());
+    }
+  };
+  section("gemm", ponder::bench_gemm);
+  section("quant", ponder::bench_quant);
+  section("linear", ponder::bench_linear);
+  section("train", [&] {
     auto it = std::find(args.begin(), args.end(), "train");
-    const std::int64_t steps =
-        it != args.end() && it + 1 != args.end() ? std::stoll(*(it + 1)) : 200;
-    ponder::bench_train(steps);
-  }
+    ponder::bench_train(it != args.end() && it + 1 != args.end() ? std::stoll(*(it + 1)) : 200);
+  });
   return 0;
 }
