@@ -104,7 +104,10 @@ Fp8Tensor quantize_fp8_reference(const at::Tensor& x, Fp8Scaling scaling) {
   const at::Tensor tiles =
       at::constant_pad_nd(x.to(at::kFloat), {0, bc * kFp8Tile - cols, 0, br * tr - rows})
           .view({br, tr, bc, kFp8Tile});
-  const at::Tensor scale = tiles.abs().amax({1, 3}).clamp_min(kMinAmax) / kE4m3Max;  // [br, bc]
+  // scale [br, bc]; tensor / tensor is IEEE division on every device (a scalar divisor may become
+  // a multiplication by its reciprocal), as the CUDA kernels compute it
+  const at::Tensor amax = tiles.abs().amax({1, 3}).clamp_min(kMinAmax);
+  const at::Tensor scale = amax / at::full_like(amax, kE4m3Max);
   const at::Tensor data = (tiles / scale.view({br, 1, bc, 1}))
                               .clamp(-kE4m3Max, kE4m3Max)
                               .to(at::kFloat8_e4m3fn)

