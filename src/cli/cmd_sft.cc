@@ -1,5 +1,7 @@
 #include <fmt/core.h>
 
+#include <optional>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "train/sft_trainer.h"
@@ -21,10 +23,11 @@ void add_sft_command(CLI::App& app) {
     if (!resume.empty() && (!recipe.empty() || !overrides.empty()))
       throw Error("sft --resume RUN_DIR takes the recipe stored in the run; drop RECIPE/--set");
     if (resume.empty() && recipe.empty()) throw Error("sft: a RECIPE file is required");
-    run_ranks(nproc, [](dist::ProcessGroup& group) {
+    std::optional<train::SftRecipe> r;  // checked before any rank starts
+    if (resume.empty()) r = train::load_sft_recipe(recipe, overrides);
+    run_ranks(nproc, [&r](dist::ProcessGroup& group) {
       const train::SftSummary summary =
-          resume.empty() ? train::run_sft(train::load_sft_recipe(recipe, overrides), group)
-                         : train::resume_sft(resume, group);
+          r ? train::run_sft(*r, group) : train::resume_sft(resume, group);
       if (!group.is_main()) return;
       fmt::print("sft: {} steps, train loss {:.4f} nats/token, held-out loss {:.4f} nats/token\n",
                  summary.steps, summary.train_loss, summary.eval_loss);

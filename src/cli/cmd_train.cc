@@ -1,5 +1,7 @@
 #include <fmt/core.h>
 
+#include <optional>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "train/grpo_trainer.h"
@@ -20,18 +22,19 @@ void add_train_command(CLI::App& app) {
   cmd->callback([] {
     if (!resume.empty() && (!recipe.empty() || !overrides.empty()))
       throw Error("train --resume RUN_DIR takes the recipe stored in the run; drop RECIPE/--set");
-    run_ranks(nproc, [](dist::ProcessGroup& group) {
+    std::optional<train::GrpoRecipe> r;  // checked before any rank starts
+    if (resume.empty()) r = train::load_recipe(recipe, overrides);
+    run_ranks(nproc, [&r](dist::ProcessGroup& group) {
       const bool main = group.is_main();
       train::TrainSummary summary;
-      if (!resume.empty()) {
+      if (!r) {
         if (main) fmt::print(stderr, "train: resuming {}\n", resume);
         summary = train::resume_grpo(resume, group);
       } else {
-        const auto r = train::load_recipe(recipe, overrides);
         if (main)
           fmt::print(stderr, "train: {} -> {}\n",
-                     recipe.empty() ? "built-in CPU quickstart" : recipe, r.run_dir);
-        summary = train::run_grpo(r, group);
+                     recipe.empty() ? "built-in CPU quickstart" : recipe, r->run_dir);
+        summary = train::run_grpo(*r, group);
       }
       if (!main) return;
       fmt::print("held-out accuracy: {:.1f}% after SFT, {:.1f}% after GRPO ({:+.1f} points)\n",
