@@ -35,7 +35,6 @@
 #include "train/checkpoint.h"
 #include "train/grpo_loss.h"
 #include "train/parallel.h"
-#include "train/precision.h"
 #include "train/run_setup.h"
 
 namespace ponder::train {
@@ -47,7 +46,6 @@ struct Context {
   dist::ProcessGroup& group;
   const GrpoRecipe& recipe;
   at::Device device;
-  bool bf16;  // autocast the training forward to BF16
   std::unique_ptr<model::CausalLM> policy;
   std::unique_ptr<model::CausalLM> reference;  // frozen post-SFT policy, only when kl_coef > 0
   std::unique_ptr<model::Tokenizer> tokenizer;
@@ -77,6 +75,7 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
   c.policy->set_training_options(
       {.activation_checkpointing = c.recipe.train.activation_checkpointing,
        .sequence_balance_loss = c.recipe.optim.balance_loss_coef > 0});
+  c.policy->set_linear_precision(linear_precision(c.recipe.train));
   c.tokenizer_dir = files.tokenizer;
   c.tokenizer =
       std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(c.tokenizer_dir));
@@ -163,12 +162,10 @@ double sft_step(Context& c, dist::DataParallel& optimizer,
   const double tokens = std::max(1.0, dist::global_sum(c.group, mask.sum().item<double>()));
   double loss = 0;
   if (end > begin) {
-    at::Tensor logprobs;
-    {
-      const AutocastScope autocast(c.device, c.bf16);
-      logprobs = response_logprobs(*c.policy, c.device, prompts, responses, longest);
-    }
-    const at::Tensor share = -aggregate_sum(logprobs, mask.to(c.device), "token_mean") / tokens;
+    const at::Tensor share =
+        -aggregate_sum(response_logprobs(*c.policy, c.device, prompts, responses, longest),
+                       mask.to(c.device), "token_mean") /
+        tokens;
     share.backward();
     loss = share.item<double>();
   }
@@ -492,13 +489,10 @@ LossShare loss_share(Context& c, const Minibatch& mb, const LossDenominators& d,
                      double response_tokens, double rows) {
   const auto& g = c.recipe.grpo;
   const std::int64_t max_tokens = c.recipe.rollout.max_tokens;
-  at::Tensor entropy_sum, logprobs, balance;
-  {
-    const AutocastScope autocast(c.device, c.bf16);
-    logprobs =
-        response_logprobs(*c.policy, c.device, mb.prompts, mb.responses, max_tokens, &entropy_sum);
-    balance = c.policy->last_balance_loss();
-  }
+  at::Tensor entropy_sum;
+  const at::Tensor logprobs =
+      response_logprobs(*c.policy, c.device, mb.prompts, mb.responses, max_tokens, &entropy_sum);
+  at::Tensor balance = c.policy->last_balance_loss();
   const at::Tensor gap = (logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask;
   at::Tensor weights;
   if (g.tis_cap > 0)
@@ -513,7 +507,6 @@ LossShare loss_share(Context& c, const Minibatch& mb, const LossDenominators& d,
     at::Tensor reference;
     {
       c10::NoGradGuard no_grad;
-      const AutocastScope autocast(c.device, c.bf16);
       reference = response_logprobs(*c.reference, c.device, mb.prompts, mb.responses, max_tokens);
     }
     kl = aggregate_sum(kl_estimate(logprobs, reference, g.kl_estimator), mb.mask,
@@ -638,8 +631,13 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
                    const std::optional<std::filesystem::path>& checkpoint, bool new_run) {
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
   const at::Device device = resolve_device(recipe.train.device, "train.device");
-  Context c{group,   recipe,  device,  use_bf16(recipe.train.precision, device),
-            nullptr, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
+  Context c{group,
+            recipe,
+            device,
+            nullptr,
+            nullptr,
+            nullptr,
+            model::parse_chat_format(recipe.data.chat_format)};
   c.store = open_store_on_main(group, recipe.run_dir);
   if (new_run && c.store)
     c.store->begin_run({.kind = "train",
@@ -666,9 +664,11 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
                                 .weight_decay = recipe.optim.weight_decay});
   ThreadPool pool;
   TrainerState state = start(c, engine, pool, optimizer, checkpoint);
-  if (recipe.grpo.kl_coef > 0)  // step 0 is the policy GRPO starts from
+  if (recipe.grpo.kl_coef > 0) {  // step 0 is the policy GRPO starts from
     c.reference = model::load_causal_lm(
         std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", c.device, at::kFloat);
+    c.reference->set_linear_precision(linear_precision(recipe.train));
+  }
   Progress progress("grpo", recipe.steps, "step");
   progress.set(state.step);
   while (state.step < recipe.steps) {

@@ -6,6 +6,7 @@
 #include "core/json_file.h"
 #include "core/json_struct.h"
 #include "datasets/eval_tasks.h"
+#include "train/run_setup.h"
 
 namespace ponder::train {
 namespace {
@@ -39,7 +40,7 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
     require_one_of("grpo.kl_estimator", recipe.grpo.kl_estimator, {"k1", "k2", "k3"});
     require_one_of("optim.schedule", recipe.optim.schedule, {"constant", "cosine"});
     require_one_of("train.device", recipe.train.device, {"auto", "cpu", "cuda"});
-    require_one_of("train.precision", recipe.train.precision, {"auto", "fp32", "bf16"});
+    linear_precision(recipe.train);
     if (recipe.train.micro_batch_size < 0)
       throw Error("train.micro_batch_size: expected 0 (whole minibatch) or a positive count");
     if (recipe.optim.balance_loss_coef < 0)

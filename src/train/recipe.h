@@ -167,15 +167,16 @@ struct SftSection {
 
 struct TrainSection {
   std::string device = "auto";     // auto | cpu | cuda
-  std::string precision = "auto";  // auto | fp32 | bf16
+  std::string precision = "fp32";  // fp32 | bf16 | fp8
   std::int64_t micro_batch_size = 0;
   bool activation_checkpointing = false;
   template <class V>
   void fields(V& v) {
     v("device", device, "auto (cuda when available) | cpu | cuda");
     v("precision", precision,
-      "auto (bf16 on cuda, fp32 on cpu) | fp32 | bf16: autocast of the training forward and "
-      "backward; master weights and optimizer state stay FP32");
+      "GEMMs of the attention projections and FFN/expert linears: fp32 (as stored) | bf16 | fp8 "
+      "(DeepSeek-V3: E4M3, 1x128 activation tiles, 128x128 weight blocks, FP32 master weights); "
+      "embedding, lm head, router and norms stay high precision");
     v("micro_batch_size", micro_batch_size,
       "sequences per forward/backward; gradients accumulate over a minibatch (0: whole minibatch)");
     v("activation_checkpointing", activation_checkpointing,

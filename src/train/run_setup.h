@@ -9,6 +9,7 @@
 #include <string>
 
 #include "datasets/task.h"
+#include "model/causal_lm.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "train/recipe.h"
@@ -47,6 +48,9 @@ model::ChatFormat resolve_chat_format(const std::string& name,
 
 // "auto" (CUDA when available), "cpu" or "cuda"; `field` names the setting in errors.
 at::Device resolve_device(const std::string& name, const std::string& field);
+
+// train.precision as the model's linear-layer precision; unknown names throw.
+model::LinearPrecision linear_precision(const TrainSection& train);
 
 // The EOS id of the tokenizer, else of the model config; throws when neither defines one.
 std::int64_t resolve_eos(const model::Tokenizer& tokenizer, const std::optional<std::int64_t>& eos);
