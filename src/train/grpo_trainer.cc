@@ -23,6 +23,7 @@
 #include "model/init_model.h"
 #include "model/transformer.h"
 #include "rewards/builtin.h"
+#include "rewards/model_reward.h"
 #include "store/report.h"
 #include "store/run_store.h"
 #include "train/adamw.h"
@@ -59,16 +60,13 @@ void load_data(Context& c) {
   if (d.task == "arithmetic") {
     c.train = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed), 20000,
                                             d.digits, d.worked_fraction);
-    c.eval = datasets::arithmetic_examples(static_cast<std::uint64_t>(c.recipe.seed) + 7919,
-                                           d.eval_size, d.digits, d.worked_fraction);
-    return;
+  } else {
+    if (d.train_file.empty() || d.eval_file.empty())
+      throw Error("data.train_file and data.eval_file are required for " + d.task);
+    c.train =
+        (d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math)(under_data(d.train_file));
   }
-  auto load = d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math;
-  if (d.train_file.empty() || d.eval_file.empty())
-    throw Error("data.train_file and data.eval_file are required for " + d.task);
-  c.train = load(under_data(d.train_file));
-  c.eval = load(under_data(d.eval_file));
-  if (static_cast<std::int64_t>(c.eval.size()) > d.eval_size) c.eval.resize(d.eval_size);
+  c.eval = heldout_examples(d, c.recipe.seed);
 }
 
 // From `checkpoint` when resuming, else the recipe's model (random init from the preset when it
@@ -176,10 +174,23 @@ void run_sft(Context& c) {
   }
 }
 
-double score(const Context& c, const rewards::Sample& sample, nlohmann::json& details) {
+// Rewards that score a whole batch in packed forwards (the reward model) run once over all
+// samples; result[r] is empty for the rewards scored per sample on the pool.
+std::vector<std::vector<rewards::RewardResult>> batched_rewards(
+    const Context& c, std::span<const rewards::Sample> samples) {
+  std::vector<std::vector<rewards::RewardResult>> results(c.rewards.size());
+  for (std::size_t r = 0; r < c.rewards.size(); ++r)
+    if (const auto* model = dynamic_cast<const rewards::ModelReward*>(c.rewards[r].second.get()))
+      results[r] = model->score_batch(samples);
+  return results;
+}
+
+// The weighted sum of sample i's rewards, taking batched results where there are any.
+double score(const Context& c, const rewards::Sample& sample, nlohmann::json& details,
+             const std::vector<std::vector<rewards::RewardResult>>& batched, std::size_t i) {
   double total = 0;
   for (std::size_t r = 0; r < c.rewards.size(); ++r) {
-    const auto result = c.rewards[r].second->score(sample);
+    const auto result = !batched[r].empty() ? batched[r][i] : c.rewards[r].second->score(sample);
     details[c.rewards[r].first] = {{"value", result.value}, {"details", result.details}};
     total += c.reward_weights[r] * result.value;
   }
@@ -253,17 +264,21 @@ std::vector<Group> sample_groups(Context& c, engine::RolloutEngine& engine, Thre
                          .seed = seed}});
   }
   auto completions = engine.generate(requests);
+  std::vector<rewards::Sample> samples;
+  for (const auto& comp : completions) {
+    const auto* e = groups[comp.request].example;
+    samples.push_back(
+        {e->question,
+         comp.text,
+         e->reference,
+         {{"completion_tokens", comp.ids.size()}, {"finish_reason", comp.finish_reason}}});
+  }
+  const auto batched = batched_rewards(c, samples);
   std::vector<std::future<std::pair<double, nlohmann::json>>> scored;
-  for (const auto& comp : completions)
-    scored.push_back(pool.submit([&c, &comp, e = groups[comp.request].example] {
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    scored.push_back(pool.submit([&c, &samples, &batched, i] {
       nlohmann::json details;
-      const double value =
-          score(c,
-                {e->question,
-                 comp.text,
-                 e->reference,
-                 {{"completion_tokens", comp.ids.size()}, {"finish_reason", comp.finish_reason}}},
-                details);
+      const double value = score(c, samples[i], details, batched, i);
       return std::make_pair(value, details);
     }));
   std::vector<store::RolloutRecord> records;
@@ -457,7 +472,7 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
   load_policy(c, checkpoint);
   load_data(c);
   for (const auto& spec : recipe.rewards) {
-    c.rewards.emplace_back(spec.name, rewards::builtin_rewards().create(spec.name, spec.options));
+    c.rewards.emplace_back(spec.name, training_rewards().create(spec.name, spec.options));
     c.reward_weights.push_back(spec.weight);
   }
   engine::RolloutEngine engine(*c.policy, c.tokenizer.get(),

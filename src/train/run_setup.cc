@@ -5,6 +5,8 @@
 #include "core/log.h"
 #include "datasets/task.h"
 #include "model/init_model.h"
+#include "rewards/builtin.h"
+#include "rewards/model_reward.h"
 
 namespace ponder::train {
 
@@ -20,6 +22,30 @@ std::string fresh_run_dir(const std::string& run_dir) {
   if (dir != run_dir)
     log::info("{} holds an earlier run (resume it with --resume); writing to {}", run_dir, dir);
   return dir;
+}
+
+std::vector<datasets::Example> heldout_examples(const DataSection& data, std::int64_t seed) {
+  if (data.task == "arithmetic")
+    return datasets::arithmetic_examples(static_cast<std::uint64_t>(seed) + 7919,
+                                         static_cast<std::size_t>(data.eval_size), data.digits,
+                                         data.worked_fraction);
+  if (data.task != "gsm8k" && data.task != "math")
+    throw Error("data.task: unsupported value '" + data.task +
+                "' (expected one of: arithmetic, gsm8k, math)");
+  if (data.eval_file.empty()) throw Error("data.eval_file: required for " + data.task);
+  auto eval = (data.task == "gsm8k" ? datasets::load_gsm8k
+                                    : datasets::load_math)(under_data(data.eval_file));
+  if (static_cast<std::int64_t>(eval.size()) > data.eval_size) eval.resize(data.eval_size);
+  return eval;
+}
+
+const rewards::RewardRegistry& training_rewards() {
+  static const rewards::RewardRegistry registry = [] {
+    rewards::RewardRegistry r = rewards::builtin_rewards();
+    rewards::register_model_rewards(r);
+    return r;
+  }();
+  return registry;
 }
 
 ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,
