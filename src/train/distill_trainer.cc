@@ -52,11 +52,11 @@ struct Setup {
 // Prompt + response sequences packed for forward_hidden; rows are the positions whose next token
 // is a response token, in sequence order.
 struct Packed {
-  at::Tensor ids, positions, cu, rows;
+  at::Tensor ids, positions, cu, rows, targets;  // targets: the response tokens, row by row
 };
 
 Packed pack(const Sequences& prompts, const Sequences& responses) {
-  std::vector<std::int64_t> ids, positions, cu = {0}, rows;
+  std::vector<std::int64_t> ids, positions, cu = {0}, rows, targets;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto base = static_cast<std::int64_t>(ids.size());
     const auto prompt = static_cast<std::int64_t>(prompts[i].size());
@@ -67,17 +67,21 @@ Packed pack(const Sequences& prompts, const Sequences& responses) {
     cu.push_back(static_cast<std::int64_t>(ids.size()));
     for (std::size_t t = 0; t < responses[i].size(); ++t)
       rows.push_back(base + prompt - 1 + static_cast<std::int64_t>(t));
+    targets.insert(targets.end(), responses[i].begin(), responses[i].end());
   }
   return {at::tensor(ids, at::kLong), at::tensor(positions, at::kLong), at::tensor(cu, at::kLong),
-          at::tensor(rows, at::kLong)};
+          at::tensor(rows, at::kLong), at::tensor(targets, at::kLong)};
 }
 
-// The teacher's top-k at every response token of the sequences.
+// The teacher's top-k at every response token of the sequences; `sampled` (when given) receives
+// the teacher's log-prob of each response token.
 TeacherTopK teacher_topk(model::CausalLM& teacher, const Sequences& prompts,
-                         const Sequences& responses, std::int64_t k) {
+                         const Sequences& responses, std::int64_t k,
+                         at::Tensor* sampled = nullptr) {
   c10::NoGradGuard no_grad;
   const Packed p = pack(prompts, responses);
   const at::Tensor hidden = teacher.forward_hidden(p.ids, p.positions, p.cu);
+  if (sampled) *sampled = teacher.token_logprobs(hidden.index_select(0, p.rows), p.targets);
   std::vector<at::Tensor> ids, logprobs, tails;
   for (std::int64_t start = 0; start < p.rows.numel(); start += kLogitRowsPerChunk) {
     const at::Tensor rows =
@@ -280,8 +284,11 @@ NextBatch on_policy_batches(Setup& s) {
       b.prompts.push_back(requests[c.request].prompt_ids);
       b.responses.push_back(std::move(c.ids));
     }
-    b.teacher = teacher_topk(*s.teacher, b.prompts, b.responses, r.top_k);
+    at::Tensor sampled;
+    b.teacher = teacher_topk(*s.teacher, b.prompts, b.responses, r.top_k, &sampled);
     b.metrics["on_policy/response_tokens"] = tokens / std::max(samples, 1.0);
+    // How much the teacher likes what the student says: rises as the student imitates it.
+    b.metrics["on_policy/teacher_logprob"] = sampled.numel() ? sampled.mean().item<double>() : 0;
     return b;
   };
 }
