@@ -31,7 +31,8 @@ namespace {
 
 using Sequences = std::vector<std::vector<std::int64_t>>;
 
-constexpr std::int64_t kLogitRowsPerChunk = 2048;  // bounds the [rows, vocab] FP32 teacher logits
+// Bounds the teacher's packed forward (dense attention over the pack) and its [rows, vocab] logits.
+constexpr std::int64_t kTeacherTokensPerForward = 4096;
 
 struct Setup {
   const DistillRecipe& recipe;
@@ -73,25 +74,33 @@ Packed pack(const Sequences& prompts, const Sequences& responses) {
           at::tensor(rows, at::kLong), at::tensor(targets, at::kLong)};
 }
 
-// The teacher's top-k at every response token of the sequences; `sampled` (when given) receives
-// the teacher's log-prob of each response token.
+// The teacher's top-k at every response token of the sequences, from packed forwards of at most
+// kTeacherTokensPerForward tokens; `sampled` (when given) receives the teacher's log-prob of each
+// response token.
 TeacherTopK teacher_topk(model::CausalLM& teacher, const Sequences& prompts,
                          const Sequences& responses, std::int64_t k,
                          at::Tensor* sampled = nullptr) {
   c10::NoGradGuard no_grad;
-  const Packed p = pack(prompts, responses);
-  const at::Tensor hidden = teacher.forward_hidden(p.ids, p.positions, p.cu);
-  if (sampled) *sampled = teacher.token_logprobs(hidden.index_select(0, p.rows), p.targets);
-  std::vector<at::Tensor> ids, logprobs, tails;
-  for (std::int64_t start = 0; start < p.rows.numel(); start += kLogitRowsPerChunk) {
-    const at::Tensor rows =
-        p.rows.narrow(0, start, std::min(kLogitRowsPerChunk, p.rows.numel() - start));
-    const auto top = top_k_of(teacher.logits(hidden.index_select(0, rows)).log_softmax(-1), k);
+  std::vector<at::Tensor> ids, logprobs, tails, token_logprobs;
+  for (std::size_t start = 0; start < prompts.size();) {
+    std::size_t end = start;
+    for (std::int64_t tokens = 0; end < prompts.size(); ++end) {
+      tokens += static_cast<std::int64_t>(prompts[end].size() + responses[end].size());
+      if (end > start && tokens > kTeacherTokensPerForward) break;
+    }
+    const Packed p = pack({prompts.begin() + start, prompts.begin() + end},
+                          {responses.begin() + start, responses.begin() + end});
+    const at::Tensor hidden =
+        teacher.forward_hidden(p.ids, p.positions, p.cu).index_select(0, p.rows);
+    const auto top = top_k_of(teacher.logits(hidden).log_softmax(-1), k);
     ids.push_back(top.ids);
     logprobs.push_back(top.logprobs);
     tails.push_back(top.tail);
+    if (sampled) token_logprobs.push_back(teacher.token_logprobs(hidden, p.targets));
+    start = end;
   }
   if (ids.empty()) return {at::zeros({0, k}, at::kLong), at::zeros({0, k}), at::zeros({0})};
+  if (sampled) *sampled = at::cat(token_logprobs);
   return {at::cat(ids), at::cat(logprobs), at::cat(tails)};
 }
 
