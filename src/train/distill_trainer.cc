@@ -335,11 +335,10 @@ std::pair<double, std::filesystem::path> train_student(Setup& s, const NextBatch
   }
   progress.finish();
   s.store.flush();
-  const auto dir = save_checkpoint(r.run_dir, {*s.student,
-                                               s.trainable_names,
-                                               optimizer,
-                                               {.step = r.train.steps, .accuracy = accuracy},
-                                               s.tokenizer_dir});
+  const AdamWState moments{optimizer.exp_avg(), optimizer.exp_avg_sq(), optimizer.steps()};
+  const TrainerState state{.step = r.train.steps, .accuracy = accuracy};
+  const auto dir =
+      save_checkpoint(r.run_dir, {*s.student, s.trainable_names, moments, state, s.tokenizer_dir});
   s.store.log_checkpoint({.step = r.train.steps, .path = dir.string()});
   return {accuracy, dir};
 }
