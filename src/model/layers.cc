@@ -6,6 +6,8 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "kernels/fp8.h"
+#include "model/fp8_linear.h"
 
 namespace ponder::model {
 namespace {
@@ -37,12 +39,29 @@ at::Tensor yarn_inv_freq(const ModelConfig& c, std::int64_t dim) {
 }  // namespace
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return bias ? at::linear(x, weight, *bias) : at::linear(x, weight);
+  at::Tensor y;
+  if (weight_scale_inv) {
+    y = fp8_linear_prequantized(x, weight, *weight_scale_inv);
+  } else if (precision == LinearPrecision::kFp8) {
+    y = fp8_linear(x, weight);
+  } else if (precision == LinearPrecision::kBf16) {
+    y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(x.scalar_type());
+  } else {
+    return bias ? at::linear(x, weight, *bias) : at::linear(x, weight);
+  }
+  return bias ? y + bias->to(y.scalar_type()) : y;
+}
+
+at::Tensor Linear::dense_weight(at::ScalarType dtype) const {
+  if (!weight_scale_inv) return weight;
+  return kernels::dequantize_fp8(
+      {weight, weight_scale_inv->to(at::kFloat), kernels::Fp8Scaling::kBlock128x128}, dtype);
 }
 
 Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
                    const std::string& prefix) {
-  return Linear{get(prefix + ".weight"), find(prefix + ".bias")};
+  return Linear{get(prefix + ".weight"), find(prefix + ".weight_scale_inv"),
+                find(prefix + ".bias")};
 }
 
 Rotary::Rotary(const ModelConfig& c, std::int64_t dim) {
@@ -75,6 +94,10 @@ at::Tensor apply_rotary_interleaved(const at::Tensor& x, const RotaryTables& t) 
 
 at::Tensor Mlp::operator()(const at::Tensor& x) const {
   return down(kernels::swiglu(gate(x), up(x)));
+}
+
+void Mlp::for_each_linear(const LinearVisitor& visit) {
+  for (Linear* l : {&gate, &up, &down}) visit(*l);
 }
 
 Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix) {
@@ -128,14 +151,19 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
   return shared ? out + (*shared)(x) : out;
 }
 
+void Moe::for_each_linear(const LinearVisitor& visit) {
+  for (Mlp& expert : experts) expert.for_each_linear(visit);
+  if (shared) shared->for_each_linear(visit);
+}
+
 Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,
              const std::string& prefix) {
   Moe moe;
   moe.config = &config;
   moe.gate = get(prefix + ".gate.weight");
   moe.correction_bias = find(prefix + ".gate.e_score_correction_bias");
-  moe.training_load =
-      std::make_shared<at::Tensor>(at::zeros({config.n_routed_experts}, at::kDouble));
+  moe.training_load = std::make_shared<at::Tensor>(at::zeros(
+      {config.n_routed_experts}, at::TensorOptions(at::kDouble).device(moe.gate.device())));
   for (std::int64_t e = 0; e < config.n_routed_experts; ++e)
     moe.experts.push_back(make_mlp(get, find, prefix + ".experts." + std::to_string(e)));
   if (config.n_shared_experts > 0) moe.shared = make_mlp(get, find, prefix + ".shared_experts");

@@ -23,10 +23,16 @@ using kernels::rms_norm;
 using ParamLookup = std::function<at::Tensor(const std::string& name)>;
 using OptionalParamLookup = std::function<std::optional<at::Tensor>(const std::string& name)>;
 
+// A linear layer y = x W^T (+ b). Its GEMM runs at `precision`; a weight kept as FP8 from a
+// DeepSeek-V3 checkpoint (with weight_scale_inv) always runs the FP8 path.
 struct Linear {
-  at::Tensor weight;  // [out, in]
+  at::Tensor weight;                           // [out, in]
+  std::optional<at::Tensor> weight_scale_inv;  // [ceil(out/128), ceil(in/128)] for FP8 weights
   std::optional<at::Tensor> bias;
+  LinearPrecision precision = LinearPrecision::kNative;
   at::Tensor operator()(const at::Tensor& x) const;
+  // The weight itself, or dequantised to dtype when kept as FP8: for the absorbed MLA math.
+  at::Tensor dense_weight(at::ScalarType dtype) const;
 };
 
 Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
@@ -53,9 +59,12 @@ class Rotary {
 at::Tensor apply_rotary_half(const at::Tensor& x, const RotaryTables& t);
 at::Tensor apply_rotary_interleaved(const at::Tensor& x, const RotaryTables& t);
 
+using LinearVisitor = std::function<void(Linear&)>;
+
 struct Mlp {
   Linear gate, up, down;
   at::Tensor operator()(const at::Tensor& x) const;
+  void for_each_linear(const LinearVisitor& visit);
 };
 
 Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix);
@@ -76,6 +85,8 @@ struct Moe {
   std::shared_ptr<at::Tensor> training_load;
   MoeRouting route(const at::Tensor& x) const;
   at::Tensor operator()(const at::Tensor& x) const;
+  // The experts' linears (the router `gate` is not a Linear: it stays in high precision).
+  void for_each_linear(const LinearVisitor& visit);
 };
 
 Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,

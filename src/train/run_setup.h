@@ -7,6 +7,7 @@
 #include <string>
 
 #include "datasets/task.h"
+#include "model/causal_lm.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "rewards/reward.h"
@@ -40,6 +41,9 @@ const rewards::RewardRegistry& training_rewards();
 // `name` parsed, or (empty) detected from the tokenizer directory's tokenizer_config.json.
 model::ChatFormat resolve_chat_format(const std::string& name,
                                       const std::filesystem::path& tokenizer_dir);
+
+// train.precision as the model's linear-layer precision; unknown names throw.
+model::LinearPrecision linear_precision(const TrainSection& train);
 
 // The EOS id of the tokenizer, else of the model config; throws when neither defines one.
 std::int64_t resolve_eos(const model::Tokenizer& tokenizer, const std::optional<std::int64_t>& eos);
