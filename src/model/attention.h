@@ -22,6 +22,7 @@ struct PagedStep {
   at::Tensor decode_rows;            // [D] rows of the step's tokens that decode one token
   at::Tensor decode_tables;          // [D, max_blocks] their block tables
   at::Tensor decode_valid;           // [D, decode_context] key position < context length
+  at::Tensor decode_lens;            // [D] their context lengths
   std::int64_t decode_context = 0;   // longest decoding context
 
   static PagedStep from(const StepBatch& batch);

@@ -87,8 +87,8 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
                         c.qk_rope_head_dim == kernels::kMlaRope &&
                         kernels::mla_decode_supported(query, cache[0]);
     const at::Tensor out_latent =
-        kernel ? kernels::mla_decode_cuda(query, cache[0], step.decode_tables,
-                                          step.decode_valid.sum(1), scale_)
+        kernel ? kernels::mla_decode_cuda(query, cache[0], step.decode_tables, step.decode_lens,
+                                          scale_, 0, /*check_inputs=*/false)
                : kernels::mla_decode_reference(
                      query,
                      gather_padded_pages(cache[0], step.decode_tables, step.decode_valid)
