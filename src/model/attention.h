@@ -64,6 +64,9 @@ class MlaAttention {
     at::Tensor k_rope;  // [T, rope] (rotated)
   };
   Projected project(const at::Tensor& x, const RotaryTables& rot) const;
+  // Attention of decoding rows over their pages, then W_UV: [D, h, v_head_dim].
+  at::Tensor decode(const at::Tensor& q_latent, const at::Tensor& q_rope, const PagedStep& step,
+                    const at::Tensor& cache, const at::Tensor& w_uv) const;
 
   const ModelConfig* c_;
   std::optional<Linear> q_proj_, q_a_proj_, q_b_proj_;

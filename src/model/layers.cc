@@ -2,6 +2,7 @@
 
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <numbers>
@@ -136,24 +137,66 @@ at::Tensor Moe::routed_loop(const at::Tensor& x, const MoeRouting& routing) cons
   return out;
 }
 
-at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing) const {
-  const std::int64_t tokens = x.size(0), k = routing.experts.size(1);
-  const std::int64_t num = stacked->gate_up.size(0), inner = stacked->down.size(2);
-  // (token, choice) pairs sorted by expert; ends[e] = pairs routed to experts 0..e
+namespace {
+
+// (token, choice) pairs sorted by expert: order [T k] of pair indices, experts[order] and ends[e]
+// = pairs routed to experts 0..e (int32, the grouped GEMM's offsets).
+struct ExpertOrder {
+  at::Tensor order, sorted, ends;
+};
+
+ExpertOrder sort_by_expert(const MoeRouting& routing, std::int64_t experts) {
   const at::Tensor flat = routing.experts.reshape(-1);
   const at::Tensor order = std::get<1>(at::sort(flat, std::optional<bool>(true), 0));
-  const at::Tensor ends = at::searchsorted(flat.index_select(0, order),
-                                           at::arange(num, flat.options()), /*out_int32=*/true,
-                                           /*right=*/true);
-  const at::Tensor rows = x.index_select(0, at::floor_divide(order, k));
-  const at::Tensor gate_up = at::_grouped_mm(rows, stacked->gate_up.transpose(1, 2), ends);
+  const at::Tensor sorted = flat.index_select(0, order);
+  return {order, sorted,
+          at::searchsorted(sorted, at::arange(experts, flat.options()), /*out_int32=*/true,
+                           /*right=*/true)};
+}
+
+// Expert outputs y [T k, hidden] in sorted order back to (token, choice) order, then each token's
+// weighted sum over its k experts.
+at::Tensor combine(const at::Tensor& y, const at::Tensor& order, const MoeRouting& routing) {
+  const std::int64_t k = routing.experts.size(1);
+  const at::Tensor unsorted = at::empty_like(y).index_copy_(0, order, y);
+  return (unsorted.view({-1, k, y.size(1)}) * routing.weights.to(y.scalar_type()).unsqueeze(-1))
+      .sum(1);
+}
+
+}  // namespace
+
+at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing) const {
+  const std::int64_t inner = stacked->down.size(2);
+  const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
+  const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
+  const at::Tensor gate_up = at::_grouped_mm(rows, stacked->gate_up.transpose(1, 2), o.ends);
   const at::Tensor hidden =
       kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
-  const at::Tensor y = at::_grouped_mm(hidden, stacked->down.transpose(1, 2), ends);
-  // back to (token, choice) order, then each token's weighted sum over its k experts
-  const at::Tensor unsorted = at::empty_like(y).index_copy_(0, order, y);
-  return (unsorted.view({tokens, k, x.size(1)}) * routing.weights.to(x.scalar_type()).unsqueeze(-1))
-      .sum(1);
+  return combine(at::_grouped_mm(hidden, stacked->down.transpose(1, 2), o.ends), o.order, routing);
+}
+
+at::Tensor Moe::routed_padded(const at::Tensor& x, const MoeRouting& routing) const {
+  const std::int64_t num = stacked->gate_up.size(0), inner = stacked->down.size(2);
+  const std::int64_t hidden_size = x.size(1);
+  const ExpertOrder o = sort_by_expert(routing, num);
+  const at::Tensor ends = o.ends.to(at::kLong);
+  const at::Tensor counts = at::diff(ends, 1, 0, ends.new_zeros({1}));
+  const std::int64_t capacity = std::max<std::int64_t>(1, counts.max().item<std::int64_t>());
+  // slot of each sorted pair in the padded [experts, capacity] layout
+  const at::Tensor rank =
+      at::arange(o.sorted.size(0), o.sorted.options()) - (ends - counts).index_select(0, o.sorted);
+  const at::Tensor slot = o.sorted * capacity + rank;
+  const at::Tensor padded =
+      at::zeros({num * capacity, hidden_size}, x.options())
+          .index_copy_(0, slot,
+                       x.index_select(0, at::floor_divide(o.order, routing.experts.size(1))));
+  const at::Tensor gate_up =
+      at::bmm(padded.view({num, capacity, hidden_size}), stacked->gate_up.transpose(1, 2))
+          .view({num * capacity, 2 * inner});
+  const at::Tensor hidden =
+      kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
+  const at::Tensor y = at::bmm(hidden.view({num, capacity, inner}), stacked->down.transpose(1, 2));
+  return combine(y.view({num * capacity, hidden_size}).index_select(0, slot), o.order, routing);
 }
 
 std::optional<StackedExperts> stack_experts(

@@ -1,6 +1,6 @@
 // The grouped MoE path on the GPU (BF16 tokens sorted by expert through torch's grouped GEMM)
-// against the CPU per-expert loop in FP32: one layer with the same routing, and a whole tiny
-// DeepSeek model's inference forward against the CPU training forward.
+// against the CPU per-expert loop in FP32 for one layer with the same routing, and a whole tiny
+// DeepSeek model's BF16 inference forward against its training forward (per-expert loop) there.
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
@@ -50,18 +50,22 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
     const model::MoeRouting on_gpu{routing.weights.to(at::kCUDA), routing.experts.to(at::kCUDA)};
     const at::Tensor got = gpu_layer.routed_grouped(x.to(at::kCUDA, at::kBFloat16), on_gpu);
     EXPECT_LT(testing::relative_error(got, want), 1e-2) << tokens << " tokens";
+    const at::Tensor padded = gpu_layer.routed_padded(x.to(at::kCUDA, at::kBFloat16), on_gpu);
+    EXPECT_LT(testing::relative_error(padded, want), 1e-2) << tokens << " tokens, padded";
   }
+  // Whole model in BF16 on the GPU: inference forward (grouped experts) against the training
+  // forward (per-expert loop, every other op the same).
   const std::vector<std::int64_t> ids = {5, 17, 99, 1024, 7, 3, 250, 11, 42, 8, 300, 301, 302};
-  const at::Tensor input = at::tensor(ids, at::kLong);
-  const at::Tensor positions = at::cat({at::arange(10, at::kLong), at::arange(3, at::kLong)});
-  const at::Tensor cu = at::tensor(std::vector<std::int64_t>{0, 10, 13}, at::kLong);
+  const at::Tensor input = at::tensor(ids, at::kLong).to(at::kCUDA);
+  const at::Tensor positions =
+      at::cat({at::arange(10, at::kLong), at::arange(3, at::kLong)}).to(at::kCUDA);
+  const at::Tensor cu = at::tensor(std::vector<std::int64_t>{0, 10, 13}, at::kLong).to(at::kCUDA);
   const at::Tensor want = [&] {
     c10::AutoGradMode training(true);
-    return cpu->forward_hidden(input, positions, cu).detach();
+    return gpu->forward_hidden(input, positions, cu).detach();
   }();
-  const at::Tensor got =
-      gpu->forward_hidden(input.to(at::kCUDA), positions.to(at::kCUDA), cu.to(at::kCUDA));
-  EXPECT_LT(testing::relative_error(got, want), 3e-2);
+  const at::Tensor got = gpu->forward_hidden(input, positions, cu);
+  EXPECT_LT(testing::relative_error(got, want), 1e-2);
 }
 
 }  // namespace
