@@ -78,9 +78,9 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
   const at::Tensor w1 = at::randn({h, 2 * k * inner}, opts), w2 = at::randn({k * inner, h}, opts);
   fmt::print("\n{}: hidden {}, {} experts x inner {}, top-{}, {} shared (BF16)\n", preset, h,
              c.n_routed_experts, inner, k, c.n_shared_experts);
-  fmt::print("{:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} | {:>11} {:>7} | {:>13} {:>7} | {:>9}\n",
-             "tokens", "dense ms", "grouped", "padded", "loop", "layer", "layer tok/s", "TFLOP/s",
-             "vs dense g/p", "vs loop", "exp. GB/s");
+  fmt::print("{:>6} | {:>8} {:>8} {:>8} {:>8} | {:>11} {:>7} | {:>8} {:>7} | {:>9}\n", "tokens",
+             "dense ms", "grouped", "loop", "layer", "layer tok/s", "TFLOP/s", "vs dense",
+             "vs loop", "exp. GB/s");
   for (const std::int64_t t : token_counts) {
     const at::Tensor x = at::randn({t, h}, opts);
     const auto routing = layer->moe.route(x);
@@ -90,8 +90,6 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
     const double grouped =
         median_seconds([&] { return layer->moe.routed_grouped(x, routing); }, reps);
     const double loop = median_seconds([&] { return layer->moe.routed_loop(x, routing); }, 3);
-    const double padded =
-        median_seconds([&] { return layer->moe.routed_padded(x, routing); }, reps);
     const double full = median_seconds([&] { return layer->moe(x); }, reps);
     const double flops = 6.0 * static_cast<double>(t * k * h * inner);
     // weights of the experts that received at least one token, read once
@@ -101,11 +99,10 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
                                .item<double>();
     const double expert_bytes = touched * 3.0 * static_cast<double>(h * inner) * 2;
     fmt::print(
-        "{:>6} | {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} | {:>11.0f} {:>7.1f} | {:>6.2f} "
-        "{:>6.2f} {:>6.1f}x | {:>9.0f}\n",
-        t, dense * 1e3, grouped * 1e3, padded * 1e3, loop * 1e3, full * 1e3,
-        static_cast<double>(t) / full, flops / grouped / 1e12, dense / grouped, dense / padded,
-        loop / grouped, expert_bytes / grouped / 1e9);
+        "{:>6} | {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} | {:>11.0f} {:>7.1f} | {:>8.2f} {:>6.1f}x | "
+        "{:>9.0f}\n",
+        t, dense * 1e3, grouped * 1e3, loop * 1e3, full * 1e3, static_cast<double>(t) / full,
+        flops / grouped / 1e12, dense / grouped, loop / grouped, expert_bytes / grouped / 1e9);
   }
 }
 
@@ -123,11 +120,9 @@ int main(int argc, char** argv) {
   c10::NoGradGuard no_grad;
   fmt::print(
       "ms = median wall time of a synced call; dense = two BF16 GEMMs with the routed experts' "
-      "FLOPs (6 T k hidden inner); grouped/padded/loop = routed experts only (routing given; "
-      "padded = batched GEMMs over a [experts, max tokens per expert] layout); layer = "
-      "routing + grouped routed experts + shared experts; vs dense g/p = dense ms / grouped ms and "
-      "/ padded ms; TFLOP/s of the grouped path; "
-      "expert GB/s = weights of the experts hit / grouped time\n");
+      "FLOPs (6 T k hidden inner); grouped/loop = routed experts only (routing given); layer = "
+      "routing + grouped routed experts + shared experts; TFLOP/s of the grouped path; vs dense "
+      "= dense ms / grouped ms; expert GB/s = weights of the experts hit / grouped time\n");
   try {
     bench_shape("deepseek-v2-lite", tokens);
     bench_shape("deepseek-v3", tokens);

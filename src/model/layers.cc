@@ -2,7 +2,6 @@
 
 #include <c10/core/GradMode.h>
 
-#include <algorithm>
 #include <cmath>
 #include <map>
 #include <numbers>
@@ -175,30 +174,6 @@ at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing) c
   return combine(at::_grouped_mm(hidden, stacked->down.transpose(1, 2), o.ends), o.order, routing);
 }
 
-at::Tensor Moe::routed_padded(const at::Tensor& x, const MoeRouting& routing) const {
-  const std::int64_t num = stacked->gate_up.size(0), inner = stacked->down.size(2);
-  const std::int64_t hidden_size = x.size(1);
-  const ExpertOrder o = sort_by_expert(routing, num);
-  const at::Tensor ends = o.ends.to(at::kLong);
-  const at::Tensor counts = at::diff(ends, 1, 0, ends.new_zeros({1}));
-  const std::int64_t capacity = std::max<std::int64_t>(1, counts.max().item<std::int64_t>());
-  // slot of each sorted pair in the padded [experts, capacity] layout
-  const at::Tensor rank =
-      at::arange(o.sorted.size(0), o.sorted.options()) - (ends - counts).index_select(0, o.sorted);
-  const at::Tensor slot = o.sorted * capacity + rank;
-  const at::Tensor padded =
-      at::zeros({num * capacity, hidden_size}, x.options())
-          .index_copy_(0, slot,
-                       x.index_select(0, at::floor_divide(o.order, routing.experts.size(1))));
-  const at::Tensor gate_up =
-      at::bmm(padded.view({num, capacity, hidden_size}), stacked->gate_up.transpose(1, 2))
-          .view({num * capacity, 2 * inner});
-  const at::Tensor hidden =
-      kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
-  const at::Tensor y = at::bmm(hidden.view({num, capacity, inner}), stacked->down.transpose(1, 2));
-  return combine(y.view({num * capacity, hidden_size}).index_select(0, slot), o.order, routing);
-}
-
 std::optional<StackedExperts> stack_experts(
     const ModelConfig& config, const std::string& prefix,
     std::vector<std::pair<std::string, at::Tensor>>& params) {
@@ -239,8 +214,8 @@ Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalPa
   moe.config = &config;
   moe.gate = get(prefix + ".gate.weight");
   moe.correction_bias = find(prefix + ".gate.e_score_correction_bias");
-  moe.training_load =
-      std::make_shared<at::Tensor>(at::zeros({config.n_routed_experts}, at::kDouble));
+  moe.training_load = std::make_shared<at::Tensor>(at::zeros(
+      {config.n_routed_experts}, at::TensorOptions(at::kDouble).device(moe.gate.device())));
   for (std::int64_t e = 0; e < config.n_routed_experts; ++e)
     moe.experts.push_back(make_mlp(get, find, prefix + ".experts." + std::to_string(e)));
   moe.stacked = std::move(stacked);

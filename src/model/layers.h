@@ -89,9 +89,6 @@ struct Moe {
   // sync per expert) and tokens sorted by expert through two grouped GEMMs (no host sync).
   at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;
   at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing) const;
-  // The same through batched GEMMs over a [experts, max tokens per expert] padded layout (one host
-  // sync for the padding); measured against the grouped path by bench_moe.
-  at::Tensor routed_padded(const at::Tensor& x, const MoeRouting& routing) const;
 };
 
 // Moves the routed experts of the MoE layer at `prefix` (HF names, no biases) into one

@@ -50,8 +50,6 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
     const model::MoeRouting on_gpu{routing.weights.to(at::kCUDA), routing.experts.to(at::kCUDA)};
     const at::Tensor got = gpu_layer.routed_grouped(x.to(at::kCUDA, at::kBFloat16), on_gpu);
     EXPECT_LT(testing::relative_error(got, want), 1e-2) << tokens << " tokens";
-    const at::Tensor padded = gpu_layer.routed_padded(x.to(at::kCUDA, at::kBFloat16), on_gpu);
-    EXPECT_LT(testing::relative_error(padded, want), 1e-2) << tokens << " tokens, padded";
   }
   // Whole model in BF16 on the GPU: inference forward (grouped experts) against the training
   // forward (per-expert loop, every other op the same).
