@@ -1,5 +1,7 @@
 #include <fmt/core.h>
 
+#include <optional>
+
 #include "cli/commands.h"
 #include "core/error.h"
 #include "train/sft_trainer.h"
@@ -12,22 +14,25 @@ void add_sft_command(CLI::App& app) {
   static std::string recipe;
   static std::vector<std::string> overrides;
   static std::string resume;
+  static int nproc = 1;
   cmd->add_option("recipe", recipe, "SFT recipe JSON file");
   cmd->add_option("--set", overrides, "Override a recipe field: --set optim.lr=1e-5 (repeatable)");
   cmd->add_option("--resume", resume, "Continue the run in RUN_DIR from its last checkpoint");
+  add_nproc_option(*cmd, nproc);
   cmd->callback([] {
-    train::SftSummary summary;
-    if (!resume.empty()) {
-      if (!recipe.empty() || !overrides.empty())
-        throw Error("sft --resume RUN_DIR takes the recipe stored in the run; drop RECIPE/--set");
-      summary = train::resume_sft(resume);
-    } else {
-      if (recipe.empty()) throw Error("sft: a RECIPE file is required");
-      summary = train::run_sft(train::load_sft_recipe(recipe, overrides));
-    }
-    fmt::print("sft: {} steps, train loss {:.4f} nats/token, held-out loss {:.4f} nats/token\n",
-               summary.steps, summary.train_loss, summary.eval_loss);
-    fmt::print("model: {}\nreport: {}\n", summary.checkpoint.string(), summary.report.string());
+    if (!resume.empty() && (!recipe.empty() || !overrides.empty()))
+      throw Error("sft --resume RUN_DIR takes the recipe stored in the run; drop RECIPE/--set");
+    if (resume.empty() && recipe.empty()) throw Error("sft: a RECIPE file is required");
+    std::optional<train::SftRecipe> r;  // checked before any rank starts
+    if (resume.empty()) r = train::load_sft_recipe(recipe, overrides);
+    run_ranks(nproc, [&r](dist::ProcessGroup& group) {
+      const train::SftSummary summary =
+          r ? train::run_sft(*r, group) : train::resume_sft(resume, group);
+      if (!group.is_main()) return;
+      fmt::print("sft: {} steps, train loss {:.4f} nats/token, held-out loss {:.4f} nats/token\n",
+                 summary.steps, summary.train_loss, summary.eval_loss);
+      fmt::print("model: {}\nreport: {}\n", summary.checkpoint.string(), summary.report.string());
+    });
   });
 }
 

@@ -1,8 +1,19 @@
 #include "cli/commands.h"
 
 namespace ponder::cli {
+namespace {
+
+std::vector<std::string>& saved_command_line() {
+  static std::vector<std::string> args;
+  return args;
+}
+
+}  // namespace
+
+const std::vector<std::string>& command_line() { return saved_command_line(); }
 
 int run(int argc, char** argv) {
+  saved_command_line().assign(argv, argv + argc);
   CLI::App app{
       "ponder: reasoning RL post-training in one binary.\n"
       "Typical flow: `ponder train RECIPE.json` runs GRPO and writes a run directory;\n"

@@ -3,10 +3,24 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dist/process_group.h"
 
 namespace ponder::cli {
 
 int run(int argc, char** argv);
+// The arguments `run` was called with (argv[0] first).
+const std::vector<std::string>& command_line();
+
+// Data-parallel commands (ranks.cc): `--nproc N` relaunches the command as N local ranks (CPU,
+// Gloo) and waits for them; otherwise `body` runs on this process's rank of the group torchrun's
+// environment describes (a group of one without it). Ranks other than 0 print errors only; an
+// error on one rank releases the group at once, so the others fail fast instead of waiting.
+void add_nproc_option(CLI::App& cmd, int& nproc);
+void run_ranks(int nproc, const std::function<void(dist::ProcessGroup&)>& body);
 
 // Each adds one sub-command (or group) to the app; defined in cmd_*.cc next to this file.
 void add_version_command(CLI::App& app);

@@ -1,5 +1,6 @@
 #include "core/log.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -8,17 +9,27 @@
 
 namespace ponder::log {
 
-Level current_level() {
-  static const Level level = [] {
-    const char* env = std::getenv("PONDER_LOG");
-    if (!env) return Level::kInfo;
-    if (!std::strcmp(env, "debug")) return Level::kDebug;
-    if (!std::strcmp(env, "warn")) return Level::kWarn;
-    if (!std::strcmp(env, "error")) return Level::kError;
-    return Level::kInfo;
-  }();
+namespace {
+
+Level level_from_env() {
+  const char* env = std::getenv("PONDER_LOG");
+  if (!env) return Level::kInfo;
+  if (!std::strcmp(env, "debug")) return Level::kDebug;
+  if (!std::strcmp(env, "warn")) return Level::kWarn;
+  if (!std::strcmp(env, "error")) return Level::kError;
+  return Level::kInfo;
+}
+
+std::atomic<Level>& level_setting() {
+  static std::atomic<Level> level{level_from_env()};
   return level;
 }
+
+}  // namespace
+
+Level current_level() { return level_setting().load(std::memory_order_relaxed); }
+
+void set_level(Level level) { level_setting().store(level, std::memory_order_relaxed); }
 
 void write(Level level, std::string_view message) {
   static std::mutex mutex;

@@ -11,6 +11,8 @@ namespace ponder::log {
 enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 Level current_level();
+// Overrides PONDER_LOG for the rest of the process (e.g. ranks other than 0 show errors only).
+void set_level(Level level);
 void write(Level level, std::string_view message);
 
 template <typename... Args>
@@ -25,7 +27,8 @@ void info(fmt::format_string<Args...> f, Args&&... args) {
 }
 template <typename... Args>
 void warn(fmt::format_string<Args...> f, Args&&... args) {
-  write(Level::kWarn, fmt::format(f, std::forward<Args>(args)...));
+  if (current_level() <= Level::kWarn)
+    write(Level::kWarn, fmt::format(f, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void error(fmt::format_string<Args...> f, Args&&... args) {

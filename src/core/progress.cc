@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "core/log.h"
+
 namespace ponder {
 namespace {
 
@@ -54,6 +56,7 @@ void Progress::finish() {
 }
 
 void Progress::render(bool final) {
+  if (log::current_level() > log::Level::kInfo) return;
   last_render_ = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(last_render_ - start_).count();
   const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;

@@ -1,5 +1,6 @@
 // Progress reporting for long work (load, generate, train, eval): a live bar on a terminal,
-// plain periodic lines otherwise (CI logs, pipes), both with rate and ETA.
+// plain periodic lines otherwise (CI logs, pipes), both with rate and ETA; nothing when the log
+// level hides info (PONDER_LOG=warn|error, ranks other than 0).
 #pragma once
 
 #include <chrono>

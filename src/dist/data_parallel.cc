@@ -107,6 +107,44 @@ double DataParallel::step(double lr, double max_norm) {
   return norm;
 }
 
+std::vector<at::Tensor> DataParallel::gather_moments(const std::vector<at::Tensor>& shard_moments) {
+  at::Tensor shard = at::zeros({shard_size_}, shard_moments.empty() ? at::TensorOptions(at::kFloat)
+                                                                    : shard_moments[0].options());
+  for (std::size_t k = 0; k < segments_.size(); ++k)
+    shard.narrow(0, segments_[k].shard_offset, segments_[k].length).copy_(shard_moments[k]);
+  at::Tensor flat = at::empty({shard_size_ * group_.world_size()}, shard.options());
+  group_.all_gather(flat, shard);
+  std::vector<at::Tensor> full;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    full.push_back(flat.narrow(0, offsets_[i], params_[i].numel()).view(params_[i].sizes()));
+  return full;
+}
+
+train::AdamWState DataParallel::full_state() {
+  return {gather_moments(optimizer_.exp_avg()), gather_moments(optimizer_.exp_avg_sq()),
+          optimizer_.steps()};
+}
+
+void DataParallel::load_state(const train::AdamWState& state) {
+  if (state.exp_avg.size() != params_.size() || state.exp_avg_sq.size() != params_.size())
+    throw Error(fmt::format("dist::DataParallel: optimizer state for {} parameters, expected {}",
+                            state.exp_avg.size(), params_.size()));
+  for (std::size_t k = 0; k < segments_.size(); ++k) {
+    const Segment& s = segments_[k];
+    for (auto [full, shard] : {std::pair{&state.exp_avg, &optimizer_.exp_avg()},
+                               std::pair{&state.exp_avg_sq, &optimizer_.exp_avg_sq()}}) {
+      const at::Tensor& source = (*full)[s.param];
+      if (source.numel() != params_[s.param].numel())
+        throw Error(
+            fmt::format("dist::DataParallel: optimizer state of parameter {} has {} "
+                        "elements, expected {}",
+                        s.param, source.numel(), params_[s.param].numel()));
+      (*shard)[k].copy_(source.reshape(-1).narrow(0, s.param_offset, s.length));
+    }
+  }
+  optimizer_.set_steps(state.steps);
+}
+
 void DataParallel::zero_grad() {
   for (auto& p : params_)
     if (p.grad().defined()) p.mutable_grad() = at::Tensor();

@@ -32,6 +32,12 @@ class DataParallel {
   void zero_grad();
   std::int64_t steps() const { return optimizer_.steps(); }
 
+  // Collective: the AdamW state of every parameter in full (each rank's shard all-gathered), for
+  // a checkpoint that any number of processes can resume from.
+  train::AdamWState full_state();
+  // Takes this rank's shard of a full state (as full_state returns or a checkpoint holds).
+  void load_state(const train::AdamWState& state);
+
   // Elements [shard_begin, shard_end) of the flat parameter vector belong to this rank.
   std::int64_t shard_begin() const { return shard_begin_; }
   std::int64_t shard_end() const { return shard_begin_ + shard_size_; }
@@ -47,6 +53,8 @@ class DataParallel {
   void pack(at::Tensor& flat) const;
   void unpack(const at::Tensor& flat);
   at::Tensor reduced_gradient_flags();
+  // One moment list of the shard optimizer gathered into full parameter-shaped tensors.
+  std::vector<at::Tensor> gather_moments(const std::vector<at::Tensor>& shard_moments);
 
   ProcessGroup& group_;
   std::vector<at::Tensor> params_;

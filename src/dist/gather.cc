@@ -10,10 +10,29 @@ std::pair<std::int64_t, std::int64_t> shard_range(std::int64_t total, int rank, 
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
+std::pair<std::int64_t, std::int64_t> global_offset(ProcessGroup& group, std::int64_t count) {
+  at::Tensor counts = at::empty({group.world_size()}, at::kLong);
+  group.all_gather(counts, at::full({1}, count, at::kLong));
+  return {counts.narrow(0, 0, group.rank()).sum().item<std::int64_t>(),
+          counts.sum().item<std::int64_t>()};
+}
+
 double global_sum(ProcessGroup& group, double value) {
   at::Tensor t = at::full({1}, value, at::kDouble);
   group.all_reduce_sum(t);
   return t.item<double>();
+}
+
+std::vector<double> global_sums(ProcessGroup& group, const std::vector<double>& values) {
+  at::Tensor t = at::tensor(values, at::kDouble);
+  group.all_reduce_sum(t);
+  return {t.data_ptr<double>(), t.data_ptr<double>() + t.numel()};
+}
+
+double global_max(ProcessGroup& group, double value) {
+  at::Tensor all = at::empty({group.world_size()}, at::kDouble);
+  group.all_gather(all, at::full({1}, value, at::kDouble));
+  return all.max().item<double>();
 }
 
 namespace {
@@ -54,6 +73,11 @@ std::vector<std::string> all_gather_strings(ProcessGroup& group, const std::stri
     out.emplace_back(data, data + contiguous.numel());
   }
   return out;
+}
+
+std::string from_main(ProcessGroup& group, const std::string& value) {
+  if (group.world_size() == 1) return value;
+  return all_gather_strings(group, group.is_main() ? value : std::string())[0];
 }
 
 }  // namespace ponder::dist

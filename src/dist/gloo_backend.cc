@@ -2,7 +2,6 @@
 #include <string>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
-#include "core/error.h"
 #include "dist/backends.h"
 
 namespace ponder::dist::detail {
@@ -30,12 +29,5 @@ c10::intrusive_ptr<c10d::Backend> make_gloo_backend(const c10::intrusive_ptr<c10
   options->devices.push_back(gloo_device(env));
   return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
 }
-
-#ifndef PONDER_DIST_NCCL
-c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>&,
-                                                    const LaunchEnv&) {
-  throw Error("dist: this ponder was built without NCCL (needs nvcc and nccl.h at configure time)");
-}
-#endif
 
 }  // namespace ponder::dist::detail

@@ -157,6 +157,11 @@ void ProcessGroup::barrier() {
   run("barrier", [&](c10d::Backend& b) { return b.barrier(); });
 }
 
+void ProcessGroup::abort() {
+  failed_ = true;
+  shutdown();
+}
+
 void ProcessGroup::shutdown() {
   if (!impl_->backend) return;
   std::exception_ptr error;

@@ -56,6 +56,9 @@ class ProcessGroup {
   // Waits for every rank, then releases the backend and store; idempotent. After a failed
   // collective it skips the barrier (the peers may be gone).
   void shutdown();
+  // Releases the backend and store without waiting for the other ranks, after an error on this
+  // rank: they fail at their next collective instead of waiting for this one.
+  void abort();
 
  private:
   struct Impl;

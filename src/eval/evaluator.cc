@@ -239,7 +239,7 @@ TaskResult evaluate(const Generator& generator, const EvalTask& task, const Eval
     std::vector<engine::Request> requests;
     for (std::size_t i = first; i < last; ++i) {
       engine::SamplingParams params = options.sampling;
-      params.seed = options.sampling.seed + 0x9E3779B97F4A7C15ULL * (i + 1);
+      params.seed = options.sampling.seed + 0x9E3779B97F4A7C15ULL * (options.first_item + i + 1);
       const std::string prompt =
           model::render_chat(generator.format, {{"user", task.items[i].question}}, true);
       requests.push_back({generator.tokenizer.encode(prompt), options.n, params});

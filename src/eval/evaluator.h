@@ -37,6 +37,9 @@ struct EvalOptions {
   std::vector<std::int64_t> ks;       // pass@k / maj@k; empty: 1, 2, 4, ... < n, and n
   std::int64_t chunk_samples = 1024;  // samples per generate call; scoring overlaps the next
   std::int64_t step = 0;              // run store step of the metrics and samples
+  // Index of items[0] in the whole task when items are one process's shard of it: item i is
+  // sampled with seed sampling.seed + f(first_item + i), as in a one-process evaluation.
+  std::size_t first_item = 0;
   bool show_progress = true;
 };
 

@@ -74,6 +74,9 @@ class CausalLM {
   // call; inference is not counted): b_i += rate * sign(mean load - load_i). Returns the loads
   // [moe layers, experts] used; empty for models without a routing bias.
   virtual at::Tensor update_routing_bias(double rate) = 0;
+  // The load counters update_routing_bias reads (one [experts] FP64 tensor per MoE layer with a
+  // routing bias, shared with the model): data-parallel training sums them over ranks first.
+  virtual std::vector<at::Tensor> routing_loads() = 0;
 };
 
 // Loads a Hugging Face layout directory (config.json + safetensors).

@@ -200,6 +200,14 @@ at::Tensor TransformerLM::update_routing_bias(double rate) {
   return loads.empty() ? at::Tensor() : at::stack(loads);
 }
 
+std::vector<at::Tensor> TransformerLM::routing_loads() {
+  std::vector<at::Tensor> loads;
+  for (auto& layer : layers_)
+    if (auto* moe = std::get_if<Moe>(&layer.ffn); moe && moe->correction_bias)
+      loads.push_back(*moe->training_load);
+  return loads;
+}
+
 void save_causal_lm(CausalLM& model, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "config.json") << model.config().to_json().dump(2) << "\n";

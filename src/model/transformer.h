@@ -24,6 +24,7 @@ class TransformerLM : public CausalLM {
   at::Tensor logits(const at::Tensor& hidden) override;
   at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) override;
   at::Tensor update_routing_bias(double rate) override;
+  std::vector<at::Tensor> routing_loads() override;
 
  private:
   struct Layer {

@@ -15,6 +15,15 @@ AdamW::AdamW(std::vector<at::Tensor> params, AdamWOptions options)
   }
 }
 
+AdamWState adamw_state_like(const std::vector<at::Tensor>& params) {
+  AdamWState state;
+  for (const auto& p : params) {
+    state.exp_avg.push_back(at::zeros(p.sizes(), at::kFloat));
+    state.exp_avg_sq.push_back(at::zeros(p.sizes(), at::kFloat));
+  }
+  return state;
+}
+
 void AdamW::step(double lr) {
   c10::NoGradGuard no_grad;
   ++step_;

@@ -13,6 +13,16 @@ struct AdamWOptions {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
 };
 
+// Optimizer state in full (one FP32 moment tensor per parameter, parameter-shaped), as
+// checkpoints store it whatever the number of processes that trained.
+struct AdamWState {
+  std::vector<at::Tensor> exp_avg, exp_avg_sq;
+  std::int64_t steps = 0;
+};
+
+// Zero moments shaped like `params`, no steps.
+AdamWState adamw_state_like(const std::vector<at::Tensor>& params);
+
 class AdamW {
  public:
   AdamW(std::vector<at::Tensor> params, AdamWOptions options);

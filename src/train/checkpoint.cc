@@ -49,15 +49,15 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
   copy_tokenizer_files(contents.tokenizer_dir, temp_dir);
   std::vector<std::pair<std::string, at::Tensor>> moments;
   for (std::size_t i = 0; i < contents.trainable_names.size(); ++i) {
-    moments.emplace_back("exp_avg." + contents.trainable_names[i], contents.optimizer.exp_avg()[i]);
+    moments.emplace_back("exp_avg." + contents.trainable_names[i], contents.optimizer.exp_avg[i]);
     moments.emplace_back("exp_avg_sq." + contents.trainable_names[i],
-                         contents.optimizer.exp_avg_sq()[i]);
+                         contents.optimizer.exp_avg_sq[i]);
   }
   moments.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   model::write_safetensors_file(temp_dir / kOptimizerFile, moments);
   const nlohmann::json state = {{"step", contents.state.step},
                                 {"cursor", contents.state.cursor},
-                                {"optimizer_steps", contents.optimizer.steps()},
+                                {"optimizer_steps", contents.optimizer.steps},
                                 {"accuracy_before_rl", contents.state.accuracy_before_rl},
                                 {"accuracy", contents.state.accuracy}};
   std::ofstream(temp_dir / kStateFile) << state.dump(2) << "\n";
@@ -86,21 +86,22 @@ std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::pa
 }
 
 TrainerState load_trainer_state(const std::filesystem::path& checkpoint,
-                                const std::vector<std::string>& trainable_names, AdamW& optimizer) {
+                                const std::vector<std::string>& trainable_names,
+                                AdamWState& optimizer) {
   const nlohmann::json j = read_json_file(checkpoint / kStateFile);
   TrainerState state;
   try {
     state = {j.at("step").get<std::int64_t>(), j.at("cursor").get<std::uint64_t>(),
              j.at("accuracy_before_rl").get<double>(), j.at("accuracy").get<double>()};
-    optimizer.set_steps(j.at("optimizer_steps").get<std::int64_t>());
+    optimizer.steps = j.at("optimizer_steps").get<std::int64_t>();
   } catch (const nlohmann::json::exception& e) {
     throw Error((checkpoint / kStateFile).string() + ": " + e.what());
   }
   const model::SafetensorsFile moments(checkpoint / kOptimizerFile);
   for (std::size_t i = 0; i < trainable_names.size(); ++i) {
     const std::string& name = trainable_names[i];
-    for (auto [prefix, tensors] : {std::pair{"exp_avg.", &optimizer.exp_avg()},
-                                   std::pair{"exp_avg_sq.", &optimizer.exp_avg_sq()}}) {
+    for (auto [prefix, tensors] : {std::pair{"exp_avg.", &optimizer.exp_avg},
+                                   std::pair{"exp_avg_sq.", &optimizer.exp_avg_sq}}) {
       if (!moments.contains(prefix + name))
         throw Error(moments.path().string() + ": missing optimizer state '" + prefix + name + "'");
       const at::Tensor saved = moments.load(prefix + name, at::kFloat);

@@ -22,7 +22,7 @@ struct TrainerState {
 struct CheckpointContents {
   model::CausalLM& policy;
   const std::vector<std::string>& trainable_names;  // optimizer state order
-  AdamW& optimizer;
+  const AdamWState& optimizer;                      // in full, whatever the number of ranks
   const TrainerState& state;
   const std::filesystem::path& tokenizer_dir;  // its tokenizer files are copied alongside
 };
@@ -38,8 +38,10 @@ void copy_tokenizer_files(const std::filesystem::path& from, const std::filesyst
 // interrupted are removed.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
 
-// Restores optimizer moments and steps and the global CPU RNG; returns the trainer state.
+// Restores optimizer moments and steps (into `optimizer`, shaped by adamw_state_like) and the
+// global CPU RNG; returns the trainer state.
 TrainerState load_trainer_state(const std::filesystem::path& checkpoint,
-                                const std::vector<std::string>& trainable_names, AdamW& optimizer);
+                                const std::vector<std::string>& trainable_names,
+                                AdamWState& optimizer);
 
 }  // namespace ponder::train

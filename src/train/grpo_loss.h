@@ -17,6 +17,11 @@ at::Tensor group_advantages(const at::Tensor& rewards, bool scale_by_std, double
 // sequence_mean (mean of per-sequence means) or constant (sum / (B * max_tokens), Dr.GRPO).
 at::Tensor aggregate(const at::Tensor& values, const at::Tensor& mask, const std::string& mode,
                      std::int64_t max_tokens);
+// aggregate() in two halves, for a minibatch whose rows are spread over processes: each sums its
+// rows (aggregate_sum) and divides by the whole minibatch's denominator, the sum over processes
+// of aggregate_count (masked tokens, rows, or rows * max_tokens) clamped to at least 1.
+at::Tensor aggregate_sum(const at::Tensor& values, const at::Tensor& mask, const std::string& mode);
+double aggregate_count(const at::Tensor& mask, const std::string& mode, std::int64_t max_tokens);
 
 // Response mask [B, max_tokens]: 1 on each response's tokens; with filter_truncated, responses
 // cut at the length limit get none (DAPO overlong filtering).
@@ -30,12 +35,25 @@ struct PolicyLoss {
   at::Tensor ratio_mean;
 };
 
+// Denominators of a (possibly sharded) minibatch, both >= 1: `loss` of the aggregation mode,
+// `tokens` the masked tokens (for clip fraction and ratio mean).
+struct LossDenominators {
+  double loss = 1, tokens = 1;
+};
+
 // -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) per token, times the optional
-// per-token weights (truncated importance sampling), aggregated.
+// per-token weights (truncated importance sampling), aggregated over these rows alone.
 PolicyLoss clipped_policy_loss(const at::Tensor& logprobs, const at::Tensor& old_logprobs,
                                const at::Tensor& advantages, const at::Tensor& mask,
                                double clip_low, double clip_high, const std::string& aggregation,
                                std::int64_t max_tokens, const at::Tensor& weights = {});
+// The same for this process's share of a minibatch: sums over these rows divided by the whole
+// minibatch's denominators, so the shares of all processes add up to the minibatch's values.
+PolicyLoss clipped_policy_loss(const at::Tensor& logprobs, const at::Tensor& old_logprobs,
+                               const at::Tensor& advantages, const at::Tensor& mask,
+                               double clip_low, double clip_high, const std::string& aggregation,
+                               const LossDenominators& denominators,
+                               const at::Tensor& weights = {});
 
 // Truncated importance-sampling weights min(exp(trainer - rollout), cap) [B, L]: corrects for
 // the rollout engine sampling from a slightly different distribution than the trainer computes.

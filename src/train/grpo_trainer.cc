@@ -1,6 +1,9 @@
 // One RL step, top to bottom: sample prompts -> generate n each -> rewards on the CPU pool ->
 // group advantages -> clipped policy update -> log to the run store. SFT warm-up and held-out
 // evaluation use the same model object as the engine, so there is never a weight copy.
+// Data parallel: each rank generates and scores its share of every step's prompts (whole groups,
+// per-prompt seeds), trains on its rows of each minibatch with the whole minibatch's loss
+// denominators, and sums gradients over ranks (ZeRO-1); rank 0 alone writes the run directory.
 #include "train/grpo_trainer.h"
 
 #include <c10/core/GradMode.h>
@@ -17,6 +20,8 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "datasets/task.h"
+#include "dist/data_parallel.h"
+#include "dist/gather.h"
 #include "engine/rollout_engine.h"
 #include "eval/evaluator.h"
 #include "model/chat_template.h"
@@ -28,6 +33,7 @@
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/grpo_loss.h"
+#include "train/parallel.h"
 #include "train/run_setup.h"
 
 namespace ponder::train {
@@ -36,6 +42,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Context {
+  dist::ProcessGroup& group;
   const GrpoRecipe& recipe;
   std::unique_ptr<model::CausalLM> policy;
   std::unique_ptr<model::CausalLM> reference;  // frozen post-SFT policy, only when kl_coef > 0
@@ -47,7 +54,7 @@ struct Context {
   std::vector<at::Tensor> trainable;
   std::vector<std::string> trainable_names;
   std::filesystem::path tokenizer_dir;
-  std::unique_ptr<store::RunStore> store;
+  std::unique_ptr<store::RunStore> store;  // rank 0's; none on the other ranks
 };
 
 std::vector<std::int64_t> prompt_ids(const Context& c, const datasets::Example& e) {
@@ -74,15 +81,11 @@ void load_data(Context& c) {
 // From `checkpoint` when resuming, else the recipe's model (random init from the preset when it
 // names no path).
 void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpoint) {
-  const auto& m = c.recipe.model;
-  std::filesystem::path dir = checkpoint ? *checkpoint : std::filesystem::path(m.path);
-  if (dir.empty()) {
-    dir = std::filesystem::path(c.recipe.run_dir) / "init";
-    model::init_model(model::preset_config(m.preset), dir,
-                      {.seed = static_cast<std::uint64_t>(c.recipe.seed)});
-  }
-  c.policy = model::load_causal_lm(dir, at::kCPU, at::kFloat);
-  c.tokenizer_dir = std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(m.tokenizer);
+  ModelSection section = c.recipe.model;
+  if (checkpoint) section.path = checkpoint->string();
+  const ModelFiles files = resolve_model(c.group, section, c.recipe.run_dir, c.recipe.seed);
+  c.policy = model::load_causal_lm(files.weights, at::kCPU, at::kFloat);
+  c.tokenizer_dir = files.tokenizer;
   c.tokenizer =
       std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(c.tokenizer_dir));
   for (auto& [name, tensor] : c.policy->named_parameters()) {
@@ -94,11 +97,12 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
   }
 }
 
-// Packs sequences, returns per-token log-probs of each sequence's response, padded [B, L].
+// Packs sequences, returns per-token log-probs of each sequence's response, padded [B, L];
+// `entropy_sum` gets the policy entropy summed over the response tokens.
 at::Tensor response_logprobs(model::CausalLM& model,
                              const std::vector<std::vector<std::int64_t>>& prompts,
                              const std::vector<std::vector<std::int64_t>>& responses,
-                             std::int64_t max_len, at::Tensor* entropy = nullptr) {
+                             std::int64_t max_len, at::Tensor* entropy_sum = nullptr) {
   std::vector<std::int64_t> ids, positions, cu = {0}, rows, targets;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto base = static_cast<std::int64_t>(ids.size());
@@ -117,9 +121,9 @@ at::Tensor response_logprobs(model::CausalLM& model,
       at::tensor(ids, at::kLong), at::tensor(positions, at::kLong), at::tensor(cu, at::kLong));
   const at::Tensor selected = hidden.index_select(0, at::tensor(rows, at::kLong));
   const at::Tensor flat = model.token_logprobs(selected, at::tensor(targets, at::kLong));
-  if (entropy) {
+  if (entropy_sum) {
     const at::Tensor logp = model.logits(selected.detach()).log_softmax(-1);
-    *entropy = -(logp.exp() * logp).sum(-1).mean();
+    *entropy_sum = -(logp.exp() * logp).sum();
   }
   at::Tensor padded = at::zeros({static_cast<std::int64_t>(prompts.size()), max_len}, at::kFloat);
   std::int64_t offset = 0;
@@ -132,13 +136,13 @@ at::Tensor response_logprobs(model::CausalLM& model,
   return at::stack(pieces);
 }
 
-// Clip, step, then rebalance the MoE routing biases; returns the gradient norm and the experts'
-// load balance (max load / mean load, averaged over MoE layers; absent for dense models).
-std::map<std::string, double> optimizer_step(Context& c, AdamW& optimizer, double lr) {
+// Collective: sum gradients over ranks, clip, step, then rebalance the MoE routing biases on the
+// experts' load summed over ranks; returns the gradient norm and the experts' load balance (max
+// load / mean load, averaged over MoE layers; absent for dense models).
+std::map<std::string, double> optimizer_step(Context& c, dist::DataParallel& optimizer, double lr) {
   std::map<std::string, double> metrics = {
-      {"train/grad_norm", clip_grad_norm(c.trainable, c.recipe.optim.grad_clip)}};
-  optimizer.step(lr);
-  optimizer.zero_grad();
+      {"train/grad_norm", optimizer.step(lr, c.recipe.optim.grad_clip)}};
+  for (at::Tensor& load : c.policy->routing_loads()) c.group.all_reduce_sum(load);
   const at::Tensor load = c.policy->update_routing_bias(c.recipe.optim.routing_bias_rate);
   if (load.defined())
     metrics["moe/max_over_mean_load"] =
@@ -146,32 +150,55 @@ std::map<std::string, double> optimizer_step(Context& c, AdamW& optimizer, doubl
   return metrics;
 }
 
+// Collective: one warm-up step on this rank's share of the batch; returns the batch's loss.
+double sft_step(Context& c, dist::DataParallel& optimizer,
+                const std::vector<const datasets::Example*>& batch, double lr) {
+  const auto [begin, end] = dist::shard_range(static_cast<std::int64_t>(batch.size()),
+                                              c.group.rank(), c.group.world_size());
+  std::vector<std::vector<std::int64_t>> prompts, responses;
+  std::int64_t longest = 1;
+  for (std::int64_t b = begin; b < end; ++b) {
+    prompts.push_back(prompt_ids(c, *batch[b]));
+    responses.push_back(c.tokenizer->encode(batch[b]->solution));
+    responses.back().push_back(resolve_eos(*c.tokenizer, c.policy->config().eos_token_id));
+    longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(responses.back().size()));
+  }
+  at::Tensor mask = at::zeros({end - begin, longest});
+  for (std::int64_t b = 0; b < end - begin; ++b)
+    mask[b].narrow(0, 0, static_cast<std::int64_t>(responses[b].size())).fill_(1);
+  const double tokens = std::max(1.0, dist::global_sum(c.group, mask.sum().item<double>()));
+  double loss = 0;
+  if (end > begin) {
+    const at::Tensor share =
+        -aggregate_sum(response_logprobs(*c.policy, prompts, responses, longest), mask,
+                       "token_mean") /
+        tokens;
+    share.backward();
+    loss = share.item<double>();
+  }
+  optimizer_step(c, optimizer, lr);
+  return dist::global_sum(c.group, loss);
+}
+
 void run_sft(Context& c) {
   const auto& s = c.recipe.sft;
   if (s.steps <= 0) return;
-  AdamW optimizer(c.trainable,
-                  {.lr = s.lr, .beta1 = c.recipe.optim.beta1, .beta2 = c.recipe.optim.beta2});
+  dist::DataParallel optimizer(
+      c.group, c.trainable,
+      {.lr = s.lr,
+       .beta1 = c.recipe.optim.beta1,
+       .beta2 = c.recipe.optim.beta2,
+       .eps = c.recipe.optim.eps});
   std::mt19937_64 rng(static_cast<std::uint64_t>(c.recipe.seed) * 31 + 1);
   Progress progress("sft", s.steps, "step");
   for (std::int64_t step = 0; step < s.steps; ++step) {
-    std::vector<std::vector<std::int64_t>> prompts, responses;
-    std::int64_t longest = 1;
-    for (std::int64_t b = 0; b < s.batch_size; ++b) {
-      const auto& e = c.train[rng() % c.train.size()];
-      prompts.push_back(prompt_ids(c, e));
-      responses.push_back(c.tokenizer->encode(e.solution));
-      responses.back().push_back(resolve_eos(*c.tokenizer, c.policy->config().eos_token_id));
-      longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(responses.back().size()));
-    }
-    at::Tensor mask = at::zeros({s.batch_size, longest});
+    std::vector<const datasets::Example*> batch;  // every rank draws all, then takes its share
     for (std::int64_t b = 0; b < s.batch_size; ++b)
-      mask[b].narrow(0, 0, static_cast<std::int64_t>(responses[b].size())).fill_(1);
-    const at::Tensor loss = -aggregate(response_logprobs(*c.policy, prompts, responses, longest),
-                                       mask, "token_mean", longest);
-    loss.backward();
-    optimizer_step(c, optimizer, scheduled_lr(s.lr, step, s.steps / 10, s.steps, "cosine"));
-    c.store->log_metrics(step - s.steps, {{"sft/loss", loss.item<double>()}});
-    progress.set_note(fmt::format("loss {:.3f}", loss.item<double>()));
+      batch.push_back(&c.train[rng() % c.train.size()]);
+    const double loss =
+        sft_step(c, optimizer, batch, scheduled_lr(s.lr, step, s.steps / 10, s.steps, "cosine"));
+    if (c.store) c.store->log_metrics(step - s.steps, {{"sft/loss", loss}});
+    progress.set_note(fmt::format("loss {:.3f}", loss));
     progress.advance();
   }
 }
@@ -186,22 +213,65 @@ double score(const Context& c, const rewards::Sample& sample, nlohmann::json& de
   return total;
 }
 
+nlohmann::json responses_json(const std::vector<eval::ItemResult>& items) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& item : items) {
+    nlohmann::json samples = nlohmann::json::array();
+    for (const auto& s : item.samples)
+      samples.push_back({s.response.text, *s.response.tokens, s.response.finish_reason});
+    out.push_back(std::move(samples));
+  }
+  return out;
+}
+
+// Collective: every rank generates the held-out samples of its share of the items; rank 0 scores
+// them all (and logs them) as a one-process evaluation would.
+std::optional<eval::TaskResult> evaluate_sharded(Context& c, engine::RolloutEngine& engine,
+                                                 ThreadPool& pool, const eval::EvalTask& task,
+                                                 eval::EvalOptions options) {
+  const auto [begin, end] = dist::shard_range(static_cast<std::int64_t>(task.items.size()),
+                                              c.group.rank(), c.group.world_size());
+  std::vector<eval::ItemResult> mine;
+  if (end > begin) {
+    eval::EvalTask shard = task;
+    shard.items = task.items.subspan(begin, end - begin);
+    eval::EvalOptions shard_options = options;
+    shard_options.first_item = static_cast<std::size_t>(begin);
+    mine =
+        eval::evaluate({engine, *c.tokenizer, c.format}, shard, shard_options, pool, nullptr).items;
+  }
+  const auto pieces = dist::all_gather_strings(c.group, responses_json(mine).dump());
+  if (!c.group.is_main()) return std::nullopt;
+  std::vector<std::vector<eval::Response>> responses;
+  for (const auto& piece : pieces)
+    for (const auto& item : nlohmann::json::parse(piece)) {
+      responses.emplace_back();
+      for (const auto& s : item)
+        responses.back().push_back(
+            {s[0].get<std::string>(), s[1].get<std::int64_t>(), s[2].get<std::string>()});
+    }
+  return eval::evaluate_responses(task, responses, options, pool, c.store.get());
+}
+
 // Held-out pass@1 averaged over eval.n samples (and maj@k), through the same code as `ponder eval`.
 double evaluate(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step) {
   const auto& ev = c.recipe.eval;
   const auto math = rewards::builtin_rewards().create("math", nlohmann::json::object());
-  const auto result = eval::evaluate(
-      {engine, *c.tokenizer, c.format}, {"heldout", c.eval, math.get(), /*majority=*/true},
-      {.n = ev.n,
-       .sampling = {.temperature = ev.temperature,
-                    .top_p = ev.top_p,
-                    .max_tokens = c.recipe.rollout.max_tokens,
-                    .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
-       .step = step,
-       .show_progress = false},
-      pool, c.store.get());
-  const double accuracy = result.metrics.at("pass@1");
-  c.store->log_metrics(step, {{"eval/accuracy", accuracy}});
+  const eval::EvalTask task{"heldout", c.eval, math.get(), /*majority=*/true};
+  const eval::EvalOptions options{
+      .n = ev.n,
+      .sampling = {.temperature = ev.temperature,
+                   .top_p = ev.top_p,
+                   .max_tokens = c.recipe.rollout.max_tokens,
+                   .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
+      .step = step,
+      .show_progress = false};
+  const auto result = c.group.world_size() == 1 ? eval::evaluate({engine, *c.tokenizer, c.format},
+                                                                 task, options, pool, c.store.get())
+                                                : evaluate_sharded(c, engine, pool, task, options);
+  const double accuracy =
+      dist::global_sum(c.group, result ? result->metrics.at("pass@1") : 0.0);  // rank 0's
+  if (c.store) c.store->log_metrics(step, {{"eval/accuracy", accuracy}});
   return accuracy;
 }
 
@@ -230,10 +300,36 @@ struct Group {
   }
 };
 
-// Generates `count` groups from the next training prompts and scores them on the pool; every
-// sample goes to the run store.
+// Collective: every rank's rollout records into rank 0's run store.
+void log_rollouts(Context& c, const std::vector<store::RolloutRecord>& records) {
+  if (c.group.world_size() == 1) {
+    c.store->log_rollouts(records);
+    return;
+  }
+  nlohmann::json local = nlohmann::json::array();
+  for (const auto& r : records)
+    local.push_back({r.step, r.group, r.prompt, r.completion, r.reward, r.reward_details, r.tokens,
+                     r.finish_reason});
+  const auto pieces = dist::all_gather_strings(c.group, local.dump());
+  if (!c.store) return;
+  std::vector<store::RolloutRecord> all;
+  for (const auto& piece : pieces)
+    for (const auto& r : nlohmann::json::parse(piece))
+      all.push_back({.step = r[0],
+                     .group = r[1],
+                     .prompt = r[2],
+                     .completion = r[3],
+                     .reward = r[4],
+                     .reward_details = r[5],
+                     .tokens = r[6],
+                     .finish_reason = r[7]});
+  c.store->log_rollouts(all);
+}
+
+// Generates `count` groups from the training prompts at `cursor` on and scores them on the pool;
+// every sample goes to rank 0's run store (collective).
 std::vector<Group> sample_groups(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
-                                 std::int64_t step, std::uint64_t& cursor, std::int64_t count,
+                                 std::int64_t step, std::uint64_t cursor, std::int64_t count,
                                  std::int64_t first_group) {
   const auto& r = c.recipe.rollout;
   std::vector<Group> groups;
@@ -252,7 +348,8 @@ std::vector<Group> sample_groups(Context& c, engine::RolloutEngine& engine, Thre
                          .max_tokens = r.max_tokens,
                          .seed = seed}});
   }
-  auto completions = engine.generate(requests);
+  auto completions =
+      requests.empty() ? std::vector<engine::Completion>() : engine.generate(requests);
   std::vector<std::future<std::pair<double, nlohmann::json>>> scored;
   for (const auto& comp : completions)
     scored.push_back(pool.submit([&c, &comp, e = groups[comp.request].example] {
@@ -281,7 +378,7 @@ std::vector<Group> sample_groups(Context& c, engine::RolloutEngine& engine, Thre
     g.rewards.push_back(value);
     g.samples.push_back(std::move(completions[i]));
   }
-  c.store->log_rollouts(records);
+  log_rollouts(c, records);
   return groups;
 }
 
@@ -298,44 +395,59 @@ Rollouts to_rollouts(const Context& c, const std::vector<Group>& groups) {
       out.old_logprobs.push_back(sample.raw_logprobs);
       out.truncated.push_back(sample.finish_reason == "length");
     }
-  out.advantages = group_advantages(table, c.recipe.grpo.scale_by_std).reshape(-1).to(at::kFloat);
+  out.advantages =
+      groups.empty()
+          ? at::zeros({0})  // nothing kept (on this rank)
+          : group_advantages(table, c.recipe.grpo.scale_by_std).reshape(-1).to(at::kFloat);
   return out;
 }
 
-// Samples prompts_per_step groups; with dynamic sampling (DAPO), groups whose rewards are all
-// equal carry no signal and are replaced by fresh prompts for up to max_sampling_rounds rounds.
+// Samples prompts_per_step groups, each rank its share; with dynamic sampling (DAPO), groups
+// whose rewards are all equal carry no signal and are replaced by fresh prompts for up to
+// max_sampling_rounds rounds. The groups kept are the first prompts_per_step informative ones in
+// the one-process order (round by round, rank by rank), each on the rank that generated it.
 Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std::int64_t step,
                  std::uint64_t& cursor) {
   const auto& g = c.recipe.grpo;
   const std::int64_t wanted = c.recipe.rollout.prompts_per_step;
+  const auto [begin, end] = dist::shard_range(wanted, c.group.rank(), c.group.world_size());
   std::vector<Group> kept;
-  double reward_sum = 0, length_sum = 0, samples = 0, generated_groups = 0, rounds = 0;
-  double seconds = 0, tokens = 0, preemptions = 0;
-  while (static_cast<std::int64_t>(kept.size()) < wanted &&
-         rounds < static_cast<double>(g.dynamic_sampling ? g.max_sampling_rounds : 1)) {
-    ++rounds;
-    const auto first_group = static_cast<std::int64_t>(generated_groups);
-    for (auto& group : sample_groups(c, engine, pool, step, cursor, wanted, first_group)) {
-      ++generated_groups;
+  std::int64_t kept_globally = 0, rounds = 0;
+  double reward_sum = 0, length_sum = 0, samples = 0, seconds = 0, tokens = 0, preemptions = 0;
+  while (kept_globally < wanted && rounds < (g.dynamic_sampling ? g.max_sampling_rounds : 1)) {
+    std::vector<Group> informative;
+    for (auto& group : sample_groups(c, engine, pool, step, cursor + begin, end - begin,
+                                     rounds * wanted + begin)) {
       for (std::size_t k = 0; k < group.samples.size(); ++k, ++samples) {
         reward_sum += group.rewards[k];
         length_sum += static_cast<double>(group.samples[k].ids.size());
       }
-      if (!g.dynamic_sampling || group.informative()) kept.push_back(std::move(group));
+      if (!g.dynamic_sampling || group.informative()) informative.push_back(std::move(group));
     }
-    seconds += engine.last_metrics().seconds;
-    tokens += static_cast<double>(engine.last_metrics().generated_tokens);
-    preemptions += static_cast<double>(engine.last_metrics().preemptions);
+    ++rounds;
+    cursor += wanted;
+    auto [position, found] =
+        dist::global_offset(c.group, static_cast<std::int64_t>(informative.size()));
+    for (auto& group : informative)
+      if (kept_globally + position++ < wanted) kept.push_back(std::move(group));
+    kept_globally += found;
+    if (end > begin) {
+      seconds += engine.last_metrics().seconds;
+      tokens += static_cast<double>(engine.last_metrics().generated_tokens);
+      preemptions += static_cast<double>(engine.last_metrics().preemptions);
+    }
   }
-  if (static_cast<std::int64_t>(kept.size()) > wanted) kept.resize(wanted);
   Rollouts out = to_rollouts(c, kept);
+  const auto sums =
+      dist::global_sums(c.group, {reward_sum, length_sum, samples, tokens, preemptions});
   out.metrics = {
-      {"reward/mean", reward_sum / samples},
-      {"response/length_tokens", length_sum / samples},
-      {"rollout/tokens_per_s", tokens / std::max(seconds, 1e-9)},
-      {"rollout/sampling_rounds", rounds},
-      {"rollout/preemptions", preemptions},
-      {"rollout/informative_groups", static_cast<double>(kept.size()) / generated_groups}};
+      {"reward/mean", sums[0] / sums[2]},
+      {"response/length_tokens", sums[1] / sums[2]},
+      {"rollout/tokens_per_s", sums[3] / std::max(dist::global_max(c.group, seconds), 1e-9)},
+      {"rollout/sampling_rounds", static_cast<double>(rounds)},
+      {"rollout/preemptions", sums[4]},
+      {"rollout/informative_groups", static_cast<double>(std::min(kept_globally, wanted)) /
+                                         static_cast<double>(rounds * wanted)}};
   return out;
 }
 
@@ -365,25 +477,30 @@ Minibatch slice(const Context& c, const Rollouts& batch, std::int64_t start, std
           batch.advantages.narrow(0, start, count)};
 }
 
-// One optimizer step on one minibatch: clipped policy loss (+ KL, entropy bonus, TIS weights).
-void minibatch_step(Context& c, AdamW& optimizer, const Minibatch& mb, double lr,
-                    std::map<std::string, double>& metrics) {
+// This rank's share of a minibatch's loss (+ KL, entropy bonus, TIS weights) and of its metrics'
+// numerators, every term divided by the whole minibatch's denominators.
+struct LossShare {
+  at::Tensor loss;
+  std::vector<double> sums;  // loss, clip fraction, ratio mean, KL, entropy, log-prob gap
+  double gap_max = 0;
+};
+
+LossShare loss_share(Context& c, const Minibatch& mb, const LossDenominators& d,
+                     double response_tokens) {
   const auto& g = c.recipe.grpo;
   const std::int64_t max_tokens = c.recipe.rollout.max_tokens;
-  at::Tensor entropy;
+  at::Tensor entropy_sum;
   const at::Tensor logprobs =
-      response_logprobs(*c.policy, mb.prompts, mb.responses, max_tokens, &entropy);
+      response_logprobs(*c.policy, mb.prompts, mb.responses, max_tokens, &entropy_sum);
   const at::Tensor gap = (logprobs.detach() - mb.rollout_logprobs).abs() * mb.mask;
-  metrics["rollout/logprob_mismatch_max"] = gap.max().item<double>();
-  metrics["rollout/logprob_mismatch_mean"] =
-      (gap.sum() / mb.mask.sum().clamp_min(1)).item<double>();
   at::Tensor weights;
   if (g.tis_cap > 0)
     weights = truncated_importance_weights(logprobs.detach(), mb.rollout_logprobs, g.tis_cap);
   const PolicyLoss policy =
       clipped_policy_loss(logprobs, mb.rollout_logprobs, mb.advantages, mb.mask, g.clip_low,
-                          g.clip_high, g.loss_aggregation, max_tokens, weights);
-  at::Tensor loss = policy.loss;
+                          g.clip_high, g.loss_aggregation, d, weights);
+  const at::Tensor entropy = entropy_sum / response_tokens;
+  at::Tensor loss = policy.loss, kl = at::zeros({});
   if (g.entropy_coef > 0) loss = loss - g.entropy_coef * entropy;
   if (c.reference) {
     at::Tensor reference;
@@ -391,50 +508,80 @@ void minibatch_step(Context& c, AdamW& optimizer, const Minibatch& mb, double lr
       c10::NoGradGuard no_grad;
       reference = response_logprobs(*c.reference, mb.prompts, mb.responses, max_tokens);
     }
-    const at::Tensor kl = aggregate(kl_estimate(logprobs, reference, g.kl_estimator), mb.mask,
-                                    g.loss_aggregation, max_tokens);
+    kl = aggregate_sum(kl_estimate(logprobs, reference, g.kl_estimator), mb.mask,
+                       g.loss_aggregation) /
+         d.loss;
     loss = loss + g.kl_coef * kl;
-    metrics["train/kl"] = kl.item<double>();
   }
-  loss.backward();
-  for (const auto& [name, value] : optimizer_step(c, optimizer, lr)) metrics[name] = value;
-  metrics["train/loss"] = loss.item<double>();
-  metrics["train/clip_fraction"] = policy.clip_fraction.item<double>();
-  metrics["train/ratio_mean"] = policy.ratio_mean.item<double>();
-  metrics["train/entropy"] = entropy.item<double>();
+  return {
+      loss,
+      {loss.item<double>(), policy.clip_fraction.item<double>(), policy.ratio_mean.item<double>(),
+       kl.item<double>(), entropy.item<double>(), gap.sum().item<double>() / d.tokens},
+      gap.max().item<double>()};
 }
 
-std::map<std::string, double> update(Context& c, AdamW& optimizer, const Rollouts& batch,
-                                     double lr) {
+// Collective: one optimizer step on one minibatch, of which this rank holds `mb` (maybe none).
+void minibatch_step(Context& c, dist::DataParallel& optimizer, const Minibatch& mb, double lr,
+                    std::map<std::string, double>& metrics) {
   const auto& g = c.recipe.grpo;
-  const auto total = static_cast<std::int64_t>(batch.responses.size());
+  double response_tokens = 0;
+  for (const auto& r : mb.responses) response_tokens += static_cast<double>(r.size());
+  const auto counts = dist::global_sums(
+      c.group, {aggregate_count(mb.mask, g.loss_aggregation, c.recipe.rollout.max_tokens),
+                mb.mask.sum().item<double>(), response_tokens});
+  const LossDenominators d{std::max(1.0, counts[0]), std::max(1.0, counts[1])};
+  LossShare share{at::Tensor(), std::vector<double>(6, 0.0)};
+  if (!mb.prompts.empty()) {
+    share = loss_share(c, mb, d, std::max(1.0, counts[2]));
+    share.loss.backward();
+  }
+  for (const auto& [name, value] : optimizer_step(c, optimizer, lr)) metrics[name] = value;
+  const auto sums = dist::global_sums(c.group, share.sums);
+  metrics["train/loss"] = sums[0];
+  metrics["train/clip_fraction"] = sums[1];
+  metrics["train/ratio_mean"] = sums[2];
+  if (c.reference) metrics["train/kl"] = sums[3];
+  metrics["train/entropy"] = sums[4];
+  metrics["rollout/logprob_mismatch_mean"] = sums[5];
+  metrics["rollout/logprob_mismatch_max"] = dist::global_max(c.group, share.gap_max);
+}
+
+// Collective: the epochs x minibatches of optimizer steps on the step's global batch (every
+// rank's rollouts in rank order), each rank training on its rows of each minibatch.
+std::map<std::string, double> update(Context& c, dist::DataParallel& optimizer,
+                                     const Rollouts& batch, double lr) {
+  const auto& g = c.recipe.grpo;
+  const auto local = static_cast<std::int64_t>(batch.responses.size());
+  const auto [offset, total] = dist::global_offset(c.group, local);
   const std::int64_t per_minibatch = (total + g.minibatches - 1) / g.minibatches;
   std::map<std::string, double> metrics;
   if (total == 0) return metrics;  // dynamic sampling found no group with a learning signal
   for (std::int64_t epoch = 0; epoch < g.epochs; ++epoch)
-    for (std::int64_t start = 0; start < total; start += per_minibatch)
-      minibatch_step(c, optimizer, slice(c, batch, start, std::min(per_minibatch, total - start)),
-                     lr, metrics);
+    for (std::int64_t start = 0; start < total; start += per_minibatch) {
+      const std::int64_t lo = std::clamp<std::int64_t>(start - offset, 0, local);
+      const std::int64_t hi = std::clamp<std::int64_t>(start + per_minibatch - offset, 0, local);
+      minibatch_step(c, optimizer, slice(c, batch, lo, hi - lo), lr, metrics);
+    }
   return metrics;
 }
 
-void save(Context& c, AdamW& optimizer, const TrainerState& state) {
-  c.store->flush();  // everything up to this step is committed before the checkpoint exists
-  const auto dir = save_checkpoint(
-      c.recipe.run_dir, {*c.policy, c.trainable_names, optimizer, state, c.tokenizer_dir});
-  c.store->log_checkpoint({.step = state.step, .path = dir.string()});
+void save(Context& c, dist::DataParallel& optimizer, const TrainerState& state) {
+  save_checkpoint(c.group, optimizer, c.recipe.run_dir,
+                  {*c.policy, c.trainable_names, state, c.tokenizer_dir}, c.store.get());
 }
 
 // SFT warm-up and the first held-out evaluation, or the state of the checkpoint resumed from.
-TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, AdamW& optimizer,
+TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
+                   dist::DataParallel& optimizer,
                    const std::optional<std::filesystem::path>& checkpoint) {
   if (checkpoint) {
-    TrainerState state = load_trainer_state(*checkpoint, c.trainable_names, optimizer);
-    c.store->truncate_after(state.step);
+    TrainerState state = load_checkpoint(*checkpoint, c.trainable_names, c.trainable, optimizer);
+    if (c.store) c.store->truncate_after(state.step);
     log::info("resuming from {} (step {})", checkpoint->string(), state.step);
     return state;
   }
-  c.store->truncate_after(std::numeric_limits<std::int64_t>::min());  // a restart keeps nothing
+  if (c.store)  // a restart keeps nothing
+    c.store->truncate_after(std::numeric_limits<std::int64_t>::min());
   run_sft(c);
   TrainerState state;
   state.accuracy_before_rl = state.accuracy = evaluate(c, engine, pool, 0);
@@ -443,13 +590,29 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, 
   return state;
 }
 
-TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem::path>& checkpoint,
-                   bool new_run) {
+// Collective: one RL step; returns its metrics.
+std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
+                                      dist::DataParallel& optimizer, TrainerState& state) {
+  const auto& recipe = c.recipe;
+  const auto begin = Clock::now();
+  const Rollouts batch = collect(c, engine, pool, state.step, state.cursor);
+  const double lr = scheduled_lr(recipe.optim.lr, state.step - 1, recipe.optim.warmup_steps,
+                                 recipe.steps, recipe.optim.schedule);
+  auto metrics = update(c, optimizer, batch, lr);
+  metrics.insert(batch.metrics.begin(), batch.metrics.end());
+  metrics["train/lr"] = lr;
+  metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - begin).count();
+  if (c.store) c.store->log_metrics(state.step, metrics);
+  return metrics;
+}
+
+TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
+                   const std::optional<std::filesystem::path>& checkpoint, bool new_run) {
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  Context c{recipe, nullptr, nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
-  std::filesystem::create_directories(recipe.run_dir);
-  c.store = std::make_unique<store::RunStore>(recipe.run_dir);
-  if (new_run)
+  Context c{group,   recipe,  nullptr,
+            nullptr, nullptr, model::parse_chat_format(recipe.data.chat_format)};
+  c.store = open_store_on_main(group, recipe.run_dir);
+  if (new_run && c.store)
     c.store->begin_run({.kind = "train",
                         .recipe = recipe_to_json(recipe),
                         .seed = recipe.seed,
@@ -462,7 +625,8 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
   }
   engine::RolloutEngine engine(*c.policy, c.tokenizer.get(),
                                {.block_size = 16, .num_blocks = 4096, .show_progress = false});
-  AdamW optimizer(c.trainable, {.lr = recipe.optim.lr,
+  dist::DataParallel optimizer(group, c.trainable,
+                               {.lr = recipe.optim.lr,
                                 .beta1 = recipe.optim.beta1,
                                 .beta2 = recipe.optim.beta2,
                                 .eps = recipe.optim.eps,
@@ -476,15 +640,7 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
   progress.set(state.step);
   while (state.step < recipe.steps) {
     const std::int64_t step = ++state.step;
-    const auto begin = Clock::now();
-    const Rollouts batch = collect(c, engine, pool, step, state.cursor);
-    const double lr = scheduled_lr(recipe.optim.lr, step - 1, recipe.optim.warmup_steps,
-                                   recipe.steps, recipe.optim.schedule);
-    auto metrics = update(c, optimizer, batch, lr);
-    metrics.insert(batch.metrics.begin(), batch.metrics.end());
-    metrics["train/lr"] = lr;
-    metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - begin).count();
-    c.store->log_metrics(step, metrics);
+    auto metrics = rl_step(c, engine, pool, optimizer, state);
     if (step % recipe.eval_every == 0 || step == recipe.steps)
       state.accuracy = evaluate(c, engine, pool, step);
     if ((recipe.checkpoint_every > 0 && step % recipe.checkpoint_every == 0) ||
@@ -495,35 +651,36 @@ TrainSummary train(const GrpoRecipe& recipe, const std::optional<std::filesystem
     progress.advance();
   }
   progress.finish();
+  if (!c.store) return {state.accuracy_before_rl, state.accuracy, {}};
   c.store->flush();
   return {state.accuracy_before_rl, state.accuracy, store::write_report(recipe.run_dir)};
 }
 
 }  // namespace
 
-TrainSummary run_grpo(const GrpoRecipe& recipe) {
+TrainSummary run_grpo(const GrpoRecipe& recipe, dist::ProcessGroup& group) {
   GrpoRecipe fresh = recipe;
-  fresh.run_dir = fresh_run_dir(recipe.run_dir);
-  return train(fresh, std::nullopt, true);
+  fresh.run_dir = fresh_run_dir(group, recipe.run_dir);
+  return train(group, fresh, std::nullopt, true);
 }
 
-TrainSummary resume_grpo(const std::filesystem::path& run_dir) {
-  if (!std::filesystem::exists(run_dir / "run.db"))
-    throw Error(run_dir.string() + ": not a ponder run directory (no run.db)");
-  std::optional<store::RunInfo> info;
-  {
-    const store::RunStore store(run_dir);
-    info = store.run_info();
+TrainSummary resume_grpo(const std::filesystem::path& run_dir, dist::ProcessGroup& group) {
+  std::string stored;  // rank 0 reads the run store
+  if (group.is_main()) {
+    if (!std::filesystem::exists(run_dir / "run.db"))
+      throw Error(run_dir.string() + ": not a ponder run directory (no run.db)");
+    const auto info = store::RunStore(run_dir).run_info();
+    if (!info || info->recipe.is_discarded())
+      throw Error((run_dir / "run.db").string() + ": holds no recipe to resume from");
+    stored = info->recipe.dump();
   }
-  if (!info || info->recipe.is_discarded())
-    throw Error((run_dir / "run.db").string() + ": holds no recipe to resume from");
   GrpoRecipe recipe;
-  json_struct::read(info->recipe, recipe, "");
+  json_struct::read(nlohmann::json::parse(dist::from_main(group, stored)), recipe, "");
   recipe.run_dir = run_dir.string();
-  const auto checkpoint = latest_checkpoint(run_dir);
+  const auto checkpoint = latest_checkpoint(group, run_dir);
   if (!checkpoint)
     log::info("{}: no complete checkpoint yet; starting the run over", run_dir.string());
-  return train(recipe, checkpoint, false);
+  return train(group, recipe, checkpoint, false);
 }
 
 }  // namespace ponder::train

@@ -1,5 +1,8 @@
 // The SFT loop in one file: tokenize chats -> plan packed batches for every epoch -> per step one
 // packed forward, masked NLL, AdamW -> held-out loss, checkpoints and metrics in the run store.
+// Data parallel: each rank packs its share of every batch's conversations, divides its NLL sum by
+// the whole batch's target count and gradients are summed over ranks (ZeRO-1); rank 0 alone
+// writes the run directory.
 #include "train/sft_trainer.h"
 
 #include <c10/core/GradMode.h>
@@ -15,10 +18,13 @@
 #include "core/json_struct.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "dist/data_parallel.h"
+#include "dist/gather.h"
 #include "store/report.h"
 #include "store/run_store.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/parallel.h"
 #include "train/run_setup.h"
 #include "train/sft_data.h"
 
@@ -29,6 +35,7 @@ using Clock = std::chrono::steady_clock;
 using Chats = std::vector<std::vector<model::ChatMessage>>;
 
 struct Context {
+  dist::ProcessGroup& group;
   const SftRecipe& recipe;
   std::unique_ptr<model::CausalLM> model;
   std::filesystem::path tokenizer_dir;
@@ -36,7 +43,7 @@ struct Context {
   std::vector<std::vector<std::size_t>> batches;  // every epoch's batches, in training order
   std::vector<at::Tensor> trainable;
   std::vector<std::string> trainable_names;
-  std::unique_ptr<store::RunStore> store;
+  std::unique_ptr<store::RunStore> store;  // rank 0's; none on the other ranks
 };
 
 // Tokenized and cut to max_seq_len; conversations left with no assistant token to predict are
@@ -108,18 +115,22 @@ PackedBatch batch_of(const std::vector<ChatTokens>& data, const std::vector<std:
   return pack(sequences);
 }
 
-// Mean NLL per held-out assistant token (nats), in packed batches without gradients.
+// Collective: mean NLL per held-out assistant token (nats), in packed batches without gradients,
+// the batches dealt out to the ranks in turn.
 double eval_loss(Context& c) {
   c10::NoGradGuard no_grad;
   std::vector<std::size_t> order(c.eval.size());
   std::iota(order.begin(), order.end(), 0);
+  const auto batches = plan_batches(lengths_of(c.eval), order, c.recipe.batch_tokens);
   double total = 0, count = 0;
-  for (const auto& items : plan_batches(lengths_of(c.eval), order, c.recipe.batch_tokens)) {
-    const PackedBatch b = batch_of(c.eval, items);
+  for (std::size_t i = static_cast<std::size_t>(c.group.rank()); i < batches.size();
+       i += static_cast<std::size_t>(c.group.world_size())) {
+    const PackedBatch b = batch_of(c.eval, batches[i]);
     total += packed_nll_sum(*c.model, b).item<double>();
     count += static_cast<double>(b.targets.numel());
   }
-  return total / count;
+  const auto sums = dist::global_sums(c.group, {total, count});
+  return sums[0] / sums[1];
 }
 
 }  // namespace
@@ -128,41 +139,46 @@ double eval_loss(Context& c) {
 namespace ponder::train {
 namespace {
 
-std::map<std::string, double> train_step(Context& c, AdamW& optimizer, std::int64_t step) {
+// Collective: one optimizer step on the batch, of which this rank packs its share.
+std::map<std::string, double> train_step(Context& c, dist::DataParallel& optimizer,
+                                         std::int64_t step) {
   const auto begin = Clock::now();
-  const PackedBatch b = batch_of(c.train, c.batches[step]);
-  const auto targets = static_cast<double>(b.targets.numel());
-  const at::Tensor loss = packed_nll_sum(*c.model, b) / targets;
-  loss.backward();
+  const auto& items = c.batches[step];
+  const auto [first, last] = dist::shard_range(static_cast<std::int64_t>(items.size()),
+                                               c.group.rank(), c.group.world_size());
+  std::optional<PackedBatch> b;
+  if (last > first) b = batch_of(c.train, {items.begin() + first, items.begin() + last});
+  const auto counts = dist::global_sums(c.group, {b ? static_cast<double>(b->targets.numel()) : 0.0,
+                                                  b ? static_cast<double>(b->tokens) : 0.0});
+  double loss = 0;
+  if (b) {
+    const at::Tensor share = packed_nll_sum(*c.model, *b) / counts[0];
+    share.backward();
+    loss = share.item<double>();
+  }
   const auto& o = c.recipe.optim;
-  const double norm = clip_grad_norm(c.trainable, o.grad_clip);
   const double lr = scheduled_lr(o.lr, step, o.warmup_steps,
                                  static_cast<std::int64_t>(c.batches.size()), o.schedule);
-  optimizer.step(lr);
-  optimizer.zero_grad();
+  const double norm = optimizer.step(lr, o.grad_clip);
   const double seconds = std::chrono::duration<double>(Clock::now() - begin).count();
-  return {{"train/loss", loss.item<double>()},
+  return {{"train/loss", dist::global_sum(c.group, loss)},
           {"train/lr", lr},
           {"train/grad_norm", norm},
-          {"train/sequences", static_cast<double>(c.batches[step].size())},
-          {"train/assistant_tokens", targets},
-          {"train/packing_fill",
-           static_cast<double>(b.tokens) / static_cast<double>(c.recipe.batch_tokens)},
-          {"time/tokens_per_s", static_cast<double>(b.tokens) / seconds}};
+          {"train/sequences", static_cast<double>(items.size())},
+          {"train/assistant_tokens", counts[0]},
+          {"train/packing_fill", counts[1] / static_cast<double>(c.recipe.batch_tokens)},
+          {"time/tokens_per_s", counts[1] / seconds}};
 }
 
-std::filesystem::path save(Context& c, AdamW& optimizer, const TrainerState& state) {
-  c.store->flush();
-  const auto dir = save_checkpoint(
-      c.recipe.run_dir, {*c.model, c.trainable_names, optimizer, state, c.tokenizer_dir});
-  c.store->log_checkpoint({.step = state.step, .path = dir.string()});
-  return dir;
+std::filesystem::path save(Context& c, dist::DataParallel& optimizer, const TrainerState& state) {
+  return save_checkpoint(c.group, optimizer, c.recipe.run_dir,
+                         {*c.model, c.trainable_names, state, c.tokenizer_dir}, c.store.get());
 }
 
 void load_model(Context& c, const std::optional<std::filesystem::path>& checkpoint) {
   ModelSection section = c.recipe.model;
   if (checkpoint) section.path = checkpoint->string();
-  const ModelFiles files = resolve_model(section, c.recipe.run_dir, c.recipe.seed);
+  const ModelFiles files = resolve_model(c.group, section, c.recipe.run_dir, c.recipe.seed);
   c.model = model::load_causal_lm(files.weights, at::kCPU, at::kFloat);
   c.tokenizer_dir = files.tokenizer;
   for (auto& [name, tensor] : c.model->named_parameters()) {
@@ -173,13 +189,12 @@ void load_model(Context& c, const std::optional<std::filesystem::path>& checkpoi
   }
 }
 
-SftSummary train(const SftRecipe& recipe, const std::optional<std::filesystem::path>& checkpoint,
-                 bool new_run) {
+SftSummary train(dist::ProcessGroup& group, const SftRecipe& recipe,
+                 const std::optional<std::filesystem::path>& checkpoint, bool new_run) {
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  Context c{recipe};
-  std::filesystem::create_directories(recipe.run_dir);
-  c.store = std::make_unique<store::RunStore>(recipe.run_dir);
-  if (new_run)
+  Context c{group, recipe};
+  c.store = open_store_on_main(group, recipe.run_dir);
+  if (new_run && c.store)
     c.store->begin_run({.kind = "sft",
                         .recipe = json_struct::write(recipe),
                         .seed = recipe.seed,
@@ -188,14 +203,16 @@ SftSummary train(const SftRecipe& recipe, const std::optional<std::filesystem::p
   load_data(c, model::Tokenizer::from_directory(c.tokenizer_dir));
   plan(c);
   const auto& o = recipe.optim;
-  AdamW optimizer(c.trainable, {.lr = o.lr,
+  dist::DataParallel optimizer(group, c.trainable,
+                               {.lr = o.lr,
                                 .beta1 = o.beta1,
                                 .beta2 = o.beta2,
                                 .eps = o.eps,
                                 .weight_decay = o.weight_decay});
   TrainerState state;
-  if (checkpoint) state = load_trainer_state(*checkpoint, c.trainable_names, optimizer);
-  c.store->truncate_after(checkpoint ? state.step : std::numeric_limits<std::int64_t>::min());
+  if (checkpoint) state = load_checkpoint(*checkpoint, c.trainable_names, c.trainable, optimizer);
+  if (c.store)
+    c.store->truncate_after(checkpoint ? state.step : std::numeric_limits<std::int64_t>::min());
   const auto total = static_cast<std::int64_t>(c.batches.size());
   log::info("sft: {} conversations, {} held out, {} steps of <= {} tokens", c.train.size(),
             c.eval.size(), total, recipe.batch_tokens);
@@ -208,7 +225,7 @@ SftSummary train(const SftRecipe& recipe, const std::optional<std::filesystem::p
     const bool last = state.step == total;
     if (!c.eval.empty() && (state.step % recipe.eval_every == 0 || last))
       metrics["eval/loss"] = summary.eval_loss = eval_loss(c);
-    c.store->log_metrics(state.step, metrics);
+    if (c.store) c.store->log_metrics(state.step, metrics);
     summary.train_loss = metrics["train/loss"];
     if (last || (recipe.checkpoint_every > 0 && state.step % recipe.checkpoint_every == 0))
       summary.checkpoint = save(c, optimizer, state);
@@ -216,31 +233,36 @@ SftSummary train(const SftRecipe& recipe, const std::optional<std::filesystem::p
     progress.advance();
   }
   progress.finish();
-  c.store->flush();
   summary.steps = state.step;
+  if (!c.store) return summary;
+  c.store->flush();
   summary.report = store::write_report(recipe.run_dir);
   return summary;
 }
 
 }  // namespace
 
-SftSummary run_sft(const SftRecipe& recipe) {
+SftSummary run_sft(const SftRecipe& recipe, dist::ProcessGroup& group) {
   SftRecipe fresh = recipe;
-  fresh.run_dir = fresh_run_dir(recipe.run_dir);
-  return train(fresh, std::nullopt, true);
+  fresh.run_dir = fresh_run_dir(group, recipe.run_dir);
+  return train(group, fresh, std::nullopt, true);
 }
 
-SftSummary resume_sft(const std::filesystem::path& run_dir) {
-  std::optional<store::RunInfo> info;
-  if (std::filesystem::exists(run_dir / "run.db")) info = store::RunStore(run_dir).run_info();
-  if (!info || info->kind != "sft")
-    throw Error(run_dir.string() + ": not a ponder sft run directory");
+SftSummary resume_sft(const std::filesystem::path& run_dir, dist::ProcessGroup& group) {
+  std::string stored;  // rank 0 reads the run store
+  if (group.is_main()) {
+    std::optional<store::RunInfo> info;
+    if (std::filesystem::exists(run_dir / "run.db")) info = store::RunStore(run_dir).run_info();
+    if (!info || info->kind != "sft")
+      throw Error(run_dir.string() + ": not a ponder sft run directory");
+    stored = info->recipe.dump();
+  }
   SftRecipe recipe;
-  json_struct::read(info->recipe, recipe, "");
+  json_struct::read(nlohmann::json::parse(dist::from_main(group, stored)), recipe, "");
   recipe.run_dir = run_dir.string();
-  const auto checkpoint = latest_checkpoint(run_dir);
+  const auto checkpoint = latest_checkpoint(group, run_dir);
   if (!checkpoint) log::info("{}: no complete checkpoint yet; starting over", run_dir.string());
-  return train(recipe, checkpoint, false);
+  return train(group, recipe, checkpoint, false);
 }
 
 }  // namespace ponder::train

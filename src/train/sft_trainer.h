@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "dist/process_group.h"
 #include "train/sft_recipe.h"
 
 namespace ponder::train {
@@ -15,9 +16,12 @@ struct SftSummary {
   std::filesystem::path run_dir, checkpoint, report;
 };
 
-SftSummary run_sft(const SftRecipe& recipe);
-// Continues RUN_DIR from its newest complete checkpoint with the recipe it was started with; the
-// result equals an uninterrupted run's on CPU.
-SftSummary resume_sft(const std::filesystem::path& run_dir);
+// Collective over `group` (one process, or the ranks of a data-parallel run, which end with the
+// same weights as one process). Rank 0 alone writes the run directory; the other ranks return
+// no report path.
+SftSummary run_sft(const SftRecipe& recipe, dist::ProcessGroup& group);
+// Continues RUN_DIR from its newest complete checkpoint with the recipe it was started with, on
+// any number of ranks; the result equals an uninterrupted run's on CPU.
+SftSummary resume_sft(const std::filesystem::path& run_dir, dist::ProcessGroup& group);
 
 }  // namespace ponder::train

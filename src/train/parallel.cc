@@ -1,0 +1,70 @@
+#include "train/parallel.h"
+
+#include "core/log.h"
+#include "dist/gather.h"
+
+namespace ponder::train {
+
+void quiet_unless_main(const dist::ProcessGroup& group) {
+  if (!group.is_main()) log::set_level(log::Level::kError);
+}
+
+std::string fresh_run_dir(dist::ProcessGroup& group, const std::string& run_dir) {
+  return dist::from_main(group, group.is_main() ? fresh_run_dir(run_dir) : std::string());
+}
+
+std::optional<std::filesystem::path> latest_checkpoint(dist::ProcessGroup& group,
+                                                       const std::filesystem::path& run_dir) {
+  std::string path;
+  if (group.is_main())
+    if (const auto found = latest_checkpoint(run_dir)) path = found->string();
+  path = dist::from_main(group, path);
+  return path.empty() ? std::nullopt : std::optional<std::filesystem::path>(path);
+}
+
+ModelFiles resolve_model(dist::ProcessGroup& group, const ModelSection& model,
+                         const std::filesystem::path& run_dir, std::int64_t seed) {
+  std::optional<ModelFiles> files;
+  if (group.is_main() || !model.path.empty()) files = resolve_model(model, run_dir, seed);
+  group.barrier();
+  if (!files) {  // rank 0 has written the random init
+    ModelSection written = model;
+    written.path = (run_dir / "init").string();
+    files = resolve_model(written, run_dir, seed);
+  }
+  return *files;
+}
+
+std::unique_ptr<store::RunStore> open_store_on_main(const dist::ProcessGroup& group,
+                                                    const std::filesystem::path& run_dir) {
+  if (!group.is_main()) return nullptr;
+  std::filesystem::create_directories(run_dir);
+  return std::make_unique<store::RunStore>(run_dir);
+}
+
+std::filesystem::path save_checkpoint(dist::ProcessGroup& group, dist::DataParallel& optimizer,
+                                      const std::filesystem::path& run_dir,
+                                      const ParallelCheckpoint& contents, store::RunStore* store) {
+  const AdamWState full = optimizer.full_state();
+  std::string dir;
+  if (group.is_main()) {
+    store->flush();  // everything up to this step is committed before the checkpoint exists
+    dir = save_checkpoint(run_dir, {contents.policy, contents.trainable_names, full, contents.state,
+                                    contents.tokenizer_dir})
+              .string();
+    store->log_checkpoint({.step = contents.state.step, .path = dir});
+  }
+  return dist::from_main(group, dir);  // after rank 0 wrote it
+}
+
+TrainerState load_checkpoint(const std::filesystem::path& checkpoint,
+                             const std::vector<std::string>& trainable_names,
+                             const std::vector<at::Tensor>& trainable,
+                             dist::DataParallel& optimizer) {
+  AdamWState full = adamw_state_like(trainable);
+  const TrainerState state = load_trainer_state(checkpoint, trainable_names, full);
+  optimizer.load_state(full);
+  return state;
+}
+
+}  // namespace ponder::train
