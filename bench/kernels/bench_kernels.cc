@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/common/cuda_timing.h"
 #include "kernels/elementwise.h"
 #include "kernels/mla_decode.h"
 #include "kernels/rms_norm.h"
@@ -19,34 +20,7 @@
 namespace ponder::kernels {
 namespace {
 
-void check(cudaError_t rc, const char* what) {
-  if (rc != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(rc));
-}
-
-// Median milliseconds of `fn` over `reps` timed runs after `warmup` untimed ones.
-double median_ms(const std::function<void()>& fn, int warmup = 3, int reps = 20) {
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "event");
-  check(cudaEventCreate(&stop), "event");
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<float> times;
-  for (int i = 0; i < reps; ++i) {
-    check(cudaEventRecord(start, stream), "record");
-    fn();
-    check(cudaEventRecord(stop, stream), "record");
-    check(cudaEventSynchronize(stop), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-    times.push_back(ms);
-  }
-  check(cudaGetLastError(), "kernel");
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
+using bench::median_ms;
 
 // Device-to-device copy of 4 GiB; bytes read plus bytes written per second.
 double copy_bandwidth_gbs() {
@@ -192,7 +166,7 @@ int main(int argc, char** argv) {
     return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
   };
   cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "properties");
+  ponder::bench::check_cuda(cudaGetDeviceProperties(&prop, 0), "properties");
   const double copy_gbs = copy_bandwidth_gbs();
   fmt::print("device {} ({} SMs, {} MB L2); device-to-device copy {:.0f} GB/s (read + write)\n",
              prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, copy_gbs);

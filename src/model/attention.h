@@ -37,6 +37,7 @@ class GqaAttention {
   at::Tensor paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
                    std::vector<at::Tensor>& cache) const;
   static std::vector<std::vector<std::int64_t>> cache_shapes(const ModelConfig& c);
+  void for_each_linear(const LinearVisitor& visit);
 
  private:
   Linear q_, k_, v_, o_;
@@ -55,6 +56,7 @@ class MlaAttention {
   at::Tensor paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
                    std::vector<at::Tensor>& cache) const;
   static std::vector<std::vector<std::int64_t>> cache_shapes(const ModelConfig& c);
+  void for_each_linear(const LinearVisitor& visit);
 
  private:
   struct Projected {

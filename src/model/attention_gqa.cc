@@ -13,6 +13,10 @@ GqaAttention::GqaAttention(const ModelConfig& c, const ParamLookup& get,
       head_dim_(c.head_dim),
       scale_(c.attention_scale()) {}
 
+void GqaAttention::for_each_linear(const LinearVisitor& visit) {
+  for (Linear* l : {&q_, &k_, &v_, &o_}) visit(*l);
+}
+
 std::vector<std::vector<std::int64_t>> GqaAttention::cache_shapes(const ModelConfig& c) {
   return {{c.num_key_value_heads, c.head_dim}, {c.num_key_value_heads, c.head_dim}};
 }

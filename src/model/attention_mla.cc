@@ -23,6 +23,12 @@ MlaAttention::MlaAttention(const ModelConfig& c, const ParamLookup& get,
   }
 }
 
+void MlaAttention::for_each_linear(const LinearVisitor& visit) {
+  for (std::optional<Linear>* l : {&q_proj_, &q_a_proj_, &q_b_proj_})
+    if (*l) visit(**l);
+  for (Linear* l : {&kv_a_proj_, &kv_b_proj_, &o_proj_}) visit(*l);
+}
+
 std::vector<std::vector<std::int64_t>> MlaAttention::cache_shapes(const ModelConfig& c) {
   return {{c.kv_lora_rank + c.qk_rope_head_dim}};
 }
@@ -91,8 +97,8 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
   const Projected p = project(x, rot);
   scatter_pages(cache[0], step.batch->slot_mapping, at::cat({p.latent, p.k_rope}, -1));
   // W_UK [h, nope, lora] and W_UV [h, v, lora] are slices of kv_b_proj
-  const at::Tensor w_kv =
-      kv_b_proj_.weight.view({heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank});
+  const at::Tensor w_kv = kv_b_proj_.dense_weight(x.scalar_type())
+                              .view({heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank});
   const at::Tensor w_uk = w_kv.narrow(1, 0, c.qk_nope_head_dim);
   const at::Tensor w_uv = w_kv.narrow(1, c.qk_nope_head_dim, c.v_head_dim);
   // q_latent [T, h, lora]: W_UK folded into the query

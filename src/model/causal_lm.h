@@ -42,6 +42,15 @@ struct StepBatch {
   at::Tensor block_tables;  // [S, max_blocks] int64 pages of each sequence, in order
 };
 
+// Numerics of the eligible linear layers (attention projections, dense and expert FFNs): as
+// stored, BF16 GEMMs, or DeepSeek-V3 FP8 GEMMs. Embedding, output head, router and norms keep
+// the model's dtype whatever this says.
+enum class LinearPrecision { kNative, kBf16, kFp8 };
+
+// FP8 E4M3 checkpoint weights (with weight_scale_inv): dequantised to the load dtype, or kept as
+// FP8 with their scales so the linears run the FP8 path (rollout; not trainable).
+enum class Fp8Weights { kDequantise, kKeep };
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -77,10 +86,13 @@ class CausalLM {
   // The load counters update_routing_bias reads (one [experts] FP64 tensor per MoE layer with a
   // routing bias, shared with the model): data-parallel training sums them over ranks first.
   virtual std::vector<at::Tensor> routing_loads() = 0;
+
+  virtual void set_linear_precision(LinearPrecision precision) = 0;
 };
 
 // Loads a Hugging Face layout directory (config.json + safetensors).
 std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::Device device,
-                                         at::ScalarType dtype);
+                                         at::ScalarType dtype,
+                                         Fp8Weights fp8 = Fp8Weights::kDequantise);
 
 }  // namespace ponder::model

@@ -7,6 +7,8 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "kernels/fp8.h"
+#include "model/fp8_linear.h"
 
 namespace ponder::model {
 namespace {
@@ -38,12 +40,29 @@ at::Tensor yarn_inv_freq(const ModelConfig& c, std::int64_t dim) {
 }  // namespace
 
 at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return bias ? at::linear(x, weight, *bias) : at::linear(x, weight);
+  at::Tensor y;
+  if (weight_scale_inv) {
+    y = fp8_linear_prequantized(x, weight, *weight_scale_inv);
+  } else if (precision == LinearPrecision::kFp8) {
+    y = fp8_linear(x, weight);
+  } else if (precision == LinearPrecision::kBf16) {
+    y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(x.scalar_type());
+  } else {
+    return bias ? at::linear(x, weight, *bias) : at::linear(x, weight);
+  }
+  return bias ? y + bias->to(y.scalar_type()) : y;
+}
+
+at::Tensor Linear::dense_weight(at::ScalarType dtype) const {
+  if (!weight_scale_inv) return weight;
+  return kernels::dequantize_fp8(
+      {weight, weight_scale_inv->to(at::kFloat), kernels::Fp8Scaling::kBlock128x128}, dtype);
 }
 
 Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
                    const std::string& prefix) {
-  return Linear{get(prefix + ".weight"), find(prefix + ".bias")};
+  return Linear{get(prefix + ".weight"), find(prefix + ".weight_scale_inv"),
+                find(prefix + ".bias")};
 }
 
 Rotary::Rotary(const ModelConfig& c, std::int64_t dim) {
@@ -76,6 +95,10 @@ at::Tensor apply_rotary_interleaved(const at::Tensor& x, const RotaryTables& t) 
 
 at::Tensor Mlp::operator()(const at::Tensor& x) const {
   return down(kernels::swiglu(gate(x), up(x)));
+}
+
+void Mlp::for_each_linear(const LinearVisitor& visit) {
+  for (Linear* l : {&gate, &up, &down}) visit(*l);
 }
 
 Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix) {
@@ -116,8 +139,12 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
   const MoeRouting routing = route(x);
   if (c10::GradMode::is_enabled())
     *training_load += at::bincount(routing.experts.reshape(-1), {}, gate.size(0)).to(at::kDouble);
-  const bool grouped =
-      stacked && !c10::GradMode::is_enabled() && (x.is_cpu() || x.scalar_type() == at::kBFloat16);
+  // The grouped GEMMs compute in the weights' dtype: not for experts set to run FP8 GEMMs.
+  const LinearPrecision precision = experts.front().gate.precision;
+  const bool native = precision == LinearPrecision::kNative ||
+                      (precision == LinearPrecision::kBf16 && x.scalar_type() == at::kBFloat16);
+  const bool grouped = stacked && native && !c10::GradMode::is_enabled() &&
+                       (x.is_cpu() || x.scalar_type() == at::kBFloat16);
   const at::Tensor out = grouped ? routed_grouped(x, routing) : routed_loop(x, routing);
   return shared ? out + (*shared)(x) : out;
 }
@@ -206,6 +233,11 @@ std::optional<StackedExperts> stack_experts(
     }
   }
   return s;
+}
+
+void Moe::for_each_linear(const LinearVisitor& visit) {
+  for (Mlp& expert : experts) expert.for_each_linear(visit);
+  if (shared) shared->for_each_linear(visit);
 }
 
 Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,

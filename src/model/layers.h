@@ -23,10 +23,16 @@ using kernels::rms_norm;
 using ParamLookup = std::function<at::Tensor(const std::string& name)>;
 using OptionalParamLookup = std::function<std::optional<at::Tensor>(const std::string& name)>;
 
+// A linear layer y = x W^T (+ b). Its GEMM runs at `precision`; a weight kept as FP8 from a
+// DeepSeek-V3 checkpoint (with weight_scale_inv) always runs the FP8 path.
 struct Linear {
-  at::Tensor weight;  // [out, in]
+  at::Tensor weight;                           // [out, in]
+  std::optional<at::Tensor> weight_scale_inv;  // [ceil(out/128), ceil(in/128)] for FP8 weights
   std::optional<at::Tensor> bias;
+  LinearPrecision precision = LinearPrecision::kNative;
   at::Tensor operator()(const at::Tensor& x) const;
+  // The weight itself, or dequantised to dtype when kept as FP8: for the absorbed MLA math.
+  at::Tensor dense_weight(at::ScalarType dtype) const;
 };
 
 Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
@@ -53,9 +59,12 @@ class Rotary {
 at::Tensor apply_rotary_half(const at::Tensor& x, const RotaryTables& t);
 at::Tensor apply_rotary_interleaved(const at::Tensor& x, const RotaryTables& t);
 
+using LinearVisitor = std::function<void(Linear&)>;
+
 struct Mlp {
   Linear gate, up, down;
   at::Tensor operator()(const at::Tensor& x) const;
+  void for_each_linear(const LinearVisitor& visit);
 };
 
 Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix);
@@ -82,13 +91,16 @@ struct Moe {
   // the last reset; shared so copies of the layer count into one place.
   std::shared_ptr<at::Tensor> training_load;
   MoeRouting route(const at::Tensor& x) const;
-  // Routed experts plus shared ones. Without gradients and with stacked weights (BF16 on a GPU,
-  // any dtype on the CPU) the routed part runs as grouped GEMMs, otherwise one expert at a time.
+  // Routed experts plus shared ones. Without gradients, with stacked weights (BF16 on a GPU, any
+  // dtype on the CPU) and experts not set to FP8 GEMMs, the routed part runs as grouped GEMMs,
+  // otherwise one expert at a time.
   at::Tensor operator()(const at::Tensor& x) const;
   // The routed experts' weighted sum [T, hidden]: the reference loop (differentiable, one host
   // sync per expert) and tokens sorted by expert through two grouped GEMMs (no host sync).
   at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;
   at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing) const;
+  // The experts' linears (the router `gate` is not a Linear: it stays in high precision).
+  void for_each_linear(const LinearVisitor& visit);
 };
 
 // Moves the routed experts of the MoE layer at `prefix` (HF names, no biases) into one

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/json_file.h"
+#include "kernels/fp8.h"
 
 namespace ponder::model {
 namespace {
@@ -143,12 +144,17 @@ at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype) const
   auto it = file_of_.find(name);
   if (it == file_of_.end()) throw Error(dir_.string() + ": checkpoint has no tensor " + name);
   const SafetensorsFile& file = *it->second;
-  if (file.info(name).dtype != at::kFloat8_e4m3fn) return file.load(name, dtype);
+  if (!is_fp8(name) || dtype == at::kFloat8_e4m3fn) return file.load(name, dtype);
   const std::string scale_name = name + kScaleSuffix;
   auto scale = file_of_.find(scale_name);
   if (scale == file_of_.end())
     throw Error(dir_.string() + ": FP8 tensor " + name + " has no " + scale_name);
   return dequantize_fp8_blocks(file.view(name), scale->second->load(scale_name, at::kFloat), dtype);
+}
+
+bool Checkpoint::is_fp8(const std::string& name) const {
+  auto it = file_of_.find(name);
+  return it != file_of_.end() && it->second->info(name).dtype == at::kFloat8_e4m3fn;
 }
 
 std::int64_t Checkpoint::total_bytes() const {
@@ -160,7 +166,7 @@ std::int64_t Checkpoint::total_bytes() const {
 
 at::Tensor dequantize_fp8_blocks(const at::Tensor& weight, const at::Tensor& scale_inv,
                                  at::ScalarType dtype) {
-  constexpr std::int64_t kBlock = 128;
+  constexpr std::int64_t kBlock = kernels::kFp8Tile;
   const std::int64_t rows = weight.size(0), cols = weight.size(1);
   const std::int64_t block_rows = (rows + kBlock - 1) / kBlock,
                      block_cols = (cols + kBlock - 1) / kBlock;
@@ -168,11 +174,7 @@ at::Tensor dequantize_fp8_blocks(const at::Tensor& weight, const at::Tensor& sca
     throw Error("weight_scale_inv: expected shape [" + std::to_string(block_rows) + ", " +
                 std::to_string(block_cols) + "] for a [" + std::to_string(rows) + ", " +
                 std::to_string(cols) + "] FP8 weight");
-  const at::Tensor scales = scale_inv.repeat_interleave(kBlock, 0)
-                                .repeat_interleave(kBlock, 1)
-                                .slice(0, 0, rows)
-                                .slice(1, 0, cols);
-  return (weight.to(at::kFloat) * scales).to(dtype);
+  return kernels::dequantize_fp8({weight, scale_inv, kernels::Fp8Scaling::kBlock128x128}, dtype);
 }
 
 void write_safetensors_file(const std::filesystem::path& path,

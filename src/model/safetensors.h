@@ -53,8 +53,10 @@ class Checkpoint {
   explicit Checkpoint(const std::filesystem::path& dir);
   std::vector<std::string> names() const;  // excludes FP8 `weight_scale_inv` companions
   bool contains(const std::string& name) const { return file_of_.count(name) != 0; }
-  // Loads a tensor as dtype, dequantising FP8 E4M3 weights with their weight_scale_inv blocks.
+  // Loads a tensor as dtype, dequantising FP8 E4M3 weights with their weight_scale_inv blocks
+  // (dtype float8_e4m3fn returns an FP8 weight's data as stored).
   at::Tensor load(const std::string& name, at::ScalarType dtype) const;
+  bool is_fp8(const std::string& name) const;
   std::int64_t total_bytes() const;
 
  private:

@@ -168,12 +168,26 @@ at::Tensor TransformerLM::token_logprobs(const at::Tensor& hidden, const at::Ten
   return kernels::token_logprobs(hidden, lm_head_, targets);
 }
 
+void TransformerLM::set_linear_precision(LinearPrecision precision) {
+  const LinearVisitor set = [precision](Linear& linear) { linear.precision = precision; };
+  for (auto& layer : layers_) {
+    std::visit([&](auto& attention) { attention.for_each_linear(set); }, layer.attention);
+    std::visit([&](auto& ffn) { ffn.for_each_linear(set); }, layer.ffn);
+  }
+}
+
 std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::Device device,
-                                         at::ScalarType dtype) {
+                                         at::ScalarType dtype, Fp8Weights fp8) {
   ModelConfig config = ModelConfig::from_file(dir / "config.json");
   const Checkpoint checkpoint(dir);
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (const auto& name : checkpoint.names()) {
+    if (fp8 == Fp8Weights::kKeep && checkpoint.is_fp8(name)) {
+      const std::string scale = name + "_scale_inv";
+      params.emplace_back(name, checkpoint.load(name, at::kFloat8_e4m3fn).to(device));
+      params.emplace_back(scale, checkpoint.load(scale, at::kFloat).to(device));
+      continue;
+    }
     // The routing bias stays FP32 as in DeepSeek-V3; everything else takes the requested dtype.
     const bool keep_fp32 = name.ends_with("e_score_correction_bias");
     params.emplace_back(name, checkpoint.load(name, keep_fp32 ? at::kFloat : dtype).to(device));

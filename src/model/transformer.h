@@ -25,6 +25,7 @@ class TransformerLM : public CausalLM {
   at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) override;
   at::Tensor update_routing_bias(double rate) override;
   std::vector<at::Tensor> routing_loads() override;
+  void set_linear_precision(LinearPrecision precision) override;
 
  private:
   struct Layer {

@@ -85,6 +85,7 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
   if (checkpoint) section.path = checkpoint->string();
   const ModelFiles files = resolve_model(c.group, section, c.recipe.run_dir, c.recipe.seed);
   c.policy = model::load_causal_lm(files.weights, at::kCPU, at::kFloat);
+  c.policy->set_linear_precision(linear_precision(c.recipe.train));
   c.tokenizer_dir = files.tokenizer;
   c.tokenizer =
       std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(c.tokenizer_dir));
@@ -633,9 +634,11 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
                                 .weight_decay = recipe.optim.weight_decay});
   ThreadPool pool;
   TrainerState state = start(c, engine, pool, optimizer, checkpoint);
-  if (recipe.grpo.kl_coef > 0)  // step 0 is the policy GRPO starts from
+  if (recipe.grpo.kl_coef > 0) {  // step 0 is the policy GRPO starts from
     c.reference = model::load_causal_lm(
         std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", at::kCPU, at::kFloat);
+    c.reference->set_linear_precision(linear_precision(recipe.train));
+  }
   Progress progress("grpo", recipe.steps, "step");
   progress.set(state.step);
   while (state.step < recipe.steps) {

@@ -1,12 +1,27 @@
 #include "train/parallel.h"
 
+#include <c10/util/Exception.h>
+
 #include "core/log.h"
 #include "dist/gather.h"
 
 namespace ponder::train {
 
+namespace {
+
+// Drops LibTorch's warnings (TORCH_WARN), which rank 0 prints for every rank.
+class SilentWarnings : public c10::WarningHandler {
+ public:
+  void process(const c10::Warning&) override {}
+};
+
+}  // namespace
+
 void quiet_unless_main(const dist::ProcessGroup& group) {
-  if (!group.is_main()) log::set_level(log::Level::kError);
+  if (group.is_main()) return;
+  log::set_level(log::Level::kError);
+  static SilentWarnings silent;
+  c10::WarningUtils::set_warning_handler(&silent);
 }
 
 std::string fresh_run_dir(dist::ProcessGroup& group, const std::string& run_dir) {

@@ -17,7 +17,7 @@
 
 namespace ponder::train {
 
-// Ranks other than 0 print errors only (no info, warnings or progress).
+// Ranks other than 0 print errors only (no info, warnings, LibTorch warnings or progress).
 void quiet_unless_main(const dist::ProcessGroup& group);
 
 // Collective: rank 0's fresh_run_dir on every rank.

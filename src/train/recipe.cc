@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "core/json_struct.h"
+#include "train/run_setup.h"
 
 namespace ponder::train {
 namespace {
@@ -31,6 +32,7 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
                    {"token_mean", "sequence_mean", "constant"});
     require_one_of("grpo.kl_estimator", recipe.grpo.kl_estimator, {"k1", "k2", "k3"});
     require_one_of("optim.schedule", recipe.optim.schedule, {"constant", "cosine"});
+    linear_precision(recipe.train);
     if (recipe.rollout.n < 2) throw Error("rollout.n: GRPO needs at least 2 samples per prompt");
     if (recipe.eval.n < 1) throw Error("eval.n: expected at least 1 sample per prompt");
     if (recipe.eval.temperature <= 0 && recipe.eval.n != 1)

@@ -154,6 +154,17 @@ struct SftSection {
   }
 };
 
+struct TrainSection {
+  std::string precision = "fp32";  // fp32 | bf16 | fp8
+  template <class V>
+  void fields(V& v) {
+    v("precision", precision,
+      "GEMMs of the attention projections and FFN/expert linears: fp32 (as stored) | bf16 | fp8 "
+      "(DeepSeek-V3: E4M3, 1x128 activation tiles, 128x128 weight blocks, FP32 master weights); "
+      "embedding, lm head, router and norms stay high precision");
+  }
+};
+
 struct GrpoRecipe {
   std::int64_t seed = 1;
   std::string run_dir = "runs/quickstart";
@@ -168,6 +179,7 @@ struct GrpoRecipe {
   GrpoSection grpo;
   OptimSection optim;
   SftSection sft;
+  TrainSection train;
   template <class V>
   void fields(V& v) {
     v("seed", seed, "seed for model init, data order and sampling");
@@ -183,6 +195,7 @@ struct GrpoRecipe {
     v("grpo", grpo, "policy loss");
     v("optim", optim, "optimizer");
     v("sft", sft, "supervised warm-up");
+    v("train", train, "training numerics");
   }
 };
 

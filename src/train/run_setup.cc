@@ -42,6 +42,14 @@ model::ChatFormat resolve_chat_format(const std::string& name,
   return model::detect_chat_format(read_json_file(config));
 }
 
+model::LinearPrecision linear_precision(const TrainSection& train) {
+  if (train.precision == "fp32") return model::LinearPrecision::kNative;
+  if (train.precision == "bf16") return model::LinearPrecision::kBf16;
+  if (train.precision == "fp8") return model::LinearPrecision::kFp8;
+  throw Error("train.precision: unsupported value '" + train.precision +
+              "' (expected one of: fp32, bf16, fp8)");
+}
+
 std::int64_t resolve_eos(const model::Tokenizer& tokenizer,
                          const std::optional<std::int64_t>& eos) {
   if (tokenizer.eos_id()) return *tokenizer.eos_id();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "model/causal_lm.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "train/recipe.h"
@@ -31,6 +32,9 @@ ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path&
 // `name` parsed, or (empty) detected from the tokenizer directory's tokenizer_config.json.
 model::ChatFormat resolve_chat_format(const std::string& name,
                                       const std::filesystem::path& tokenizer_dir);
+
+// train.precision as the model's linear-layer precision; unknown names throw.
+model::LinearPrecision linear_precision(const TrainSection& train);
 
 // The EOS id of the tokenizer, else of the model config; throws when neither defines one.
 std::int64_t resolve_eos(const model::Tokenizer& tokenizer, const std::optional<std::int64_t>& eos);

@@ -4,6 +4,7 @@
 #include "core/json_file.h"
 #include "core/json_struct.h"
 #include "model/chat_template.h"
+#include "train/run_setup.h"
 
 namespace ponder::train {
 namespace {
@@ -45,6 +46,7 @@ Recipe load(const std::string& path, const std::vector<std::string>& overrides, 
 SftRecipe load_sft_recipe(const std::string& path, const std::vector<std::string>& overrides) {
   return load<SftRecipe>(path, overrides, [](const SftRecipe& r) {
     check_positive("batch_tokens", r.batch_tokens);
+    linear_precision(r.train);
     if (r.data.max_seq_len > r.batch_tokens)
       throw Error("data.max_seq_len: " + std::to_string(r.data.max_seq_len) +
                   " does not fit in batch_tokens (" + std::to_string(r.batch_tokens) + ")");

@@ -38,6 +38,7 @@ struct SftRecipe {
   ModelSection model;
   ChatDataSection data;
   OptimSection optim;
+  TrainSection train;
   template <class V>
   void fields(V& v) {
     v("seed", seed, "seed for model init and data order");
@@ -50,6 +51,7 @@ struct SftRecipe {
     v("model", model, "model to fine-tune");
     v("data", data, "chat data");
     v("optim", optim, "optimizer");
+    v("train", train, "training numerics");
   }
 };
 

@@ -180,6 +180,7 @@ void load_model(Context& c, const std::optional<std::filesystem::path>& checkpoi
   if (checkpoint) section.path = checkpoint->string();
   const ModelFiles files = resolve_model(c.group, section, c.recipe.run_dir, c.recipe.seed);
   c.model = model::load_causal_lm(files.weights, at::kCPU, at::kFloat);
+  c.model->set_linear_precision(linear_precision(c.recipe.train));
   c.tokenizer_dir = files.tokenizer;
   for (auto& [name, tensor] : c.model->named_parameters()) {
     if (name.ends_with("e_score_correction_bias")) continue;  // set by load balancing
