@@ -24,9 +24,29 @@ bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache) {
          cache.size(2) == kMlaEntry;
 }
 
+#ifdef PONDER_WITH_CUDA
+namespace {
+
+// Contexts within the table, and the pages they read within the cache: checked on the device,
+// one synchronisation for all of it.
+void check_pages(const at::Tensor& tables, const at::Tensor& lens, std::int64_t pages) {
+  const std::int64_t capacity = tables.size(1) * kMlaPage;
+  const at::Tensor in_context = at::arange(tables.size(1), tables.options()).unsqueeze(0) <
+                                ((lens + kMlaPage - 1) / kMlaPage).unsqueeze(1);
+  const at::Tensor used = at::where(in_context, tables, 0);
+  if (!(lens.min().ge(1) & lens.max().le(capacity) & used.min().ge(0) & used.max().lt(pages))
+           .item<bool>())
+    throw Error(
+        "mla_decode_cuda: context lengths must lie in [1, 64 * max_pages] and their pages in the "
+        "cache");
+}
+
+}  // namespace
+#endif
+
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
-                           double scale, std::int64_t splits) {
+                           double scale, std::int64_t splits, bool check_inputs) {
 #ifdef PONDER_WITH_CUDA
   const char* who = "mla_decode_cuda";
   require_cuda(who, {query, cache, block_tables, context_lens});
@@ -40,18 +60,7 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   if (batch == 0) return out;
   const at::Tensor tables = block_tables.to(at::kLong).contiguous();
   const at::Tensor lens = context_lens.to(at::kLong).contiguous();
-  // Contexts within the table, and the pages they read within the cache: checked on the device,
-  // one synchronisation for all of it.
-  const std::int64_t capacity = tables.size(1) * kMlaPage;
-  const at::Tensor in_context = at::arange(tables.size(1), tables.options()).unsqueeze(0) <
-                                ((lens + kMlaPage - 1) / kMlaPage).unsqueeze(1);
-  const at::Tensor used = at::where(in_context, tables, 0);
-  if (!(lens.min().ge(1) & lens.max().le(capacity) & used.min().ge(0) &
-        used.max().lt(cache.size(0)))
-           .item<bool>())
-    throw Error(
-        "mla_decode_cuda: context lengths must lie in [1, 64 * max_pages] and their pages in the "
-        "cache");
+  if (check_inputs) check_pages(tables, lens, cache.size(0));
   const std::int64_t ctas = batch * heads / 16;
   if (splits <= 0) splits = (2 * multiprocessor_count() + ctas - 1) / ctas;
   splits = std::clamp<std::int64_t>(splits, 1, tables.size(1));
@@ -74,7 +83,8 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   check_launch(launch_mla_decode(p, current_stream()), who);
   return out;
 #else
-  (void)query, (void)cache, (void)block_tables, (void)context_lens, (void)scale, (void)splits;
+  (void)query, (void)cache, (void)block_tables, (void)context_lens, (void)scale, (void)splits,
+      (void)check_inputs;
   no_cuda("mla_decode_cuda");
 #endif
 }

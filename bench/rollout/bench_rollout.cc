@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/common/host.h"
+#include "bench/rollout/prompts.h"
 #include "core/error.h"
 #include "core/json_file.h"
 #include "engine/rollout_engine.h"
@@ -25,8 +26,8 @@
 namespace {
 
 namespace fs = std::filesystem;
+using ponder::bench::Ids;
 using ponder::engine::Request;
-using Ids = std::vector<std::vector<std::int64_t>>;
 
 struct Workload {
   std::int64_t batch, prompt_len, new_tokens;
@@ -52,17 +53,6 @@ std::vector<ModelCase> model_cases() {
       {"tiny-mla (DeepSeek-V3 MLA+MoE, 4 layers, h 128)", ponder::model::preset_config("tiny-mla")},
       {"tiny-llama (2 layers, h 128)", ponder::model::preset_config("tiny-llama")},
       {"small-llama (8 layers, h 512, vocab 32000)", small}};
-}
-
-// Deterministic pseudo-random prompt ids in [3, vocab).
-Ids make_prompts(const Workload& w, std::int64_t vocab, std::uint64_t seed) {
-  Ids prompts(w.batch, std::vector<std::int64_t>(w.prompt_len));
-  for (auto& p : prompts)
-    for (auto& id : p) {
-      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-      id = 3 + static_cast<std::int64_t>((seed >> 33) % static_cast<std::uint64_t>(vocab - 3));
-    }
-  return prompts;
 }
 
 // Runs the HF baseline on every workload; returns its JSON (seconds and ids per workload).
@@ -121,7 +111,8 @@ void bench_model(const ModelCase& m, const fs::path& dir, int threads, int reps)
   auto lm = ponder::model::load_causal_lm(dir, at::kCPU, at::kFloat);
   std::vector<Ids> prompts;
   for (const auto& w : kWorkloads)
-    prompts.push_back(make_prompts(w, lm->config().vocab_size, 7 + prompts.size()));
+    prompts.push_back(ponder::bench::make_prompts(w.batch, w.prompt_len, lm->config().vocab_size,
+                                                  7 + prompts.size()));
   const nlohmann::json hf = run_hf(dir, prompts, threads, reps);
   run_ponder(*lm, {1, 32, 4}, {prompts[0][0]}, 1);  // warm-up
   fmt::print("\n{}  [HF {}]\n", m.name, hf["versions"].dump());

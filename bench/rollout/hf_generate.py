@@ -2,7 +2,9 @@
 the same max_new_tokens (EOS ignored), timed per workload (the run with the best wall time of REPS after one warm-up, with its process
 CPU time, which is steadier on a shared machine).
 
-usage: hf_generate.py MODEL_DIR WORKLOADS.json OUT.json THREADS REPS
+usage: hf_generate.py MODEL_DIR WORKLOADS.json OUT.json THREADS REPS [DEVICE [DTYPE]]
+DEVICE: cpu (default) or cuda; DTYPE: float32 (default) or bfloat16. On cuda the model is loaded
+straight onto the GPU with HF's grouped_mm experts where this transformers version has them.
 WORKLOADS.json: [{"prompts": [[ids...], ...], "new_tokens": N}, ...]; all prompts of a workload
 have one length, so the batch needs no padding.
 OUT.json: {"workloads": [{"seconds": S, "cpu_seconds": C, "ids": [[new ids...], ...]}], "versions": {...}}
@@ -17,17 +19,32 @@ from transformers import AutoModelForCausalLM
 
 
 def run(model, prompts, new_tokens):
-    ids = torch.tensor(prompts)
+    ids = torch.tensor(prompts, device=model.device)
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                          do_sample=False, eos_token_id=None, pad_token_id=0)
     return out[:, ids.shape[1]:].tolist()
+
+
+def load(model_dir, device, dtype):
+    if device == "cpu":
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map=device,
+                                                     experts_implementation="grouped_mm")
+    except (TypeError, ValueError) as e:
+        print(f"hf_generate: grouped_mm experts unavailable ({e}); default experts",
+              file=sys.stderr)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map=device)
+    return model.eval()
 
 
 def main():
     model_dir, workloads_path, out_path = sys.argv[1:4]
     threads, reps = int(sys.argv[4]), int(sys.argv[5])
     torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    device = sys.argv[6] if len(sys.argv) > 6 else "cpu"
+    dtype = getattr(torch, sys.argv[7] if len(sys.argv) > 7 else "float32")
+    model = load(model_dir, device, dtype)
     results = []
     with torch.inference_mode():
         run(model, [[3] * 8], 4)  # warm-up

@@ -18,6 +18,7 @@ void add_init_model(CLI::App& app) {
   static std::string config_path, preset, out, tokenizer;
   static std::uint64_t seed = 0;
   static bool config_only = false;
+  static std::string dtype = "float32", device = "cpu";
   auto* config_opt = cmd->add_option("--config", config_path, "HF config.json to instantiate");
   std::string presets;
   for (const auto& name : model::preset_names()) presets += (presets.empty() ? "" : ", ") + name;
@@ -28,12 +29,21 @@ void add_init_model(CLI::App& app) {
   cmd->add_option("--tokenizer", tokenizer, "Directory whose tokenizer*.json files are copied in");
   cmd->add_flag("--config-only", config_only,
                 "Write config.json only (e.g. the DeepSeek-V3 shape)");
+  cmd->add_option("--dtype", dtype, "Stored weight type")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
+      ->capture_default_str();
+  cmd->add_option("--device", device, "Where the weights are drawn (cpu, cuda)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->callback([] {
     if (config_path.empty() && preset.empty())
       throw Error("init-model: give --config FILE or --preset NAME");
     const auto config =
         config_path.empty() ? model::preset_config(preset) : read_json_file(config_path);
-    model::InitOptions options{.seed = seed, .config_only = config_only || preset == "deepseek-v3"};
+    model::InitOptions options{.seed = seed,
+                               .config_only = config_only || preset == "deepseek-v3",
+                               .dtype = dtype == "bfloat16" ? at::kBFloat16 : at::kFloat,
+                               .device = at::Device(device)};
     if (!tokenizer.empty()) options.tokenizer_dir = tokenizer;
     const auto c = model::init_model(config, out, options);
     fmt::print("init-model: {} {} layers, hidden {}, vocab {} -> {}\n", c.model_type,

@@ -4,6 +4,9 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/json_file.h"
+#include "core/json_struct.h"
+#include "train/distill_recipe.h"
 #include "train/grpo_trainer.h"
 
 namespace ponder::cli {
@@ -52,8 +55,14 @@ void add_train_command(CLI::App& app) {
   check->add_option("file", check_path, "Recipe JSON file")->required();
   check->add_option("--set", check_overrides, "Override a recipe field (repeatable)");
   check->callback([] {
-    fmt::print("{}\n",
-               train::recipe_to_json(train::load_recipe(check_path, check_overrides)).dump(2));
+    // A distillation recipe names a teacher; every other recipe is a GRPO recipe.
+    if (read_json_file(check_path).contains("teacher"))
+      fmt::print(
+          "{}\n",
+          json_struct::write(train::load_distill_recipe(check_path, check_overrides)).dump(2));
+    else
+      fmt::print("{}\n",
+                 train::recipe_to_json(train::load_recipe(check_path, check_overrides)).dump(2));
   });
   recipe_cmd->require_subcommand(1);
 }

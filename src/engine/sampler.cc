@@ -94,25 +94,30 @@ std::vector<SampledToken> sample_tokens(const at::Tensor& logits,
       out.push_back(sample_token(cpu[rows[i]], *params[i], *rngs[i]));
     return out;
   }
-  const auto n = static_cast<std::int64_t>(rows.size());
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  kernels::SamplingBatch b{
-      at::empty({n}, f32), at::empty({n}, f32.dtype(at::kLong)),   at::empty({n}, f32),
-      at::empty({n}, f32), at::empty({n}, f32.dtype(at::kDouble)), at::tensor(rows, at::kLong)};
-  for (std::int64_t i = 0; i < n; ++i) {
+  // Per-row settings gathered on the host and sent as one tensor each (element-wise tensor writes
+  // cost an ATen call apiece, milliseconds for a batch of hundreds).
+  const std::size_t n = rows.size();
+  std::vector<float> temperature(n), top_p(n), min_p(n);
+  std::vector<std::int64_t> top_k(n);
+  std::vector<double> uniform(n);
+  for (std::size_t i = 0; i < n; ++i) {
     const SamplingParams& p = *params[i];
-    b.temperature[i] = p.temperature;
-    b.top_k[i] = p.top_k;
-    b.top_p[i] = p.top_p;
-    b.min_p[i] = p.min_p;
-    b.uniform[i] = p.temperature > 0 ? rngs[i]->uniform() : 0.0;  // greedy draws nothing
+    temperature[i] = static_cast<float>(p.temperature);
+    top_k[i] = p.top_k;
+    top_p[i] = static_cast<float>(p.top_p);
+    min_p[i] = static_cast<float>(p.min_p);
+    uniform[i] = p.temperature > 0 ? rngs[i]->uniform() : 0.0;  // greedy draws nothing
   }
+  const kernels::SamplingBatch b{at::tensor(temperature), at::tensor(top_k),
+                                 at::tensor(top_p),       at::tensor(min_p),
+                                 at::tensor(uniform),     at::tensor(rows, at::kLong)};
   const kernels::SampledTokens got = kernels::sample_cuda(logits.contiguous(), b);
-  const at::Tensor token = got.token.to(at::kCPU), logprob = got.logprob.to(at::kCPU),
-                   raw = got.raw_logprob.to(at::kCPU);
-  for (std::int64_t i = 0; i < n; ++i)
-    out.push_back(
-        {token[i].item<std::int64_t>(), logprob[i].item<double>(), raw[i].item<double>()});
+  const at::Tensor token = got.token.to(at::kCPU).contiguous();
+  const at::Tensor logprob = got.logprob.to(at::kCPU, at::kDouble).contiguous();
+  const at::Tensor raw = got.raw_logprob.to(at::kCPU, at::kDouble).contiguous();
+  for (std::size_t i = 0; i < n; ++i)
+    out.push_back({token.data_ptr<std::int64_t>()[i], logprob.data_ptr<double>()[i],
+                   raw.data_ptr<double>()[i]});
   return out;
 }
 

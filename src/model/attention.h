@@ -22,6 +22,7 @@ struct PagedStep {
   at::Tensor decode_rows;            // [D] rows of the step's tokens that decode one token
   at::Tensor decode_tables;          // [D, max_blocks] their block tables
   at::Tensor decode_valid;           // [D, decode_context] key position < context length
+  at::Tensor decode_lens;            // [D] their context lengths
   std::int64_t decode_context = 0;   // longest decoding context
 
   static PagedStep from(const StepBatch& batch);
@@ -65,6 +66,9 @@ class MlaAttention {
     at::Tensor k_rope;  // [T, rope] (rotated)
   };
   Projected project(const at::Tensor& x, const RotaryTables& rot) const;
+  // Attention of decoding rows over their pages, then W_UV: [D, h, v_head_dim].
+  at::Tensor decode(const at::Tensor& q_latent, const at::Tensor& q_rope, const PagedStep& step,
+                    const at::Tensor& cache, const at::Tensor& w_uv) const;
 
   const ModelConfig* c_;
   std::optional<Linear> q_proj_, q_a_proj_, q_b_proj_;

@@ -70,6 +70,26 @@ at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
   return o_proj_(out.reshape({tokens, heads * c.v_head_dim}));
 }
 
+at::Tensor MlaAttention::decode(const at::Tensor& q_latent, const at::Tensor& q_rope,
+                                const PagedStep& step, const at::Tensor& cache,
+                                const at::Tensor& w_uv) const {
+  const ModelConfig& c = *c_;
+  // [D, h, lora + rope] against [D, ctx, lora + rope]: latent and RoPE scores in one pass
+  const at::Tensor query = at::cat({q_latent, q_rope}, -1);
+  const bool kernel = c.kv_lora_rank == kernels::kMlaLatent &&
+                      c.qk_rope_head_dim == kernels::kMlaRope &&
+                      kernels::mla_decode_supported(query, cache);
+  const at::Tensor out_latent =
+      kernel ? kernels::mla_decode_cuda(query, cache, step.decode_tables, step.decode_lens, scale_,
+                                        0, /*check_inputs=*/false)
+             : kernels::mla_decode_reference(
+                   query,
+                   gather_padded_pages(cache, step.decode_tables, step.decode_valid)
+                       .to(query.scalar_type()),
+                   step.decode_valid, scale_, c.kv_lora_rank);
+  return at::einsum("dhc,hvc->dhv", {out_latent, w_uv});
+}
+
 at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
                                std::vector<at::Tensor>& cache) const {
   const ModelConfig& c = *c_;
@@ -83,25 +103,14 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
   const at::Tensor w_uv = w_kv.narrow(1, c.qk_nope_head_dim, c.v_head_dim);
   // q_latent [T, h, lora]: W_UK folded into the query
   const at::Tensor q_latent = at::einsum("thd,hdc->thc", {p.q_nope, w_uk});
+  // A step of decoding tokens only (rows in order) skips the gathers and the scatter of the rows.
+  if (step.prefill.empty() && step.decode_rows.defined())
+    return o_proj_(decode(q_latent, p.q_rope, step, cache[0], w_uv).reshape({tokens, -1}));
   at::Tensor out = at::empty({tokens, heads, c.v_head_dim}, x.options());
-  if (step.decode_rows.defined()) {
-    // [D, h, lora + rope] against [D, ctx, lora + rope]: latent and RoPE scores in one bmm
-    const at::Tensor query = at::cat(
-        {q_latent.index_select(0, step.decode_rows), p.q_rope.index_select(0, step.decode_rows)},
-        -1);
-    const bool kernel = c.kv_lora_rank == kernels::kMlaLatent &&
-                        c.qk_rope_head_dim == kernels::kMlaRope &&
-                        kernels::mla_decode_supported(query, cache[0]);
-    const at::Tensor out_latent =
-        kernel ? kernels::mla_decode_cuda(query, cache[0], step.decode_tables,
-                                          step.decode_valid.sum(1), scale_)
-               : kernels::mla_decode_reference(
-                     query,
-                     gather_padded_pages(cache[0], step.decode_tables, step.decode_valid)
-                         .to(x.scalar_type()),
-                     step.decode_valid, scale_, c.kv_lora_rank);
-    out.index_copy_(0, step.decode_rows, at::einsum("dhc,hvc->dhv", {out_latent, w_uv}));
-  }
+  if (step.decode_rows.defined())
+    out.index_copy_(0, step.decode_rows,
+                    decode(q_latent.index_select(0, step.decode_rows),
+                           p.q_rope.index_select(0, step.decode_rows), step, cache[0], w_uv));
   for (const std::size_t s : step.prefill) {
     const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
     const std::int64_t ctx = step.context_lens[s];

@@ -228,15 +228,21 @@ ModelConfig init_model(const nlohmann::json& config_json, const std::filesystem:
   std::ofstream(out_dir / "config.json") << config.to_json().dump(2) << "\n";
   if (options.tokenizer_dir) copy_tokenizer(*options.tokenizer_dir, out_dir);
   if (options.config_only) return config;
-  at::Generator generator = at::detail::createCPUGenerator(options.seed);
+  at::Generator generator = options.device.is_cpu()
+                                ? at::detail::createCPUGenerator(options.seed)
+                                : at::globalContext().defaultGenerator(options.device).clone();
+  generator.set_current_seed(options.seed);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(options.device);
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& [name, shape] : parameter_shapes(config)) {
     // Norm weights near 1 and a small routing bias, both perturbed so tests exercise them.
     const bool is_norm = name.ends_with("norm.weight");
     const bool is_bias = name.ends_with(".bias") || name.ends_with("correction_bias");
     const double std = is_norm ? 0.1 : (is_bias ? 0.02 : 0.05);
-    at::Tensor t = at::normal(0.0, std, shape, generator);
-    tensors.emplace_back(name, is_norm ? t + 1.0 : t);
+    at::Tensor t = at::normal(0.0, std, shape, generator, f32);
+    if (is_norm) t += 1.0;
+    const bool keep_fp32 = name.ends_with("correction_bias");
+    tensors.emplace_back(name, t.to(at::kCPU, keep_fp32 ? at::kFloat : options.dtype));
   }
   save_safetensors(out_dir, tensors);
   return config;

@@ -2,6 +2,8 @@
 // safetensors [+ tokenizer files]) from a config or a named preset — how tests get models.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -25,6 +27,10 @@ struct InitOptions {
   std::uint64_t seed = 0;
   std::optional<std::filesystem::path> tokenizer_dir;  // copies tokenizer*.json from here
   bool config_only = false;
+  // Weights are drawn in FP32 on `device` (a GPU draws a large model in seconds) and stored as
+  // `dtype`; the DeepSeek-V3 routing bias stays FP32.
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
 };
 
 // Writes OUT_DIR/config.json and (unless config_only) random weights. Returns the config.

@@ -3,6 +3,7 @@
 #include <c10/core/GradMode.h>
 
 #include <cmath>
+#include <map>
 #include <numbers>
 
 #include "core/error.h"
@@ -154,10 +155,21 @@ at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu
 
 at::Tensor Moe::operator()(const at::Tensor& x) const {
   const MoeRouting routing = route(x);
+  if (c10::GradMode::is_enabled())
+    *training_load += at::bincount(routing.experts.reshape(-1), {}, gate.size(0)).to(at::kDouble);
+  // The grouped GEMMs compute in the weights' dtype: not for experts set to run FP8 GEMMs.
+  const LinearPrecision precision = experts.front().gate.precision;
+  const bool native = precision == LinearPrecision::kNative ||
+                      (precision == LinearPrecision::kBf16 && x.scalar_type() == at::kBFloat16);
+  const bool grouped = stacked && native && !c10::GradMode::is_enabled() &&
+                       (x.is_cpu() || x.scalar_type() == at::kBFloat16);
+  const at::Tensor out = grouped ? routed_grouped(x, routing) : routed_loop(x, routing);
+  return shared ? out + (*shared)(x) : out;
+}
+
+at::Tensor Moe::routed_loop(const at::Tensor& x, const MoeRouting& routing) const {
   at::Tensor out = at::zeros_like(x);
   const at::Tensor flat_experts = routing.experts.reshape(-1);
-  if (c10::GradMode::is_enabled())
-    *training_load += at::bincount(flat_experts, {}, gate.size(0)).to(at::kDouble);
   for (std::int64_t e = 0; e < static_cast<std::int64_t>(experts.size()); ++e) {
     const at::Tensor hits = (flat_experts == e).nonzero().squeeze(1);
     if (hits.numel() == 0) continue;
@@ -166,7 +178,79 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
     const at::Tensor y = experts[e](x.index_select(0, token)) * weight.to(x.scalar_type());
     out = out.index_add(0, token, y);
   }
-  return shared ? out + (*shared)(x) : out;
+  return out;
+}
+
+namespace {
+
+// (token, choice) pairs sorted by expert: order [T k] of pair indices, experts[order] and ends[e]
+// = pairs routed to experts 0..e (int32, the grouped GEMM's offsets).
+struct ExpertOrder {
+  at::Tensor order, sorted, ends;
+};
+
+ExpertOrder sort_by_expert(const MoeRouting& routing, std::int64_t experts) {
+  const at::Tensor flat = routing.experts.reshape(-1);
+  const at::Tensor order = std::get<1>(at::sort(flat, std::optional<bool>(true), 0));
+  const at::Tensor sorted = flat.index_select(0, order);
+  return {order, sorted,
+          at::searchsorted(sorted, at::arange(experts, flat.options()), /*out_int32=*/true,
+                           /*right=*/true)};
+}
+
+// Expert outputs y [T k, hidden] in sorted order back to (token, choice) order, then each token's
+// weighted sum over its k experts.
+at::Tensor combine(const at::Tensor& y, const at::Tensor& order, const MoeRouting& routing) {
+  const std::int64_t k = routing.experts.size(1);
+  const at::Tensor unsorted = at::empty_like(y).index_copy_(0, order, y);
+  return (unsorted.view({-1, k, y.size(1)}) * routing.weights.to(y.scalar_type()).unsqueeze(-1))
+      .sum(1);
+}
+
+}  // namespace
+
+at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing) const {
+  const std::int64_t inner = stacked->down.size(2);
+  const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
+  const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
+  const at::Tensor gate_up = at::_grouped_mm(rows, stacked->gate_up.transpose(1, 2), o.ends);
+  const at::Tensor hidden =
+      kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
+  return combine(at::_grouped_mm(hidden, stacked->down.transpose(1, 2), o.ends), o.order, routing);
+}
+
+std::optional<StackedExperts> stack_experts(
+    const ModelConfig& config, const std::string& prefix,
+    std::vector<std::pair<std::string, at::Tensor>>& params) {
+  std::map<std::string, at::Tensor*> slots;
+  for (auto& [name, tensor] : params)
+    if (name.starts_with(prefix + ".experts.")) slots[name] = &tensor;
+  auto slot = [&](std::int64_t e, const std::string& proj) -> at::Tensor* {
+    const auto it = slots.find(prefix + ".experts." + std::to_string(e) + "." + proj + ".weight");
+    return it == slots.end() ? nullptr : it->second;
+  };
+  const std::int64_t experts = config.n_routed_experts;
+  if (experts == 0 || !slot(0, "gate_proj") ||
+      static_cast<std::int64_t>(slots.size()) != 3 * experts)
+    return std::nullopt;  // biases or missing tensors: make_moe reports what is missing
+  const at::Tensor first = *slot(0, "gate_proj");
+  const std::int64_t inner = first.size(0), hidden = first.size(1);
+  c10::NoGradGuard no_grad;
+  StackedExperts s{at::empty({experts, 2 * inner, hidden}, first.options()),
+                   at::empty({experts, hidden, inner}, first.options())};
+  for (std::int64_t e = 0; e < experts; ++e) {
+    for (auto [proj, view] : {std::pair{"gate_proj", s.gate_up[e].narrow(0, 0, inner)},
+                              {"up_proj", s.gate_up[e].narrow(0, inner, inner)},
+                              {"down_proj", s.down[e]}}) {
+      at::Tensor* t = slot(e, proj);
+      if (!t || t->sizes() != view.sizes() || t->scalar_type() != view.scalar_type())
+        throw Error(prefix + ".experts." + std::to_string(e) + "." + proj +
+                    ".weight: expected shape " + c10::str(view.sizes()) + " like expert 0's");
+      view.copy_(*t);
+      *t = view;
+    }
+  }
+  return s;
 }
 
 void Moe::for_each_linear(const LinearVisitor& visit) {
@@ -175,7 +259,7 @@ void Moe::for_each_linear(const LinearVisitor& visit) {
 }
 
 Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,
-             const std::string& prefix) {
+             const std::string& prefix, std::optional<StackedExperts> stacked) {
   Moe moe;
   moe.config = &config;
   moe.gate = get(prefix + ".gate.weight");
@@ -184,6 +268,7 @@ Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalPa
       {config.n_routed_experts}, at::TensorOptions(at::kDouble).device(moe.gate.device())));
   for (std::int64_t e = 0; e < config.n_routed_experts; ++e)
     moe.experts.push_back(make_mlp(get, find, prefix + ".experts." + std::to_string(e)));
+  moe.stacked = std::move(stacked);
   if (config.n_shared_experts > 0) moe.shared = make_mlp(get, find, prefix + ".shared_experts");
   return moe;
 }

@@ -75,17 +75,31 @@ struct MoeRouting {
   at::Tensor scores;   // [T, E] float32 affinities (softmax or sigmoid), before bias and top-k
 };
 
+// Every routed expert's weights in two tensors, the per-expert Mlp weights being views of them:
+// gate_up [experts, 2 * inner, hidden] (gate rows then up rows), down [experts, hidden, inner].
+struct StackedExperts {
+  at::Tensor gate_up, down;
+};
+
 struct Moe {
   const ModelConfig* config = nullptr;
   at::Tensor gate;                            // [experts, hidden]
   std::optional<at::Tensor> correction_bias;  // [experts], noaux_tc
   std::vector<Mlp> experts;
+  std::optional<StackedExperts> stacked;
   std::optional<Mlp> shared;
   // Tokens routed to each expert [experts] by forwards with gradients enabled (training) since
   // the last reset; shared so copies of the layer count into one place.
   std::shared_ptr<at::Tensor> training_load;
   MoeRouting route(const at::Tensor& x) const;
+  // Routed experts plus shared ones. Without gradients, with stacked weights (BF16 on a GPU, any
+  // dtype on the CPU) and experts not set to FP8 GEMMs, the routed part runs as grouped GEMMs,
+  // otherwise one expert at a time.
   at::Tensor operator()(const at::Tensor& x) const;
+  // The routed experts' weighted sum [T, hidden]: the reference loop (differentiable, one host
+  // sync per expert) and tokens sorted by expert through two grouped GEMMs (no host sync).
+  at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;
+  at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing) const;
   // The experts' linears (the router `gate` is not a Linear: it stays in high precision).
   void for_each_linear(const LinearVisitor& visit);
 };
@@ -96,8 +110,15 @@ struct Moe {
 // differentiable.
 at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu_seqlens);
 
+// Moves the routed experts of the MoE layer at `prefix` (HF names, no biases) into one
+// StackedExperts and points their entries in `params` at views of it; nullopt when the layer's
+// experts have biases. The old per-expert tensors are released as they are replaced.
+std::optional<StackedExperts> stack_experts(
+    const ModelConfig& config, const std::string& prefix,
+    std::vector<std::pair<std::string, at::Tensor>>& params);
+
 Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,
-             const std::string& prefix);
+             const std::string& prefix, std::optional<StackedExperts> stacked = std::nullopt);
 
 // Causal attention of each packed sequence's queries over its own keys.
 // q [T, h, dk], k [T, h, dk], v [T, h, dv] -> [T, h, dv]; cu_seqlens [B+1].

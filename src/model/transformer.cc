@@ -21,6 +21,26 @@ std::vector<std::int64_t> to_host(const at::Tensor& t) {
   return {cpu.data_ptr<std::int64_t>(), cpu.data_ptr<std::int64_t>() + cpu.numel()};
 }
 
+// Every context fits its block table and the pages it covers lie in the cache: checked once per
+// step (one synchronisation), so the decode kernels of the layers skip their own checks.
+void check_block_tables(const StepBatch& batch, const PagedStep& step, const PagedKvCache& cache) {
+  const std::int64_t capacity = batch.block_tables.size(1) * cache.block_size;
+  for (const std::int64_t len : step.context_lens)
+    if (len < 1 || len > capacity)
+      throw Error("forward_paged: context length " + std::to_string(len) + " outside [1, " +
+                  std::to_string(capacity) + "] (block table width x block size)");
+  if (batch.block_tables.numel() == 0) return;
+  const at::Tensor& tables = batch.block_tables;
+  const at::Tensor in_context =
+      at::arange(tables.size(1), tables.options()).unsqueeze(0) <
+      ((batch.context_lens + cache.block_size - 1) / cache.block_size).unsqueeze(1);
+  const at::Tensor used = at::where(in_context, tables, 0);
+  const std::int64_t pages = cache.layers.front().front().size(0);
+  if (!(used.min().ge(0) & used.max().lt(pages)).item<bool>())
+    throw Error("forward_paged: a block table names a page outside the cache's " +
+                std::to_string(pages) + " pages");
+}
+
 }  // namespace
 
 PagedStep PagedStep::from(const StepBatch& batch) {
@@ -40,9 +60,10 @@ PagedStep PagedStep::from(const StepBatch& batch) {
   const at::Tensor index = at::tensor(decoding, at::kLong).to(device);
   step.decode_rows = at::tensor(rows, at::kLong).to(device);
   step.decode_tables = batch.block_tables.index_select(0, index);
+  step.decode_lens = batch.context_lens.index_select(0, index);
   step.decode_valid =
       at::arange(step.decode_context, at::TensorOptions(at::kLong).device(device)).unsqueeze(0) <
-      batch.context_lens.index_select(0, index).unsqueeze(1);
+      step.decode_lens.unsqueeze(1);
   return step;
 }
 
@@ -51,6 +72,11 @@ TransformerLM::TransformerLM(ModelConfig config,
     : config_(std::move(config)),
       params_(std::move(params)),
       rotary_(config_, rotary_dim(config_)) {
+  std::map<std::int64_t, StackedExperts> stacked;
+  for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l)
+    if (config_.is_moe_layer(l))
+      if (auto s = stack_experts(config_, "model.layers." + std::to_string(l) + ".mlp", params_))
+        stacked[l] = std::move(*s);
   for (const auto& [name, tensor] : params_) by_name_[name] = tensor;
   const ParamLookup get = [this](const std::string& name) {
     auto it = by_name_.find(name);
@@ -74,7 +100,9 @@ TransformerLM::TransformerLM(ModelConfig config,
             ? decltype(Layer::attention)(MlaAttention(config_, get, find, prefix + ".self_attn"))
             : decltype(Layer::attention)(GqaAttention(config_, get, find, prefix + ".self_attn")),
         config_.is_moe_layer(l)
-            ? decltype(Layer::ffn)(make_moe(config_, get, find, prefix + ".mlp"))
+            ? decltype(Layer::ffn)(
+                  make_moe(config_, get, find, prefix + ".mlp",
+                           stacked.contains(l) ? std::optional(stacked[l]) : std::nullopt))
             : decltype(Layer::ffn)(make_mlp(get, find, prefix + ".mlp"))};
     layers_.push_back(std::move(layer));
   }
@@ -151,6 +179,7 @@ at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& ca
     throw Error("forward_paged: cache has " + std::to_string(cache.layers.size()) +
                 " layers, model has " + std::to_string(config_.num_hidden_layers));
   const PagedStep step = PagedStep::from(batch);
+  check_block_tables(batch, step, cache);
   return run_layers(batch.input_ids, batch.positions, at::Tensor(),
                     [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
                         std::size_t l) { return attention.paged(x, rot, step, cache.layers[l]); });
@@ -164,6 +193,10 @@ KvLayout TransformerLM::kv_layout() const {
 }
 
 at::Tensor TransformerLM::logits(const at::Tensor& hidden) {
+  // BF16/FP16 on a GPU: exact products of the inputs summed in FP32, no FP32 copy of the head.
+  if (hidden.is_cuda() && hidden.scalar_type() != at::kFloat &&
+      hidden.scalar_type() == lm_head_.scalar_type())
+    return at::mm(hidden, lm_head_.t(), at::kFloat);
   return at::linear(hidden.to(at::kFloat), lm_head_.to(at::kFloat));
 }
 

@@ -50,6 +50,18 @@ std::string render_charts(const RunStore& store) {
   return html + "</div>";
 }
 
+// The latest value of every "summary/..." metric (a run's headline numbers), or nothing.
+std::string render_summary(const RunStore& store) {
+  std::map<std::string, double> latest;
+  for (const auto& point : store.metrics())
+    if (point.name.starts_with("summary/")) latest[point.name.substr(8)] = point.value;
+  if (latest.empty()) return "";
+  std::string html = "<h2>Summary</h2><table class=\"info\">";
+  for (const auto& [name, value] : latest)
+    html += fmt::format("<tr><td>{}</td><td>{:.4g}</td></tr>", html_escape(name), value);
+  return html + "</table>";
+}
+
 std::string render_sample(const RolloutRecord& r, const char* side) {
   return fmt::format(
       "<div class=\"sample {}\"><b>{} — reward {:.4g}</b>, {} tokens, finish: {}, group {}"
@@ -90,8 +102,9 @@ std::string render_rollouts(const RunStore& store) {
 std::string render_report(const RunStore& store, const std::string& title) {
   return fmt::format(
       "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{0}</title><style>{1}</style>"
-      "</head><body><h1>{0}</h1>{2}<h2>Metrics</h2>{3}<h2>Rollouts</h2>{4}</body></html>\n",
-      html_escape(title), kStyle, render_info(store), render_charts(store), render_rollouts(store));
+      "</head><body><h1>{0}</h1>{2}{3}<h2>Metrics</h2>{4}<h2>Rollouts</h2>{5}</body></html>\n",
+      html_escape(title), kStyle, render_info(store), render_summary(store), render_charts(store),
+      render_rollouts(store));
 }
 
 std::filesystem::path write_report(const std::filesystem::path& run_dir) {

@@ -11,7 +11,6 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "core/json_file.h"
 #include "core/json_struct.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -19,15 +18,13 @@
 #include "datasets/task.h"
 #include "engine/rollout_engine.h"
 #include "model/chat_template.h"
-#include "rewards/builtin.h"
 #include "store/report.h"
 #include "store/run_store.h"
 #include "train/run_setup.h"
 
 namespace ponder::train {
-namespace {
 
-std::vector<datasets::Example> load_prompts(const DistillRecipe& r) {
+std::vector<datasets::Example> distill_prompts(const DistillRecipe& r) {
   const auto& d = r.data;
   std::vector<datasets::Example> out;
   if (d.task == "arithmetic") {
@@ -47,6 +44,8 @@ std::vector<datasets::Example> load_prompts(const DistillRecipe& r) {
     out.resize(r.max_prompts);
   return out;
 }
+
+namespace {
 
 // Whitespace runs collapsed and ends trimmed: two traces equal under this are duplicates.
 std::string normalized(const std::string& text) {
@@ -164,22 +163,6 @@ void process(Run& run, std::span<const datasets::Example> examples, std::int64_t
 
 }  // namespace
 
-DistillRecipe load_distill_recipe(const std::string& path,
-                                  const std::vector<std::string>& overrides) {
-  nlohmann::json document = path.empty() ? nlohmann::json::object() : read_json_file(path);
-  for (const auto& o : overrides) json_struct::apply_override(document, o);
-  DistillRecipe recipe;
-  try {
-    json_struct::read(document, recipe, "");
-    if (recipe.sampling.n < 1 || recipe.sampling.prompts_per_batch < 1)
-      throw Error("sampling: n and prompts_per_batch must be positive");
-    if (recipe.rewards.empty()) throw Error("rewards: at least one reward is required");
-  } catch (const Error& e) {
-    throw Error((path.empty() ? std::string("recipe") : path) + ": " + e.what());
-  }
-  return recipe;
-}
-
 TraceSummary generate_traces(const DistillRecipe& original) {
   DistillRecipe recipe = original;
   recipe.run_dir = fresh_run_dir(original.run_dir);
@@ -194,11 +177,10 @@ TraceSummary generate_traces(const DistillRecipe& original) {
   const auto tokenizer = model::Tokenizer::from_directory(files.tokenizer);
   Scorer scorer;
   for (const auto& spec : recipe.rewards) {
-    scorer.rewards.emplace_back(spec.name,
-                                rewards::builtin_rewards().create(spec.name, spec.options));
+    scorer.rewards.emplace_back(spec.name, training_rewards().create(spec.name, spec.options));
     scorer.weights.push_back(spec.weight);
   }
-  const auto examples = load_prompts(recipe);
+  const auto examples = distill_prompts(recipe);
   engine::RolloutEngine engine(*teacher, &tokenizer,
                                {.block_size = 16, .num_blocks = 4096, .show_progress = false});
   ThreadPool pool;

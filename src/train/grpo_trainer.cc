@@ -29,6 +29,7 @@
 #include "model/init_model.h"
 #include "model/transformer.h"
 #include "rewards/builtin.h"
+#include "rewards/model_reward.h"
 #include "store/report.h"
 #include "store/run_store.h"
 #include "train/adamw.h"
@@ -195,10 +196,38 @@ void run_sft(Context& c) {
   }
 }
 
-double score(const Context& c, const rewards::Sample& sample, nlohmann::json& details) {
+bool scored_in_batches(const Context& c, std::size_t r) {
+  return dynamic_cast<const rewards::ModelReward*>(c.rewards[r].second.get()) != nullptr;
+}
+
+// Rewards that score a whole batch in packed forwards (the reward model) run once over all
+// samples; result[r] is empty for the rewards scored per sample on the pool.
+std::vector<std::vector<rewards::RewardResult>> batched_rewards(
+    const Context& c, std::span<const rewards::Sample> samples) {
+  std::vector<std::vector<rewards::RewardResult>> results(c.rewards.size());
+  for (std::size_t r = 0; r < c.rewards.size(); ++r)
+    if (scored_in_batches(c, r))
+      results[r] =
+          static_cast<const rewards::ModelReward&>(*c.rewards[r].second).score_batch(samples);
+  return results;
+}
+
+// The results of the rewards scored one sample at a time (entries of batched rewards stay empty).
+std::vector<rewards::RewardResult> per_sample_rewards(const Context& c,
+                                                      const rewards::Sample& sample) {
+  std::vector<rewards::RewardResult> results(c.rewards.size());
+  for (std::size_t r = 0; r < c.rewards.size(); ++r)
+    if (!scored_in_batches(c, r)) results[r] = c.rewards[r].second->score(sample);
+  return results;
+}
+
+// The weighted sum of sample i's rewards, taking batched results where there are any.
+double total_reward(const Context& c, std::vector<rewards::RewardResult> results,
+                    const std::vector<std::vector<rewards::RewardResult>>& batched, std::size_t i,
+                    nlohmann::json& details) {
   double total = 0;
   for (std::size_t r = 0; r < c.rewards.size(); ++r) {
-    const auto result = c.rewards[r].second->score(sample);
+    const auto& result = !batched[r].empty() ? batched[r][i] : results[r];
     details[c.rewards[r].first] = {{"value", result.value}, {"details", result.details}};
     total += c.reward_weights[r] * result.value;
   }
@@ -313,6 +342,14 @@ void log_rollouts(Context& c, const std::vector<store::RolloutRecord>& records) 
   c.store->log_rollouts(all);
 }
 
+rewards::Sample reward_sample(const std::vector<Group>& groups, const engine::Completion& comp) {
+  const datasets::Example& e = *groups[comp.request].example;
+  return {e.question,
+          comp.text,
+          e.reference,
+          {{"completion_tokens", comp.ids.size()}, {"finish_reason", comp.finish_reason}}};
+}
+
 // Generates `count` groups from the training prompts at `cursor` on and scores them on the pool;
 // every sample goes to rank 0's run store (collective).
 std::vector<Group> sample_groups(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
@@ -335,27 +372,26 @@ std::vector<Group> sample_groups(Context& c, engine::RolloutEngine& engine, Thre
                          .max_tokens = r.max_tokens,
                          .seed = seed}});
   }
-  // Each completion is scored on the pool as soon as it finishes, while the rest still generate.
-  std::map<std::pair<std::size_t, std::int64_t>, std::future<std::pair<double, nlohmann::json>>>
+  // Per-sample rewards (rules, code) run on the pool as soon as each completion finishes, while
+  // the rest still generate; batched ones (the reward model) run once generation is done.
+  std::map<std::pair<std::size_t, std::int64_t>, std::future<std::vector<rewards::RewardResult>>>
       scored;
   const auto score_when_done = [&](const engine::Completion& comp) {
-    const datasets::Example& e = *groups[comp.request].example;
-    const rewards::Sample sample{
-        e.question,
-        comp.text,
-        e.reference,
-        {{"completion_tokens", comp.ids.size()}, {"finish_reason", comp.finish_reason}}};
-    scored.emplace(std::pair{comp.request, comp.sample}, pool.submit([&c, sample] {
-      nlohmann::json details;
-      const double value = score(c, sample, details);
-      return std::make_pair(value, details);
-    }));
+    scored.emplace(std::pair{comp.request, comp.sample},
+                   pool.submit([&c, sample = reward_sample(groups, comp)] {
+                     return per_sample_rewards(c, sample);
+                   }));
   };
   auto completions = requests.empty() ? std::vector<engine::Completion>()
                                       : engine.generate(requests, {}, score_when_done);
+  std::vector<rewards::Sample> samples;
+  for (const auto& comp : completions) samples.push_back(reward_sample(groups, comp));
+  const auto batched = batched_rewards(c, samples);
   std::vector<store::RolloutRecord> records;
   for (std::size_t i = 0; i < completions.size(); ++i) {
-    auto [value, details] = scored.at({completions[i].request, completions[i].sample}).get();
+    nlohmann::json details;
+    const double value = total_reward(
+        c, scored.at({completions[i].request, completions[i].sample}).get(), batched, i, details);
     Group& g = groups[completions[i].request];
     records.push_back({.step = step,
                        .group = first_group + static_cast<std::int64_t>(completions[i].request),
@@ -651,7 +687,7 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
   c.eval_reward = data.reward;
   c.eval_reward_options = data.reward_options;
   for (const auto& spec : recipe.rewards) {
-    c.rewards.emplace_back(spec.name, rewards::builtin_rewards().create(spec.name, spec.options));
+    c.rewards.emplace_back(spec.name, training_rewards().create(spec.name, spec.options));
     c.reward_weights.push_back(spec.weight);
   }
   engine::RolloutEngine engine(*c.policy, c.tokenizer.get(),

@@ -7,6 +7,8 @@
 #include "datasets/eval_tasks.h"
 #include "datasets/task.h"
 #include "model/init_model.h"
+#include "rewards/builtin.h"
+#include "rewards/model_reward.h"
 
 namespace ponder::train {
 
@@ -82,41 +84,54 @@ TaskData load_task_data(const DataSection& d, std::int64_t seed) {
   TaskData out{load(under_data(d.train_file)), load(under_data(d.eval_file)), "math"};
   if (out.eval.size() > held_out) out.eval.resize(held_out);
   return out;
-}
 
-ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,
-                         std::int64_t seed) {
-  std::filesystem::path dir = model.path;
-  if (dir.empty()) {
-    dir = run_dir / "init";
-    model::init_model(model::preset_config(model.preset), dir,
-                      {.seed = static_cast<std::uint64_t>(seed)});
+  std::vector<datasets::Example> heldout_examples(const DataSection& data, std::int64_t seed) {
+    return load_task_data(data, seed).eval;
   }
-  return {dir, std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(model.tokenizer)};
-}
 
-model::ChatFormat resolve_chat_format(const std::string& name,
-                                      const std::filesystem::path& tokenizer_dir) {
-  if (!name.empty()) return model::parse_chat_format(name);
-  const auto config = tokenizer_dir / "tokenizer_config.json";
-  if (!std::filesystem::exists(config))
-    throw Error(config.string() + ": missing; set data.chat_format to name the prompt format");
-  return model::detect_chat_format(read_json_file(config));
-}
+  const rewards::RewardRegistry& training_rewards() {
+    static const rewards::RewardRegistry registry = [] {
+      rewards::RewardRegistry r = rewards::builtin_rewards();
+      rewards::register_model_rewards(r);
+      return r;
+    }();
+    return registry;
+  }
 
-model::LinearPrecision linear_precision(const TrainSection& train) {
-  if (train.precision == "fp32") return model::LinearPrecision::kNative;
-  if (train.precision == "bf16") return model::LinearPrecision::kBf16;
-  if (train.precision == "fp8") return model::LinearPrecision::kFp8;
-  throw Error("train.precision: unsupported value '" + train.precision +
-              "' (expected one of: fp32, bf16, fp8)");
-}
+  ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,
+                           std::int64_t seed) {
+    std::filesystem::path dir = model.path;
+    if (dir.empty()) {
+      dir = run_dir / "init";
+      model::init_model(model::preset_config(model.preset), dir,
+                        {.seed = static_cast<std::uint64_t>(seed)});
+    }
+    return {dir,
+            std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(model.tokenizer)};
+  }
 
-std::int64_t resolve_eos(const model::Tokenizer& tokenizer,
-                         const std::optional<std::int64_t>& eos) {
-  if (tokenizer.eos_id()) return *tokenizer.eos_id();
-  if (eos) return *eos;
-  throw Error("model and tokenizer define no EOS token");
-}
+  model::ChatFormat resolve_chat_format(const std::string& name,
+                                        const std::filesystem::path& tokenizer_dir) {
+    if (!name.empty()) return model::parse_chat_format(name);
+    const auto config = tokenizer_dir / "tokenizer_config.json";
+    if (!std::filesystem::exists(config))
+      throw Error(config.string() + ": missing; set data.chat_format to name the prompt format");
+    return model::detect_chat_format(read_json_file(config));
+  }
+
+  model::LinearPrecision linear_precision(const TrainSection& train) {
+    if (train.precision == "fp32") return model::LinearPrecision::kNative;
+    if (train.precision == "bf16") return model::LinearPrecision::kBf16;
+    if (train.precision == "fp8") return model::LinearPrecision::kFp8;
+    throw Error("train.precision: unsupported value '" + train.precision +
+                "' (expected one of: fp32, bf16, fp8)");
+  }
+
+  std::int64_t resolve_eos(const model::Tokenizer& tokenizer,
+                           const std::optional<std::int64_t>& eos) {
+    if (tokenizer.eos_id()) return *tokenizer.eos_id();
+    if (eos) return *eos;
+    throw Error("model and tokenizer define no EOS token");
+  }
 
 }  // namespace ponder::train

@@ -12,6 +12,7 @@
 #include "model/causal_lm.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
+#include "rewards/reward.h"
 #include "train/recipe.h"
 
 namespace ponder::train {
@@ -41,6 +42,13 @@ struct ModelFiles {
 // tokenizer is the model directory's own when it has one, else model.tokenizer.
 ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,
                          std::int64_t seed);
+
+// The task's held-out questions, the ones `ponder train` evaluates on: arithmetic generated from
+// seed + 7919, else the first data.eval_size of data.eval_file.
+std::vector<datasets::Example> heldout_examples(const DataSection& data, std::int64_t seed);
+
+// Every reward a training recipe may name: the built-in rule and code rewards plus `model`.
+const rewards::RewardRegistry& training_rewards();
 
 // `name` parsed, or (empty) detected from the tokenizer directory's tokenizer_config.json.
 model::ChatFormat resolve_chat_format(const std::string& name,

@@ -44,6 +44,24 @@ TEST(Cli, RecipeCheckPrintsTheResolvedRecipe) {
   }
 }
 
+// A recipe with a teacher is a distillation recipe: checked and resolved as one, errors named.
+TEST(Cli, RecipeCheckResolvesDistillationRecipes) {
+  const auto r = run("recipe check " + std::string(PONDER_SOURCE_DIR) +
+                     "/recipes/distill-quickstart.json --set train.steps=7");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["mode"], "logits");
+  EXPECT_EQ(j["train"]["steps"], 7);
+  EXPECT_EQ(j["student"]["preset"], "tiny-llama");
+  const auto bad = run("recipe check " + std::string(PONDER_SOURCE_DIR) +
+                       "/recipes/distill-quickstart.json --set mode=logit");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("mode: unsupported value 'logit' (expected one of: traces, logits, "
+                            "on_policy)"),
+            std::string::npos)
+      << bad.output;
+}
+
 TEST(Cli, TinyTrainingRunWritesStoreAndReport) {
   testing_util::ScratchDir dir("cli_train");
   const auto r =

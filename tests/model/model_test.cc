@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "model/init_model.h"
@@ -226,6 +227,76 @@ TEST(Moe, RoutingBiasMovesAgainstTrainingLoad) {
   }
   const at::Tensor idle = model->update_routing_bias(0.125);  // nothing counted since
   EXPECT_EQ(idle.abs().sum().item<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace ponder::model
+
+namespace ponder::model {
+namespace {
+
+// A tiny-mla MoE layer built from the loaded model's parameters (whose expert weights are already
+// views of stacked tensors), with its own stacked copy.
+struct MoeLayer {
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  Moe moe;
+};
+
+MoeLayer moe_layer(CausalLM& model, const std::string& prefix) {
+  MoeLayer layer{model.named_parameters(), {}};
+  const std::optional<StackedExperts> stacked = stack_experts(model.config(), prefix, layer.params);
+  EXPECT_TRUE(stacked.has_value());
+  std::map<std::string, at::Tensor> by_name(layer.params.begin(), layer.params.end());
+  const ParamLookup get = [&](const std::string& n) { return by_name.at(n); };
+  const OptionalParamLookup find = [&](const std::string& n) -> std::optional<at::Tensor> {
+    auto it = by_name.find(n);
+    return it == by_name.end() ? std::nullopt : std::optional(it->second);
+  };
+  layer.moe = make_moe(model.config(), get, find, prefix, stacked);
+  return layer;
+}
+
+// Tokens sorted by expert through two grouped GEMMs give the per-expert loop's output, in FP32
+// and BF16, also after an in-place update of one expert's weight (the views see it).
+TEST(Moe, GroupedExpertsEqualThePerExpertLoop) {
+  testing_util::ScratchDir dir("moe_grouped");
+  init_model(preset_config("tiny-mla"), dir / "m", {.seed = 5});
+  auto model = load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  MoeLayer layer = moe_layer(*model, "model.layers.2.mlp");
+  c10::NoGradGuard no_grad;
+  const at::Tensor x = at::randn({53, model->config().hidden_size});
+  const MoeRouting routing = layer.moe.route(x);
+  const at::Tensor loop = layer.moe.routed_loop(x, routing);
+  EXPECT_GT(loop.abs().max().item<double>(), 1e-2);
+  EXPECT_LT((layer.moe.routed_grouped(x, routing) - loop).abs().max().item<double>(), 1e-5);
+  for (auto& [name, tensor] : layer.params)
+    if (name == "model.layers.2.mlp.experts.3.up_proj.weight") tensor.mul_(-2.0);
+  const at::Tensor updated = layer.moe.routed_loop(x, routing);
+  EXPECT_GT((updated - loop).abs().max().item<double>(), 1e-3);
+  EXPECT_LT((layer.moe.routed_grouped(x, routing) - updated).abs().max().item<double>(), 1e-5);
+  MoeLayer half =
+      moe_layer(*load_causal_lm(dir / "m", at::kCPU, at::kBFloat16), "model.layers.2.mlp");
+  const at::Tensor grouped = half.moe.routed_grouped(x.to(at::kBFloat16), routing).to(at::kFloat);
+  const at::Tensor reference = half.moe.routed_loop(x.to(at::kBFloat16), routing).to(at::kFloat);
+  EXPECT_LT((grouped - reference).abs().max().item<double>(),
+            2e-2 * reference.abs().max().item<double>());
+}
+
+// The loaded model's expert weights are views of one stacked tensor per layer, and an inference
+// forward (grouped experts) equals a training forward (per-expert loop).
+TEST(Moe, InferenceForwardEqualsTrainingForward) {
+  testing_util::ScratchDir dir("moe_forward");
+  init_model(preset_config("tiny-mla"), dir / "m", {.seed = 6});
+  auto model = load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  std::map<std::string, at::Tensor> by_name(model->named_parameters().begin(),
+                                            model->named_parameters().end());
+  EXPECT_TRUE(by_name.at("model.layers.1.mlp.experts.0.gate_proj.weight")
+                  .is_alias_of(by_name.at("model.layers.1.mlp.experts.7.up_proj.weight")));
+  const Batch batch = make_batch(model->config().vocab_size);
+  const at::Tensor training = model->forward_hidden(batch.ids, batch.positions, batch.cu_seqlens);
+  c10::NoGradGuard no_grad;
+  const at::Tensor inference = model->forward_hidden(batch.ids, batch.positions, batch.cu_seqlens);
+  EXPECT_LT((training - inference).abs().max().item<double>(), 1e-5);
 }
 
 }  // namespace

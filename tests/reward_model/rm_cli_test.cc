@@ -104,5 +104,58 @@ TEST(RmCli, LearnsASyntheticRuleAndTheModelRewardMatchesHf) {
   }
 }
 
+// A GRPO smoke run whose recipe sums the math rule reward and the `model` reward (a reward model
+// from `ponder rm train`): every rollout in the run store carries both components, the total is
+// their weighted sum, and the batched model scores equal the reward model's own per-sample score.
+TEST(RmCli, GrpoRunLogsRuleAndModelRewardPerRollout) {
+  testing_util::ScratchDir dir("rm_grpo");
+  {
+    std::ofstream out(dir / "pairs.jsonl");
+    for (const auto& p : boxed_pairs())
+      out << nlohmann::json{{"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected}}
+                 .dump()
+          << "\n";
+  }
+  const std::string tokenizer = (testing_util::data_root() / "tokenizers" / "minimind").string();
+  const nlohmann::json rm = {{"run_dir", (dir / "rm").string()},
+                             {"pairs_per_step", 32},
+                             {"model", {{"preset", "tiny-llama"}, {"tokenizer", tokenizer}}},
+                             {"data",
+                              {{"train_file", (dir / "pairs.jsonl").string()},
+                               {"eval_fraction", 0.1},
+                               {"chat_format", "chatml"}}}};
+  std::ofstream(dir / "rm.json") << rm.dump();
+  testing_util::run_checked(std::string(PONDER_BINARY) + " rm train " + (dir / "rm.json").string() +
+                            " 2>&1");
+  const std::string model_dir = store::RunStore(dir / "rm").checkpoints().back().path;
+  const nlohmann::json rewards = {
+      {{"name", "math"}, {"weight", 1.0}},
+      {{"name", "model"}, {"weight", 0.5}, {"options", {{"path", model_dir}}}}};
+  const auto out = testing_util::run_checked(
+      std::string(PONDER_BINARY) + " train --set run_dir=" + (dir / "grpo").string() +
+      " --set steps=2 --set sft.steps=3 --set sft.batch_size=4 --set data.eval_size=2"
+      " --set rollout.prompts_per_step=2 --set rollout.n=3 --set rollout.max_tokens=12"
+      " --set eval.n=1 --set 'rewards=" +
+      rewards.dump() + "' 2>&1");
+  rewards::RewardRegistry registry;
+  rewards::register_model_rewards(registry);
+  const auto model_reward = registry.create("model", {{"path", model_dir}});
+  std::int64_t checked = 0;
+  for (const auto& r : store::RunStore(dir / "grpo").rollouts()) {
+    if (r.split != "train") continue;
+    ASSERT_TRUE(r.reward_details.contains("math") && r.reward_details.contains("model"))
+        << r.reward_details.dump();
+    const double math = r.reward_details["math"]["value"];
+    const double model = r.reward_details["model"]["value"];
+    EXPECT_TRUE(math == 0.0 || math == 1.0);
+    EXPECT_NEAR(r.reward, math + 0.5 * model, 1e-12);
+    EXPECT_EQ(r.reward_details["model"]["details"]["score"].get<double>(), model);
+    EXPECT_NEAR(model, model_reward->score({r.prompt, r.completion, nullptr}).value, 1e-5)
+        << r.completion;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2 * 2 * 3) << out;
+}
+
 }  // namespace
 }  // namespace ponder

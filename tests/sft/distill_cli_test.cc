@@ -59,8 +59,8 @@ void write_inputs(const testing_util::ScratchDir& dir) {
   }
 }
 
-TEST(DistillCli, KeepsExactlyTheCorrectDistinctTracesWithProvenance) {
-  testing_util::ScratchDir dir("distill_cli");
+// A tiny-llama teacher fine-tuned with `ponder sft` on one-digit sums; returns its checkpoint.
+std::string sft_teacher(const testing_util::ScratchDir& dir) {
   write_inputs(dir);
   const std::string tokenizer = (testing_util::data_root() / "tokenizers" / "minimind").string();
   const nlohmann::json sft = {
@@ -77,8 +77,13 @@ TEST(DistillCli, KeepsExactlyTheCorrectDistinctTracesWithProvenance) {
   testing_util::run_checked(std::string(PONDER_BINARY) + " sft " + (dir / "sft.json").string() +
                             " 2>&1");
   const auto checkpoints = store::RunStore(dir / "sft").checkpoints();
-  ASSERT_FALSE(checkpoints.empty());
-  const std::string teacher = checkpoints.back().path;
+  return checkpoints.empty() ? "" : checkpoints.back().path;
+}
+
+TEST(DistillCli, KeepsExactlyTheCorrectDistinctTracesWithProvenance) {
+  testing_util::ScratchDir dir("distill_cli");
+  const std::string teacher = sft_teacher(dir);
+  ASSERT_FALSE(teacher.empty());
   const nlohmann::json distill = {
       {"run_dir", (dir / "run").string()},
       {"teacher", {{"path", teacher}}},
@@ -121,6 +126,109 @@ TEST(DistillCli, KeepsExactlyTheCorrectDistinctTracesWithProvenance) {
   EXPECT_GT(duplicates, 0) << "at temperature 0.3 the teacher repeats itself";
   EXPECT_EQ(train::read_chat_jsonl(dir / "run" / "traces.jsonl").size(),
             static_cast<std::size_t>(traces));
+}
+
+// Mean of the first and of the last `count` values of a run's per-step metric.
+std::pair<double, double> first_and_last(const std::filesystem::path& run, const std::string& name,
+                                         int count) {
+  std::vector<double> values;
+  for (const auto& m : store::RunStore(run).metrics())
+    if (m.name == name) values.push_back(m.value);
+  if (static_cast<int>(values.size()) < 2 * count) return {0, 0};
+  double first = 0, last = 0;
+  for (int i = 0; i < count; ++i) {
+    first += values[i] / count;
+    last += values[values.size() - 1 - i] / count;
+  }
+  return {first, last};
+}
+
+// Both training modes of `ponder distill` on a tiny teacher, end to end: the logit cache holds
+// exactly the teacher's top-k (checked against HF transformers on the cached sequences), a second
+// run reuses it without the teacher, forward KL / JSD / on-policy reverse KL fall well below
+// their starting values, the report shows teacher and student accuracy, and mismatched or corrupt
+// inputs fail with a clear message.
+TEST(DistillCli, LogitAndOnPolicyModesMoveTheStudentTowardTheTeacher) {
+  testing_util::ScratchDir dir("distill_modes");
+  const std::string teacher = sft_teacher(dir);
+  ASSERT_FALSE(teacher.empty());
+  const nlohmann::json base = {
+      {"teacher", {{"path", teacher}}},
+      {"student",
+       {{"preset", "tiny-llama"},
+        {"tokenizer", (testing_util::data_root() / "tokenizers" / "minimind").string()}}},
+      {"data",
+       {{"task", "gsm8k"},
+        {"train_file", (dir / "prompts.jsonl").string()},
+        {"eval_file", (dir / "prompts.jsonl").string()},
+        {"eval_size", 8},
+        {"chat_format", "chatml"}}},
+      {"sampling", {{"n", 4}, {"temperature", 1.0}, {"max_tokens", 16}}},
+      {"top_k", 16},
+      {"train", {{"steps", 30}, {"batch_size", 8}}},
+      {"optim", {{"lr", 3e-3}, {"warmup_steps", 3}, {"schedule", "cosine"}}},
+      {"eval", {{"n", 1}, {"temperature", 0.0}}}};
+  const auto distill = [&](const std::string& name, const nlohmann::json& changes) {
+    nlohmann::json recipe = base;
+    recipe["run_dir"] = (dir / name).string();
+    recipe.merge_patch(changes);
+    std::ofstream(dir / (name + ".json")) << recipe.dump();
+    return testing_util::run_command(std::string(PONDER_BINARY) + " distill " +
+                                     (dir / (name + ".json")).string() + " 2>&1");
+  };
+  const auto logits = distill("logits", {{"mode", "logits"}, {"cache_dtype", "float32"}});
+  ASSERT_EQ(logits.exit_code, 0) << logits.output;
+  EXPECT_NE(logits.output.find("teacher logit cache: " +
+                               (dir / "logits" / "teacher_topk.bin").string() + " (64 sequences"),
+            std::string::npos)
+      << logits.output;
+  const auto oracle = nlohmann::json::parse(testing_util::run_checked(
+      testing_util::python() + " " + LOGIT_CACHE_ORACLE + " " +
+      (dir / "logits" / "teacher_topk.bin").string() + " " + teacher + " 6"));
+  EXPECT_GT(oracle["checked_positions"].get<int>(), 20);
+  EXPECT_EQ(oracle["ids_mismatch"].get<int>(), 0);
+  EXPECT_LT(oracle["logprob"].get<double>(), 1e-4);
+  EXPECT_LT(oracle["tail"].get<double>(), 1e-5);
+  const auto [kl_first, kl_last] = first_and_last(dir / "logits", "distill/loss_nats_per_token", 5);
+  EXPECT_LT(kl_last, 0.5 * kl_first) << logits.output;
+  const std::string report = read_text_file(dir / "logits" / "report.html");
+  for (const char* needle : {"<h2>Summary</h2>", "teacher_accuracy", "student_accuracy"})
+    EXPECT_NE(report.find(needle), std::string::npos) << needle;
+
+  const auto reused = distill("jsd", {{"mode", "logits"},
+                                      {"divergence", "jsd"},
+                                      {"cache", (dir / "logits" / "teacher_topk.bin").string()}});
+  ASSERT_EQ(reused.exit_code, 0) << reused.output;
+  EXPECT_NE(reused.output.find("64 sequences, "), std::string::npos) << reused.output;
+  EXPECT_NE(reused.output.find(", reused)"), std::string::npos) << reused.output;
+  const auto [jsd_first, jsd_last] = first_and_last(dir / "jsd", "distill/loss_nats_per_token", 5);
+  EXPECT_LT(jsd_last, 0.5 * jsd_first);
+
+  const auto on_policy = distill("on_policy", {{"mode", "on_policy"}, {"sampling", {{"n", 2}}}});
+  ASSERT_EQ(on_policy.exit_code, 0) << on_policy.output;
+  EXPECT_EQ(store::RunStore(dir / "on_policy").run_info()->recipe["divergence"], "");
+  // The states change as the student learns, so its loss is no yardstick; the teacher's log-prob
+  // of the student's own tokens is: it rises as the student imitates the teacher.
+  const auto [liked_first, liked_last] =
+      first_and_last(dir / "on_policy", "on_policy/teacher_logprob", 5);
+  EXPECT_GT(liked_last, liked_first + 1.0) << on_policy.output;
+  EXPECT_NE(on_policy.output.find("held-out accuracy: teacher "), std::string::npos);
+
+  const auto gpt2 = distill(
+      "gpt2",
+      {{"mode", "logits"},
+       {"student", {{"tokenizer", (testing_util::data_root() / "tokenizers" / "gpt2").string()}}}});
+  EXPECT_EQ(gpt2.exit_code, 1);
+  EXPECT_NE(gpt2.output.find("ponder: error: "), std::string::npos) << gpt2.output;
+  EXPECT_NE(gpt2.output.find("needs one shared tokenizer"), std::string::npos) << gpt2.output;
+  std::ofstream(dir / "bad.bin") << "garbage";
+  const auto corrupt =
+      distill("corrupt", {{"mode", "logits"}, {"cache", (dir / "bad.bin").string()}});
+  EXPECT_EQ(corrupt.exit_code, 1);
+  EXPECT_NE(corrupt.output.find("ponder: error: " + (dir / "bad.bin").string() +
+                                ": not a ponder logit cache"),
+            std::string::npos)
+      << corrupt.output;
 }
 
 }  // namespace

@@ -1,0 +1,134 @@
+// One MoE layer on the GPU in BF16 (DeepSeek-V2-Lite: 64 experts top-6 + 2 shared; DeepSeek-V3:
+// 256 experts top-8 + 1 shared): the grouped path (tokens sorted by expert, two grouped GEMMs)
+// against the per-expert loop and against a dense BF16 GEMM pair of the same FLOPs, same run.
+// Usage: bench_moe [TOKENS...]  (default 256 4096 16384)
+#include <c10/core/GradMode.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/init_model.h"
+#include "model/layers.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using ponder::model::ModelConfig;
+
+void sync(const at::Tensor& t) { t.reshape(-1)[0].item(); }
+
+// Median seconds of fn() (synced) over `reps` runs after 2 warm-ups.
+double median_seconds(const std::function<at::Tensor()>& fn, int reps) {
+  for (int i = 0; i < 2; ++i) sync(fn());
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    const auto start = Clock::now();
+    sync(fn());
+    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+// The layer's parameters under HF names, random BF16 on the GPU, stacked as the loader does.
+struct Layer {
+  ModelConfig config;
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  ponder::model::Moe moe;
+};
+
+std::unique_ptr<Layer> make_layer(const std::string& preset) {
+  auto layer = std::make_unique<Layer>();
+  layer->config = ModelConfig::from_json(ponder::model::preset_config(preset), preset);
+  const ModelConfig& c = layer->config;
+  const auto opts = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+  const std::string prefix = "model.layers." + std::to_string(c.first_k_dense_replace) + ".mlp";
+  for (const auto& [name, shape] : ponder::model::parameter_shapes(c))
+    if (name.starts_with(prefix + "."))
+      layer->params.emplace_back(name, name.ends_with("correction_bias")
+                                           ? at::randn(shape, opts.dtype(at::kFloat)) * 0.02
+                                           : at::randn(shape, opts) * 0.05);
+  auto stacked = ponder::model::stack_experts(c, prefix, layer->params);
+  std::map<std::string, at::Tensor> by_name(layer->params.begin(), layer->params.end());
+  layer->moe = ponder::model::make_moe(
+      c, [&](const std::string& n) { return by_name.at(n); },
+      [&](const std::string& n) -> std::optional<at::Tensor> {
+        auto it = by_name.find(n);
+        return it == by_name.end() ? std::nullopt : std::optional(it->second);
+      },
+      prefix, std::move(stacked));
+  return layer;
+}
+
+void bench_shape(const std::string& preset, const std::vector<std::int64_t>& token_counts) {
+  const auto layer = make_layer(preset);
+  const ModelConfig& c = layer->config;
+  const std::int64_t h = c.hidden_size, inner = c.moe_intermediate_size;
+  const std::int64_t k = c.num_experts_per_tok;
+  const auto opts = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+  // Dense pair of the routed experts' FLOPs: [T, h] x [h, 2 k inner], then [T, k inner] x [k inner,
+  // h]
+  const at::Tensor w1 = at::randn({h, 2 * k * inner}, opts), w2 = at::randn({k * inner, h}, opts);
+  fmt::print("\n{}: hidden {}, {} experts x inner {}, top-{}, {} shared (BF16)\n", preset, h,
+             c.n_routed_experts, inner, k, c.n_shared_experts);
+  fmt::print("{:>6} | {:>8} {:>8} {:>8} {:>8} | {:>11} {:>7} | {:>8} {:>7} | {:>9}\n", "tokens",
+             "dense ms", "grouped", "loop", "layer", "layer tok/s", "TFLOP/s", "vs dense",
+             "vs loop", "exp. GB/s");
+  for (const std::int64_t t : token_counts) {
+    const at::Tensor x = at::randn({t, h}, opts);
+    const auto routing = layer->moe.route(x);
+    const int reps = t <= 1024 ? 20 : 5;
+    const double dense =
+        median_seconds([&] { return at::mm(at::mm(x, w1).narrow(1, 0, k * inner), w2); }, reps);
+    const double grouped =
+        median_seconds([&] { return layer->moe.routed_grouped(x, routing); }, reps);
+    const double loop = median_seconds([&] { return layer->moe.routed_loop(x, routing); }, 3);
+    const double full = median_seconds([&] { return layer->moe(x); }, reps);
+    const double flops = 6.0 * static_cast<double>(t * k * h * inner);
+    // weights of the experts that received at least one token, read once
+    const double touched = at::bincount(routing.experts.reshape(-1), {}, c.n_routed_experts)
+                               .gt(0)
+                               .sum()
+                               .item<double>();
+    const double expert_bytes = touched * 3.0 * static_cast<double>(h * inner) * 2;
+    fmt::print(
+        "{:>6} | {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} | {:>11.0f} {:>7.1f} | {:>8.2f} {:>6.1f}x | "
+        "{:>9.0f}\n",
+        t, dense * 1e3, grouped * 1e3, loop * 1e3, full * 1e3, static_cast<double>(t) / full,
+        flops / grouped / 1e12, dense / grouped, loop / grouped, expert_bytes / grouped / 1e9);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // logs show progress when redirected
+  if (!at::hasCUDA()) {
+    fmt::print(stderr, "bench_moe: no CUDA device\n");
+    return 1;
+  }
+  std::vector<std::int64_t> tokens;
+  for (int i = 1; i < argc; ++i) tokens.push_back(std::atoll(argv[i]));
+  if (tokens.empty()) tokens = {256, 4096, 16384};
+  c10::NoGradGuard no_grad;
+  fmt::print(
+      "ms = median wall time of a synced call; dense = two BF16 GEMMs with the routed experts' "
+      "FLOPs (6 T k hidden inner); grouped/loop = routed experts only (routing given); layer = "
+      "routing + grouped routed experts + shared experts; TFLOP/s of the grouped path; vs dense "
+      "= dense ms / grouped ms; expert GB/s = weights of the experts hit / grouped time\n");
+  try {
+    bench_shape("deepseek-v2-lite", tokens);
+    bench_shape("deepseek-v3", tokens);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_moe: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,312 @@
+// Rollout throughput on one GPU: a random-init DeepSeek-V2-Lite-shaped BF16 model, ponder's
+// RolloutEngine against HF transformers `generate` on the same weights and prompts (greedy, EOS
+// ignored) in the same run, the decode roofline (weights + KV bytes per step / device-to-device
+// copy bandwidth measured here) and a kernel-time profile of one decode step.
+// Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64)
+#include <fmt/core.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bench/rollout/prompts.h"
+#include "core/error.h"
+#include "core/json_file.h"
+#include "engine/rollout_engine.h"
+#include "model/init_model.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using ponder::bench::Ids;
+
+double since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void sync(const at::Tensor& t) { t.reshape(-1)[0].item(); }
+
+// Device-to-device copy of 2 GiB, bytes read + written per second (GB/s), mean of 20 copies.
+double copy_bandwidth_gbs() {
+  const std::int64_t bytes = std::int64_t{2} << 30;
+  const auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kByte);
+  at::Tensor src = at::randint(0, 255, {bytes}, opts), dst = at::empty_like(src);
+  dst.copy_(src);
+  sync(dst);
+  const auto start = Clock::now();
+  for (int i = 0; i < 20; ++i) dst.copy_(src);
+  sync(dst);
+  return 2.0 * static_cast<double>(bytes) * 20 / since(start) / 1e9;
+}
+
+// HF generate on each of `new_tokens` with the same prompts (one timed run each after a warm-up).
+nlohmann::json run_hf(const fs::path& dir, const Ids& prompts,
+                      const std::vector<std::int64_t>& new_tokens) {
+  nlohmann::json workloads = nlohmann::json::array();
+  for (const auto n : new_tokens) workloads.push_back({{"prompts", prompts}, {"new_tokens", n}});
+  std::ofstream(dir / "workloads.json") << workloads.dump();
+  const char* env = std::getenv("PONDER_PYTHON");
+  const std::string python = env && *env ? env : PONDER_DEFAULT_PYTHON;
+  const char* source = std::getenv("PONDER_SOURCE_DIR");  // binaries built on another machine
+  const std::string command =
+      fmt::format("{} {}/bench/rollout/hf_generate.py {} {} {} 1 1 cuda bfloat16", python,
+                  source && *source ? source : PONDER_SOURCE_DIR, dir.string(),
+                  (dir / "workloads.json").string(), (dir / "hf.json").string());
+  if (std::system(command.c_str()) != 0)
+    throw ponder::Error("bench_rollout_gpu: the HF baseline failed: " + command);
+  return ponder::read_json_file(dir / "hf.json");
+}
+
+struct Run {
+  double seconds = 0;
+  ponder::engine::GenerateMetrics metrics;
+  Ids ids;
+};
+
+Run run_ponder(ponder::engine::RolloutEngine& engine, const Ids& prompts, std::int64_t new_tokens) {
+  std::vector<ponder::engine::Request> requests;
+  for (const auto& p : prompts)
+    requests.push_back({p, 1, {.temperature = 0, .max_tokens = new_tokens, .ignore_eos = true}});
+  const auto start = Clock::now();
+  const auto completions = engine.generate(requests);
+  Run run{since(start), engine.last_metrics(), {}};
+  for (const auto& c : completions) run.ids.push_back(c.ids);
+  return run;
+}
+
+// One decode step of `batch` sequences at context `ctx` on a synthetic cache: forward_paged,
+// logits and argmax, as the engine runs it.
+struct DecodeStep {
+  ponder::model::PagedKvCache cache;
+  ponder::model::StepBatch batch;
+
+  DecodeStep(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t ctx) {
+    const auto layout = lm.kv_layout();
+    const std::int64_t per_seq = (ctx + 63) / 64, blocks = sequences * per_seq;
+    cache.block_size = 64;
+    for (std::int64_t l = 0; l < layout.num_layers; ++l) {
+      std::vector<at::Tensor> tensors;
+      for (const auto& shape : layout.per_token_shapes) {
+        std::vector<std::int64_t> full = {blocks, 64};
+        full.insert(full.end(), shape.begin(), shape.end());
+        tensors.push_back(at::randn(full, at::TensorOptions(layout.dtype).device(at::kCUDA)));
+      }
+      cache.layers.push_back(std::move(tensors));
+    }
+    const auto i64 = at::TensorOptions(at::kLong).device(at::kCUDA);
+    const at::Tensor seq = at::arange(sequences, i64);
+    batch = {at::randint(3, lm.config().vocab_size, {sequences}, i64),
+             at::full({sequences}, ctx - 1, i64),
+             seq * per_seq * 64 + ctx - 1,
+             at::arange(sequences + 1, i64),
+             at::full({sequences}, ctx, i64),
+             at::arange(blocks, i64).view({sequences, per_seq})};
+  }
+  at::Tensor operator()(ponder::model::CausalLM& lm) {
+    return lm.logits(lm.forward_paged(batch, cache)).argmax(-1);
+  }
+};
+
+// Prints model-only ms per decode step and the GPU kernel time by kernel over 3 profiled steps.
+void profile_decode(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t ctx,
+                    const std::string& trace_path) {
+  namespace profiler = torch::autograd::profiler;
+  using torch::profiler::impl::ActivityType;
+  using torch::profiler::impl::ProfilerConfig;
+  using torch::profiler::impl::ProfilerState;
+  DecodeStep step(lm, sequences, ctx);
+  sync(step(lm));
+  const auto start = Clock::now();
+  for (int i = 0; i < 10; ++i) sync(step(lm));
+  const double step_ms = since(start) * 100;
+  const ProfilerConfig config(ProfilerState::KINETO);
+  const std::set<ActivityType> activities = {ActivityType::CPU, ActivityType::CUDA};
+  profiler::prepareProfiler(config, activities);
+  profiler::enableProfiler(config, activities);
+  for (int i = 0; i < 3; ++i) sync(step(lm));
+  const auto result = profiler::disableProfiler();
+  if (!trace_path.empty()) result->save(trace_path);
+  std::map<std::string, std::pair<double, int>> by_kernel;  // name -> (ms, launches)
+  double gpu_ms = 0;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != c10::DeviceType::CUDA) continue;
+    auto& [ms, count] = by_kernel[e.name().substr(0, 90)];
+    ms += static_cast<double>(e.durationNs()) / 1e6 / 3;
+    ++count;
+    gpu_ms += static_cast<double>(e.durationNs()) / 1e6 / 3;
+  }
+  std::vector<std::pair<std::string, std::pair<double, int>>> rows(by_kernel.begin(),
+                                                                   by_kernel.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  fmt::print(
+      "\ndecode step alone ({} sequences, context {}): {:.2f} ms per step (forward + logits + "
+      "argmax, synced), GPU kernels {:.2f} ms per step\n",
+      sequences, ctx, step_ms, gpu_ms);
+  for (std::size_t i = 0; i < std::min<std::size_t>(rows.size(), 18); ++i)
+    fmt::print("  {:7.3f} ms {:5.1f}% {:5} launches  {}\n", rows[i].second.first,
+               100 * rows[i].second.first / gpu_ms, rows[i].second.second / 3, rows[i].first);
+}
+
+double weight_bytes(ponder::model::CausalLM& lm) {
+  double bytes = 0;  // every weight is read each step except the embedding (rows gathered)
+  for (const auto& [name, t] : lm.named_parameters())
+    if (name != "model.embed_tokens.weight") bytes += static_cast<double>(t.nbytes());
+  return bytes;
+}
+
+// Sequences whose first generated token equals HF's, and the mean length of the common prefix.
+std::string agreement(const Ids& ours, const Ids& theirs) {
+  std::size_t first = 0;
+  double prefix = 0;
+  for (std::size_t s = 0; s < theirs.size(); ++s) {
+    const auto& a = ours[s];
+    const auto& b = theirs[s];
+    const auto n = std::min(a.size(), b.size());
+    std::size_t k = 0;
+    while (k < n && a[k] == b[k]) ++k;
+    first += k > 0;
+    prefix += static_cast<double>(k);
+  }
+  return fmt::format("first token same as HF in {}/{} sequences, mean common prefix {:.1f} tokens",
+                     first, theirs.size(), prefix / static_cast<double>(theirs.size()));
+}
+
+struct Shape {
+  std::int64_t batch = 256, prompt = 512, new_tokens = 1024, hf_new = 64;
+};
+
+double kv_bytes_per_token(ponder::model::CausalLM& lm) {
+  const auto layout = lm.kv_layout();
+  double elements = 0;
+  for (const auto& shape : layout.per_token_shapes) {
+    double n = 1;
+    for (const auto d : shape) n *= static_cast<double>(d);
+    elements += n;
+  }
+  return elements * static_cast<double>(layout.num_layers * c10::elementSize(layout.dtype));
+}
+
+// Decode roofline of the full run: each step after the first token reads every weight once and
+// each sequence's KV so far, at the measured copy bandwidth.
+void report_roofline(const Shape& w, const Run& first, const Run& full, ponder::model::CausalLM& lm,
+                     double bandwidth) {
+  const double weights = weight_bytes(lm), kv = kv_bytes_per_token(lm);
+  const double b = static_cast<double>(w.batch), steps = static_cast<double>(w.new_tokens - 1);
+  const double contexts = steps * static_cast<double>(w.prompt) + steps * (steps + 1) / 2;
+  const double ideal = (steps * weights + b * kv * contexts) / bandwidth;
+  const double decode = full.seconds - first.seconds;
+  fmt::print(
+      "\ndecode roofline: weights {:.2f} GB read per step (all but the embedding), KV {:.1f} KB "
+      "per token ({:.2f} GB per step at the mean context); {:.0f} decode steps ideally take "
+      "{:.2f} s at the copy bandwidth = {:.0f} tokens/s\n",
+      weights / 1e9, kv / 1e3, b * kv * contexts / steps / 1e9, steps, ideal, b * steps / ideal);
+  fmt::print(
+      "ponder decode: {:.2f} s ({} new-token run minus the 1-token run) = {:.0f} tokens/s, "
+      "{:.1f} ms per step; fraction of the roofline {:.2f}\n",
+      decode, w.new_tokens, b * steps / decode, decode / steps * 1e3, ideal / decode);
+  fmt::print(
+      "engine: {} steps, mean batch {:.1f} sequences, {} preemptions, peak {} of {} blocks\n",
+      full.metrics.steps, full.metrics.mean_batch_sequences, full.metrics.preemptions,
+      full.metrics.peak_blocks_used, full.metrics.num_blocks);
+}
+
+void print_row(std::int64_t n, double tokens, double hf_s, double ours) {
+  if (hf_s > 0)
+    fmt::print("{:>10} | {:>9.2f} {:>10.0f} | {:>9.2f} {:>10.0f} | {:>6.1f}x\n", n, hf_s,
+               tokens / hf_s, ours, tokens / ours, hf_s / ours);
+  else
+    fmt::print("{:>10} | {:>9} {:>10} | {:>9.2f} {:>10.0f} |\n", n, "-", "-", ours, tokens / ours);
+}
+
+void report(const Shape& w, const nlohmann::json& hf, const Run& first, const Run& short_run,
+            const Run& full, ponder::model::CausalLM& lm, double bandwidth) {
+  const auto& h = hf["workloads"];
+  const double hf_first = h[0]["seconds"].get<double>(), hf_short = h[1]["seconds"].get<double>();
+  const double b = static_cast<double>(w.batch);
+  fmt::print(
+      "\n{} sequences x {}-token prompts, greedy, BF16, EOS ignored; tokens/s = generated tokens "
+      "/ wall time of the whole generate call (prefill included)\n",
+      w.batch, w.prompt);
+  fmt::print("{:>10} | {:>9} {:>10} | {:>9} {:>10} | {:>7}\n", "new tokens", "HF s", "HF tok/s",
+             "ponder s", "tok/s", "ratio");
+  print_row(1, b, hf_first, first.seconds);
+  print_row(w.hf_new, b * static_cast<double>(w.hf_new), hf_short, short_run.seconds);
+  print_row(w.new_tokens, b * static_cast<double>(w.new_tokens), 0, full.seconds);
+  const double decode_tokens = b * static_cast<double>(w.hf_new - 1);
+  const double hf_decode = decode_tokens / (hf_short - hf_first);
+  const double our_decode = decode_tokens / (short_run.seconds - first.seconds);
+  const double our_full_decode =
+      b * static_cast<double>(w.new_tokens - 1) / (full.seconds - first.seconds);
+  fmt::print(
+      "decode only (minus the 1-token run): HF {:.0f} tokens/s over {} tokens; ponder {:.0f} "
+      "tokens/s over {} ({:.1f}x), {:.0f} tokens/s over {} ({:.1f}x HF's {}-token rate)\n",
+      hf_decode, w.hf_new, our_decode, w.hf_new, our_decode / hf_decode, our_full_decode,
+      w.new_tokens, our_full_decode / hf_decode, w.hf_new);
+  fmt::print("{}-token runs: {}\n", w.hf_new, agreement(short_run.ids, h[1]["ids"].get<Ids>()));
+  report_roofline(w, first, full, lm, bandwidth);
+}
+
+void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
+  const double bandwidth = copy_bandwidth_gbs() * 1e9;
+  fmt::print("device-to-device copy: {:.0f} GB/s (read + write)\n", bandwidth / 1e9);
+  auto start = Clock::now();
+  const auto config =
+      ponder::model::init_model(ponder::model::preset_config("deepseek-v2-lite"), dir,
+                                {.seed = 1, .dtype = at::kBFloat16, .device = at::kCUDA});
+  fmt::print("init-model deepseek-v2-lite (BF16, drawn on the GPU): {:.1f} s\n", since(start));
+  const Ids prompts = ponder::bench::make_prompts(w.batch, w.prompt, config.vocab_size, 7);
+  start = Clock::now();
+  const nlohmann::json hf = run_hf(dir, prompts, {1, w.hf_new});
+  fmt::print("HF run (load + warm-up + 2 generates): {:.1f} s  [HF {}]\n", since(start),
+             hf["versions"].dump());
+  start = Clock::now();
+  auto lm = ponder::model::load_causal_lm(dir, at::kCUDA, at::kBFloat16);
+  fmt::print("ponder load: {:.1f} s\n", since(start));
+  const std::int64_t blocks = w.batch * ((w.prompt + w.new_tokens + 63) / 64) + 1;
+  ponder::engine::RolloutEngine engine(*lm, nullptr,
+                                       {.num_blocks = blocks,
+                                        .max_batch_tokens = 16384,
+                                        .max_running = w.batch,
+                                        .show_progress = false});
+  run_ponder(engine, Ids(prompts.begin(), prompts.begin() + 8), 4);  // warm-up
+  const Run first = run_ponder(engine, prompts, 1);
+  const Run short_run = run_ponder(engine, prompts, w.hf_new);
+  const Run full = run_ponder(engine, prompts, w.new_tokens);
+  report(w, hf, first, short_run, full, *lm, bandwidth);
+  profile_decode(*lm, w.batch, w.prompt + w.new_tokens / 2, trace);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // logs show progress when redirected
+  Shape w;
+  if (argc > 4)
+    w = {std::atoll(argv[1]), std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4])};
+  const std::string trace = argc > 5 ? argv[5] : "";
+  if (!at::hasCUDA()) {
+    fmt::print(stderr, "bench_rollout_gpu: no CUDA device\n");
+    return 1;
+  }
+  const fs::path dir =
+      fs::temp_directory_path() / ("ponder_bench_rollout_gpu_" + std::to_string(getpid()));
+  int rc = 0;
+  try {
+    bench(w, dir, trace);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_rollout_gpu: {}\n", e.what());
+    rc = 1;
+  }
+  fs::remove_all(dir);
+  return rc;
+}
