@@ -25,23 +25,10 @@
 namespace ponder::train {
 
 std::vector<datasets::Example> distill_prompts(const DistillRecipe& r) {
-  const auto& d = r.data;
-  std::vector<datasets::Example> out;
-  if (d.task == "arithmetic") {
-    const auto count = r.max_prompts > 0 ? r.max_prompts : 1000;
-    out =
-        datasets::arithmetic_examples(static_cast<std::uint64_t>(r.seed),
-                                      static_cast<std::size_t>(count), d.digits, d.worked_fraction);
-  } else if (d.task == "gsm8k" || d.task == "math") {
-    if (d.train_file.empty()) throw Error("data.train_file: required for " + d.task);
-    out =
-        (d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math)(under_data(d.train_file));
-  } else {
-    throw Error("data.task: unsupported value '" + d.task +
-                "' (expected one of: arithmetic, gsm8k, math)");
-  }
-  if (r.max_prompts > 0 && static_cast<std::int64_t>(out.size()) > r.max_prompts)
-    out.resize(r.max_prompts);
+  std::vector<datasets::Example> out = load_task_data(r.data, r.seed).train;
+  const bool synthetic = r.data.task == "arithmetic" || r.data.task == "countdown";
+  const std::int64_t limit = r.max_prompts > 0 ? r.max_prompts : synthetic ? 1000 : 0;
+  if (limit > 0 && static_cast<std::int64_t>(out.size()) > limit) out.resize(limit);
   return out;
 }
 

@@ -19,8 +19,8 @@ struct TraceSummary {
 
 TraceSummary generate_traces(const DistillRecipe& recipe);
 
-// The recipe's training prompts: the task's train split, cut to max_prompts (arithmetic: that
-// many generated from the seed, 1000 when max_prompts is 0).
+// The recipe's training prompts: the task's train split (run_setup's load_task_data), cut to
+// max_prompts (synthetic tasks: 1000 when max_prompts is 0).
 std::vector<datasets::Example> distill_prompts(const DistillRecipe& recipe);
 
 }  // namespace ponder::train

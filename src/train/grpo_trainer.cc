@@ -682,6 +682,7 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
                         .versions = {{"ponder", "0.1.0"}}});
   load_policy(c, checkpoint);
   TaskData data = load_task_data(recipe.data, recipe.seed);
+  require_heldout(data, recipe.data);
   c.train = std::move(data.train);
   c.eval = std::move(data.eval);
   c.eval_reward = data.reward;

@@ -78,60 +78,68 @@ TaskData load_task_data(const DataSection& d, std::int64_t seed) {
       throw Error("data.task: " + std::string(e.what()));
     }
   }
-  if (d.train_file.empty() || d.eval_file.empty())
-    throw Error("data.train_file and data.eval_file are required for " + d.task);
+  if (d.train_file.empty()) throw Error("data.train_file: required for " + d.task);
   auto load = d.task == "gsm8k" ? datasets::load_gsm8k : datasets::load_math;
-  TaskData out{load(under_data(d.train_file)), load(under_data(d.eval_file)), "math"};
+  TaskData out{load(under_data(d.train_file)), {}, "math"};
+  if (!d.eval_file.empty()) out.eval = load(under_data(d.eval_file));
   if (out.eval.size() > held_out) out.eval.resize(held_out);
   return out;
+}
 
-  std::vector<datasets::Example> heldout_examples(const DataSection& data, std::int64_t seed) {
-    return load_task_data(data, seed).eval;
-  }
+const std::vector<datasets::Example>& require_heldout(const TaskData& data,
+                                                      const DataSection& section) {
+  if (data.eval.empty())
+    throw Error("data: no held-out examples for " + section.task +
+                " (set data.eval_file for gsm8k/math, data.eval_size > 0)");
+  return data.eval;
+}
 
-  const rewards::RewardRegistry& training_rewards() {
-    static const rewards::RewardRegistry registry = [] {
-      rewards::RewardRegistry r = rewards::builtin_rewards();
-      rewards::register_model_rewards(r);
-      return r;
-    }();
-    return registry;
-  }
+std::vector<datasets::Example> heldout_examples(const DataSection& data, std::int64_t seed) {
+  return require_heldout(load_task_data(data, seed), data);
+}
 
-  ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,
-                           std::int64_t seed) {
-    std::filesystem::path dir = model.path;
-    if (dir.empty()) {
-      dir = run_dir / "init";
-      model::init_model(model::preset_config(model.preset), dir,
-                        {.seed = static_cast<std::uint64_t>(seed)});
-    }
-    return {dir,
-            std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(model.tokenizer)};
-  }
+const rewards::RewardRegistry& training_rewards() {
+  static const rewards::RewardRegistry registry = [] {
+    rewards::RewardRegistry r = rewards::builtin_rewards();
+    rewards::register_model_rewards(r);
+    return r;
+  }();
+  return registry;
+}
 
-  model::ChatFormat resolve_chat_format(const std::string& name,
-                                        const std::filesystem::path& tokenizer_dir) {
-    if (!name.empty()) return model::parse_chat_format(name);
-    const auto config = tokenizer_dir / "tokenizer_config.json";
-    if (!std::filesystem::exists(config))
-      throw Error(config.string() + ": missing; set data.chat_format to name the prompt format");
-    return model::detect_chat_format(read_json_file(config));
+ModelFiles resolve_model(const ModelSection& model, const std::filesystem::path& run_dir,
+                         std::int64_t seed) {
+  std::filesystem::path dir = model.path;
+  if (dir.empty()) {
+    dir = run_dir / "init";
+    model::init_model(model::preset_config(model.preset), dir,
+                      {.seed = static_cast<std::uint64_t>(seed)});
   }
+  return {dir, std::filesystem::exists(dir / "tokenizer.json") ? dir : under_data(model.tokenizer)};
+}
 
-  model::LinearPrecision linear_precision(const TrainSection& train) {
-    if (train.precision == "fp32") return model::LinearPrecision::kNative;
-    if (train.precision == "bf16") return model::LinearPrecision::kBf16;
-    if (train.precision == "fp8") return model::LinearPrecision::kFp8;
-    throw Error("train.precision: unsupported value '" + train.precision +
-                "' (expected one of: fp32, bf16, fp8)");
-  }
+model::ChatFormat resolve_chat_format(const std::string& name,
+                                      const std::filesystem::path& tokenizer_dir) {
+  if (!name.empty()) return model::parse_chat_format(name);
+  const auto config = tokenizer_dir / "tokenizer_config.json";
+  if (!std::filesystem::exists(config))
+    throw Error(config.string() + ": missing; set data.chat_format to name the prompt format");
+  return model::detect_chat_format(read_json_file(config));
+}
 
-  std::int64_t resolve_eos(const model::Tokenizer& tokenizer,
-                           const std::optional<std::int64_t>& eos) {
-    if (tokenizer.eos_id()) return *tokenizer.eos_id();
-    if (eos) return *eos;
-    throw Error("model and tokenizer define no EOS token");
-  }
+model::LinearPrecision linear_precision(const TrainSection& train) {
+  if (train.precision == "fp32") return model::LinearPrecision::kNative;
+  if (train.precision == "bf16") return model::LinearPrecision::kBf16;
+  if (train.precision == "fp8") return model::LinearPrecision::kFp8;
+  throw Error("train.precision: unsupported value '" + train.precision +
+              "' (expected one of: fp32, bf16, fp8)");
+}
+
+std::int64_t resolve_eos(const model::Tokenizer& tokenizer,
+                         const std::optional<std::int64_t>& eos) {
+  if (tokenizer.eos_id()) return *tokenizer.eos_id();
+  if (eos) return *eos;
+  throw Error("model and tokenizer define no EOS token");
+}
 
 }  // namespace ponder::train

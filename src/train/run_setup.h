@@ -33,6 +33,10 @@ struct TaskData {
 // are generated from `seed`; an eval task trains on what its held-out head leaves.
 TaskData load_task_data(const DataSection& data, std::int64_t seed);
 
+// data.eval, or an error naming the data.* field that would give held-out examples.
+const std::vector<datasets::Example>& require_heldout(const TaskData& data,
+                                                      const DataSection& section);
+
 struct ModelFiles {
   std::filesystem::path weights;    // HF layout directory
   std::filesystem::path tokenizer;  // directory with tokenizer.json
