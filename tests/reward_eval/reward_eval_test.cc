@@ -146,8 +146,8 @@ TEST(RewardEvalCli, BadInputGivesOneLineErrors) {
       {"--reward math --data " + data + " --gold-field gold",
        "ponder: error: " + data + ":1: no field 'gold' (the gold answer)\n"},
       {"--reward nope --data " + data,
-       "ponder: error: reward 'nope': unknown reward; known rewards: code, format, math, "
-       "overlong\n"},
+       "ponder: error: reward 'nope': unknown reward; known rewards: code, countdown, format, "
+       "math, overlong\n"},
   };
   for (const auto& [args, expected] : cases) {
     const auto r = ponder("reward eval " + args);
