@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `ponder train` on a GPU machine in one device call: the quickstart recipe on CUDA with fp32 and
+# bf16 linears (wall time, held-out accuracy before/after GRPO), then a 4-step smoke of every
+# train.* option (bf16 + micro-batches + activation checkpointing + balance loss, fp8).
+# Prepare here (git-ignored .carry/train, passed as `carry`): a stripped CUDA build of ponder in
+# .carry/train/bin/ponder (`strip -o .carry/train/bin/ponder build/src/cli/ponder`) and the minimind
+# tokenizer in .carry/train/data/tokenizers/minimind. Usage (repo root): scripts/device_train.sh
+set -uo pipefail
+root=$(pwd)/.carry/train
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+py=/opt/torch/.venv/bin/python3
+torch_lib=$($py -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib
+export LD_LIBRARY_PATH=$torch_lib:$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)${LD_LIBRARY_PATH:-}
+export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6  # the image's libtorch shadows it
+export PONDER_DATA=$root/data
+nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/env.log"
+"$root/bin/ponder" version 2>&1 | tee -a "$out/env.log"
+for precision in fp32 bf16; do
+  t0=$SECONDS
+  "$root/bin/ponder" train --set run_dir=/tmp/qs-$precision --set train.device=cuda \
+    --set train.precision=$precision > "$out/quickstart-$precision.log" 2>&1
+  echo "quickstart $precision rc=$? wall $((SECONDS - t0)) s"
+  tail -n 2 "$out/quickstart-$precision.log"
+done
+common="--set steps=4 --set sft.steps=60 --set sft.batch_size=16 --set data.eval_size=16 --set eval.n=2 --set eval_every=4 --set checkpoint_every=4"
+run() {
+  local name=$1; shift
+  local t0=$SECONDS
+  "$root/bin/ponder" train --set run_dir=/tmp/runs/$name --set train.device=cuda $common "$@" > "$out/$name.log" 2>&1
+  echo "$name rc=$? $((SECONDS - t0))s"; tail -n 3 "$out/$name.log"
+  $py - /tmp/runs/$name/run.db > "$out/$name.metrics" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+for step, name, value in db.execute("select step, name, value from metrics where step >= 0 order by step, name"):
+    print(step, name, value)
+PY
+  grep -E "^(1|4) (train/loss|reward/mean|train/grad_norm|moe/sequence|eval/accuracy)" "$out/$name.metrics"
+}
+run fp32 --set train.precision=fp32
+run bf16 --set train.precision=bf16 --set train.micro_batch_size=5 --set train.activation_checkpointing=true --set optim.balance_loss_coef=0.01
+run fp8 --set train.precision=fp8
