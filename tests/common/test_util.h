@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace ponder::testing_util {
@@ -87,5 +89,18 @@ inline CommandResult run_ponder(const std::string& args) {
   return run_command(std::string(PONDER_BINARY) + " " + args + " 2>&1");
 }
 #endif
+
+// `count` chat-format SFT records (user asks a + b, assistant answers) as jsonl at `path`.
+inline void write_addition_chats(const std::filesystem::path& path, int count) {
+  std::ofstream out(path);
+  for (int i = 0; i < count; ++i) {
+    const int a = (i * 7) % 50, b = (i * 13) % 40;
+    const std::string sum = std::to_string(a) + " + " + std::to_string(b);
+    const nlohmann::json messages = {
+        {{"role", "user"}, {"content", "What is " + sum + "?"}},
+        {{"role", "assistant"}, {"content", sum + " = " + std::to_string(a + b) + "."}}};
+    out << nlohmann::json{{"messages", messages}}.dump() << "\n";
+  }
+}
 
 }  // namespace ponder::testing_util

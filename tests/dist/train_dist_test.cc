@@ -172,23 +172,9 @@ TEST_F(TrainDist, CheckpointsResumeOnAnotherNumberOfRanks) {
   expect_resume_matches(*dir_ / "one", *dir_ / "one_on_two", 2, *dir_ / "one");
 }
 
-void write_chats(const std::filesystem::path& path) {
-  std::ofstream out(path);
-  for (int i = 0; i < 40; ++i) {
-    const int a = (i * 7) % 50, b = (i * 13) % 40;
-    nlohmann::json messages = {
-        {{"role", "user"},
-         {"content", "What is " + std::to_string(a) + " + " + std::to_string(b) + "?"}},
-        {{"role", "assistant"},
-         {"content",
-          std::to_string(a) + " + " + std::to_string(b) + " = " + std::to_string(a + b) + "."}}};
-    out << nlohmann::json{{"messages", messages}}.dump() << "\n";
-  }
-}
-
 TEST(SftDist, TwoRanksMatchOneProcessAndResumeOnOne) {
   testing_util::ScratchDir dir("sft_dist");
-  write_chats(dir / "chats.jsonl");
+  testing_util::write_addition_chats(dir / "chats.jsonl", 40);
   const nlohmann::json recipe = {
       {"epochs", 1},
       {"max_steps", 4},

@@ -18,23 +18,9 @@ std::string slurp(const std::filesystem::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-void write_chats(const std::filesystem::path& path) {
-  std::ofstream out(path);
-  for (int i = 0; i < 60; ++i) {
-    const int a = (i * 7) % 50, b = (i * 13) % 40;
-    nlohmann::json messages = {
-        {{"role", "user"},
-         {"content", "What is " + std::to_string(a) + " + " + std::to_string(b) + "?"}},
-        {{"role", "assistant"},
-         {"content",
-          std::to_string(a) + " + " + std::to_string(b) + " = " + std::to_string(a + b) + "."}}};
-    out << nlohmann::json{{"messages", messages}}.dump() << "\n";
-  }
-}
-
 TEST(SftCli, TrainsCheckpointsReportsAndResumesExactly) {
   testing_util::ScratchDir dir("sft_cli");
-  write_chats(dir / "chats.jsonl");
+  testing_util::write_addition_chats(dir / "chats.jsonl", 60);
   const nlohmann::json recipe = {
       {"run_dir", (dir / "run").string()},
       {"epochs", 2},
