@@ -16,16 +16,8 @@ export LD_LIBRARY_PATH=$torch_lib:$nvidia_libs${LD_LIBRARY_PATH:-}
 export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
 bin=$root/.carry/bin
 export PONDER_SOURCE_DIR=$root
-summary=()
-step() {  # step NAME command...: runs, logs to $out/NAME.log, records status and seconds
-  local name=$1; shift
-  local t0=$SECONDS
-  "$@" >"$out/$name.log" 2>&1
-  local rc=$?
-  summary+=("$(printf '%-10s rc=%-3s %4ss' "$name" "$rc" $((SECONDS - t0)))")
-  tail -n 60 "$out/$name.log"
-  return $rc
-}
+step_tail=60
+source "$root/scripts/device_common.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
 if ! "$bin/test_kernels" --gtest_list_tests >/dev/null 2>"$out/prebuilt.log"; then
   echo "prebuilt binaries do not run here ($(head -c 300 "$out/prebuilt.log")); building"

@@ -20,16 +20,8 @@ memcheck_filter=${1:-*}
 racecheck_filter=${2:-SampleCuda.GreedyAndTopKOne*}
 bench=${PONDER_BENCH:-kernels}
 shift 2 || shift $#
-summary=()
-step() {  # step NAME command...: runs, logs to $out/NAME.log, records status and seconds
-  local name=$1; shift
-  local t0=$SECONDS
-  "$@" >"$out/$name.log" 2>&1
-  local rc=$?
-  summary+=("$(printf '%-10s rc=%-3s %4ss' "$name" "$rc" $((SECONDS - t0)))")
-  tail -n 25 "$out/$name.log"
-  return $rc
-}
+step_tail=25
+source "$root/scripts/device_common.sh"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
   nvcc --version | tail -1; cmake --version | head -1; nproc; } >"$out/env.log" 2>&1
 cat "$out/env.log"
