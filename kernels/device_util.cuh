@@ -1,11 +1,14 @@
-// Device-side helpers shared by the .cu kernels: element conversion, 16-byte packs, and block
-// reductions over float and 64-bit integers.
+// Helpers shared by the .cu kernels: element conversion, 16-byte packs, block reductions over
+// float and 64-bit integers, and the host-side dispatch from ElementType to the CUDA type.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "kernels/kernel_types.h"
 
 namespace ponder::kernels::device {
 
@@ -94,3 +97,22 @@ __device__ float block_max(float v, float* scratch) {
 }
 
 }  // namespace ponder::kernels::device
+
+namespace ponder::kernels {
+
+// launch(T{}) with T the CUDA element type of `type` (float, __nv_bfloat16, __half); returns what
+// it returns, or cudaErrorInvalidValue for an unknown type.
+template <typename Launch>
+int dispatch_element_type(ElementType type, Launch&& launch) {
+  switch (type) {
+    case ElementType::kFloat32:
+      return launch(float{});
+    case ElementType::kBFloat16:
+      return launch(__nv_bfloat16{});
+    case ElementType::kFloat16:
+      return launch(__half{});
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+}  // namespace ponder::kernels

@@ -129,28 +129,14 @@ int rope_typed(const RopeParams& p, cudaStream_t stream) {
 
 int launch_swiglu(const SwigluParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  switch (p.type) {
-    case ElementType::kFloat32:
-      return swiglu_typed<float>(p, s);
-    case ElementType::kBFloat16:
-      return swiglu_typed<__nv_bfloat16>(p, s);
-    case ElementType::kFloat16:
-      return swiglu_typed<__half>(p, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return dispatch_element_type(p.type,
+                               [&](auto element) { return swiglu_typed<decltype(element)>(p, s); });
 }
 
 int launch_rope(const RopeParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  switch (p.type) {
-    case ElementType::kFloat32:
-      return rope_typed<float>(p, s);
-    case ElementType::kBFloat16:
-      return rope_typed<__nv_bfloat16>(p, s);
-    case ElementType::kFloat16:
-      return rope_typed<__half>(p, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return dispatch_element_type(p.type,
+                               [&](auto element) { return rope_typed<decltype(element)>(p, s); });
 }
 
 }  // namespace ponder::kernels

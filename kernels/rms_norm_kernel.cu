@@ -86,15 +86,8 @@ int launch_typed(const RmsNormParams& p, cudaStream_t stream) {
 
 int launch_rms_norm(const RmsNormParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  switch (p.type) {
-    case ElementType::kFloat32:
-      return launch_typed<float>(p, s);
-    case ElementType::kBFloat16:
-      return launch_typed<__nv_bfloat16>(p, s);
-    case ElementType::kFloat16:
-      return launch_typed<__half>(p, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return dispatch_element_type(p.type,
+                               [&](auto element) { return launch_typed<decltype(element)>(p, s); });
 }
 
 }  // namespace ponder::kernels

@@ -396,15 +396,8 @@ int launch_sample_typed(const SampleParams& p, cudaStream_t stream) {
 
 int launch_sample(const SampleParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  switch (p.type) {
-    case ElementType::kFloat32:
-      return launch_sample_typed<float>(p, s);
-    case ElementType::kBFloat16:
-      return launch_sample_typed<__nv_bfloat16>(p, s);
-    case ElementType::kFloat16:
-      return launch_sample_typed<__half>(p, s);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return dispatch_element_type(
+      p.type, [&](auto element) { return launch_sample_typed<decltype(element)>(p, s); });
 }
 
 int launch_logprob_chunk(const LogprobChunkParams& p, void* stream) {
