@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
+#include <c10/core/GradMode.h>
 
 #include <fstream>
 #include <mutex>
@@ -17,6 +18,7 @@ namespace {
 
 constexpr const char* kStateFile = "trainer_state.json";  // written last: marks completeness
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kGeneratorFile = "generator.safetensors";
 
 std::optional<std::int64_t> step_of(const std::filesystem::path& dir) {
   const std::string name = dir.filename().string();
@@ -55,6 +57,9 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
   }
   moments.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
   model::write_safetensors_file(temp_dir / kOptimizerFile, moments);
+  if (contents.generator)
+    model::write_safetensors_file(temp_dir / kGeneratorFile,
+                                  contents.generator->named_parameters());
   const nlohmann::json state = {{"step", contents.state.step},
                                 {"cursor", contents.state.cursor},
                                 {"optimizer_steps", contents.optimizer.steps},
@@ -83,6 +88,21 @@ std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::pa
     }
   }
   return best;
+}
+
+bool load_generator_weights(const std::filesystem::path& checkpoint, model::CausalLM& generator) {
+  if (!std::filesystem::exists(checkpoint / kGeneratorFile)) return false;
+  const model::SafetensorsFile weights(checkpoint / kGeneratorFile);
+  at::NoGradGuard no_grad;
+  for (auto& [name, tensor] : generator.named_parameters()) {
+    if (!weights.contains(name))
+      throw Error(weights.path().string() + ": missing generation weight '" + name + "'");
+    const at::Tensor saved = weights.load(name, tensor.scalar_type());
+    if (!saved.sizes().equals(tensor.sizes()))
+      throw Error(weights.path().string() + ": '" + name + "' has the wrong shape");
+    tensor.copy_(saved);
+  }
+  return true;
 }
 
 TrainerState load_trainer_state(const std::filesystem::path& checkpoint,

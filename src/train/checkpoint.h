@@ -25,6 +25,8 @@ struct CheckpointContents {
   const AdamWState& optimizer;                      // in full, whatever the number of ranks
   const TrainerState& state;
   const std::filesystem::path& tokenizer_dir;  // its tokenizer files are copied alongside
+  // One-step off-policy: the weights the pending batch is being generated with (null: none).
+  model::CausalLM* generator = nullptr;
 };
 
 // Writes RUN_DIR/checkpoints/step-N (N = state.step) atomically; returns its path.
@@ -37,6 +39,10 @@ void copy_tokenizer_files(const std::filesystem::path& from, const std::filesyst
 // The newest complete checkpoint under RUN_DIR/checkpoints; leftovers of a write that was
 // interrupted are removed.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// One-step off-policy: loads the checkpoint's generation weights into `generator`; false when
+// the checkpoint has none (nothing was pending when it was written).
+bool load_generator_weights(const std::filesystem::path& checkpoint, model::CausalLM& generator);
 
 // Restores optimizer moments and steps (into `optimizer`, shaped by adamw_state_like) and the
 // global CPU RNG; returns the trainer state.

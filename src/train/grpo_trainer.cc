@@ -6,13 +6,18 @@
 // denominators, and sums gradients over ranks (ZeRO-1); rank 0 alone writes the run directory.
 #include "train/grpo_trainer.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <limits>
 #include <map>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
@@ -59,6 +64,7 @@ struct Context {
   std::vector<at::Tensor> trainable;
   std::vector<std::string> trainable_names;
   std::filesystem::path tokenizer_dir;
+  std::filesystem::path model_dir;         // the weights the policy was loaded from
   std::unique_ptr<store::RunStore> store;  // rank 0's; none on the other ranks
 };
 
@@ -72,6 +78,7 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
   ModelSection section = c.recipe.model;
   if (checkpoint) section.path = checkpoint->string();
   const ModelFiles files = resolve_model(c.group, section, c.recipe.run_dir, c.recipe.seed);
+  c.model_dir = files.weights;
   c.policy = model::load_causal_lm(files.weights, c.device, at::kFloat);
   c.policy->set_training_options(
       {.activation_checkpointing = c.recipe.train.activation_checkpointing,
@@ -477,6 +484,86 @@ Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, st
   return out;
 }
 
+// One-step off-policy generation (rollout.off_policy_steps = 1): step t+1's batch is generated
+// by a copy of the weights from before step t's update, on a side thread (and a side stream on
+// GPU), while step t trains. The batch's collectives would interleave with the update's, so this
+// runs in one process; the copy is checkpointed so that a resume regenerates the pending batch.
+class RolloutAhead {
+ public:
+  RolloutAhead(Context& c, ThreadPool& pool, const std::optional<std::filesystem::path>& checkpoint,
+               std::int64_t step)
+      : c_(c),
+        pool_(pool),
+        generator_(model::load_causal_lm(c.model_dir, c.device, at::kFloat)),
+        engine_(*generator_, c.tokenizer.get(),
+                {.block_size = 16, .num_blocks = 4096, .show_progress = false}) {
+    generator_->set_linear_precision(linear_precision(c.recipe.train));
+    if (checkpoint && load_generator_weights(*checkpoint, *generator_))
+      generator_step_ = step - 1;  // what step `step`'s checkpoint was generating with
+    else
+      copy_weights(step);
+  }
+
+  ~RolloutAhead() {
+    if (pending_.valid()) pending_.wait();
+  }
+
+  // The batch for `step`: the one generated ahead, or (nothing pending) one generated now.
+  Rollouts take(std::int64_t step, std::uint64_t& cursor) {
+    if (!pending_.valid()) launch(step, cursor);
+    const auto begin = Clock::now();
+    auto [batch, next_cursor] = pending_.get();
+    batch.metrics["time/rollout_wait_s"] =
+        std::chrono::duration<double>(Clock::now() - begin).count();
+    cursor = next_cursor;
+    return std::move(batch);
+  }
+
+  // Copies the policy as it is before `step - 1`'s update and starts generating `step`'s batch.
+  void start(std::int64_t step, std::uint64_t cursor) {
+    copy_weights(step - 2);
+    launch(step, cursor);
+  }
+
+  // The generation weights of the pending batch, for the checkpoint; null when none is pending.
+  model::CausalLM* pending_generator() { return pending_.valid() ? generator_.get() : nullptr; }
+
+ private:
+  void copy_weights(std::int64_t policy_step) {
+    at::NoGradGuard no_grad;
+    auto& from = c_.policy->named_parameters();
+    auto& to = generator_->named_parameters();
+    for (std::size_t i = 0; i < from.size(); ++i) to[i].second.copy_(from[i].second);
+    if (c_.device.is_cuda())  // the side stream must see the copy
+      c10::impl::VirtualGuardImpl(c_.device.type()).synchronizeDevice(c_.device.index());
+    generator_step_ = policy_step;
+  }
+
+  void launch(std::int64_t step, std::uint64_t cursor) {
+    const double lag = static_cast<double>(step - 1 - generator_step_);
+    pending_ =
+        std::async(std::launch::async, [this, step, cursor, lag, threads = at::get_num_threads()] {
+          at::set_num_threads(threads);
+          std::optional<c10::StreamGuard> side_stream;
+          if (c_.device.is_cuda())
+            side_stream.emplace(
+                c10::impl::VirtualGuardImpl(c_.device.type()).getStreamFromGlobalPool(c_.device));
+          std::uint64_t next = cursor;
+          Rollouts batch = collect(c_, engine_, pool_, step, next);
+          batch.metrics["rollout/policy_lag_steps"] = lag;
+          if (side_stream) side_stream->current_stream().synchronize();
+          return std::pair{std::move(batch), next};
+        });
+  }
+
+  Context& c_;
+  ThreadPool& pool_;
+  std::unique_ptr<model::CausalLM> generator_;
+  engine::RolloutEngine engine_;
+  std::int64_t generator_step_ = 0;  // the policy step whose weights the generator holds
+  std::future<std::pair<Rollouts, std::uint64_t>> pending_;
+};
+
 struct Minibatch {
   std::vector<std::vector<std::int64_t>> prompts, responses;
   at::Tensor rollout_logprobs, mask;  // [B, max_tokens]
@@ -622,9 +709,10 @@ std::map<std::string, double> update(Context& c, dist::DataParallel& optimizer,
   return metrics;
 }
 
-void save(Context& c, dist::DataParallel& optimizer, const TrainerState& state) {
+void save(Context& c, dist::DataParallel& optimizer, const TrainerState& state,
+          model::CausalLM* generator = nullptr) {
   save_checkpoint(c.group, optimizer, c.recipe.run_dir,
-                  {*c.policy, c.trainable_names, state, c.tokenizer_dir}, c.store.get());
+                  {*c.policy, c.trainable_names, state, c.tokenizer_dir, generator}, c.store.get());
 }
 
 // SFT warm-up and the first held-out evaluation, or the state of the checkpoint resumed from.
@@ -647,12 +735,16 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
   return state;
 }
 
-// Collective: one RL step; returns its metrics.
+// Collective: one RL step; returns its metrics. With `ahead`, the step trains on the batch
+// generated ahead and starts generating the next step's.
 std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
-                                      dist::DataParallel& optimizer, TrainerState& state) {
+                                      dist::DataParallel& optimizer, TrainerState& state,
+                                      RolloutAhead* ahead) {
   const auto& recipe = c.recipe;
   const auto begin = Clock::now();
-  const Rollouts batch = collect(c, engine, pool, state.step, state.cursor);
+  const Rollouts batch = ahead ? ahead->take(state.step, state.cursor)
+                               : collect(c, engine, pool, state.step, state.cursor);
+  if (ahead && state.step < recipe.steps) ahead->start(state.step + 1, state.cursor);
   const double lr = scheduled_lr(recipe.optim.lr, state.step - 1, recipe.optim.warmup_steps,
                                  recipe.steps, recipe.optim.schedule);
   auto metrics = update(c, optimizer, batch, lr);
@@ -665,6 +757,9 @@ std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine,
 
 TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
                    const std::optional<std::filesystem::path>& checkpoint, bool new_run) {
+  if (recipe.rollout.off_policy_steps == 1 && group.world_size() > 1)
+    throw Error("rollout.off_policy_steps: 1 needs a single process (got " +
+                std::to_string(group.world_size()) + " ranks); use 0 with data parallelism");
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
   const at::Device device = resolve_device(recipe.train.device, "train.device");
   Context c{group,
@@ -706,16 +801,18 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
         std::filesystem::path(recipe.run_dir) / "checkpoints" / "step-0", c.device, at::kFloat);
     c.reference->set_linear_precision(linear_precision(recipe.train));
   }
+  std::optional<RolloutAhead> ahead;
+  if (recipe.rollout.off_policy_steps == 1) ahead.emplace(c, pool, checkpoint, state.step);
   Progress progress("grpo", recipe.steps, "step");
   progress.set(state.step);
   while (state.step < recipe.steps) {
     const std::int64_t step = ++state.step;
-    auto metrics = rl_step(c, engine, pool, optimizer, state);
+    auto metrics = rl_step(c, engine, pool, optimizer, state, ahead ? &*ahead : nullptr);
     if (step % recipe.eval_every == 0 || step == recipe.steps)
       state.accuracy = evaluate(c, engine, pool, step);
     if ((recipe.checkpoint_every > 0 && step % recipe.checkpoint_every == 0) ||
         step == recipe.steps)
-      save(c, optimizer, state);
+      save(c, optimizer, state, ahead ? ahead->pending_generator() : nullptr);
     progress.set_note(
         fmt::format("reward {:.2f} acc {:.0f}%", metrics["reward/mean"], 100 * state.accuracy));
     progress.advance();

@@ -65,7 +65,7 @@ std::filesystem::path save_checkpoint(dist::ProcessGroup& group, dist::DataParal
   if (group.is_main()) {
     store->flush();  // everything up to this step is committed before the checkpoint exists
     dir = save_checkpoint(run_dir, {contents.policy, contents.trainable_names, full, contents.state,
-                                    contents.tokenizer_dir})
+                                    contents.tokenizer_dir, contents.generator})
               .string();
     store->log_checkpoint({.step = contents.state.step, .path = dir});
   }

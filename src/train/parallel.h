@@ -41,6 +41,7 @@ struct ParallelCheckpoint {
   const std::vector<std::string>& trainable_names;
   const TrainerState& state;
   const std::filesystem::path& tokenizer_dir;
+  model::CausalLM* generator = nullptr;  // see CheckpointContents
 };
 
 // Collective: gathers the optimizer state; rank 0 flushes `store`, writes the checkpoint and

@@ -45,6 +45,8 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
       throw Error("train.micro_batch_size: expected 0 (whole minibatch) or a positive count");
     if (recipe.optim.balance_loss_coef < 0)
       throw Error("optim.balance_loss_coef: expected a non-negative weight");
+    if (recipe.rollout.off_policy_steps != 0 && recipe.rollout.off_policy_steps != 1)
+      throw Error("rollout.off_policy_steps: expected 0 (on-policy) or 1 (one step off-policy)");
     if (recipe.rollout.n < 2) throw Error("rollout.n: GRPO needs at least 2 samples per prompt");
     if (recipe.eval.n < 1) throw Error("eval.n: expected at least 1 sample per prompt");
     if (recipe.eval.temperature <= 0 && recipe.eval.n != 1)

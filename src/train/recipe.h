@@ -57,6 +57,7 @@ struct RolloutSection {
   double temperature = 1.0;
   double top_p = 1.0;
   std::int64_t max_tokens = 48;
+  std::int64_t off_policy_steps = 0;
   template <class V>
   void fields(V& v) {
     v("prompts_per_step", prompts_per_step, "prompts sampled per RL step");
@@ -64,6 +65,10 @@ struct RolloutSection {
     v("temperature", temperature, "sampling temperature");
     v("top_p", top_p, "nucleus sampling mass");
     v("max_tokens", max_tokens, "response length limit in tokens");
+    v("off_policy_steps", off_policy_steps,
+      "0: generate each step's batch with the current weights, then train | 1: generate step "
+      "t+1's batch on a copy of the weights from before step t's update while step t trains "
+      "(one-step off-policy; one process)");
   }
 };
 

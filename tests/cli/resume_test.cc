@@ -1,5 +1,6 @@
 // Kill-and-resume: a training run SIGKILLed at a random moment after its first checkpoint and
-// continued with `ponder train --resume` ends bit-identical to an uninterrupted run.
+// continued with `ponder train --resume` ends bit-identical to an uninterrupted run, on-policy and
+// with one-step off-policy generation (whose pending batch the resume regenerates).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -28,8 +29,12 @@ const std::vector<std::string> kRecipe = {
     "--set",
     R"(rewards=[{"name": "math"}, {"name": "overlong", "options": {"max_tokens": 16, "buffer": 14}}])"};
 
-pid_t spawn_train(const std::filesystem::path& run_dir, const std::filesystem::path& log) {
-  std::vector<std::string> args = {PONDER_BINARY, "train", "--set", "run_dir=" + run_dir.string()};
+pid_t spawn_train(const std::filesystem::path& run_dir, const std::filesystem::path& log,
+                  int off_policy_steps) {
+  std::vector<std::string> args = {
+      PONDER_BINARY, "train",
+      "--set",       "run_dir=" + run_dir.string(),
+      "--set",       "rollout.off_policy_steps=" + std::to_string(off_policy_steps)};
   args.insert(args.end(), kRecipe.begin(), kRecipe.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -64,15 +69,17 @@ std::vector<std::string> logged(const std::filesystem::path& run_dir) {
   return rows;
 }
 
-TEST(Resume, KilledRunResumesToTheSameFinalState) {
+class Resume : public testing::TestWithParam<int> {};
+
+TEST_P(Resume, KilledRunResumesToTheSameFinalState) {
   testing_util::ScratchDir dir("resume");
   const auto straight = dir / "straight", killed = dir / "killed";
-  const pid_t reference = spawn_train(straight, dir / "straight.log");
+  const pid_t reference = spawn_train(straight, dir / "straight.log", GetParam());
   int status = 0;
   ASSERT_EQ(waitpid(reference, &status, 0), reference);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir / "straight.log");
 
-  const pid_t victim = spawn_train(killed, dir / "killed.log");
+  const pid_t victim = spawn_train(killed, dir / "killed.log", GetParam());
   const auto first = killed / "checkpoints" / "step-2" / "trainer_state.json";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
   while (!std::filesystem::exists(first) && std::chrono::steady_clock::now() < deadline)
@@ -102,6 +109,8 @@ TEST(Resume, KilledRunResumesToTheSameFinalState) {
         << file << " differs (killed " << delay_ms << " ms after the first checkpoint)";
   EXPECT_EQ(logged(straight), logged(killed)) << "killed " << delay_ms << " ms after step 2";
 }
+
+INSTANTIATE_TEST_SUITE_P(OffPolicySteps, Resume, testing::Values(0, 1));
 
 }  // namespace
 }  // namespace ponder

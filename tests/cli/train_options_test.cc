@@ -1,8 +1,11 @@
 // Memory and precision options of `ponder train` against the plain run: gradient accumulation
 // over micro-batches and activation checkpointing give the same update; BF16 linears take effect
-// and stay close to FP32; the MoE sequence-wise balance loss is logged and trained.
+// and stay close to FP32; the MoE sequence-wise balance loss is logged and trained; one-step
+// off-policy generation trains on batches from the weights one update behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "model/safetensors.h"
@@ -89,6 +92,53 @@ TEST(TrainOptions, SequenceBalanceLossIsLoggedAndTrained) {
   EXPECT_GT(m.at("moe/sequence_balance_loss"), 0.0);
   EXPECT_GT(max_difference(weights(plain, 1), weights(balanced, 1)), 1e-6);
   EXPECT_FALSE(metrics_at(plain, 1).count("moe/sequence_balance_loss"));
+}
+
+std::vector<std::string> rollouts_at(const std::filesystem::path& run_dir, std::int64_t step) {
+  store::RunStore store(run_dir);
+  std::vector<std::string> out;
+  for (const auto& r : store.rollouts())
+    if (r.step == step && r.split == "train") out.push_back(r.completion);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Step 1's batch comes from the starting weights either way, so its update is the same; step 2's
+// comes from those weights again (not from step 1's), so the trainer's recomputed log-probs, and
+// the importance ratios of the loss, differ from the generator's by far more than the numerical
+// mismatch of the on-policy run.
+TEST(TrainOptions, OffPolicyGenerationTrainsOnTheBatchOfTheWeightsOneUpdateBehind) {
+  testing_util::ScratchDir dir("train_off_policy");
+  const std::string two_steps = "--set steps=2 --set checkpoint_every=1 ";
+  const auto on = train(dir, "on", two_steps);
+  const auto off = train(dir, "off", two_steps + "--set rollout.off_policy_steps=1");
+  EXPECT_EQ(max_difference(weights(on, 1), weights(off, 1)), 0.0);
+  EXPECT_EQ(rollouts_at(on, 1), rollouts_at(off, 1));
+  EXPECT_EQ(metrics_at(off, 1).at("rollout/policy_lag_steps"), 0.0);
+  EXPECT_EQ(metrics_at(off, 2).at("rollout/policy_lag_steps"), 1.0);
+  const double on_policy_gap = metrics_at(on, 2).at("rollout/logprob_mismatch_mean");
+  const double off_policy_gap = metrics_at(off, 2).at("rollout/logprob_mismatch_mean");
+  EXPECT_LT(on_policy_gap, 1e-4);
+  EXPECT_GT(off_policy_gap, 10 * on_policy_gap);
+  // the clipped objective's ratio is taken against the generator's log-probs
+  const auto ratio_offset = [](const std::filesystem::path& run) {
+    return std::abs(metrics_at(run, 2).at("train/ratio_mean") - 1.0);
+  };
+  EXPECT_GT(ratio_offset(off), 10 * ratio_offset(on));
+  EXPECT_FALSE(std::filesystem::exists(off / "checkpoints" / "step-2" / "generator.safetensors"))
+      << "nothing is pending after the last step";
+  EXPECT_TRUE(std::filesystem::exists(off / "checkpoints" / "step-1" / "generator.safetensors"));
+}
+
+// Without updates the generator never falls behind: the batches are the same as on-policy.
+TEST(TrainOptions, OffPolicyGenerationWithoutUpdatesSamplesTheOnPolicyBatches) {
+  testing_util::ScratchDir dir("train_off_policy_frozen");
+  const std::string frozen = "--set steps=3 --set optim.lr=0 --set optim.routing_bias_rate=0 ";
+  const auto on = train(dir, "on", frozen);
+  const auto off = train(dir, "off", frozen + "--set rollout.off_policy_steps=1");
+  for (std::int64_t step = 1; step <= 3; ++step)
+    EXPECT_EQ(rollouts_at(on, step), rollouts_at(off, step)) << "step " << step;
+  EXPECT_EQ(max_difference(weights(on, 3), weights(off, 3)), 0.0);
 }
 
 }  // namespace
