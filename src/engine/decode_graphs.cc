@@ -25,12 +25,12 @@ DecodeGraphs::DecodeGraphs(model::CausalLM& model, model::PagedKvCache& cache,
     throw Error("DecodeGraphs: the model's decode step cannot be captured as a CUDA graph");
 }
 
-std::int64_t DecodeGraphs::bucket(std::int64_t n) const {
+std::int64_t decode_bucket(std::int64_t n, std::int64_t max_batch) {
   const auto round_up = [](std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; };
   const std::int64_t b = n <= 8    ? static_cast<std::int64_t>(std::bit_ceil(std::uint64_t(n)))
                          : n <= 64 ? round_up(n, 8)
                                    : round_up(n, 32);
-  return std::min(b, max_batch_);
+  return std::min(b, max_batch);
 }
 
 at::Tensor DecodeGraphs::ints(std::int64_t field, std::int64_t rows) const {
@@ -131,7 +131,7 @@ std::optional<std::vector<SampledToken>> DecodeGraphs::run(
   for (const auto* blocks : step.blocks) pages = std::max(pages, blocks->size());
   if (static_cast<std::int64_t>(pages) > width_)
     resize(static_cast<std::int64_t>(std::bit_ceil(pages)));
-  const std::int64_t rows = bucket(n);
+  const std::int64_t rows = decode_bucket(n, max_batch_);
   auto it = graphs_.find(rows);
   if (it == graphs_.end() && ++asked_[rows] < kRecordAfter) return std::nullopt;
   upload(step, sampling(), rows);

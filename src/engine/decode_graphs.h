@@ -23,20 +23,22 @@ struct DecodeStepInputs {
   std::vector<const std::vector<std::int64_t>*> blocks;  // each sequence's pages, in order
 };
 
+// The padded batch size a step of n sequences runs at (1 <= n <= max_batch): powers of two up
+// to 8, then multiples of 8 up to 64, then multiples of 32, capped at max_batch.
+std::int64_t decode_bucket(std::int64_t n, std::int64_t max_batch);
+
 class DecodeGraphs {
  public:
   // The model must be graph_capturable(); scratch_page: a cache page no sequence owns.
   DecodeGraphs(model::CausalLM& model, model::PagedKvCache& cache, std::int64_t max_batch,
                std::int64_t scratch_page);
 
-  // The padded batch size a step of n sequences runs at (1 <= n <= max_batch): powers of two up
-  // to 8, then multiples of 8 up to 64, then multiples of 32, capped at max_batch.
-  std::int64_t bucket(std::int64_t n) const;
   // One token per sequence, as sample_tokens gives for the same logits: the bucket's graph
   // replayed, or nullopt for the first kRecordAfter - 1 steps of a bucket (the caller runs them
-  // eagerly). Recording costs about three eager steps, so buckets that last a step or two (the
-  // staggered ends of a batch) never pay it. `sampling` is called only when the graph runs (it
-  // takes the sequences' seeded draws).
+  // eagerly). Recording costs several eager steps (an eager warm-up, the capture, instantiating
+  // ~1,400 nodes, a fresh memory pool), so buckets that last a step or two (the staggered ends of
+  // a batch) never pay it. `sampling` is called only when the graph runs (it takes the
+  // sequences' seeded draws).
   static constexpr int kRecordAfter = 3;
   std::optional<std::vector<SampledToken>> run(const DecodeStepInputs& step,
                                                const std::function<SamplingSettings()>& sampling);
