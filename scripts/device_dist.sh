@@ -11,10 +11,14 @@
 # .carry/dist/bin/ponder, tokenizers/minimind and tokenizers/deepseek-v3 in .carry/dist/data, and
 # this script with device_common.sh and compare_runs.py in .carry/dist.
 # Usage (repo root): bash .carry/dist/device_dist.sh [LAYERS=4] [PROMPTS=16] [TP_TIMEOUT_S=240]
+# $OUT gets env.log, summary.txt, throughput.txt and every step's log in logs.tar.gz (the device
+# tool returns 8 files at most). On one H200, LAYERS=2 PROMPTS=16 took 96 s in all.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(pwd)/.carry/dist
-out=${OUT:-/tmp/out}
+results=${OUT:-/tmp/out}
+out=/tmp/dist-logs  # step logs, packed into $results at the end
+rm -rf "$out"
 layers=${1:-4} prompts=${2:-16} tp_timeout=${3:-240}
 mkdir -p "$out"
 source "$here/device_common.sh"
@@ -120,3 +124,6 @@ for name, per_step in (r.split("=") for r in runs):
           f"tokens/s")
 PY
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+mkdir -p "$results"
+cp "$out/env.log" "$out/summary.txt" "$out/throughput.txt" "$results/"
+tar -czf "$results/logs.tar.gz" -C "$out" .
