@@ -157,14 +157,18 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
   const MoeRouting routing = route(x);
   if (c10::GradMode::is_enabled())
     *training_load += at::bincount(routing.experts.reshape(-1), {}, gate.size(0)).to(at::kDouble);
+  const bool grouped =
+      !c10::GradMode::is_enabled() && grouped_inference(x.scalar_type(), x.device());
+  const at::Tensor out = grouped ? routed_grouped(x, routing) : routed_loop(x, routing);
+  return shared ? out + (*shared)(x) : out;
+}
+
+bool Moe::grouped_inference(at::ScalarType dtype, const at::Device& device) const {
   // The grouped GEMMs compute in the weights' dtype: not for experts set to run FP8 GEMMs.
   const LinearPrecision precision = experts.front().gate.precision;
   const bool native = precision == LinearPrecision::kNative ||
-                      (precision == LinearPrecision::kBf16 && x.scalar_type() == at::kBFloat16);
-  const bool grouped = stacked && native && !c10::GradMode::is_enabled() &&
-                       (x.is_cpu() || x.scalar_type() == at::kBFloat16);
-  const at::Tensor out = grouped ? routed_grouped(x, routing) : routed_loop(x, routing);
-  return shared ? out + (*shared)(x) : out;
+                      (precision == LinearPrecision::kBf16 && dtype == at::kBFloat16);
+  return stacked && native && (device.is_cpu() || dtype == at::kBFloat16);
 }
 
 at::Tensor Moe::routed_loop(const at::Tensor& x, const MoeRouting& routing) const {

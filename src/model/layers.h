@@ -48,6 +48,8 @@ class Rotary {
  public:
   Rotary(const ModelConfig& config, std::int64_t rotary_dim);
   RotaryTables tables(const at::Tensor& positions) const;
+  // Keeps the frequencies on the positions' device (no host copy per step).
+  void to(const at::Device& device) { inv_freq_ = inv_freq_.to(device); }
 
  private:
   at::Tensor inv_freq_;  // [rotary_dim / 2] float32
@@ -96,6 +98,9 @@ struct Moe {
   // dtype on the CPU) and experts not set to FP8 GEMMs, the routed part runs as grouped GEMMs,
   // otherwise one expert at a time.
   at::Tensor operator()(const at::Tensor& x) const;
+  // Whether operator() takes the grouped path for inputs of `dtype` on `device` without
+  // gradients (the loop syncs with the host once per expert).
+  bool grouped_inference(at::ScalarType dtype, const at::Device& device) const;
   // The routed experts' weighted sum [T, hidden]: the reference loop (differentiable, one host
   // sync per expert) and tokens sorted by expert through two grouped GEMMs (no host sync).
   at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;

@@ -761,7 +761,8 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
     throw Error("rollout.off_policy_steps: 1 needs a single process (got " +
                 std::to_string(group.world_size()) + " ranks); use 0 with data parallelism");
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  const at::Device device = resolve_device(recipe.train.device, "train.device");
+  const at::Device device =
+      group.local_device(resolve_device(recipe.train.device, "train.device").type());
   Context c{group,
             recipe,
             device,
