@@ -46,7 +46,9 @@ void CudaGraph::capture(const std::function<void()>& work, const std::shared_ptr
   {
     const c10::cuda::CUDAStreamGuard guard(side);
     work();
-    impl_->graph.capture_begin(pool->id);
+    // thread-local: one-step off-policy generation records on its own thread while the trainer's
+    // thread keeps launching and allocating
+    impl_->graph.capture_begin(pool->id, cudaStreamCaptureModeThreadLocal);
     work();
     impl_->graph.capture_end();
   }
