@@ -2,7 +2,8 @@
 // RolloutEngine against HF transformers `generate` on the same weights and prompts (greedy, EOS
 // ignored) in the same run, the decode roofline (weights + KV bytes per step / device-to-device
 // copy bandwidth measured here) and a kernel-time profile of one decode step.
-// Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64)
+// Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64);
+// PONDER_BENCH_NO_HF=1 skips the HF baseline.
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>

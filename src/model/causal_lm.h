@@ -82,7 +82,7 @@ class CausalLM {
   virtual KvLayout kv_layout() const = 0;
 
   // True when a decode_only forward_paged and logits run on the GPU without host synchronisation
-  // (no per-expert loop), so the engine may capture them as CUDA graphs.
+  // (no per-expert loop), so the engine may capture them as CUDA graphs (MLA models today).
   virtual bool graph_capturable() const = 0;
 
   // FP32 logits [T, vocab] for the given hidden states (use for few rows: sampling).

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/fp8.h"
+#include "kernels/moe_gemm.h"
 #include "model/fp8_linear.h"
 
 namespace ponder::model {
@@ -213,10 +214,15 @@ at::Tensor combine(const at::Tensor& y, const at::Tensor& order, const MoeRoutin
 
 }  // namespace
 
-at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing) const {
+at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
+                               ExpertGemm gemm) const {
   const std::int64_t inner = stacked->down.size(2);
   const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
   const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
+  if (gemm == ExpertGemm::kFewRows) {
+    const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true);
+    return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false), o.order, routing);
+  }
   const at::Tensor gate_up = at::_grouped_mm(rows, stacked->gate_up.transpose(1, 2), o.ends);
   const at::Tensor hidden =
       kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));

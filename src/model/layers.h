@@ -83,6 +83,12 @@ struct StackedExperts {
   at::Tensor gate_up, down;
 };
 
+// The grouped GEMMs of the routed experts: torch's grouped GEMM (CUTLASS on Hopper) then the
+// SwiGLU kernel, or kernels::grouped_gemm (each expert's weights read once per 64 of its rows,
+// SwiGLU fused), meant for decode's few rows per expert: on the H200 its GEMMs take 4% more GPU
+// time than torch's in a V2-Lite decode step (bench/RESULTS.md), so it is not the default.
+enum class ExpertGemm { kTorchGrouped, kFewRows };
+
 struct Moe {
   const ModelConfig* config = nullptr;
   at::Tensor gate;                            // [experts, hidden]
@@ -104,7 +110,8 @@ struct Moe {
   // The routed experts' weighted sum [T, hidden]: the reference loop (differentiable, one host
   // sync per expert) and tokens sorted by expert through two grouped GEMMs (no host sync).
   at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;
-  at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing) const;
+  at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
+                            ExpertGemm gemm = ExpertGemm::kTorchGrouped) const;
   // The experts' linears (the router `gate` is not a Linear: it stays in high precision).
   void for_each_linear(const LinearVisitor& visit);
 };

@@ -204,7 +204,9 @@ KvLayout TransformerLM::kv_layout() const {
 }
 
 bool TransformerLM::graph_capturable() const {
-  if (!embed_.is_cuda()) return false;
+  // GQA's padded decode attention has no host syncs either, but only MLA models were captured and
+  // checked against eager decoding on a GPU (tests/kernels/engine_gpu_test.cc).
+  if (!embed_.is_cuda() || !config_.is_mla()) return false;
   for (const Layer& layer : layers_)
     if (const auto* moe = std::get_if<Moe>(&layer.ffn);
         moe && !moe->grouped_inference(embed_.scalar_type(), embed_.device()))
