@@ -87,8 +87,8 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
     const int reps = t <= 1024 ? 20 : 5;
     const double dense =
         median_seconds([&] { return at::mm(at::mm(x, w1).narrow(1, 0, k * inner), w2); }, reps);
-    const double grouped =
-        median_seconds([&] { return layer->moe.routed_grouped(x, routing); }, reps);
+    const double grouped = median_seconds(
+        [&] { return layer->moe.routed_grouped(x, routing, *layer->moe.stacked); }, reps);
     const double loop = median_seconds([&] { return layer->moe.routed_loop(x, routing); }, 3);
     const double full = median_seconds([&] { return layer->moe(x); }, reps);
     const double flops = 6.0 * static_cast<double>(t * k * h * inner);
