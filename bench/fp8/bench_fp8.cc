@@ -13,8 +13,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -77,6 +80,16 @@ void bench_quant() {
   row("1x128 tiles of x^T",
       median_ms([&] { kernels::quantize_fp8_reference(x.t(), Fp8Scaling::kTile1x128); }),
       median_ms([&] { kernels::quantize_fp8_transposed_cuda(x); }));
+  // 16 groups of 1024 rows: the MoE experts' weight-gradient operands.
+  std::vector<std::int64_t> ends;
+  for (std::int64_t g = 1; g <= 16; ++g) ends.push_back(g * 1024);
+  row("x^T tiles in 16 row groups",
+      median_ms([&] { kernels::quantize_fp8_transposed_segments(x.cpu(), ends); }),
+      median_ms([&] { kernels::quantize_fp8_transposed_segments_cuda(x, ends); }));
+  // Writes 2 B per element (W and W^T): the GB/s column counts 3 B.
+  row("128x128 blocks + W^T",
+      median_ms([&] { kernels::quantize_fp8_blocks_with_transpose(x.cpu()); }),
+      median_ms([&] { kernels::quantize_fp8_blocks_with_transpose_cuda(x); }));
 }
 
 // Forward + backward of one linear layer with an FP32 master weight: 3 GEMMs of 2MNK each.
@@ -261,6 +274,16 @@ double tail_mean(const std::vector<double>& losses) {
   return sum / 10;
 }
 
+void print_spread(const std::vector<double>& gaps) {
+  double mean = 0, var = 0;
+  for (const double g : gaps) mean += g / static_cast<double>(gaps.size());
+  for (const double g : gaps) var += (g - mean) * (g - mean);
+  fmt::print(
+      "final-loss gap over {} seeds: mean {:+.3f}%, sd {:.3f}%, min {:+.3f}%, max {:+.3f}%\n",
+      gaps.size(), mean, std::sqrt(var / std::max<double>(1, gaps.size() - 1.0)),
+      *std::min_element(gaps.begin(), gaps.end()), *std::max_element(gaps.begin(), gaps.end()));
+}
+
 // Step time of every setup and a profile of the grouped ones on the same model and batches, then
 // BF16 vs FP8 loss curves from `seeds` inits and data streams in about `parity_s` seconds.
 void bench_train(int seeds, double parity_s) {
@@ -278,9 +301,8 @@ void bench_train(int seeds, double parity_s) {
   for (const Setup& setup : setups) {
     try {
       Trainer trainer(dir / "seed-1", setup, batches);
-      ms[setup.name] = step_ms(trainer, 30);
+      ms[setup.name] = step_ms(trainer, 20);
       fmt::print("step time {:<13} {:7.1f} ms\n", setup.name, ms[setup.name]);
-      if (setup.grouped) profile_step(trainer, setup.name);
     } catch (const std::exception& e) {
       fmt::print("{}: failed: {}\n", setup.name, e.what());
     }
@@ -291,18 +313,38 @@ void bench_train(int seeds, double parity_s) {
   // Parity runs use the grouped setups (falling back to the loop where grouped failed).
   const Setup bf16 = ms.contains("bf16 grouped") ? setups[1] : setups[0];
   const Setup fp8 = ms.contains("fp8 grouped") ? setups[3] : setups[2];
-  const double pair_ms = ms[bf16.name] + ms[fp8.name];
-  const auto steps =
-      static_cast<std::int64_t>(std::min(400.0, parity_s * 1000 / pair_ms / seeds) / 10) * 10;
+  // Seed 1 also trains the other BF16 setup: the same precision with other rounding orders, the
+  // noise floor of a final-loss gap.
+  const Setup control = bf16.grouped ? setups[0] : setups[1];
+  const bool with_control = ms.contains(control.name);
+  const double run_ms =
+      (ms[bf16.name] + ms[fp8.name]) * seeds + (with_control ? ms[control.name] : 0);
+  const auto steps = static_cast<std::int64_t>(std::min(400.0, parity_s * 1000 / run_ms) / 10) * 10;
   fmt::print("\nLoss parity: {} vs {}, {} seeds x {} steps\n", bf16.name, fp8.name, seeds, steps);
   std::vector<double> gaps;
+  // Every step's losses as CSV into $OUT when set (the device runner's logs).
+  const char* out_dir = std::getenv("OUT");
+  std::ofstream csv(out_dir ? std::filesystem::path(out_dir) / "parity.csv" : "/dev/null");
+  csv << "seed,step,bf16,fp8,bf16_control\n";
   for (int seed = 1; seed <= seeds && steps >= 20; ++seed) {
     const auto path = dir / ("seed-" + std::to_string(seed));
     if (seed > 1) model::init_model(small_moe(), path, {.seed = static_cast<std::uint64_t>(seed)});
     const auto data = markov_batches(64, 8, 1024, 100 + seed);
     Trainer b(path, bf16, data), f(path, fp8, data);
-    std::vector<double> lb, lf;
-    for (std::int64_t s = 0; s < steps; ++s) lb.push_back(b.step()), lf.push_back(f.step());
+    std::optional<Trainer> c;
+    if (seed == 1 && with_control) c.emplace(path, control, data);
+    std::vector<double> lb, lf, lc;
+    for (std::int64_t s = 0; s < steps; ++s) {
+      lb.push_back(b.step());
+      lf.push_back(f.step());
+      if (c) lc.push_back(c->step());
+      csv << seed << ',' << s + 1 << ',' << lb.back() << ',' << lf.back() << ','
+          << (c ? lc.back() : 0.0) << '\n';
+    }
+    csv.flush();
+    if (c)
+      fmt::print("seed 1 control: {} final loss {:.4f}, gap to {} {:+.3f}%\n", control.name,
+                 tail_mean(lc), bf16.name, 100 * (tail_mean(lc) - tail_mean(lb)) / tail_mean(lb));
     fmt::print("seed {} loss at step", seed);
     for (std::int64_t s = steps / 8; s <= steps; s += steps / 8)
       fmt::print("  {}: {:.3f}/{:.3f}", s, lb[s - 1], lf[s - 1]);
@@ -312,14 +354,16 @@ void bench_train(int seeds, double parity_s) {
         "\nseed {} final loss (mean of last 10 steps): bf16 {:.4f}  fp8 {:.4f}  gap {:+.3f}%\n",
         seed, tail_mean(lb), tail_mean(lf), gap);
   }
-  if (gaps.empty()) return;
-  double mean = 0, var = 0;
-  for (const double g : gaps) mean += g / static_cast<double>(gaps.size());
-  for (const double g : gaps) var += (g - mean) * (g - mean);
-  fmt::print(
-      "final-loss gap over {} seeds: mean {:+.3f}%, sd {:.3f}%, min {:+.3f}%, max {:+.3f}%\n",
-      gaps.size(), mean, std::sqrt(var / std::max<double>(1, gaps.size() - 1.0)),
-      *std::min_element(gaps.begin(), gaps.end()), *std::max_element(gaps.begin(), gaps.end()));
+  if (!gaps.empty()) print_spread(gaps);
+  // Last: where one step's GPU time goes (after the parity runs, in case the profiler fails).
+  for (const Setup& setup : setups) {
+    if (!ms.contains(setup.name) ||
+        (!setup.grouped && setup.precision != model::LinearPrecision::kFp8))
+      continue;
+    Trainer trainer(dir / "seed-1", setup, batches);
+    for (int s = 0; s < 3; ++s) trainer.step();
+    profile_step(trainer, setup.name);
+  }
 }
 
 }  // namespace
