@@ -83,12 +83,15 @@ void bench_quant() {
   // 16 groups of 1024 rows: the MoE experts' weight-gradient operands.
   std::vector<std::int64_t> ends;
   for (std::int64_t g = 1; g <= 16; ++g) ends.push_back(g * 1024);
-  row("x^T tiles in 16 row groups",
-      median_ms([&] { kernels::quantize_fp8_transposed_segments(x.cpu(), ends); }),
+  row("x^T tiles in 16 row groups", median_ms([&] {
+        for (std::int64_t g = 0; g < 16; ++g)
+          kernels::quantize_fp8_reference(x.narrow(0, g * 1024, 1024).t(), Fp8Scaling::kTile1x128);
+      }),
       median_ms([&] { kernels::quantize_fp8_transposed_segments_cuda(x, ends); }));
   // Writes 2 B per element (W and W^T): the GB/s column counts 3 B.
-  row("128x128 blocks + W^T",
-      median_ms([&] { kernels::quantize_fp8_blocks_with_transpose(x.cpu()); }),
+  row("128x128 blocks + W^T", median_ms([&] {
+        kernels::quantize_fp8_reference(x, Fp8Scaling::kBlock128x128).data.t().contiguous();
+      }),
       median_ms([&] { kernels::quantize_fp8_blocks_with_transpose_cuda(x); }));
 }
 
