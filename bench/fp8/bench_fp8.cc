@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -373,6 +374,7 @@ void bench_train(int seeds, double parity_s) {
 }  // namespace ponder
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a redirected log as they are printed
   const std::vector<std::string> args(argv + 1, argv + argc);
   auto wanted = [&](const std::string& name) {
     return args.empty() || std::find(args.begin(), args.end(), name) != args.end();
