@@ -215,14 +215,14 @@ double step_ms(Trainer& trainer, std::int64_t steps) {
          static_cast<double>(steps - 5);
 }
 
-// What a GPU kernel is, from its name.
+// What a GPU kernel is, from its name (attention first: its CUTLASS kernels say "cutlass"; cuBLAS
+// names its Hopper GEMMs nvjet_*, FP8 and BF16 alike).
 std::string kernel_kind(const std::string& name) {
   auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
   if (has("quantize_")) return "fp8 quantisers (ponder)";
-  if (has("e4m3") || has("f8f8") || has("fp8")) return "fp8 GEMM (cuBLAS)";
-  if (has("gemm") || has("xmma") || has("cutlass") || has("Kernel2") || has("grouped"))
-    return "bf16/fp32 GEMM";
-  if (has("fmha") || has("flash") || has("attention") || has("softmax")) return "attention";
+  if (has("fmha") || has("flash") || has("Attention") || has("softmax")) return "attention";
+  if (has("nvjet") || has("gemm") || has("xmma") || has("cutlass") || has("Kernel2"))
+    return "GEMM (cuBLAS, CUTLASS)";
   if (has("Memcpy") || has("Memset") || has("copy")) return "copies";
   if (has("index") || has("scatter") || has("gather") || has("sort") || has("radix") ||
       has("nonzero"))
