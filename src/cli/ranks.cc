@@ -30,8 +30,9 @@ std::vector<std::string> rank_command_line() {
 
 void add_nproc_option(CLI::App& cmd, int& nproc) {
   cmd.add_option("--nproc", nproc,
-                 "Train data parallel on N local processes (CPU, Gloo); under torchrun leave it "
-                 "out: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT decide")
+                 "Train data parallel on N local processes (rank r on cuda:r when train.device is "
+                 "cuda, NCCL between GPUs, Gloo on CPU); under torchrun leave it out: "
+                 "RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT decide")
       ->check(CLI::PositiveNumber);
 }
 

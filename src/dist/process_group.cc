@@ -1,11 +1,14 @@
 #include "dist/process_group.h"
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <c10/util/Exception.h>
 #include <fmt/core.h>
 
 #include <charconv>
 #include <cstdlib>
 #include <exception>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "core/error.h"
@@ -42,6 +45,7 @@ std::string message_of(const std::exception& e) {
 LaunchEnv launch_env() {
   LaunchEnv env;
   env.world_size = static_cast<int>(env_int("WORLD_SIZE", 1, 1, 1 << 20));
+  env.launched = !env_or("WORLD_SIZE", "").empty();
   env.rank = static_cast<int>(env_int("RANK", 0, 0, env.world_size - 1));
   env.local_rank = static_cast<int>(env_int("LOCAL_RANK", env.rank, 0, env.world_size - 1));
   env.master_addr = env_or("MASTER_ADDR", env.master_addr);
@@ -52,12 +56,11 @@ LaunchEnv launch_env() {
 
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::Backend> backend;
+  c10::intrusive_ptr<c10d::Backend> gloo, nccl;  // CPU tensors; CUDA tensors (on first use)
 };
 
-ProcessGroup::ProcessGroup(const LaunchEnv& env, BackendKind backend)
-    : env_(env), impl_(std::make_unique<Impl>()) {
-  if (env_.world_size == 1) return;
+ProcessGroup::ProcessGroup(const LaunchEnv& env) : env_(env), impl_(std::make_unique<Impl>()) {
+  if (env_.world_size == 1 && !env_.launched) return;
   try {
     c10d::TCPStoreOptions options;
     options.port = env_.master_port;
@@ -65,8 +68,8 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, BackendKind backend)
     options.numWorkers = env_.world_size;
     options.timeout = env_.timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, options);
-    impl_->backend = backend == BackendKind::kNccl ? detail::make_nccl_backend(impl_->store, env_)
-                                                   : detail::make_gloo_backend(impl_->store, env_);
+    impl_->gloo = detail::make_gloo_backend(
+        c10::make_intrusive<c10d::PrefixStore>("gloo", impl_->store), env_);
   } catch (const std::exception& e) {
     throw Error(fmt::format(
         "dist: rank {}/{}: rendezvous at {}:{} failed (every rank must start within {} s, "
@@ -84,13 +87,37 @@ ProcessGroup::~ProcessGroup() {
   }
 }
 
+at::Device ProcessGroup::local_device(at::DeviceType type) const {
+  if (type != at::kCUDA) return at::kCPU;
+  const auto* cuda = c10::impl::getDeviceGuardImpl(at::kCUDA);
+  const c10::DeviceIndex count = cuda->deviceCount();
+  if (env_.local_rank >= count)
+    throw Error(fmt::format(
+        "dist: rank {}/{} has LOCAL_RANK {} but this machine shows {} CUDA device(s); start at "
+        "most one rank per GPU",
+        env_.rank, env_.world_size, env_.local_rank, count));
+  const at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank));
+  cuda->setDevice(device);
+  return device;
+}
+
+c10d::Backend& ProcessGroup::backend_for(const at::Tensor& tensor) {
+  if (!tensor.is_cuda()) return *impl_->gloo;
+  if (!impl_->nccl) {
+    local_device(at::kCUDA);
+    impl_->nccl = detail::make_nccl_backend(
+        c10::make_intrusive<c10d::PrefixStore>("nccl", impl_->store), env_);
+  }
+  return *impl_->nccl;
+}
+
 template <typename Fn>
-void ProcessGroup::run(const char* what, Fn&& fn) {
+void ProcessGroup::run(const char* what, c10d::Backend& backend, Fn&& fn) {
   if (failed_)
     throw Error(fmt::format("dist: rank {}/{}: {} after an earlier collective failed", env_.rank,
                             env_.world_size, what));
   try {
-    fn(*impl_->backend)->wait();
+    fn(backend)->wait();
   } catch (const std::exception& e) {
     failed_ = true;
     throw Error(fmt::format(
@@ -102,59 +129,74 @@ void ProcessGroup::run(const char* what, Fn&& fn) {
 }
 
 void ProcessGroup::all_reduce_sum(at::Tensor& tensor) {
-  if (!impl_->backend) return;
+  if (!impl_->store) return;
   std::vector<at::Tensor> tensors{tensor};
-  run("all_reduce", [&](c10d::Backend& b) { return b.allreduce(tensors); });
+  run("all_reduce", backend_for(tensor), [&](c10d::Backend& b) { return b.allreduce(tensors); });
 }
+
+namespace {
+
+void check_same_device(const char* what, const at::Tensor& output, const at::Tensor& input) {
+  if (output.device() != input.device())
+    throw Error(fmt::format("dist: {}: output on {} but input on {}; both must be on one device",
+                            what, output.device().str(), input.device().str()));
+}
+
+}  // namespace
 
 void ProcessGroup::reduce_scatter_sum(at::Tensor& output, const at::Tensor& input) {
   if (input.numel() != output.numel() * env_.world_size)
     throw Error(fmt::format("dist: reduce_scatter: input has {} elements, expected {} x {} ranks",
                             input.numel(), output.numel(), env_.world_size));
-  if (!impl_->backend) {
+  check_same_device("reduce_scatter", output, input);
+  if (!impl_->store) {
     output.copy_(input);
     return;
   }
   at::Tensor in = input.contiguous().view(-1), out = output.view(-1);
-  run("reduce_scatter", [&](c10d::Backend& b) { return b._reduce_scatter_base(out, in); });
+  run("reduce_scatter", backend_for(in),
+      [&](c10d::Backend& b) { return b._reduce_scatter_base(out, in); });
 }
 
 void ProcessGroup::all_gather(at::Tensor& output, const at::Tensor& input) {
   if (output.numel() != input.numel() * env_.world_size)
     throw Error(fmt::format("dist: all_gather: output has {} elements, expected {} x {} ranks",
                             output.numel(), input.numel(), env_.world_size));
-  if (!impl_->backend) {
+  check_same_device("all_gather", output, input);
+  if (!impl_->store) {
     output.copy_(input);
     return;
   }
   // Gloo splits the output along dim 0 into one input-shaped piece per rank: flat views.
   at::Tensor in = input.contiguous().view(-1), out = output.view(-1);
-  run("all_gather", [&](c10d::Backend& b) { return b._allgather_base(out, in); });
+  run("all_gather", backend_for(in), [&](c10d::Backend& b) { return b._allgather_base(out, in); });
 }
 
 void ProcessGroup::all_to_all(at::Tensor& output, const at::Tensor& input,
                               const std::vector<std::int64_t>& recv_counts,
                               const std::vector<std::int64_t>& send_counts) {
-  if (!impl_->backend) {
+  check_same_device("all_to_all", output, input);
+  if (!impl_->store) {
     output.copy_(input);
     return;
   }
   at::Tensor in = input.contiguous();
   std::vector<std::int64_t> recv = recv_counts, send = send_counts;
-  run("all_to_all", [&](c10d::Backend& b) { return b.alltoall_base(output, in, recv, send); });
+  run("all_to_all", backend_for(in),
+      [&](c10d::Backend& b) { return b.alltoall_base(output, in, recv, send); });
 }
 
 void ProcessGroup::broadcast(at::Tensor& tensor, int root) {
-  if (!impl_->backend) return;
+  if (!impl_->store) return;
   std::vector<at::Tensor> tensors{tensor};
-  run("broadcast", [&](c10d::Backend& b) {
+  run("broadcast", backend_for(tensor), [&](c10d::Backend& b) {
     return b.broadcast(tensors, c10d::BroadcastOptions{.rootRank = root});
   });
 }
 
 void ProcessGroup::barrier() {
-  if (!impl_->backend) return;
-  run("barrier", [&](c10d::Backend& b) { return b.barrier(); });
+  if (!impl_->store) return;
+  run("barrier", *impl_->gloo, [&](c10d::Backend& b) { return b.barrier(); });
 }
 
 void ProcessGroup::abort() {
@@ -163,7 +205,7 @@ void ProcessGroup::abort() {
 }
 
 void ProcessGroup::shutdown() {
-  if (!impl_->backend) return;
+  if (!impl_->store) return;
   std::exception_ptr error;
   if (!failed_) {
     try {
@@ -172,8 +214,10 @@ void ProcessGroup::shutdown() {
       error = std::current_exception();
     }
   }
-  impl_->backend.reset();
+  const c10::intrusive_ptr<c10d::Backend> nccl = std::move(impl_->nccl);
+  impl_->gloo.reset();
   impl_->store.reset();
+  if (nccl) failed_ ? nccl->abort() : nccl->shutdown();  // NCCL asks to be told which
   if (error) std::rethrow_exception(error);
 }
 

@@ -666,7 +666,8 @@ std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine,
 TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
                    const std::optional<std::filesystem::path>& checkpoint, bool new_run) {
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  const at::Device device = resolve_device(recipe.train.device, "train.device");
+  const at::Device device =
+      group.local_device(resolve_device(recipe.train.device, "train.device").type());
   Context c{group,
             recipe,
             device,

@@ -37,6 +37,7 @@ using Chats = std::vector<std::vector<model::ChatMessage>>;
 struct Context {
   dist::ProcessGroup& group;
   const SftRecipe& recipe;
+  at::Device device;  // this rank's: the CPU or cuda:LOCAL_RANK
   std::unique_ptr<model::CausalLM> model;
   std::filesystem::path tokenizer_dir;
   std::vector<ChatTokens> train, eval;
@@ -179,7 +180,7 @@ void load_model(Context& c, const std::optional<std::filesystem::path>& checkpoi
   ModelSection section = c.recipe.model;
   if (checkpoint) section.path = checkpoint->string();
   const ModelFiles files = resolve_model(c.group, section, c.recipe.run_dir, c.recipe.seed);
-  c.model = model::load_causal_lm(files.weights, at::kCPU, at::kFloat);
+  c.model = model::load_causal_lm(files.weights, c.device, at::kFloat);
   c.model->set_linear_precision(linear_precision(c.recipe.train));
   c.tokenizer_dir = files.tokenizer;
   for (auto& [name, tensor] : c.model->named_parameters()) {
@@ -193,7 +194,8 @@ void load_model(Context& c, const std::optional<std::filesystem::path>& checkpoi
 SftSummary train(dist::ProcessGroup& group, const SftRecipe& recipe,
                  const std::optional<std::filesystem::path>& checkpoint, bool new_run) {
   at::manual_seed(static_cast<std::uint64_t>(recipe.seed));
-  Context c{group, recipe};
+  Context c{group, recipe,
+            group.local_device(resolve_device(recipe.train.device, "train.device").type())};
   c.store = open_store_on_main(group, recipe.run_dir);
   if (new_run && c.store)
     c.store->begin_run({.kind = "sft",

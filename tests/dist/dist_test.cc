@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.h"
 #include "dist/gather.h"
 #include "model/init_model.h"
 #include "tests/common/test_util.h"
@@ -244,6 +245,21 @@ TEST(Gather, ShardRangeCoversEveryItemOnceInOrder) {
   EXPECT_EQ(ponder::dist::shard_range(8, 1, 3), Range(3, 6));
   EXPECT_EQ(ponder::dist::shard_range(8, 2, 3), Range(6, 8));
   EXPECT_EQ(ponder::dist::shard_range(1, 1, 2), Range(1, 1));
+}
+
+// Each collective goes through the backend of its tensors' device (Gloo for CPU, NCCL for CUDA),
+// so one whose output and input sit on different devices is refused, naming both.
+TEST(ProcessGroup, CollectiveAcrossTwoDevicesIsRefused) {
+  ponder::dist::ProcessGroup group{ponder::dist::LaunchEnv{}};
+  EXPECT_EQ(group.local_device(at::kCPU), at::Device(at::kCPU));
+  at::Tensor output = at::empty({4}, at::TensorOptions(at::kFloat).device(at::kMeta));
+  try {
+    group.all_gather(output, at::ones({4}));
+    FAIL() << "all_gather from the CPU into a meta tensor was accepted";
+  } catch (const ponder::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("output on meta but input on cpu"), std::string::npos)
+        << e.what();
+  }
 }
 
 // A rank killed mid-run must make the survivor exit 1 with `ponder: error: dist: rank ...` well
