@@ -4,9 +4,13 @@
 #include <cstdint>
 
 #include "kernels/mla_decode_kernel.h"
+#include "kernels/mma.cuh"
 
 namespace ponder::kernels {
 namespace {
+
+using device::cp_async16;
+using device::mma;
 
 // One CTA: 4 warps, 16 heads of one sequence, one range of its pages. Per page, warp w scores
 // tokens [16w, 16w + 16) for all 16 heads over the 576-wide entries (tensor cores, mma.sync
@@ -34,24 +38,6 @@ __device__ __forceinline__ std::uint32_t pack(__nv_bfloat16 lo, __nv_bfloat16 hi
          (static_cast<std::uint32_t>(__bfloat16_as_ushort(hi)) << 16);
 }
 
-// c += a (16x16, row) * b (16x8, col), BF16 in, FP32 accumulate.
-__device__ __forceinline__ void mma(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
-                                    std::uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// 16-byte global -> shared copy; src_bytes = 0 writes zeros instead (tokens past the context,
-// whose slots may hold anything, NaN included).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
-  const auto d = static_cast<std::uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
-               "r"(src_bytes));
-}
-
 __device__ __forceinline__ void load_page(Smem& s, int stage, const __nv_bfloat16* page,
                                           int valid) {
   constexpr int kChunks = kMlaEntry / 8;  // 16-byte chunks per token
@@ -59,7 +45,7 @@ __device__ __forceinline__ void load_page(Smem& s, int stage, const __nv_bfloat1
     const int token = c / kChunks, col = (c % kChunks) * 8;
     cp_async16(&s.kv[stage][token][col], page + token * kMlaEntry + col, token < valid ? 16 : 0);
   }
-  asm volatile("cp.async.commit_group;\n" ::);
+  device::cp_async_commit();
 }
 
 // This thread's place in the mma fragments: warp, group g (heads g and g + 8) and t in group.
@@ -226,9 +212,9 @@ __global__ void __launch_bounds__(kThreads) mla_decode_split_kernel(MlaDecodePar
     const int stage = (page - first) & 1;
     if (page + 1 < last) {
       load(stage ^ 1, page + 1);
-      asm volatile("cp.async.wait_group 1;\n" ::);
+      device::cp_async_wait<1>();
     } else {
-      asm volatile("cp.async.wait_group 0;\n" ::);
+      device::cp_async_wait<0>();
     }
     __syncthreads();
     float sc[2][4] = {};

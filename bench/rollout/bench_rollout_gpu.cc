@@ -2,7 +2,8 @@
 // RolloutEngine against HF transformers `generate` on the same weights and prompts (greedy, EOS
 // ignored) in the same run, the decode roofline (weights + KV bytes per step / device-to-device
 // copy bandwidth measured here) and a kernel-time profile of one decode step.
-// Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64)
+// Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64);
+// PONDER_BENCH_NO_HF=1 skips the HF baseline.
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -230,9 +231,18 @@ void print_row(std::int64_t n, double tokens, double hf_s, double ours) {
 
 void report(const Shape& w, const nlohmann::json& hf, const Run& first, const Run& short_run,
             const Run& full, ponder::model::CausalLM& lm, double bandwidth) {
+  const double b = static_cast<double>(w.batch);
+  if (hf.is_null()) {
+    fmt::print(
+        "\nponder only (no HF baseline): 1 token {:.2f} s, {} tokens {:.2f} s, {} tokens "
+        "{:.2f} s = {:.0f} tokens/s\n",
+        first.seconds, w.hf_new, short_run.seconds, w.new_tokens, full.seconds,
+        b * static_cast<double>(w.new_tokens) / full.seconds);
+    report_roofline(w, first, full, lm, bandwidth);
+    return;
+  }
   const auto& h = hf["workloads"];
   const double hf_first = h[0]["seconds"].get<double>(), hf_short = h[1]["seconds"].get<double>();
-  const double b = static_cast<double>(w.batch);
   fmt::print(
       "\n{} sequences x {}-token prompts, greedy, BF16, EOS ignored; tokens/s = generated tokens "
       "/ wall time of the whole generate call (prefill included)\n",
@@ -256,6 +266,29 @@ void report(const Shape& w, const nlohmann::json& hf, const Run& first, const Ru
   report_roofline(w, first, full, lm, bandwidth);
 }
 
+// The same engine with CUDA graphs off on the short workload: decode rate with and without.
+void report_eager(const Shape& w, const Ids& prompts, const Run& first, const Run& short_run,
+                  std::size_t graphs, ponder::model::CausalLM& lm, std::int64_t blocks) {
+  ponder::engine::RolloutEngine eager(lm, nullptr,
+                                      {.num_blocks = blocks,
+                                       .max_batch_tokens = 16384,
+                                       .max_running = w.batch,
+                                       .show_progress = false,
+                                       .cuda_graphs = false});
+  run_ponder(eager, prompts, 2);  // warm-up
+  const Run eager_first = run_ponder(eager, prompts, 1);
+  const Run eager_short = run_ponder(eager, prompts, w.hf_new);
+  const double steps = static_cast<double>(w.hf_new - 1);
+  const double graph_ms = (short_run.seconds - first.seconds) / steps * 1e3;
+  const double eager_ms = (eager_short.seconds - eager_first.seconds) / steps * 1e3;
+  std::size_t same = 0;
+  for (std::size_t s = 0; s < prompts.size(); ++s) same += eager_short.ids[s] == short_run.ids[s];
+  fmt::print(
+      "\ndecode steps as CUDA graphs ({} buckets recorded): {:.2f} ms per step over {} tokens; "
+      "eager engine {:.2f} ms per step ({:.2f}x); {}/{} sequences with the eager engine's tokens\n",
+      graphs, graph_ms, w.hf_new, eager_ms, eager_ms / graph_ms, same, prompts.size());
+}
+
 void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const double bandwidth = copy_bandwidth_gbs() * 1e9;
   fmt::print("device-to-device copy: {:.0f} GB/s (read + write)\n", bandwidth / 1e9);
@@ -266,9 +299,14 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   fmt::print("init-model deepseek-v2-lite (BF16, drawn on the GPU): {:.1f} s\n", since(start));
   const Ids prompts = ponder::bench::make_prompts(w.batch, w.prompt, config.vocab_size, 7);
   start = Clock::now();
-  const nlohmann::json hf = run_hf(dir, prompts, {1, w.hf_new});
-  fmt::print("HF run (load + warm-up + 2 generates): {:.1f} s  [HF {}]\n", since(start),
-             hf["versions"].dump());
+  // PONDER_BENCH_NO_HF=1 skips the baseline (ponder's rows and the roofline only).
+  const char* no_hf = std::getenv("PONDER_BENCH_NO_HF");
+  nlohmann::json hf;
+  if (!no_hf || std::string(no_hf) != "1") {
+    hf = run_hf(dir, prompts, {1, w.hf_new});
+    fmt::print("HF run (load + warm-up + 2 generates): {:.1f} s  [HF {}]\n", since(start),
+               hf["versions"].dump());
+  }
   start = Clock::now();
   auto lm = ponder::model::load_causal_lm(dir, at::kCUDA, at::kBFloat16);
   fmt::print("ponder load: {:.1f} s\n", since(start));
@@ -278,11 +316,12 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
                                         .max_batch_tokens = 16384,
                                         .max_running = w.batch,
                                         .show_progress = false});
-  run_ponder(engine, Ids(prompts.begin(), prompts.begin() + 8), 4);  // warm-up
+  run_ponder(engine, prompts, 2);  // warm-up (records the full batch's decode graph)
   const Run first = run_ponder(engine, prompts, 1);
   const Run short_run = run_ponder(engine, prompts, w.hf_new);
   const Run full = run_ponder(engine, prompts, w.new_tokens);
   report(w, hf, first, short_run, full, *lm, bandwidth);
+  report_eager(w, prompts, first, short_run, engine.captured_graphs(), *lm, blocks);
   profile_decode(*lm, w.batch, w.prompt + w.new_tokens / 2, trace);
 }
 

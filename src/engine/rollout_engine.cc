@@ -93,9 +93,19 @@ void RolloutEngine::reserve_cache() {
     cache_.layers.push_back(std::move(tensors));
   }
   allocator_ = BlockAllocator(blocks);
+  if (options_.cuda_graphs && model_.graph_capturable()) {
+    const auto scratch = allocator_.allocate();  // padding rows of the graphs' buckets
+    if (scratch)
+      graphs_ = std::make_unique<DecodeGraphs>(model_, cache_, options_.max_running, *scratch);
+  }
+}
+
+void RolloutEngine::update_weights() {
+  if (graphs_) graphs_->clear();
 }
 
 void RolloutEngine::release_cache() {
+  graphs_.reset();
   cache_.layers.clear();
   allocator_ = BlockAllocator(0);
 }
@@ -224,8 +234,40 @@ std::vector<RolloutEngine::Sequence*> RolloutEngine::schedule(std::vector<Sequen
   return batch;
 }
 
+bool RolloutEngine::run_graph_step(const std::vector<Sequence*>& batch,
+                                   const StreamCallback& stream) {
+  if (!graphs_ || batch.empty()) return false;
+  const std::int64_t bs = options_.block_size;
+  DecodeStepInputs in;
+  std::vector<const SamplingParams*> params;
+  std::vector<SequenceRng*> rngs;
+  for (Sequence* s : batch) {
+    if (s->step_tokens != 1 || s->out.ids.empty()) return false;
+    const std::int64_t pos = s->cached;
+    in.ids.push_back(s->tokens[pos]);
+    in.positions.push_back(pos);
+    in.slots.push_back(s->blocks[pos / bs] * bs + pos % bs);
+    in.context_lens.push_back(pos + 1);
+    in.blocks.push_back(&s->blocks);
+    params.push_back(s->params);
+    rngs.push_back(&s->rng);
+  }
+  // The step's seeded draws are taken here only when the graph runs (else run_step takes them).
+  const auto sampled = graphs_->run(in, [&] { return sampling_settings(params, rngs); });
+  if (!sampled) return false;
+  ++metrics_.steps;
+  metrics_.mean_batch_sequences += static_cast<double>(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    batch[i]->cached += 1;
+    batch[i]->scheduled = false;
+    finish_token(*batch[i], (*sampled)[i], stream);
+  }
+  return true;
+}
+
 void RolloutEngine::run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
                              const StreamCallback& stream) {
+  if (run_graph_step(batch, stream)) return;
   const std::int64_t bs = options_.block_size;
   std::vector<std::int64_t> ids, positions, slots, starts = {0}, contexts;
   std::size_t max_blocks = 0;

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "engine/block_allocator.h"
+#include "engine/decode_graphs.h"
 #include "engine/sampler.h"
 #include "model/causal_lm.h"
 #include "model/tokenizer.h"
@@ -49,6 +51,9 @@ struct EngineOptions {
   std::int64_t max_batch_tokens = 1024;  // prefill chunk + decode tokens per step
   std::int64_t max_running = 256;
   bool show_progress = true;
+  // Steps where every sequence decodes one token replay CUDA graphs per batch bucket when the
+  // model allows it (weights on a GPU, MoE on its grouped path); false: always eager.
+  bool cuda_graphs = true;
 };
 
 // Called with (request, sample, newly decoded text) as tokens arrive.
@@ -70,9 +75,11 @@ class RolloutEngine {
   // Frees the KV pages (e.g. for the training phase) and takes them back.
   void release_cache();
   void reserve_cache();
-  // The engine computes with the model's own tensors, so new weights need no copy; this drops
-  // anything derived from the old weights (nothing is cached across generate calls today).
-  void update_weights() {}
+  // The engine computes with the model's own tensors, so weights updated in place need no copy;
+  // this drops what holds their addresses (the recorded decode graphs) for weights replaced.
+  void update_weights();
+  // Decode graphs recorded so far (0 when the engine runs eagerly).
+  std::size_t captured_graphs() const { return graphs_ ? graphs_->captured() : 0; }
 
   const BlockAllocator& allocator() const { return allocator_; }
   std::int64_t block_size() const { return options_.block_size; }
@@ -87,6 +94,10 @@ class RolloutEngine {
   std::vector<Sequence*> schedule(std::vector<Sequence>& all);
   void run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
                 const StreamCallback& stream);
+  // A step where every sequence decodes one token and has sampled before (no forks): replays
+  // the bucket's CUDA graph. False when graphs are off, the step does not qualify or its bucket
+  // is not recorded yet (DecodeGraphs::kRecordAfter).
+  bool run_graph_step(const std::vector<Sequence*>& batch, const StreamCallback& stream);
 
   model::CausalLM& model_;
   const model::Tokenizer* tokenizer_;
@@ -95,6 +106,7 @@ class RolloutEngine {
   BlockAllocator allocator_;
   std::optional<std::int64_t> eos_id_;
   GenerateMetrics metrics_;
+  std::unique_ptr<DecodeGraphs> graphs_;  // declared after cache_: refers to it
 };
 
 }  // namespace ponder::engine

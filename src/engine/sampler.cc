@@ -83,6 +83,20 @@ SampledToken sample_token(const at::Tensor& logits, const SamplingParams& params
   return {token, std::log(prob), raw[token].item<double>()};
 }
 
+SamplingSettings sampling_settings(const std::vector<const SamplingParams*>& params,
+                                   const std::vector<SequenceRng*>& rngs) {
+  SamplingSettings s;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const SamplingParams& p = *params[i];
+    s.temperature.push_back(p.temperature);
+    s.top_k.push_back(p.top_k);
+    s.top_p.push_back(p.top_p);
+    s.min_p.push_back(p.min_p);
+    s.uniform.push_back(p.temperature > 0 ? rngs[i]->uniform() : 0.0);
+  }
+  return s;
+}
+
 std::vector<SampledToken> sample_tokens(const at::Tensor& logits,
                                         const std::vector<std::int64_t>& rows,
                                         const std::vector<const SamplingParams*>& params,
@@ -97,20 +111,10 @@ std::vector<SampledToken> sample_tokens(const at::Tensor& logits,
   // Per-row settings gathered on the host and sent as one tensor each (element-wise tensor writes
   // cost an ATen call apiece, milliseconds for a batch of hundreds).
   const std::size_t n = rows.size();
-  std::vector<float> temperature(n), top_p(n), min_p(n);
-  std::vector<std::int64_t> top_k(n);
-  std::vector<double> uniform(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const SamplingParams& p = *params[i];
-    temperature[i] = static_cast<float>(p.temperature);
-    top_k[i] = p.top_k;
-    top_p[i] = static_cast<float>(p.top_p);
-    min_p[i] = static_cast<float>(p.min_p);
-    uniform[i] = p.temperature > 0 ? rngs[i]->uniform() : 0.0;  // greedy draws nothing
-  }
-  const kernels::SamplingBatch b{at::tensor(temperature), at::tensor(top_k),
-                                 at::tensor(top_p),       at::tensor(min_p),
-                                 at::tensor(uniform),     at::tensor(rows, at::kLong)};
+  const SamplingSettings s = sampling_settings(params, rngs);
+  const kernels::SamplingBatch b{at::tensor(s.temperature), at::tensor(s.top_k),
+                                 at::tensor(s.top_p),       at::tensor(s.min_p),
+                                 at::tensor(s.uniform),     at::tensor(rows, at::kLong)};
   const kernels::SampledTokens got = kernels::sample_cuda(logits.contiguous(), b);
   const at::Tensor token = got.token.to(at::kCPU).contiguous();
   const at::Tensor logprob = got.logprob.to(at::kCPU, at::kDouble).contiguous();

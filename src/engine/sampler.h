@@ -48,6 +48,15 @@ std::vector<std::pair<std::int64_t, double>> filtered_distribution(const at::Ten
 
 SampledToken sample_token(const at::Tensor& logits, const SamplingParams& params, SequenceRng& rng);
 
+// The per-entry settings the GPU sampler takes (kernels::SamplingBatch), one value per entry;
+// draws each entry's uniform from its stream (greedy entries draw nothing).
+struct SamplingSettings {
+  std::vector<double> temperature, top_p, min_p, uniform;
+  std::vector<std::int64_t> top_k;
+};
+SamplingSettings sampling_settings(const std::vector<const SamplingParams*>& params,
+                                   const std::vector<SequenceRng*>& rngs);
+
 // One token per entry i from logits row rows[i] ([rows, vocab]) with params[i] and rngs[i]: on
 // the GPU in one batched kernel (kernels::sample_cuda) when the logits are there, else
 // sample_token per entry. Each stream gives its one draw exactly as sample_token takes it.

@@ -25,7 +25,9 @@ struct PagedStep {
   at::Tensor decode_lens;            // [D] their context lengths
   std::int64_t decode_context = 0;   // longest decoding context
 
-  static PagedStep from(const StepBatch& batch);
+  // Host copies of the index tensors (one synchronisation), or none for a decode_only batch
+  // (its decode_context is then the block tables' capacity).
+  static PagedStep from(const StepBatch& batch, std::int64_t block_size);
 };
 
 class GqaAttention {

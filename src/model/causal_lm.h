@@ -40,6 +40,10 @@ struct StepBatch {
   at::Tensor query_start;   // [S+1] int64 offsets of each sequence's tokens in the batch
   at::Tensor context_lens;  // [S] int64 cached tokens per sequence after this step (incl. new)
   at::Tensor block_tables;  // [S, max_blocks] int64 pages of each sequence, in order
+  // Set by callers that capture the step as a CUDA graph: every sequence decodes one token
+  // (query_start = 0..S) and the block tables were checked on the host, so forward_paged makes
+  // no host synchronisation and no shape depends on the values.
+  bool decode_only = false;
 };
 
 // Numerics of the eligible linear layers (attention projections, dense and expert FFNs): as
@@ -79,6 +83,10 @@ class CausalLM {
   virtual at::Tensor forward_paged(const StepBatch& batch, PagedKvCache& cache) = 0;
 
   virtual KvLayout kv_layout() const = 0;
+
+  // True when a decode_only forward_paged and logits run on the GPU without host synchronisation
+  // (no per-expert loop), so the engine may capture them as CUDA graphs (MLA models today).
+  virtual bool graph_capturable() const = 0;
 
   // FP32 logits [T, vocab] for the given hidden states (use for few rows: sampling).
   virtual at::Tensor logits(const at::Tensor& hidden) = 0;

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/fp8.h"
+#include "kernels/moe_gemm.h"
 #include "model/fp8_linear.h"
 
 namespace ponder::model {
@@ -167,12 +168,9 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
   at::Tensor out;
   if (fp8_grouped && (grouped_training || !training)) {
     out = routed_fp8_grouped(x, routing);
-  } else if (stacked && !training) {
-    // The grouped GEMMs compute in the weights' dtype.
-    const bool native = precision == LinearPrecision::kNative ||
-                        (precision == LinearPrecision::kBf16 && x.scalar_type() == at::kBFloat16);
-    const bool grouped = native && (x.is_cpu() || x.scalar_type() == at::kBFloat16);
-    out = grouped ? routed_grouped(x, routing, *stacked) : routed_loop(x, routing);
+  } else if (!training) {
+    out = grouped_inference(x.scalar_type(), x.device()) ? routed_grouped(x, routing)
+                                                         : routed_loop(x, routing);
   } else if (stacked && grouped_training && precision == LinearPrecision::kBf16 && x.is_cuda()) {
     const StackedExperts w = trainable_stacked();
     out = routed_grouped(x, routing, {w.gate_up.to(at::kBFloat16), w.down.to(at::kBFloat16)});
@@ -180,6 +178,14 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
     out = routed_loop(x, routing);
   }
   return shared ? out + (*shared)(x) : out;
+}
+
+bool Moe::grouped_inference(at::ScalarType dtype, const at::Device& device) const {
+  // torch's grouped GEMMs compute in the weights' dtype: not for experts set to run FP8 GEMMs.
+  const LinearPrecision precision = experts.front().gate.precision;
+  const bool native = precision == LinearPrecision::kNative ||
+                      (precision == LinearPrecision::kBf16 && dtype == at::kBFloat16);
+  return stacked && native && (device.is_cpu() || dtype == at::kBFloat16);
 }
 
 StackedExperts Moe::trainable_stacked() const {
@@ -233,6 +239,15 @@ at::Tensor combine(const at::Tensor& y, const at::Tensor& order, const MoeRoutin
 }
 
 }  // namespace
+
+at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
+                               ExpertGemm gemm) const {
+  if (gemm == ExpertGemm::kTorchGrouped) return routed_grouped(x, routing, *stacked);
+  const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
+  const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
+  const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true);
+  return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false), o.order, routing);
+}
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                                const StackedExperts& weights) const {

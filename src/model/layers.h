@@ -48,6 +48,8 @@ class Rotary {
  public:
   Rotary(const ModelConfig& config, std::int64_t rotary_dim);
   RotaryTables tables(const at::Tensor& positions) const;
+  // Keeps the frequencies on the positions' device (no host copy per step).
+  void to(const at::Device& device) { inv_freq_ = inv_freq_.to(device); }
 
  private:
   at::Tensor inv_freq_;  // [rotary_dim / 2] float32
@@ -81,6 +83,12 @@ struct StackedExperts {
   at::Tensor gate_up, down;
 };
 
+// The grouped GEMMs of the routed experts: torch's grouped GEMM (CUTLASS on Hopper) then the
+// SwiGLU kernel, or kernels::grouped_gemm (each expert's weights read once per 64 of its rows,
+// SwiGLU fused), meant for decode's few rows per expert: on the H200 its GEMMs take 4% more GPU
+// time than torch's in a V2-Lite decode step (bench/RESULTS.md), so it is not the default.
+enum class ExpertGemm { kTorchGrouped, kFewRows };
+
 struct Moe {
   const ModelConfig* config = nullptr;
   at::Tensor gate;                            // [experts, hidden]
@@ -100,11 +108,18 @@ struct Moe {
   // if grouped_training); with gradients for BF16 linears on a GPU if grouped_training.
   // Otherwise one expert at a time.
   at::Tensor operator()(const at::Tensor& x) const;
+  // Whether operator() takes the grouped path for inputs of `dtype` on `device` without
+  // gradients (the loop syncs with the host once per expert).
+  bool grouped_inference(at::ScalarType dtype, const at::Device& device) const;
   // The routed experts' weighted sum [T, hidden]: the reference loop (differentiable, one host
-  // sync per expert); tokens sorted by expert through two grouped GEMMs in `weights`' dtype (no
-  // host sync; differentiable on a GPU); and the FP8 grouped GEMMs over 128-row aligned groups
-  // (one host sync).
+  // sync per expert); tokens sorted by expert through two grouped GEMMs on the stacked weights
+  // (no host sync); and the FP8 grouped GEMMs over 128-row aligned groups (differentiable, one
+  // host sync).
   at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;
+  at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
+                            ExpertGemm gemm = ExpertGemm::kTorchGrouped) const;
+  // torch's grouped GEMMs on `weights` in their dtype (x converted there and back):
+  // differentiable, the BF16 training path.
   at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                             const StackedExperts& weights) const;
   at::Tensor routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routing) const;

@@ -43,7 +43,17 @@ void check_block_tables(const StepBatch& batch, const PagedStep& step, const Pag
 
 }  // namespace
 
-PagedStep PagedStep::from(const StepBatch& batch) {
+PagedStep PagedStep::from(const StepBatch& batch, std::int64_t block_size) {
+  if (batch.decode_only) {
+    PagedStep step{&batch};
+    step.decode_rows = at::arange(batch.input_ids.size(0), batch.input_ids.options());
+    step.decode_tables = batch.block_tables;
+    step.decode_lens = batch.context_lens;
+    step.decode_context = batch.block_tables.size(1) * block_size;
+    step.decode_valid = at::arange(step.decode_context, batch.context_lens.options()).unsqueeze(0) <
+                        step.decode_lens.unsqueeze(1);
+    return step;
+  }
   PagedStep step{&batch, to_host(batch.query_start), to_host(batch.context_lens)};
   std::vector<std::int64_t> decoding, rows;
   for (std::size_t s = 0; s < step.context_lens.size(); ++s) {
@@ -92,6 +102,7 @@ TransformerLM::TransformerLM(ModelConfig config,
   embed_ = get("model.embed_tokens.weight");
   final_norm_ = get("model.norm.weight");
   lm_head_ = config_.tie_word_embeddings ? embed_ : get("lm_head.weight");
+  rotary_.to(embed_.device());
   for (std::int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     const std::string prefix = "model.layers." + std::to_string(l);
     Layer layer{
@@ -178,8 +189,8 @@ at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& ca
   if (static_cast<std::int64_t>(cache.layers.size()) != config_.num_hidden_layers)
     throw Error("forward_paged: cache has " + std::to_string(cache.layers.size()) +
                 " layers, model has " + std::to_string(config_.num_hidden_layers));
-  const PagedStep step = PagedStep::from(batch);
-  check_block_tables(batch, step, cache);
+  const PagedStep step = PagedStep::from(batch, cache.block_size);
+  if (!batch.decode_only) check_block_tables(batch, step, cache);
   return run_layers(batch.input_ids, batch.positions, at::Tensor(),
                     [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
                         std::size_t l) { return attention.paged(x, rot, step, cache.layers[l]); });
@@ -190,6 +201,17 @@ KvLayout TransformerLM::kv_layout() const {
       config_.num_hidden_layers,
       config_.is_mla() ? MlaAttention::cache_shapes(config_) : GqaAttention::cache_shapes(config_),
       embed_.scalar_type()};
+}
+
+bool TransformerLM::graph_capturable() const {
+  // GQA's padded decode attention has no host syncs either, but only MLA models were captured and
+  // checked against eager decoding on a GPU (tests/kernels/engine_gpu_test.cc).
+  if (!embed_.is_cuda() || !config_.is_mla()) return false;
+  for (const Layer& layer : layers_)
+    if (const auto* moe = std::get_if<Moe>(&layer.ffn);
+        moe && !moe->grouped_inference(embed_.scalar_type(), embed_.device()))
+      return false;
+  return true;
 }
 
 at::Tensor TransformerLM::logits(const at::Tensor& hidden) {

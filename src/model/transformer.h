@@ -21,6 +21,7 @@ class TransformerLM : public CausalLM {
                             const at::Tensor& cu_seqlens) override;
   at::Tensor forward_paged(const StepBatch& batch, PagedKvCache& cache) override;
   KvLayout kv_layout() const override;
+  bool graph_capturable() const override;
   at::Tensor logits(const at::Tensor& hidden) override;
   at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) override;
   at::Tensor update_routing_bias(double rate) override;

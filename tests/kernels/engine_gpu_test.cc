@@ -1,6 +1,7 @@
 // The whole GPU path end to end: a random-init tiny DeepSeek (MLA + MoE) model generating on the
 // GPU (kernels for norms, RoPE, SwiGLU, sampling, token logprobs) gives the CPU engine's tokens
-// for the same seeds, greedy and under top-k/top-p/min-p, and the same log-probabilities.
+// for the same seeds, greedy and under top-k/top-p/min-p, and the same log-probabilities; its
+// decode steps replayed as CUDA graphs give the eager steps' tokens and log-probabilities.
 #include <gtest/gtest.h>
 
 #include "engine/rollout_engine.h"
@@ -47,6 +48,64 @@ TEST(EngineOnGpu, SameTokensAndLogprobsAsCpu) {
         EXPECT_NEAR(gpu[i].raw_logprobs[t], cpu[i].raw_logprobs[t], 1e-3) << i << ":" << t;
         EXPECT_NEAR(gpu[i].logprobs[t], cpu[i].logprobs[t], 1e-3) << i << ":" << t;
       }
+    }
+  }
+}
+
+// A small MLA model with the decode kernel's shapes (latent 512, RoPE 64, 16 heads, pages of 64)
+// in BF16: seven sequences of four requests (forks after the prompts, contexts crossing pages,
+// greedy and filtered sampling) finish at different lengths, so the decode steps run in buckets
+// of 8 (padded), 4, 2 and 1 rows, each eagerly for its first steps and then replayed. The eager
+// engine is the reference.
+TEST(EngineOnGpu, DecodeGraphsMatchEager) {
+  PONDER_REQUIRE_GPU();
+  testing_util::ScratchDir dir("engine_graphs");
+  nlohmann::json config = model::preset_config("tiny-mla");
+  config["kv_lora_rank"] = 512;
+  config["qk_rope_head_dim"] = 64;
+  config["num_attention_heads"] = 16;
+  model::init_model(config, dir / "m", {.seed = 5});
+  auto lm = model::load_causal_lm(dir / "m", at::kCUDA, at::kBFloat16);
+  ASSERT_TRUE(lm->graph_capturable());
+  const engine::SamplingParams filtered{
+      .temperature = 0.9, .top_p = 0.9, .top_k = 40, .min_p = 0.01, .ignore_eos = true};
+  std::vector<engine::Request> requests;
+  // prompt length, samples, new tokens, sampled (else greedy)
+  const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, bool>> shapes = {
+      {10, 3, 12, false}, {70, 2, 20, true}, {40, 1, 24, true}, {130, 1, 28, false}};
+  for (const auto& [prompt, n, new_tokens, sampled] : shapes) {
+    engine::SamplingParams p = sampled ? filtered : engine::SamplingParams{.temperature = 0};
+    p.max_tokens = new_tokens;
+    p.ignore_eos = true;
+    p.seed = static_cast<std::uint64_t>(prompt);
+    const at::Tensor ids = at::randint(3, 6400, {prompt}, at::kLong);
+    requests.push_back(
+        {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
+  }
+  auto run = [&](bool graphs, std::size_t* captured) {
+    engine::RolloutEngine engine(*lm, nullptr,
+                                 {.block_size = 64,
+                                  .num_blocks = 32,
+                                  .max_batch_tokens = 512,
+                                  .max_running = 16,
+                                  .show_progress = false,
+                                  .cuda_graphs = graphs});
+    auto completions = engine.generate(requests);
+    *captured = engine.captured_graphs();
+    return completions;
+  };
+  std::size_t eager_graphs = 0, graphs = 0;
+  const auto eager = run(false, &eager_graphs);
+  const auto replayed = run(true, &graphs);
+  EXPECT_EQ(eager_graphs, 0u);
+  EXPECT_EQ(graphs, 4u) << "buckets 8, 4, 2 and 1";
+  ASSERT_EQ(eager.size(), replayed.size());
+  for (std::size_t i = 0; i < eager.size(); ++i) {
+    EXPECT_EQ(replayed[i].ids, eager[i].ids) << "completion " << i;
+    ASSERT_EQ(replayed[i].raw_logprobs.size(), eager[i].raw_logprobs.size());
+    for (std::size_t t = 0; t < eager[i].raw_logprobs.size(); ++t) {
+      EXPECT_NEAR(replayed[i].raw_logprobs[t], eager[i].raw_logprobs[t], 1e-3) << i << ":" << t;
+      EXPECT_NEAR(replayed[i].logprobs[t], eager[i].logprobs[t], 1e-3) << i << ":" << t;
     }
   }
 }

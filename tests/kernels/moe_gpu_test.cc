@@ -1,8 +1,8 @@
-// The grouped MoE path on the GPU (BF16 tokens sorted by expert through torch's grouped GEMM)
-// against the CPU per-expert loop in FP32 for one layer with the same routing, and a whole tiny
-// DeepSeek model's BF16 inference forward against its training forward (per-expert loop) there;
-// the grouped training paths (FP8 on any device, BF16 on the GPU) against the per-expert loop,
-// forward and gradients.
+// The grouped MoE path on the GPU (BF16 tokens sorted by expert through torch's grouped GEMM or
+// kernels::grouped_gemm) against the CPU per-expert loop in FP32 for one layer with the same
+// routing, and a whole tiny DeepSeek model's BF16 inference forward against its training forward
+// (per-expert loop) there; the grouped training paths (FP8 on any device, BF16 on the GPU)
+// against the per-expert loop, forward and gradients.
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
@@ -50,9 +50,11 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
     const model::MoeRouting routing = cpu_layer.route(x);
     const at::Tensor want = cpu_layer.routed_loop(x, routing);
     const model::MoeRouting on_gpu{routing.weights.to(at::kCUDA), routing.experts.to(at::kCUDA)};
-    const at::Tensor got =
-        gpu_layer.routed_grouped(x.to(at::kCUDA, at::kBFloat16), on_gpu, *gpu_layer.stacked);
-    EXPECT_LT(testing::relative_error(got, want), 1e-2) << tokens << " tokens";
+    for (const auto gemm : {model::ExpertGemm::kTorchGrouped, model::ExpertGemm::kFewRows}) {
+      const at::Tensor got = gpu_layer.routed_grouped(x.to(at::kCUDA, at::kBFloat16), on_gpu, gemm);
+      EXPECT_LT(testing::relative_error(got, want), 1e-2)
+          << tokens << " tokens, gemm " << static_cast<int>(gemm);
+    }
   }
   // Whole model in BF16 on the GPU: inference forward (grouped experts) against the training
   // forward (per-expert loop, every other op the same). Every token takes every expert here: with

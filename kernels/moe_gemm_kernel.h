@@ -1,0 +1,27 @@
+// Raw-pointer interface of the grouped GEMM for few rows per group (MoE experts at decode: ~24
+// tokens per expert): BF16 rows sorted by group times each group's weight matrix, FP32
+// accumulation, optionally with SwiGLU fused into the epilogue (no LibTorch here).
+#pragma once
+
+#include <cstdint>
+
+namespace ponder::kernels {
+
+// Tile sizes the shapes must divide: K by kGroupedK; N by kGroupedN (plain) or the inner width
+// N / 2 by kGroupedN / 2 (SwiGLU). A group's rows go kGroupedRows at a time, each pass reading
+// its weights once: efficient up to about that many rows per group.
+inline constexpr int kGroupedK = 64, kGroupedN = 128, kGroupedRows = 64;
+
+struct GroupedGemmParams {
+  const void* x = nullptr;             // [rows, k] bf16, rows of group g at [ends[g-1], ends[g])
+  const void* w = nullptr;             // [groups, n, k] bf16 (k contiguous)
+  const std::int32_t* ends = nullptr;  // [groups] cumulative row counts
+  void* y = nullptr;  // [rows, n] bf16, or [rows, n / 2] with swiglu: silu(x w_gate^T) x w_up^T
+  int groups = 0, n = 0, k = 0;
+  bool swiglu = false;  // w rows [0, n/2) are the gate, [n/2, n) the up projection
+};
+
+// y = x_g w_g^T per group (or the SwiGLU of its two halves). Returns the CUDA error code.
+int launch_grouped_gemm(const GroupedGemmParams& params, void* stream);
+
+}  // namespace ponder::kernels

@@ -1,0 +1,148 @@
+#include "engine/decode_graphs.h"
+
+#include <algorithm>
+#include <bit>
+
+#include "core/error.h"
+#include "kernels/sampling.h"
+
+namespace ponder::engine {
+namespace {
+
+enum IntField : std::int64_t { kIds, kPositions, kSlots, kContexts, kTopK, kIntFields };
+enum RealField : std::int64_t { kTemperature, kTopP, kMinP, kUniform, kRealFields };
+
+}  // namespace
+
+DecodeGraphs::DecodeGraphs(model::CausalLM& model, model::PagedKvCache& cache,
+                           std::int64_t max_batch, std::int64_t scratch_page)
+    : model_(model),
+      cache_(cache),
+      max_batch_(max_batch),
+      scratch_page_(scratch_page),
+      pool_(kernels::CudaGraph::new_pool()) {
+  if (!model.graph_capturable())
+    throw Error("DecodeGraphs: the model's decode step cannot be captured as a CUDA graph");
+}
+
+std::int64_t decode_bucket(std::int64_t n, std::int64_t max_batch) {
+  const auto round_up = [](std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; };
+  const std::int64_t b = n <= 8    ? static_cast<std::int64_t>(std::bit_ceil(std::uint64_t(n)))
+                         : n <= 64 ? round_up(n, 8)
+                                   : round_up(n, 32);
+  return std::min(b, max_batch);
+}
+
+at::Tensor DecodeGraphs::ints(std::int64_t field, std::int64_t rows) const {
+  return ints_.narrow(0, field * max_batch_, rows);
+}
+
+at::Tensor DecodeGraphs::reals(std::int64_t field, std::int64_t rows) const {
+  return reals_.narrow(0, field * max_batch_, rows);
+}
+
+at::Tensor DecodeGraphs::tables(std::int64_t rows) const {
+  return ints_.narrow(0, kIntFields * max_batch_, max_batch_ * width_)
+      .view({max_batch_, width_})
+      .narrow(0, 0, rows);
+}
+
+void DecodeGraphs::clear() {
+  graphs_.clear();
+  asked_.clear();
+  pool_ = kernels::CudaGraph::new_pool();
+}
+
+// New static buffers for block tables `width` pages wide; graphs recorded on the old ones go.
+void DecodeGraphs::resize(std::int64_t width) {
+  clear();
+  width_ = width;
+  const at::Device device = cache_.layers.front().front().device();
+  const std::int64_t int_count = (kIntFields + width) * max_batch_;
+  ints_ = at::zeros({int_count}, at::TensorOptions(at::kLong).device(device));
+  reals_ = at::zeros({kRealFields * max_batch_}, at::TensorOptions(at::kDouble).device(device));
+  host_ints_ = at::zeros({int_count}, at::TensorOptions(at::kLong).pinned_memory(true));
+  host_reals_ =
+      at::zeros({kRealFields * max_batch_}, at::TensorOptions(at::kDouble).pinned_memory(true));
+}
+
+// Fills the pinned mirrors (rows past the batch: token 0 at position 0 on the scratch page,
+// greedy) and copies them to the device on the current stream.
+void DecodeGraphs::upload(const DecodeStepInputs& step, const SamplingSettings& sampling,
+                          std::int64_t rows) {
+  const std::int64_t n = static_cast<std::int64_t>(step.ids.size());
+  std::int64_t* in = host_ints_.data_ptr<std::int64_t>();
+  double* re = host_reals_.data_ptr<double>();
+  auto put = [&](auto* base, std::int64_t field, const auto& values, auto pad) {
+    auto* row = base + field * max_batch_;
+    std::copy(values.begin(), values.end(), row);
+    std::fill(row + n, row + rows, pad);
+  };
+  put(in, kIds, step.ids, std::int64_t{0});
+  put(in, kPositions, step.positions, std::int64_t{0});
+  put(in, kSlots, step.slots, scratch_page_ * cache_.block_size);
+  put(in, kContexts, step.context_lens, std::int64_t{1});
+  put(in, kTopK, sampling.top_k, std::int64_t{0});
+  put(re, kTemperature, sampling.temperature, 0.0);
+  put(re, kTopP, sampling.top_p, 1.0);
+  put(re, kMinP, sampling.min_p, 0.0);
+  put(re, kUniform, sampling.uniform, 0.0);
+  std::int64_t* table = in + kIntFields * max_batch_;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::int64_t* row = table + r * width_;
+    const std::int64_t* first = r < n ? step.blocks[r]->data() : row;
+    const std::int64_t used = r < n ? static_cast<std::int64_t>(step.blocks[r]->size()) : 0;
+    std::copy(first, first + used, row);
+    std::fill(row + used, row + width_, scratch_page_);
+  }
+  ints_.copy_(host_ints_, /*non_blocking=*/true);
+  reals_.copy_(host_reals_, /*non_blocking=*/true);
+}
+
+DecodeGraphs::Graph DecodeGraphs::capture(std::int64_t rows) {
+  Graph g;
+  g.graph.capture(
+      [&] {
+        model::StepBatch batch{ints(kIds, rows),      ints(kPositions, rows),
+                               ints(kSlots, rows),    at::arange(rows + 1, ints_.options()),
+                               ints(kContexts, rows), tables(rows)};
+        batch.decode_only = true;
+        const at::Tensor logits = model_.logits(model_.forward_paged(batch, cache_));
+        const kernels::SampledTokens t = kernels::sample_cuda(logits, {reals(kTemperature, rows),
+                                                                       ints(kTopK, rows),
+                                                                       reals(kTopP, rows),
+                                                                       reals(kMinP, rows),
+                                                                       reals(kUniform, rows),
+                                                                       {}});
+        g.out = at::stack(
+            {t.token.to(at::kDouble), t.logprob.to(at::kDouble), t.raw_logprob.to(at::kDouble)});
+      },
+      pool_);
+  return g;
+}
+
+std::optional<std::vector<SampledToken>> DecodeGraphs::run(
+    const DecodeStepInputs& step, const std::function<SamplingSettings()>& sampling) {
+  const std::int64_t n = static_cast<std::int64_t>(step.ids.size());
+  if (n < 1 || n > max_batch_)
+    throw Error("DecodeGraphs: " + std::to_string(n) + " sequences, expected 1 to " +
+                std::to_string(max_batch_));
+  std::size_t pages = 1;
+  for (const auto* blocks : step.blocks) pages = std::max(pages, blocks->size());
+  if (static_cast<std::int64_t>(pages) > width_)
+    resize(static_cast<std::int64_t>(std::bit_ceil(pages)));
+  const std::int64_t rows = decode_bucket(n, max_batch_);
+  auto it = graphs_.find(rows);
+  if (it == graphs_.end() && ++asked_[rows] < kRecordAfter) return std::nullopt;
+  upload(step, sampling(), rows);
+  if (it == graphs_.end()) it = graphs_.emplace(rows, capture(rows)).first;
+  it->second.graph.replay();
+  const at::Tensor out = it->second.out.narrow(1, 0, n).to(at::kCPU).contiguous();
+  const double* token = out.data_ptr<double>();
+  std::vector<SampledToken> sampled;
+  for (std::int64_t i = 0; i < n; ++i)
+    sampled.push_back({static_cast<std::int64_t>(token[i]), token[n + i], token[2 * n + i]});
+  return sampled;
+}
+
+}  // namespace ponder::engine

@@ -1,0 +1,74 @@
+// DecodeGraphs: the rollout engine's pure-decode steps as CUDA graphs. Per batch bucket, the
+// model's paged decode forward, its logits and the GPU sampler are captured once and replayed
+// with the step's inputs copied into static buffers; rows past the batch decode on a scratch page.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "kernels/cuda_graph.h"
+#include "model/causal_lm.h"
+
+namespace ponder::engine {
+
+// One pure-decode step on the host: one new token per sequence.
+struct DecodeStepInputs {
+  std::vector<std::int64_t> ids, positions, slots, context_lens;
+  std::vector<const std::vector<std::int64_t>*> blocks;  // each sequence's pages, in order
+};
+
+// The padded batch size a step of n sequences runs at (1 <= n <= max_batch): powers of two up
+// to 8, then multiples of 8 up to 64, then multiples of 32, capped at max_batch.
+std::int64_t decode_bucket(std::int64_t n, std::int64_t max_batch);
+
+class DecodeGraphs {
+ public:
+  // The model must be graph_capturable(); scratch_page: a cache page no sequence owns.
+  DecodeGraphs(model::CausalLM& model, model::PagedKvCache& cache, std::int64_t max_batch,
+               std::int64_t scratch_page);
+
+  // One token per sequence, as sample_tokens gives for the same logits: the bucket's graph
+  // replayed, or nullopt for the first kRecordAfter - 1 steps of a bucket (the caller runs them
+  // eagerly). Recording costs several eager steps (an eager warm-up, the capture, instantiating
+  // ~1,400 nodes, a fresh memory pool), so buckets that last a step or two (the staggered ends of
+  // a batch) never pay it. `sampling` is called only when the graph runs (it takes the
+  // sequences' seeded draws).
+  static constexpr int kRecordAfter = 3;
+  std::optional<std::vector<SampledToken>> run(const DecodeStepInputs& step,
+                                               const std::function<SamplingSettings()>& sampling);
+  // Drops the recorded graphs (they hold the addresses of the weights and the cache) and starts
+  // a fresh memory pool for the next ones.
+  void clear();
+  std::size_t captured() const { return graphs_.size(); }
+
+ private:
+  struct Graph {
+    kernels::CudaGraph graph;
+    at::Tensor out;  // [3, rows] double: token, logprob, raw logprob
+  };
+  void resize(std::int64_t width);
+  void upload(const DecodeStepInputs& step, const SamplingSettings& sampling, std::int64_t rows);
+  Graph capture(std::int64_t rows);
+  at::Tensor ints(std::int64_t field, std::int64_t rows) const;
+  at::Tensor reals(std::int64_t field, std::int64_t rows) const;
+  at::Tensor tables(std::int64_t rows) const;
+
+  model::CausalLM& model_;
+  model::PagedKvCache& cache_;
+  std::int64_t max_batch_, scratch_page_, width_ = 0;
+  std::shared_ptr<kernels::CudaGraph::Pool> pool_;
+  // Static inputs on the device and their pinned host mirrors: ints [5 + width, max_batch] (ids,
+  // positions, slots, context lengths, top-k, then the block tables [max_batch, width]); reals
+  // [4, max_batch] (temperature, top-p, min-p, uniform).
+  at::Tensor ints_, reals_, host_ints_, host_reals_;
+  std::map<std::int64_t, Graph> graphs_;  // by bucket
+  std::map<std::int64_t, int> asked_;     // steps each bucket was asked for since the last clear
+};
+
+}  // namespace ponder::engine
