@@ -45,10 +45,25 @@ void check_scale(const Fp8Tensor& q, const char* who) {
 }
 
 #ifdef PONDER_WITH_CUDA
-Fp8Tensor launch(const char* who, const at::Tensor& x, Fp8QuantMode mode) {
+// x as the kernels read it: 2-D with unit column stride.
+at::Tensor kernel_input(const char* who, const at::Tensor& x) {
   require_cuda(who, {x});
   check_matrix(x, who);
-  const at::Tensor src = x.stride(1) == 1 ? x : x.contiguous();
+  return x.stride(1) == 1 ? x : x.contiguous();
+}
+
+Fp8QuantParams params_for(const char* who, const at::Tensor& src, const at::Tensor& data,
+                          const at::Tensor& scale, Fp8QuantMode mode) {
+  return {src.data_ptr(), data.data_ptr(), scale.data_ptr<float>(), src.size(0),
+          src.size(1),    src.stride(0),   element_type(src, who),  mode};
+}
+
+void run(const char* who, const Fp8QuantParams& p) {
+  if (p.rows > 0 && p.cols > 0) check_launch(launch_fp8_quantize(p, current_stream()), who);
+}
+
+Fp8Tensor launch(const char* who, const at::Tensor& x, Fp8QuantMode mode) {
+  const at::Tensor src = kernel_input(who, x);
   const std::int64_t rows = src.size(0), cols = src.size(1);
   const bool transposed = mode == Fp8QuantMode::kTransposedTiles;
   const auto data_shape =
@@ -60,13 +75,35 @@ Fp8Tensor launch(const char* who, const at::Tensor& x, Fp8QuantMode mode) {
                    : std::vector<std::int64_t>{rows, ceil_div(cols, kFp8Tile)};
   at::Tensor data = at::empty(data_shape, src.options().dtype(at::kFloat8_e4m3fn));
   at::Tensor scale = at::empty(scale_shape, src.options().dtype(at::kFloat));
-  const Fp8QuantParams p{src.data_ptr(), data.data_ptr(), scale.data_ptr<float>(), rows,
-                         cols,           src.stride(0),   element_type(src, who),  mode};
-  if (rows > 0 && cols > 0) check_launch(launch_fp8_quantize(p, current_stream()), who);
+  run(who, params_for(who, src, data, scale, mode));
   return {data, scale,
           mode == Fp8QuantMode::kBlocks ? Fp8Scaling::kBlock128x128 : Fp8Scaling::kTile1x128};
 }
 #endif
+
+// Segment g of rows: [start(g), ends[g]); starts must be multiples of 128 (whole tiles).
+void check_segments(const std::vector<std::int64_t>& ends, std::int64_t rows, const char* who) {
+  std::int64_t start = 0;
+  for (std::size_t g = 0; g < ends.size(); ++g) {
+    if (ends[g] < start || (g + 1 < ends.size() && ends[g] % kFp8Tile != 0))
+      throw Error(std::string(who) + ": segment end " + std::to_string(ends[g]) + " (segment " +
+                  std::to_string(g) + ") must be >= the previous end and a multiple of 128");
+    start = ends[g];
+  }
+  if (ends.empty() || ends.back() != rows)
+    throw Error(std::string(who) + ": the last segment must end at the row count " +
+                std::to_string(rows));
+}
+
+// Matrices of w [rows, cols] or [batch, rows, cols] as [batch * rows, cols] plus the batch size;
+// blocks may not straddle two matrices.
+std::pair<at::Tensor, std::int64_t> stacked_matrices(const at::Tensor& w, const char* who) {
+  if (w.dim() == 2) return {w, 1};
+  if (w.dim() != 3 || (w.size(0) > 1 && w.size(1) % kFp8Tile != 0))
+    throw Error(std::string(who) + ": expected [rows, cols] or [batch, rows, cols] with rows a " +
+                "multiple of 128, got " + shape_of(w));
+  return {w.reshape({-1, w.size(2)}), w.size(0)};
+}
 
 std::int64_t round_up(std::int64_t a, std::int64_t b) { return ceil_div(a, b) * b; }
 
@@ -94,6 +131,14 @@ Fp8Tensor Fp8Tensor::t() const {
   if (scaling != Fp8Scaling::kBlock128x128)
     throw Error("Fp8Tensor::t: only 128x128-block tensors transpose (1x128 tiles run along rows)");
   return {data.t(), scale.t(), scaling};
+}
+
+Fp8Tensor Fp8Blocks::matrix(std::int64_t b) const {
+  return {data[b], scale[b], Fp8Scaling::kBlock128x128};
+}
+
+Fp8Tensor Fp8Blocks::transposed(std::int64_t b) const {
+  return {data_t[b], scale[b].t(), Fp8Scaling::kBlock128x128};
 }
 
 Fp8Tensor quantize_fp8_reference(const at::Tensor& x, Fp8Scaling scaling) {
@@ -148,9 +193,40 @@ Fp8Tensor quantize_fp8_transposed(const at::Tensor& x) {
   return quantize_fp8_reference(x.t(), Fp8Scaling::kTile1x128);
 }
 
-at::Tensor fp8_matmul(const Fp8Tensor& a, const Fp8Tensor& b, at::ScalarType out_dtype) {
-  if (fp8_matmul_cuda_supported(a, b)) return fp8_matmul_cuda(a, b, out_dtype);
-  return fp8_matmul_reference(a, b, out_dtype);
+Fp8Blocks quantize_fp8_blocks_with_transpose(const at::Tensor& w) {
+  if (use_kernel({w}) && kernel_dtype(w)) return quantize_fp8_blocks_with_transpose_cuda(w);
+  const auto [matrices, batch] = stacked_matrices(w, "quantize_fp8_blocks_with_transpose");
+  const at::Tensor m = matrices.view({batch, -1, matrices.size(1)});
+  std::vector<at::Tensor> data, scale, data_t;
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const Fp8Tensor q = quantize_fp8_reference(m[b], Fp8Scaling::kBlock128x128);
+    data.push_back(q.data);
+    scale.push_back(q.scale);
+    data_t.push_back(q.data.t().contiguous());
+  }
+  return {at::stack(data), at::stack(scale), at::stack(data_t)};
+}
+
+std::vector<Fp8Tensor> quantize_fp8_transposed_segments(const at::Tensor& x,
+                                                        const std::vector<std::int64_t>& ends) {
+  if (use_kernel({x}) && kernel_dtype(x)) return quantize_fp8_transposed_segments_cuda(x, ends);
+  check_matrix(x, "quantize_fp8_transposed_segments");
+  check_segments(ends, x.size(0), "quantize_fp8_transposed_segments");
+  std::vector<Fp8Tensor> out;
+  std::int64_t start = 0;
+  for (const std::int64_t end : ends) {
+    out.push_back(
+        quantize_fp8_reference(x.narrow(0, start, end - start).t(), Fp8Scaling::kTile1x128));
+    start = end;
+  }
+  return out;
+}
+
+at::Tensor fp8_matmul(const Fp8Tensor& a, const Fp8Tensor& b, at::ScalarType out_dtype,
+                      const std::optional<at::Tensor>& out) {
+  if (fp8_matmul_cuda_supported(a, b)) return fp8_matmul_cuda(a, b, out_dtype, out);
+  const at::Tensor y = fp8_matmul_reference(a, b, out_dtype);
+  return out ? out->copy_(y) : y;
 }
 
 Fp8Tensor quantize_fp8_cuda(const at::Tensor& x, Fp8Scaling scaling) {
@@ -173,6 +249,62 @@ Fp8Tensor quantize_fp8_transposed_cuda(const at::Tensor& x) {
 #endif
 }
 
+Fp8Blocks quantize_fp8_blocks_with_transpose_cuda(const at::Tensor& w) {
+#ifdef PONDER_WITH_CUDA
+  const char* who = "quantize_fp8_blocks_with_transpose_cuda";
+  require_cuda(who, {w});
+  const auto [matrices, batch] = stacked_matrices(w.contiguous(), who);
+  const at::Tensor src = kernel_input(who, matrices);
+  const std::int64_t rows = src.size(0) / batch, cols = src.size(1);
+  const auto bytes = src.options().dtype(at::kFloat8_e4m3fn);
+  Fp8Blocks q{at::empty({batch, rows, cols}, bytes),
+              at::empty({batch, ceil_div(rows, kFp8Tile), ceil_div(cols, kFp8Tile)},
+                        src.options().dtype(at::kFloat)),
+              at::empty({batch, cols, rows}, bytes)};
+  Fp8QuantParams p = params_for(who, src, q.data, q.scale, Fp8QuantMode::kBlocks);
+  p.data_t = q.data_t.data_ptr();
+  p.batch_rows = rows;
+  run(who, p);
+  return q;
+#else
+  (void)w;
+  no_cuda("quantize_fp8_blocks_with_transpose_cuda");
+#endif
+}
+
+std::vector<Fp8Tensor> quantize_fp8_transposed_segments_cuda(
+    const at::Tensor& x, const std::vector<std::int64_t>& ends) {
+#ifdef PONDER_WITH_CUDA
+  const char* who = "quantize_fp8_transposed_segments_cuda";
+  const at::Tensor src = kernel_input(who, x);
+  const std::int64_t rows = src.size(0), cols = src.size(1);
+  check_segments(ends, rows, who);
+  // ceil(rows / 128) tiles per column in all: only the last segment can end inside a tile.
+  const at::Tensor data = at::empty({rows * cols}, src.options().dtype(at::kFloat8_e4m3fn));
+  const at::Tensor scale =
+      at::empty({ceil_div(rows, kFp8Tile) * cols}, src.options().dtype(at::kFloat));
+  const at::Tensor device_ends =
+      at::tensor(ends, at::TensorOptions().dtype(at::kLong)).to(src.device(), true);
+  Fp8QuantParams p = params_for(who, src, data, scale, Fp8QuantMode::kTransposedTiles);
+  p.segment_ends = device_ends.data_ptr<std::int64_t>();
+  p.segments = static_cast<std::int64_t>(ends.size());
+  run(who, p);
+  std::vector<Fp8Tensor> out;
+  std::int64_t start = 0;
+  for (const std::int64_t end : ends) {
+    const std::int64_t len = end - start, tiles = ceil_div(len, kFp8Tile);
+    out.push_back({data.narrow(0, start * cols, len * cols).view({cols, len}),
+                   scale.narrow(0, start / kFp8Tile * cols, tiles * cols).view({cols, tiles}),
+                   Fp8Scaling::kTile1x128});
+    start = end;
+  }
+  return out;
+#else
+  (void)x, (void)ends;
+  no_cuda("quantize_fp8_transposed_segments_cuda");
+#endif
+}
+
 bool fp8_matmul_cuda_supported(const Fp8Tensor& a, const Fp8Tensor& b) {
 #ifdef PONDER_WITH_CUDA
   if (!a.data.is_cuda() || !b.data.is_cuda() || a.data.dim() != 2 || b.data.dim() != 2)
@@ -186,7 +318,8 @@ bool fp8_matmul_cuda_supported(const Fp8Tensor& a, const Fp8Tensor& b) {
 #endif
 }
 
-at::Tensor fp8_matmul_cuda(const Fp8Tensor& a, const Fp8Tensor& b, at::ScalarType out_dtype) {
+at::Tensor fp8_matmul_cuda(const Fp8Tensor& a, const Fp8Tensor& b, at::ScalarType out_dtype,
+                           const std::optional<at::Tensor>& out) {
   if (!fp8_matmul_cuda_supported(a, b))
     throw Error(
         "fp8_matmul_cuda: needs non-empty sm_90 CUDA tensors with equal K, a in 1x128 "
@@ -220,10 +353,16 @@ at::Tensor fp8_matmul_cuda(const Fp8Tensor& a, const Fp8Tensor& b, at::ScalarTyp
   const auto recipe_b =
       recipe(b.scaling == Fp8Scaling::kBlock128x128 ? at::blas::ScalingType::BlockWise128x128
                                                     : at::blas::ScalingType::BlockWise1x128);
-  const at::Tensor out = at::_scaled_mm_v2(a_data, b_data.t(), {scale_a},
-                                           recipe(at::blas::ScalingType::BlockWise1x128), {},
-                                           {scale_b}, recipe_b, {}, std::nullopt, out_dtype);
-  return mp == m && np == n ? out : out.narrow(0, 0, m).narrow(1, 0, n).contiguous();
+  const auto recipe_a = recipe(at::blas::ScalingType::BlockWise1x128);
+  if (out && mp == m && np == n) {
+    at::Tensor y = *out;
+    return at::_scaled_mm_v2_out(y, a_data, b_data.t(), {scale_a}, recipe_a, {}, {scale_b},
+                                 recipe_b, {}, std::nullopt, out_dtype);
+  }
+  const at::Tensor y = at::_scaled_mm_v2(a_data, b_data.t(), {scale_a}, recipe_a, {}, {scale_b},
+                                         recipe_b, {}, std::nullopt, out_dtype);
+  const at::Tensor cut = mp == m && np == n ? y : y.narrow(0, 0, m).narrow(1, 0, n).contiguous();
+  return out ? out->copy_(cut) : cut;
 }
 
 }  // namespace ponder::kernels

@@ -21,6 +21,17 @@ struct Fp8QuantParams {
   std::int64_t rows = 0, cols = 0, stride = 0;
   ElementType type = ElementType::kFloat32;
   Fp8QuantMode mode = Fp8QuantMode::kTiles;
+  // kBlocks: when set, also writes the transpose of each of the rows / batch_rows stacked
+  // matrices x = [batch_rows, cols] each (batch_rows = rows, or a multiple of 128) into data_t
+  // [batch, cols, batch_rows], from the same read of x.
+  void* data_t = nullptr;
+  std::int64_t batch_rows = 0;
+  // kTransposedTiles: rows cut into segments ending at segment_ends[0 .. segments) (device int64,
+  // non-decreasing, each a multiple of 128 but the last, which is rows); segment g = rows
+  // [start, end) writes its x^T [cols, end - start] at data + start * cols and its scales
+  // [cols, ceil((end - start) / 128)] at scale + start / 128 * cols. nullptr: one segment.
+  const std::int64_t* segment_ends = nullptr;
+  std::int64_t segments = 0;
 };
 
 // Returns the CUDA error code of the launch (0 on success).

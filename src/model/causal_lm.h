@@ -59,6 +59,9 @@ enum class Fp8Weights { kDequantise, kKeep };
 struct TrainingOptions {
   bool activation_checkpointing = false;  // keep only layer inputs; recompute in the backward
   bool sequence_balance_loss = false;     // collect the MoE sequence-wise balance loss
+  // MoE experts with FP8 or BF16 linears as grouped GEMMs (tokens sorted by expert); false: one
+  // expert at a time
+  bool grouped_experts = true;
 };
 
 class CausalLM {

@@ -156,20 +156,46 @@ at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu
 
 at::Tensor Moe::operator()(const at::Tensor& x) const {
   const MoeRouting routing = route(x);
-  if (c10::GradMode::is_enabled())
+  const bool training = c10::GradMode::is_enabled();
+  if (training)
     *training_load += at::bincount(routing.experts.reshape(-1), {}, gate.size(0)).to(at::kDouble);
-  const bool grouped =
-      !c10::GradMode::is_enabled() && grouped_inference(x.scalar_type(), x.device());
-  const at::Tensor out = grouped ? routed_grouped(x, routing) : routed_loop(x, routing);
+  const LinearPrecision precision = experts.front().gate.precision;
+  // FP8 grouped GEMMs quantise the stacked weights: the gate and up halves and each expert must
+  // fill whole 128x128 blocks for them to equal the per-expert linears' blocks.
+  const bool fp8_grouped = stacked && precision == LinearPrecision::kFp8 &&
+                           stacked->down.size(2) % kernels::kFp8Tile == 0 &&
+                           stacked->down.size(1) % kernels::kFp8Tile == 0;
+  at::Tensor out;
+  if (fp8_grouped && (grouped_training || !training)) {
+    out = routed_fp8_grouped(x, routing);
+  } else if (!training) {
+    out = grouped_inference(x.scalar_type(), x.device()) ? routed_grouped(x, routing)
+                                                         : routed_loop(x, routing);
+  } else if (stacked && grouped_training && precision == LinearPrecision::kBf16 && x.is_cuda()) {
+    const StackedExperts w = trainable_stacked();
+    out = routed_grouped(x, routing, {w.gate_up.to(at::kBFloat16), w.down.to(at::kBFloat16)});
+  } else {
+    out = routed_loop(x, routing);
+  }
   return shared ? out + (*shared)(x) : out;
 }
 
 bool Moe::grouped_inference(at::ScalarType dtype, const at::Device& device) const {
-  // The grouped GEMMs compute in the weights' dtype: not for experts set to run FP8 GEMMs.
+  // torch's grouped GEMMs compute in the weights' dtype: not for experts set to run FP8 GEMMs.
   const LinearPrecision precision = experts.front().gate.precision;
   const bool native = precision == LinearPrecision::kNative ||
                       (precision == LinearPrecision::kBf16 && dtype == at::kBFloat16);
   return stacked && native && (device.is_cpu() || dtype == at::kBFloat16);
+}
+
+StackedExperts Moe::trainable_stacked() const {
+  if (!experts.front().gate.weight.requires_grad()) return *stacked;
+  std::vector<at::Tensor> gate_up, down;
+  for (const Mlp& e : experts) {
+    gate_up.insert(gate_up.end(), {e.gate.weight, e.up.weight});
+    down.push_back(e.down.weight);
+  }
+  return {at::stack(gate_up).view(stacked->gate_up.sizes()), at::stack(down)};
 }
 
 at::Tensor Moe::routed_loop(const at::Tensor& x, const MoeRouting& routing) const {
@@ -216,17 +242,55 @@ at::Tensor combine(const at::Tensor& y, const at::Tensor& order, const MoeRoutin
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                                ExpertGemm gemm) const {
-  const std::int64_t inner = stacked->down.size(2);
+  if (gemm == ExpertGemm::kTorchGrouped) return routed_grouped(x, routing, *stacked);
   const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
   const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
-  if (gemm == ExpertGemm::kFewRows) {
-    const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true);
-    return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false), o.order, routing);
-  }
-  const at::Tensor gate_up = at::_grouped_mm(rows, stacked->gate_up.transpose(1, 2), o.ends);
+  const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true);
+  return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false), o.order, routing);
+}
+
+at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
+                               const StackedExperts& weights) const {
+  const std::int64_t inner = weights.down.size(2);
+  const ExpertOrder o = sort_by_expert(routing, weights.gate_up.size(0));
+  const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)))
+                              .to(weights.gate_up.scalar_type());
+  const at::Tensor gate_up = at::_grouped_mm(rows, weights.gate_up.transpose(1, 2), o.ends);
   const at::Tensor hidden =
       kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
-  return combine(at::_grouped_mm(hidden, stacked->down.transpose(1, 2), o.ends), o.order, routing);
+  const at::Tensor y = at::_grouped_mm(hidden, weights.down.transpose(1, 2), o.ends);
+  return combine(y.to(x.scalar_type()), o.order, routing);
+}
+
+at::Tensor Moe::routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routing) const {
+  const StackedExperts w = trainable_stacked();
+  const std::int64_t n_experts = w.gate_up.size(0), inner = w.down.size(2);
+  const ExpertOrder o = sort_by_expert(routing, n_experts);
+  // Each expert's rows start on a 1x128 tile boundary (the weight gradient's K runs over them):
+  // expert e's sorted rows move by `shift[e]` into zero-padded groups ending at padded_ends.
+  const at::Tensor ends = o.ends.to(at::kCPU).to(at::kLong);  // the one host sync
+  const auto end_of = ends.accessor<std::int64_t, 1>();
+  std::vector<std::int64_t> padded_ends, shift;
+  std::int64_t start = 0, padded = 0;
+  for (std::int64_t e = 0; e < n_experts; ++e) {
+    const std::int64_t end = end_of[e];
+    shift.push_back(padded - start);
+    padded += (end - start + kernels::kFp8Tile - 1) / kernels::kFp8Tile * kernels::kFp8Tile;
+    padded_ends.push_back(padded);
+    start = end;
+  }
+  const auto longs = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor row_of =
+      at::arange(o.sorted.size(0), longs.device(x.device())) +
+      at::tensor(shift, longs).to(x.device()).index_select(0, o.sorted);  // [T k] padded rows
+  const at::Tensor token = at::floor_divide(o.order, routing.experts.size(1));
+  const at::Tensor rows =
+      at::zeros({padded, x.size(1)}, x.options()).index_copy(0, row_of, x.index_select(0, token));
+  const at::Tensor gate_up = fp8_grouped_linear(rows, w.gate_up, padded_ends);
+  const at::Tensor hidden =
+      kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
+  const at::Tensor y = fp8_grouped_linear(hidden.contiguous(), w.down, padded_ends);
+  return combine(y.index_select(0, row_of), o.order, routing);
 }
 
 std::optional<StackedExperts> stack_experts(

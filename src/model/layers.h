@@ -100,18 +100,32 @@ struct Moe {
   // the last reset; shared so copies of the layer count into one place.
   std::shared_ptr<at::Tensor> training_load;
   MoeRouting route(const at::Tensor& x) const;
-  // Routed experts plus shared ones. Without gradients, with stacked weights (BF16 on a GPU, any
-  // dtype on the CPU) and experts not set to FP8 GEMMs, the routed part runs as grouped GEMMs,
-  // otherwise one expert at a time.
+  // Grouped GEMMs for the routed experts while training (FP8 or BF16 linears, stacked weights).
+  bool grouped_training = true;
+  // Routed experts plus shared ones. The routed part runs as grouped GEMMs over stacked weights:
+  // without gradients when the experts compute in the weights' dtype (BF16 on a GPU, any dtype on
+  // the CPU); for FP8 linears when hidden and expert widths are multiples of 128 (with gradients
+  // if grouped_training); with gradients for BF16 linears on a GPU if grouped_training.
+  // Otherwise one expert at a time.
   at::Tensor operator()(const at::Tensor& x) const;
   // Whether operator() takes the grouped path for inputs of `dtype` on `device` without
   // gradients (the loop syncs with the host once per expert).
   bool grouped_inference(at::ScalarType dtype, const at::Device& device) const;
   // The routed experts' weighted sum [T, hidden]: the reference loop (differentiable, one host
-  // sync per expert) and tokens sorted by expert through two grouped GEMMs (no host sync).
+  // sync per expert); tokens sorted by expert through two grouped GEMMs on the stacked weights
+  // (no host sync); and the FP8 grouped GEMMs over 128-row aligned groups (differentiable, one
+  // host sync).
   at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;
   at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                             ExpertGemm gemm = ExpertGemm::kTorchGrouped) const;
+  // torch's grouped GEMMs on `weights` in their dtype (x converted there and back):
+  // differentiable, the BF16 training path.
+  at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
+                            const StackedExperts& weights) const;
+  at::Tensor routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routing) const;
+  // The stacked expert weights, or while the per-expert weights require gradients a stack of
+  // them that autograd routes back to each expert.
+  StackedExperts trainable_stacked() const;
   // The experts' linears (the router `gate` is not a Linear: it stays in high precision).
   void for_each_linear(const LinearVisitor& visit);
 };

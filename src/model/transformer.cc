@@ -234,6 +234,12 @@ void TransformerLM::set_linear_precision(LinearPrecision precision) {
   }
 }
 
+void TransformerLM::set_training_options(const TrainingOptions& options) {
+  training_ = options;
+  for (auto& layer : layers_)
+    if (auto* moe = std::get_if<Moe>(&layer.ffn)) moe->grouped_training = options.grouped_experts;
+}
+
 std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::Device device,
                                          at::ScalarType dtype, Fp8Weights fp8) {
   ModelConfig config = ModelConfig::from_file(dir / "config.json");

@@ -27,7 +27,7 @@ class TransformerLM : public CausalLM {
   at::Tensor update_routing_bias(double rate) override;
   std::vector<at::Tensor> routing_loads() override;
   void set_linear_precision(LinearPrecision precision) override;
-  void set_training_options(const TrainingOptions& options) override { training_ = options; }
+  void set_training_options(const TrainingOptions& options) override;
   at::Tensor last_balance_loss() const override { return balance_loss_; }
 
  private:

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace ponder::kernels {
@@ -106,6 +107,39 @@ TEST(Fp8Reference, TransposedTilesRunDownColumns) {
   EXPECT_EQ(at2(q.scale, 5, 1), x.select(1, 5).narrow(0, 128, 22).abs().max().item<float>() / 448);
 }
 
+TEST(Fp8Reference, SegmentsQuantiseEachGroupsTransposeOnItsOwn) {
+  at::manual_seed(6);
+  const at::Tensor x = at::randn({300, 20}) * at::rand({300, 1}) * 4;
+  // Segments [0, 128), [128, 128) (empty), [128, 300).
+  const auto q = quantize_fp8_transposed_segments(x, {128, 128, 300});
+  ASSERT_EQ(q.size(), 3u);
+  EXPECT_EQ(q[1].data.sizes(), (std::vector<std::int64_t>{20, 0}));
+  ASSERT_EQ(q[2].data.sizes(), (std::vector<std::int64_t>{20, 172}));
+  ASSERT_EQ(q[2].scale.sizes(), (std::vector<std::int64_t>{20, 2}));
+  // Column 3's second tile of the last segment: rows 256 .. 299 of x.
+  EXPECT_EQ(at2(q[2].scale, 3, 1),
+            x.select(1, 3).narrow(0, 256, 44).abs().max().item<float>() / 448);
+  EXPECT_EQ(at2(q[0].scale, 7, 0),
+            x.select(1, 7).narrow(0, 0, 128).abs().max().item<float>() / 448);
+  EXPECT_THROW(quantize_fp8_transposed_segments(x, {100, 300}), Error);  // not on a tile edge
+  EXPECT_THROW(quantize_fp8_transposed_segments(x, {128, 256}), Error);  // rows left over
+}
+
+TEST(Fp8Reference, BlocksComeWithTheirTranspose) {
+  at::manual_seed(7);
+  const at::Tensor w = at::randn({3, 256, 200});
+  const Fp8Blocks q = quantize_fp8_blocks_with_transpose(w);
+  ASSERT_EQ(q.data_t.sizes(), (std::vector<std::int64_t>{3, 200, 256}));
+  ASSERT_EQ(q.scale.sizes(), (std::vector<std::int64_t>{3, 2, 2}));
+  // Matrix 2's block (1, 1) spans rows 128 .. 255 and columns 128 .. 199.
+  EXPECT_EQ(at2(q.scale[2], 1, 1),
+            w[2].narrow(0, 128, 128).narrow(1, 128, 72).abs().max().item<float>() / 448);
+  for (std::int64_t b = 0; b < 3; ++b)
+    EXPECT_TRUE(at::equal(dequantize_fp8(q.transposed(b), at::kFloat),
+                          dequantize_fp8(q.matrix(b), at::kFloat).t()));
+  EXPECT_THROW(quantize_fp8_blocks_with_transpose(at::zeros({2, 100, 128})), Error);
+}
+
 TEST(Fp8Cuda, QuantisersAreBitExactWithTheReference) {
   PONDER_REQUIRE_GPU();
   for (const auto dtype : {at::kFloat, at::kBFloat16, at::kHalf})
@@ -128,6 +162,38 @@ TEST(Fp8Cuda, QuantisersAreBitExactWithTheReference) {
       EXPECT_TRUE(at::equal(got.data.view(at::kByte), want.data.view(at::kByte)))
           << "transposed " << what;
     }
+}
+
+void expect_same(const Fp8Tensor& got, const Fp8Tensor& want, const std::string& what) {
+  EXPECT_TRUE(at::equal(got.scale.cpu(), want.scale.cpu())) << what;
+  EXPECT_TRUE(at::equal(got.data.view(at::kByte).cpu(), want.data.view(at::kByte).cpu())) << what;
+}
+
+TEST(Fp8Cuda, FusedTransposeAndSegmentQuantisersAreBitExact) {
+  PONDER_REQUIRE_GPU();
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    const std::string type = c10::toString(dtype);
+    for (const auto& shape : std::vector<std::vector<std::int64_t>>{
+             {37, 130}, {300, 1000}, {4, 256, 384}, {16, 1024, 512}}) {
+      const at::Tensor w = at::randn(shape, opts);
+      const Fp8Blocks got = quantize_fp8_blocks_with_transpose_cuda(w);
+      const Fp8Blocks want = quantize_fp8_blocks_with_transpose(w.cpu());
+      const std::string what = type + " " + c10::str(w.sizes());
+      for (std::int64_t b = 0; b < got.data.size(0); ++b) {
+        expect_same(got.matrix(b), want.matrix(b), what + " matrix " + std::to_string(b));
+        expect_same(got.transposed(b), want.transposed(b),
+                    what + " transposed " + std::to_string(b));
+      }
+    }
+    // Groups as the MoE experts' padded rows: empty ones and a ragged last one included.
+    const at::Tensor x = at::randn({1000, 300}, opts);
+    const std::vector<std::int64_t> ends = {0, 256, 256, 384, 896, 1000};
+    const auto got = quantize_fp8_transposed_segments_cuda(x, ends);
+    const auto want = quantize_fp8_transposed_segments(x.cpu(), ends);
+    for (std::size_t g = 0; g < ends.size(); ++g)
+      expect_same(got[g], want[g], type + " segment " + std::to_string(g));
+  }
 }
 
 TEST(Fp8Cuda, BlockScaledGemmMatchesTheReference) {

@@ -5,6 +5,7 @@
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "kernels/fp8.h"
 #include "model/init_model.h"
 #include "model/safetensors.h"
@@ -68,6 +69,33 @@ TEST(Fp8Linear, MatchesThePyTorchOracle) {
   EXPECT_LT(relative_error(got.y.reshape({100, 150}), want.load("y", at::kFloat)), 1e-6);
   EXPECT_LT(relative_error(got.dx.reshape({100, 200}), want.load("dx", at::kFloat)), 1e-6);
   EXPECT_LT(relative_error(got.dw, want.load("dw", at::kFloat)), 1e-6);
+}
+
+TEST(Fp8GroupedLinear, EqualsFp8LinearOnEachGroup) {
+  at::manual_seed(6);
+  // Groups of 128, 0, 256 and 70 rows (the last ragged); out = 256, in = 200 (ragged K blocks).
+  const std::vector<std::int64_t> ends = {128, 128, 384, 454};
+  const at::Tensor x = at::randn({454, 200}), w = at::randn({4, 256, 200}) * 0.05;
+  const at::Tensor g = at::randn({454, 256});
+  const Grads got =
+      run([&](const at::Tensor& a, const at::Tensor& b) { return fp8_grouped_linear(a, b, ends); },
+          x, w, g);
+  std::int64_t start = 0;
+  for (std::int64_t e = 0; e < 4; ++e) {
+    const std::int64_t len = ends[e] - start;
+    const Grads want = run(fp8_linear, x.narrow(0, start, len), w[e], g.narrow(0, start, len));
+    const std::string what = "group " + std::to_string(e);
+    if (len == 0) {
+      EXPECT_EQ(got.dw[e].abs().max().item<float>(), 0.0f) << what;
+    } else {
+      // The same roundings per group; only FP32 summation order may differ.
+      EXPECT_LT(relative_error(got.y.narrow(0, start, len), want.y), 1e-6) << what;
+      EXPECT_LT(relative_error(got.dx.narrow(0, start, len), want.dx), 1e-6) << what;
+      EXPECT_LT(relative_error(got.dw[e], want.dw), 1e-6) << what;
+    }
+    start = ends[e];
+  }
+  EXPECT_THROW(fp8_grouped_linear(x, w, {128, 454}), Error);  // one end per group
 }
 
 // tiny-mla with every linear weight stored the DeepSeek-V3 way: E4M3 + weight_scale_inv blocks.
