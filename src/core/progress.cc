@@ -47,6 +47,8 @@ void Progress::set(std::int64_t done) {
   if (now - last_render_ >= period) render(false);
 }
 
+void Progress::resume_at(std::int64_t done) { done_ = resumed_ = done; }
+
 void Progress::set_note(std::string note) { note_ = std::move(note); }
 
 void Progress::finish() {
@@ -59,7 +61,7 @@ void Progress::render(bool final) {
   if (log::current_level() > log::Level::kInfo) return;
   last_render_ = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(last_render_ - start_).count();
-  const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;
+  const double rate = elapsed > 0 ? static_cast<double>(done_ - resumed_) / elapsed : 0.0;
   std::string counts = total_ > 0 ? fmt::format("{}/{} {}", done_, total_, unit_)
                                   : fmt::format("{} {}", done_, unit_);
   std::string timing = fmt::format("{:.2f} {}/s, {}", rate, unit_, format_duration(elapsed));

@@ -18,6 +18,8 @@ class Progress {
 
   void advance(std::int64_t n = 1);
   void set(std::int64_t done);
+  // Work finished before this process (a resumed run): counted as done, left out of the rate.
+  void resume_at(std::int64_t done);
   // Short status shown after the counters, e.g. "reward 0.41".
   void set_note(std::string note);
   void finish();
@@ -30,6 +32,7 @@ class Progress {
   std::string note_;
   std::int64_t total_;
   std::int64_t done_ = 0;
+  std::int64_t resumed_ = 0;
   bool terminal_;
   bool finished_ = false;
   std::FILE* out_;

@@ -805,7 +805,7 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
   std::optional<RolloutAhead> ahead;
   if (recipe.rollout.off_policy_steps == 1) ahead.emplace(c, pool, checkpoint, state.step);
   Progress progress("grpo", recipe.steps, "step");
-  progress.set(state.step);
+  progress.resume_at(state.step);
   while (state.step < recipe.steps) {
     const std::int64_t step = ++state.step;
     auto metrics = rl_step(c, engine, pool, optimizer, state, ahead ? &*ahead : nullptr);

@@ -221,7 +221,7 @@ SftSummary train(dist::ProcessGroup& group, const SftRecipe& recipe,
             c.eval.size(), total, recipe.batch_tokens);
   SftSummary summary{.eval_loss = std::nan(""), .run_dir = recipe.run_dir};
   Progress progress("sft", total, "step");
-  progress.set(state.step);
+  progress.resume_at(state.step);
   while (state.step < total) {
     auto metrics = train_step(c, optimizer, state.step);
     state.cursor = static_cast<std::uint64_t>(++state.step);

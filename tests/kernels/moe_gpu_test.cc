@@ -29,9 +29,8 @@ model::Moe layer_of(model::CausalLM& lm, const std::string& prefix) {
       prefix, std::move(stacked));
 }
 
-TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
-  PONDER_REQUIRE_GPU();
-  testing_util::ScratchDir dir("moe_gpu");
+// tiny-mla widened to hidden 256 with 16 experts, top-4 from 2 of 4 groups.
+nlohmann::json small_moe_config() {
   auto config = model::preset_config("tiny-mla");
   config.update({{"hidden_size", 256},
                  {"moe_intermediate_size", 128},
@@ -39,6 +38,13 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
                  {"num_experts_per_tok", 4},
                  {"n_group", 4},
                  {"topk_group", 2}});
+  return config;
+}
+
+TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
+  PONDER_REQUIRE_GPU();
+  testing_util::ScratchDir dir("moe_gpu");
+  auto config = small_moe_config();
   model::init_model(config, dir / "m", {.seed = 9});
   auto cpu = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
   auto gpu = model::load_causal_lm(dir / "m", at::kCUDA, at::kBFloat16);
@@ -108,14 +114,7 @@ MoeGrads moe_grads(model::Moe& layer, const at::Tensor& x0, const model::MoeRout
 void expect_grouped_training_matches_loop(at::Device device, model::LinearPrecision precision,
                                           double tolerance) {
   testing_util::ScratchDir dir("moe_train");
-  auto config = model::preset_config("tiny-mla");
-  config.update({{"hidden_size", 256},
-                 {"moe_intermediate_size", 128},
-                 {"n_routed_experts", 16},
-                 {"num_experts_per_tok", 4},
-                 {"n_group", 4},
-                 {"topk_group", 2}});
-  model::init_model(config, dir / "m", {.seed = 10});
+  model::init_model(small_moe_config(), dir / "m", {.seed = 10});
   auto lm = model::load_causal_lm(dir / "m", device, at::kFloat);
   model::Moe layer = layer_of(*lm, "model.layers.1.mlp");
   layer.for_each_linear([&](model::Linear& l) {
