@@ -293,8 +293,7 @@ double evaluate(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std
                    .top_p = ev.top_p,
                    .max_tokens = c.recipe.rollout.max_tokens,
                    .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
-      .step = step,
-      .show_progress = false};
+      .step = step};  // with progress: a large held-out set takes minutes on a CPU
   const auto result = c.group.world_size() == 1 ? eval::evaluate({engine, *c.tokenizer, c.format},
                                                                  task, options, pool, c.store.get())
                                                 : evaluate_sharded(c, engine, pool, task, options);
