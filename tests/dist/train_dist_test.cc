@@ -106,19 +106,18 @@ class TrainDist : public testing::Test {
   // The GRPO runs are shared by the tests below: one process, and two ranks.
   static void SetUpTestSuite() {
     dir_ = new testing_util::ScratchDir("train_dist");
-    one_output_ =
-        run_checked(std::string(PONDER_BINARY) + " train" + grpo_flags(*dir_ / "one") + " 2>&1");
+    run_checked(std::string(PONDER_BINARY) + " train" + grpo_flags(*dir_ / "one") + " 2>&1");
     two_output_ = run_checked(std::string(PONDER_BINARY) + " train --nproc 2" +
                               grpo_flags(*dir_ / "two") + " 2>&1");
   }
   static void TearDownTestSuite() { delete dir_; }
 
   static testing_util::ScratchDir* dir_;
-  static std::string one_output_, two_output_;
+  static std::string two_output_;
 };
 
 testing_util::ScratchDir* TrainDist::dir_ = nullptr;
-std::string TrainDist::one_output_, TrainDist::two_output_;
+std::string TrainDist::two_output_;
 
 TEST_F(TrainDist, GrpoOnTwoRanksMatchesOneProcess) {
   const auto one = *dir_ / "one", two = *dir_ / "two";
@@ -144,7 +143,8 @@ TEST_F(TrainDist, GrpoOnTwoRanksMatchesOneProcess) {
   // Rank 1 prints nothing: each line of rank 0 appears once.
   EXPECT_EQ(count(two_output_, "held-out accuracy before GRPO"), 1) << two_output_;
   EXPECT_EQ(count(two_output_, "report: "), 1) << two_output_;
-  EXPECT_EQ(count(two_output_, "grpo: "), count(one_output_, "grpo: ")) << two_output_;
+  // the progress bar's final line (its periodic lines depend on timing)
+  EXPECT_EQ(count(two_output_, "grpo: 4/4 step"), 1) << two_output_;
 }
 
 // Copies RUN, drops its last checkpoint (step 4) and resumes the copy from step 2 with `nproc`
