@@ -9,6 +9,7 @@
 
 #include "model/causal_lm.h"
 #include "model/layers.h"
+#include "model/packed_attention.h"
 
 namespace ponder::model {
 
@@ -35,7 +36,7 @@ class GqaAttention {
   GqaAttention(const ModelConfig& c, const ParamLookup& get, const OptionalParamLookup& find,
                const std::string& prefix);
   at::Tensor packed(const at::Tensor& x, const RotaryTables& rot,
-                    const at::Tensor& cu_seqlens) const;
+                    const PackedSequences& packed) const;
   at::Tensor paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
                    std::vector<at::Tensor>& cache) const;
   static std::vector<std::vector<std::int64_t>> cache_shapes(const ModelConfig& c);
@@ -53,7 +54,7 @@ class MlaAttention {
                const std::string& prefix);
   // Expanded form: latent up-projected to per-head keys and values (training, reference).
   at::Tensor packed(const at::Tensor& x, const RotaryTables& rot,
-                    const at::Tensor& cu_seqlens) const;
+                    const PackedSequences& packed) const;
   // Absorbed form over the latent cache: W_UK folded into the query, W_UV after attention.
   at::Tensor paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
                    std::vector<at::Tensor>& cache) const;

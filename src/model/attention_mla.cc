@@ -54,7 +54,7 @@ MlaAttention::Projected MlaAttention::project(const at::Tensor& x, const RotaryT
 }
 
 at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
-                                const at::Tensor& cu_seqlens) const {
+                                const PackedSequences& packed) const {
   const ModelConfig& c = *c_;
   const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
   const Projected p = project(x, rot);
@@ -66,7 +66,7 @@ at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
                                -1);
   const at::Tensor v = kv.narrow(-1, c.qk_nope_head_dim, c.v_head_dim);
   const at::Tensor q = at::cat({p.q_nope, p.q_rope}, -1);
-  const at::Tensor out = packed_causal_attention(q, k, v, cu_seqlens, scale_);
+  const at::Tensor out = packed_causal_attention(q, k, v, packed, scale_);
   return o_proj_(out.reshape({tokens, heads * c.v_head_dim}));
 }
 

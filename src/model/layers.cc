@@ -347,26 +347,6 @@ Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalPa
   return moe;
 }
 
-at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                   const at::Tensor& cu_seqlens, double scale) {
-  // One attention call over all tokens with a block-diagonal causal mask: many short sequences
-  // (GRPO batches) cost one kernel instead of one per sequence.
-  const std::int64_t tokens = q.size(0);
-  const auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
-  const at::Tensor lengths = cu_seqlens.narrow(0, 1, cu_seqlens.size(0) - 1) -
-                             cu_seqlens.narrow(0, 0, cu_seqlens.size(0) - 1);
-  const at::Tensor sequence =
-      at::repeat_interleave(at::arange(lengths.size(0), opts), lengths.to(q.device()));
-  const at::Tensor position = at::arange(tokens, opts);
-  const at::Tensor mask = (sequence.unsqueeze(1) == sequence.unsqueeze(0)) &
-                          (position.unsqueeze(1) >= position.unsqueeze(0));
-  auto heads_first = [](const at::Tensor& t) { return t.transpose(0, 1).unsqueeze(0); };
-  const at::Tensor o =
-      at::scaled_dot_product_attention(heads_first(q), heads_first(k), heads_first(v), mask, 0.0,
-                                       /*is_causal=*/false, scale);
-  return o.squeeze(0).transpose(0, 1);
-}
-
 at::Tensor gather_pages(const at::Tensor& cache, const at::Tensor& block_table,
                         std::int64_t length) {
   const std::int64_t block_size = cache.size(1);

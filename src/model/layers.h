@@ -146,11 +146,6 @@ std::optional<StackedExperts> stack_experts(
 Moe make_moe(const ModelConfig& config, const ParamLookup& get, const OptionalParamLookup& find,
              const std::string& prefix, std::optional<StackedExperts> stacked = std::nullopt);
 
-// Causal attention of each packed sequence's queries over its own keys.
-// q [T, h, dk], k [T, h, dk], v [T, h, dv] -> [T, h, dv]; cu_seqlens [B+1].
-at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                   const at::Tensor& cu_seqlens, double scale);
-
 // Rows of a paged cache tensor [blocks, block_size, ...] for one sequence's first `length` tokens.
 at::Tensor gather_pages(const at::Tensor& cache, const at::Tensor& block_table,
                         std::int64_t length);

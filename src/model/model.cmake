@@ -5,6 +5,7 @@ ponder_library(ponder_model TORCH
     ${CMAKE_CURRENT_LIST_DIR}/safetensors.cc
     ${CMAKE_CURRENT_LIST_DIR}/checkpointing.cc
     ${CMAKE_CURRENT_LIST_DIR}/layers.cc
+    ${CMAKE_CURRENT_LIST_DIR}/packed_attention.cc
     ${CMAKE_CURRENT_LIST_DIR}/fp8_linear.cc
     ${CMAKE_CURRENT_LIST_DIR}/attention_gqa.cc
     ${CMAKE_CURRENT_LIST_DIR}/attention_mla.cc

@@ -139,11 +139,12 @@ TransformerLM::Stream TransformerLM::layer_forward(std::size_t l, const Stream& 
   return {next.sum, next.normed, balance};
 }
 
-// Each residual add is fused with the norm that follows it (kernels::add_rms_norm). cu_seqlens is
-// defined for packed training/scoring forwards only.
+// Each residual add is fused with the norm that follows it (kernels::add_rms_norm). `packed` is
+// empty (no cu_seqlens) for the paged inference forward.
 template <class AttentionCall>
 at::Tensor TransformerLM::run_layers(const at::Tensor& input_ids, const at::Tensor& positions,
-                                     const at::Tensor& cu_seqlens, AttentionCall&& call) {
+                                     const PackedSequences& packed, AttentionCall&& call) {
+  const at::Tensor& cu_seqlens = packed.cu_seqlens;
   const RotaryTables rot = rotary_.tables(positions);
   const auto attend = [&](auto& attention, const at::Tensor& x, std::size_t l) {
     return call(attention, x, rot, l);
@@ -158,11 +159,11 @@ at::Tensor TransformerLM::run_layers(const at::Tensor& input_ids, const at::Tens
     if (recompute) {
       // Runs again in the backward pass, after this function returned: captures by value.
       const auto out = checkpointed(
-          [this, l, rot, cu_seqlens](const std::vector<at::Tensor>& in) {
-            const auto packed = [&](auto& attention, const at::Tensor& x, std::size_t) {
-              return attention.packed(x, rot, cu_seqlens);
+          [this, l, rot, packed](const std::vector<at::Tensor>& in) {
+            const auto attend_packed = [&](auto& attention, const at::Tensor& x, std::size_t) {
+              return attention.packed(x, rot, packed);
             };
-            const Stream s = layer_forward(l, {in[0], in[1], {}}, packed, cu_seqlens);
+            const Stream s = layer_forward(l, {in[0], in[1], {}}, attend_packed, packed.cu_seqlens);
             return std::vector<at::Tensor>{s.x, s.normed, s.balance_loss};
           },
           {stream.x, stream.normed});
@@ -179,9 +180,10 @@ at::Tensor TransformerLM::run_layers(const at::Tensor& input_ids, const at::Tens
 
 at::Tensor TransformerLM::forward_hidden(const at::Tensor& input_ids, const at::Tensor& positions,
                                          const at::Tensor& cu_seqlens) {
-  return run_layers(input_ids, positions, cu_seqlens,
+  const PackedSequences packed = PackedSequences::from(cu_seqlens, input_ids.device());
+  return run_layers(input_ids, positions, packed,
                     [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
-                        std::size_t) { return attention.packed(x, rot, cu_seqlens); });
+                        std::size_t) { return attention.packed(x, rot, packed); });
 }
 
 at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& cache) {
@@ -191,7 +193,7 @@ at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& ca
                 " layers, model has " + std::to_string(config_.num_hidden_layers));
   const PagedStep step = PagedStep::from(batch, cache.block_size);
   if (!batch.decode_only) check_block_tables(batch, step, cache);
-  return run_layers(batch.input_ids, batch.positions, at::Tensor(),
+  return run_layers(batch.input_ids, batch.positions, PackedSequences{},
                     [&](auto& attention, const at::Tensor& x, const RotaryTables& rot,
                         std::size_t l) { return attention.paged(x, rot, step, cache.layers[l]); });
 }

@@ -45,7 +45,7 @@ class TransformerLM : public CausalLM {
                        const at::Tensor& cu_seqlens);
   template <class AttentionCall>
   at::Tensor run_layers(const at::Tensor& input_ids, const at::Tensor& positions,
-                        const at::Tensor& cu_seqlens, AttentionCall&& call);
+                        const PackedSequences& packed, AttentionCall&& call);
 
   ModelConfig config_;
   std::vector<std::pair<std::string, at::Tensor>> params_;
