@@ -1,7 +1,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/mla_decode_kernel.h"
 #include "kernels/mma.cuh"
@@ -10,220 +12,287 @@ namespace ponder::kernels {
 namespace {
 
 using device::cp_async16;
+using device::ldmatrix_x4;
+using device::ldmatrix_x4_trans;
 using device::mma;
 
-// One CTA: 4 warps, 16 heads of one sequence, one range of its pages. Per page, warp w scores
-// tokens [16w, 16w + 16) for all 16 heads over the 576-wide entries (tensor cores, mma.sync
-// m16n8k16), the block shares one online softmax, and warp w accumulates output dims
-// [128w, 128w + 128) of P @ latent. Pages stream through shared memory two at a time (cp.async).
-constexpr int kWarps = 4, kThreads = kWarps * 32, kHeads = 16;
-constexpr int kRow = kMlaEntry + 8;  // padded shared-memory rows: conflict-free fragment loads
-constexpr int kPRow = kMlaPage + 8;
-constexpr int kDimsPerWarp = kMlaLatent / kWarps;
+// One CTA: kGroups groups of 8 warps, each group 16 heads of one sequence, over one range of that
+// sequence's context. The range streams through shared memory in tiles of 32 tokens (half a
+// page), kStages deep, one bulk copy per token row (the copy engine, completing on a stage
+// mbarrier; one warp issues them), and every group reads each tile from shared memory, so a page
+// leaves device memory once per CTA. In a group, warp w scores tokens [8 (w % 4), +8) of
+// the tile over entry dims [288 (w / 4), +288) for the group's 16 heads (mma.sync m16n8k16,
+// ldmatrix fragments); after one barrier every warp of the group adds the two halves of all the
+// group's scores, runs the same online softmax (no cross-warp reduction) and accumulates output
+// dims [64w, 64w + 64) of P @ latent with the probabilities kept in registers. Each warp's
+// instructions per tile are the critical path: eight warps per group keep them few.
+constexpr int kTile = 32, kGroupHeads = 16, kGroupWarps = 8, kGroupThreads = 32 * kGroupWarps;
+constexpr int kHalf = kMlaEntry / 2;  // entry dims scored per warp
+constexpr int kRow = kMlaEntry + 8;   // padded rows (1,168 bytes): conflict-free ldmatrix
+constexpr int kScoreRow = kTile + 8;  // conflict-free float2 score accesses
+constexpr int kDims = kMlaLatent / kGroupWarps;  // output dims per warp
+constexpr int kChunks = kMlaEntry / 8;           // 16-byte chunks per entry
+constexpr int kEntryBytes = kMlaEntry * 2;
 constexpr float kLog2e = 1.4426950408889634f;
 
+template <int kGroups, int kStages>
 struct Smem {
-  __nv_bfloat16 q[kHeads][kRow];
-  __nv_bfloat16 kv[2][kMlaPage][kRow];
-  __nv_bfloat16 p[kHeads][kPRow];
-  float max[kWarps][kHeads], sum[kWarps][kHeads];
+  __nv_bfloat16 kv[kStages][kTile][kRow];
+  __nv_bfloat16 q[kGroups * kGroupHeads][kRow];
+  float score[kGroups][2][kGroupHeads][kScoreRow];  // the two halves of the dims
+  std::uint64_t full[kStages];                      // mbarriers: the stage's tile landed
 };
 
-__device__ __forceinline__ std::uint32_t ld32(const __nv_bfloat16* p) {
-  return *reinterpret_cast<const std::uint32_t*>(p);
-}
+using Tile = __nv_bfloat16[kTile][kRow];
+using Scores = float[2][kGroupHeads][kScoreRow];
 
-__device__ __forceinline__ std::uint32_t pack(__nv_bfloat16 lo, __nv_bfloat16 hi) {
-  return static_cast<std::uint32_t>(__bfloat16_as_ushort(lo)) |
-         (static_cast<std::uint32_t>(__bfloat16_as_ushort(hi)) << 16);
-}
-
-__device__ __forceinline__ void load_page(Smem& s, int stage, const __nv_bfloat16* page,
-                                          int valid) {
-  constexpr int kChunks = kMlaEntry / 8;  // 16-byte chunks per token
-  for (int c = threadIdx.x; c < kMlaPage * kChunks; c += kThreads) {
-    const int token = c / kChunks, col = (c % kChunks) * 8;
-    cp_async16(&s.kv[stage][token][col], page + token * kMlaEntry + col, token < valid ? 16 : 0);
-  }
-  device::cp_async_commit();
-}
-
-// This thread's place in the mma fragments: warp, group g (heads g and g + 8) and t in group.
+// This thread's place: group, warp in the group, lane, and its mma fragment row g / column t.
 struct Lane {
-  int warp, g, t;
+  int group, warp, lane, g, t;
 };
 
-// Per-thread state of one CTA: output fragments of heads (g, g + 8) x this warp's 128 dims, and
-// those two heads' running max (log2 units) and sum of exponentials.
+__device__ __forceinline__ Lane lane_of() {
+  const int tid = static_cast<int>(threadIdx.x);
+  return {tid / kGroupThreads, tid / 32 % kGroupWarps, tid % 32, tid % 32 / 4, tid % 4};
+}
+
+// Output fragments of heads (g, g + 8) x this warp's 64 dims, those heads' running max (log2
+// units) and this thread's share of their sums of exponentials.
 struct Acc {
-  float o[kDimsPerWarp / 8][4] = {};
+  float o[kDims / 8][4] = {};
   float max[2] = {-INFINITY, -INFINITY}, sum[2] = {0.f, 0.f};
 };
 
-__device__ void load_query(Smem& s, const MlaDecodeParams& p, int b, int head0) {
-  const auto* q = static_cast<const __nv_bfloat16*>(p.q) + (b * p.heads + head0) * kMlaEntry;
-  for (int c = threadIdx.x; c < kHeads * kMlaEntry / 8; c += kThreads) {
-    const int h = c / (kMlaEntry / 8), col = (c % (kMlaEntry / 8)) * 8;
-    *reinterpret_cast<uint4*>(&s.q[h][col]) =
-        *reinterpret_cast<const uint4*>(q + h * kMlaEntry + col);
+__device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const std::uint32_t*>(&v);
+}
+
+// 2^x on the special-function unit, flushing denormal results (-inf gives 0).
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ int valid_tokens(std::int64_t ctx, int tile) {
+  return static_cast<int>(min(std::int64_t{kTile}, ctx - std::int64_t{tile} * kTile));
+}
+
+// Zeroes the stages (rows past a context's end are never copied and must not hold NaN) and
+// sets up their mbarriers, one arrival (with the bytes expected) per phase. A barrier follows.
+template <int kThreads, int kStages>
+__device__ void prepare_stages(Tile (&kv)[kStages], std::uint64_t (&full)[kStages]) {
+  auto* words = reinterpret_cast<uint4*>(&kv[0][0][0]);
+  for (int i = threadIdx.x; i < kStages * kTile * kRow / 8; i += kThreads) words[i] = uint4{};
+  if (threadIdx.x == 0)
+    for (int i = 0; i < kStages; ++i) device::mbarrier_init(&full[i], 1);
+  device::fence_shared_for_async();
+}
+
+// Called by every warp: lane 0 copies its share of tokens [32 * half, 32 * half + valid) of a
+// page into `tile`, one bulk copy per token, counted on `full` (armed beforehand by
+// arm_tile, ordered before this by a block barrier).
+template <int kWarps>
+__device__ void copy_tile(Tile& tile, std::uint64_t& full, const void* cache, std::int64_t page,
+                          int half, int valid) {
+  constexpr int kRows = kTile / kWarps;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  if (threadIdx.x % 32 != 0) return;
+  const int row0 = kRows * warp;
+  const auto* src = static_cast<const __nv_bfloat16*>(cache) +
+                    (page * kMlaPage + half * kTile + row0) * std::int64_t{kMlaEntry};
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+    if (row0 + i < valid)
+      device::bulk_copy(&tile[row0 + i][0], src + i * kMlaEntry, kEntryBytes, &full);
+}
+
+template <int kThreads>
+__device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, int b, int head0,
+                           int heads) {
+  const auto* src =
+      static_cast<const __nv_bfloat16*>(p.q) + (std::int64_t{b} * p.heads + head0) * kMlaEntry;
+  for (int c = threadIdx.x; c < heads * kChunks; c += kThreads) {
+    const int h = c / kChunks, col = c % kChunks * 8;
+    cp_async16(&q[h][col], src + h * kMlaEntry + col, 16);
   }
 }
 
-// sc[nt][j]: scale * q . entry (log2 units) of head g + 8 * (j / 2) and token
-// 16 * warp + 8 * nt + 2t + (j & 1) of the page; -inf for tokens past `valid`.
-__device__ void score_page(const Smem& s, int stage, const Lane& l, int valid, float scale,
-                           float (&sc)[2][4]) {
-  const int g = l.g, t = l.t;
-  for (int k = 0; k < kMlaEntry; k += 16) {
-    const std::uint32_t a[4] = {ld32(&s.q[g][k + 2 * t]), ld32(&s.q[g + 8][k + 2 * t]),
-                                ld32(&s.q[g][k + 2 * t + 8]), ld32(&s.q[g + 8][k + 2 * t + 8])};
+// Partial scores (scale * q . entry over this warp's half of the dims, log2 units; -inf past
+// `valid`) of the group's 16 heads and this warp's 8 tokens into score[w / 4].
+__device__ void score_tile(const Tile& kv, const __nv_bfloat16 (*q)[kRow], Scores& scores,
+                           const Lane& l, int valid, float scale) {
+  float acc[2][4] = {};
+  const int half = l.warp / 4, token0 = 8 * (l.warp % 4);
+  const __nv_bfloat16* key = &kv[token0 + l.lane % 8][kHalf * half + l.lane / 8 * 8];
+  const __nv_bfloat16* query = &q[l.lane % 16][kHalf * half + l.lane / 16 * 8];
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const __nv_bfloat16* key = s.kv[stage][16 * l.warp + 8 * nt + g];
-      mma(sc[nt], a, ld32(key + k + 2 * t), ld32(key + k + 2 * t + 8));
-    }
+  for (int k = 0; k < kHalf; k += 32) {
+    std::uint32_t b[4], a0[4], a1[4];
+    ldmatrix_x4(b, key + k);
+    ldmatrix_x4(a0, query + k);
+    ldmatrix_x4(a1, query + k + 16);
+    mma(acc[0], a0, b[0], b[1]);
+    mma(acc[1], a1, b[2], b[3]);
   }
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int token = 16 * l.warp + 8 * nt + 2 * t + (j & 1);
-      sc[nt][j] = token < valid ? sc[nt][j] * scale : -INFINITY;
-    }
-}
-
-// Sum (or max) over the 4 lanes of a group, then over the 4 warps through `shared`.
-template <bool kMax>
-__device__ void reduce_heads(float (&v)[2], float (&shared)[kWarps][kHeads], const Lane& l) {
+  const int token = token0 + 2 * l.t;
+  auto& score = scores[half];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    for (int o = 1; o <= 2; o *= 2) {
-      const float other = __shfl_xor_sync(0xffffffffu, v[r], o);
-      v[r] = kMax ? fmaxf(v[r], other) : v[r] + other;
-    }
-    if (l.t == 0) shared[l.warp][l.g + 8 * r] = v[r];
-  }
-  __syncthreads();
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    v[r] = kMax ? -INFINITY : 0.f;
-    for (int w = 0; w < kWarps; ++w)
-      v[r] = kMax ? fmaxf(v[r], shared[w][l.g + 8 * r]) : v[r] + shared[w][l.g + 8 * r];
+    const float s0 = token < valid ? (acc[0][2 * r] + acc[1][2 * r]) * scale : -INFINITY;
+    const float s1 =
+        token + 1 < valid ? (acc[0][2 * r + 1] + acc[1][2 * r + 1]) * scale : -INFINITY;
+    *reinterpret_cast<float2*>(&score[l.g + 8 * r][token]) = make_float2(s0, s1);
   }
 }
 
-// The block's online softmax step for one page: new maxima, P = 2^(sc - max) in BF16 into shared
-// memory, the output rescaled and the sums updated (with the BF16 probabilities used for P @ V).
-__device__ void softmax_page(Smem& s, const Lane& l, const float (&sc)[2][4], Acc& acc) {
-  float page_max[2] = {-INFINITY, -INFINITY};
+// The online softmax step of one tile from the group's scores: new maxima, the output rescaled,
+// the sums updated, and P = 2^(score - max) in BF16 as the A fragments `pa` of P @ latent.
+__device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
+                             std::uint32_t (&pa)[2][4]) {
+  float v[2][2][4];  // [16-token step][head g or g + 8][columns 2t, 2t + 1, 2t + 8, 2t + 9]
+  float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) page_max[j / 2] = fmaxf(page_max[j / 2], sc[nt][j]);
-  reduce_heads<true>(page_max, s.max, l);
-  float alpha[2], base[2], page_sum[2] = {0.f, 0.f};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float m = fmaxf(acc.max[r], page_max[r]);
-    base[r] = m == -INFINITY ? 0.f : m;
-    alpha[r] = exp2f(acc.max[r] - base[r]);
-    acc.max[r] = m;
-  }
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
+  for (int kk = 0; kk < 2; ++kk)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const __nv_bfloat16 p0 = __float2bfloat16(exp2f(sc[nt][2 * r] - base[r]));
-      const __nv_bfloat16 p1 = __float2bfloat16(exp2f(sc[nt][2 * r + 1] - base[r]));
-      page_sum[r] += __bfloat162float(p0) + __bfloat162float(p1);
-      *reinterpret_cast<std::uint32_t*>(&s.p[l.g + 8 * r][16 * l.warp + 8 * nt + 2 * l.t]) =
-          pack(p0, p1);
+      const int col = 16 * kk + 2 * l.t;
+      const float* a = &score[0][l.g + 8 * r][col];
+      const float* b = &score[1][l.g + 8 * r][col];
+      const float2 lo_a = *reinterpret_cast<const float2*>(a);
+      const float2 hi_a = *reinterpret_cast<const float2*>(a + 8);
+      const float2 lo_b = *reinterpret_cast<const float2*>(b);
+      const float2 hi_b = *reinterpret_cast<const float2*>(b + 8);
+      v[kk][r][0] = lo_a.x + lo_b.x, v[kk][r][1] = lo_a.y + lo_b.y;
+      v[kk][r][2] = hi_a.x + hi_b.x, v[kk][r][3] = hi_a.y + hi_b.y;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) tile_max[r] = fmaxf(tile_max[r], v[kk][r][j]);
     }
-#pragma unroll
-  for (int nt = 0; nt < kDimsPerWarp / 8; ++nt)
-    acc.o[nt][0] *= alpha[0], acc.o[nt][1] *= alpha[0], acc.o[nt][2] *= alpha[1],
-        acc.o[nt][3] *= alpha[1];
-  reduce_heads<false>(page_sum, s.sum, l);  // its barrier also publishes P
-#pragma unroll
-  for (int r = 0; r < 2; ++r) acc.sum[r] = acc.sum[r] * alpha[r] + page_sum[r];
-}
-
-// acc.o += P (16 heads x 64 tokens) @ latent (64 tokens x this warp's 128 dims).
-__device__ void accumulate_page(const Smem& s, int stage, const Lane& l, Acc& acc) {
-  const int g = l.g, t = l.t;
-  const auto& kv = s.kv[stage];
-#pragma unroll
-  for (int kk = 0; kk < kMlaPage; kk += 16) {
-    const std::uint32_t a[4] = {ld32(&s.p[g][kk + 2 * t]), ld32(&s.p[g + 8][kk + 2 * t]),
-                                ld32(&s.p[g][kk + 2 * t + 8]), ld32(&s.p[g + 8][kk + 2 * t + 8])};
-#pragma unroll
-    for (int nt = 0; nt < kDimsPerWarp / 8; ++nt) {
-      const int d = kDimsPerWarp * l.warp + 8 * nt + g;
-      mma(acc.o[nt], a, pack(kv[kk + 2 * t][d], kv[kk + 2 * t + 1][d]),
-          pack(kv[kk + 2 * t + 8][d], kv[kk + 2 * t + 9][d]));
-    }
-  }
-}
-
-// This range's result: o / sum, and its log2-sum-exp (-inf when the range is empty).
-__device__ void write_partial(const MlaDecodeParams& p, int b, int head0, int split, const Lane& l,
-                              const Acc& acc) {
-  const std::int64_t row = (std::int64_t{b} * p.heads + head0) * p.splits + split;
+  float base[2], alpha[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const std::int64_t at = row + std::int64_t{l.g + 8 * r} * p.splits;
-    const float inv = acc.sum[r] > 0.f ? 1.f / acc.sum[r] : 0.f;
-    float* out = p.partial_out + at * kMlaLatent;
+    for (int o = 1; o <= 2; o *= 2)
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], o));
+    const float m = fmaxf(acc.max[r], tile_max[r]);
+    base[r] = m == -INFINITY ? 0.f : m;
+    alpha[r] = exp2_approx(acc.max[r] - base[r]);
+    acc.max[r] = m;
+    acc.sum[r] *= alpha[r];
+  }
 #pragma unroll
-    for (int nt = 0; nt < kDimsPerWarp / 8; ++nt) {
-      const int d = kDimsPerWarp * l.warp + 8 * nt + 2 * l.t;
-      *reinterpret_cast<float2*>(out + d) =
-          make_float2(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+  for (int kk = 0; kk < 2; ++kk)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float e[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        e[j] = exp2_approx(v[kk][r][j] - base[r]);
+        acc.sum[r] += e[j];  // FP32 sums of the unrounded terms, as the reference's softmax
+      }
+      pa[kk][r] = pack(e[0], e[1]);
+      pa[kk][r + 2] = pack(e[2], e[3]);
     }
+  if (__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) return;
+#pragma unroll
+  for (int nt = 0; nt < kDims / 8; ++nt)
+    acc.o[nt][0] *= alpha[0], acc.o[nt][1] *= alpha[0], acc.o[nt][2] *= alpha[1],
+        acc.o[nt][3] *= alpha[1];
+}
+
+// acc.o += P (16 heads x 32 tokens) @ latent (32 tokens x this warp's 64 dims).
+__device__ void accumulate_tile(const Tile& kv, const Lane& l, const std::uint32_t (&pa)[2][4],
+                                Acc& acc) {
+  const __nv_bfloat16* value =
+      &kv[l.lane % 8 + 8 * (l.lane / 8 % 2)][kDims * l.warp + 8 * (l.lane / 16)];
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk)
+#pragma unroll
+    for (int np = 0; np < kDims / 16; ++np) {
+      std::uint32_t b[4];
+      ldmatrix_x4_trans(b, value + 16 * kk * kRow + 16 * np);
+      mma(acc.o[2 * np], pa[kk], b[0], b[1]);
+      mma(acc.o[2 * np + 1], pa[kk], b[2], b[3]);
+    }
+}
+
+// This range's result for heads (head + g, head + g + 8): the output itself in BF16 when the
+// context is one range, else o / sum in FP32 and the log2-sum-exp (-inf for an empty range).
+__device__ void write_result(const MlaDecodeParams& p, int b, int head, int split, const Lane& l,
+                             Acc& acc) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    for (int o = 1; o <= 2; o *= 2) acc.sum[r] += __shfl_xor_sync(0xffffffffu, acc.sum[r], o);
+    const std::int64_t row = std::int64_t{b} * p.heads + head + l.g + 8 * r;
+    const float inv = acc.sum[r] > 0.f ? 1.f / acc.sum[r] : 0.f;
+    const int d0 = kDims * l.warp + 2 * l.t;
+    if (p.splits == 1) {
+      auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent + d0;
+#pragma unroll
+      for (int nt = 0; nt < kDims / 8; ++nt)
+        *reinterpret_cast<__nv_bfloat162*>(out + 8 * nt) =
+            __floats2bfloat162_rn(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+      continue;
+    }
+    const std::int64_t at = row * p.splits + split;
+    float* out = p.partial_out + at * kMlaLatent + d0;
+#pragma unroll
+    for (int nt = 0; nt < kDims / 8; ++nt)
+      *reinterpret_cast<float2*>(out + 8 * nt) =
+          make_float2(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
     if (l.warp == 0 && l.t == 0)
       p.partial_lse[at] = acc.sum[r] > 0.f ? acc.max[r] + log2f(acc.sum[r]) : -INFINITY;
   }
 }
 
-__global__ void __launch_bounds__(kThreads) mla_decode_split_kernel(MlaDecodeParams p) {
+template <int kGroups, int kStages>
+__global__ void __launch_bounds__(kGroups* kGroupThreads, kGroups == 1 ? 2 : 1)
+    mla_decode_split_kernel(MlaDecodeParams p) {
+  constexpr int kThreads = kGroups * kGroupThreads;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
-  const int split = blockIdx.x, head0 = blockIdx.y * kHeads, b = blockIdx.z;
-  const Lane l{static_cast<int>(threadIdx.x) / 32, static_cast<int>(threadIdx.x) % 32 / 4,
-               static_cast<int>(threadIdx.x) % 4};
+  auto& s = *reinterpret_cast<Smem<kGroups, kStages>*>(smem_raw);
+  const Lane l = lane_of();
+  const int head0 = blockIdx.x * kGroups * kGroupHeads, split = blockIdx.y, b = blockIdx.z;
   const std::int64_t ctx = p.context_lens[b];
-  const int pages = static_cast<int>((ctx + kMlaPage - 1) / kMlaPage);
-  const int per_split = (pages + p.splits - 1) / p.splits;
-  const int first = split * per_split, last = min(pages, first + per_split);
+  const int tiles = static_cast<int>((ctx + kTile - 1) / kTile);
+  const int per_split = (tiles + p.splits - 1) / p.splits;
+  const int first = min(tiles, split * per_split), last = min(tiles, first + per_split);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
-  const auto valid_in = [&](int page) {
-    const std::int64_t left = ctx - std::int64_t{page} * kMlaPage;
-    return static_cast<int>(left < kMlaPage ? left : kMlaPage);
+  load_query<kThreads>(s.q, p, b, head0, kGroups * kGroupHeads);
+  device::cp_async_commit();
+  prepare_stages<kThreads>(s.kv, s.full);
+  __syncthreads();                  // the mbarriers are set up
+  const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
+    if (threadIdx.x == 0 && tile < last)
+      device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
+                                     valid_tokens(ctx, tile) * kEntryBytes);
   };
-  const auto load = [&](int stage, int page) {
-    load_page(s, stage,
-              static_cast<const __nv_bfloat16*>(p.cache) + table[page] * kMlaPage * kMlaEntry,
-              valid_in(page));
+  const auto copy = [&](int tile) {
+    if (tile < last)
+      copy_tile<kThreads / 32>(s.kv[(tile - first) % kStages], s.full[(tile - first) % kStages],
+                               p.cache, table[tile / 2], tile % 2, valid_tokens(ctx, tile));
   };
-  if (first < last) load(0, first);
-  load_query(s, p, b, head0);
+  for (int i = 0; i < kStages - 1; ++i) arm(first + i);
+  __syncthreads();
+  for (int i = 0; i < kStages - 1; ++i) copy(first + i);
+  device::cp_async_wait<0>();  // the query, published by the first barrier below
+  const auto* q = &s.q[kGroupHeads * l.group];
+  auto& score = s.score[l.group];
   Acc acc;
-  for (int page = first; page < last; ++page) {
-    const int stage = (page - first) & 1;
-    if (page + 1 < last) {
-      load(stage ^ 1, page + 1);
-      device::cp_async_wait<1>();
-    } else {
-      device::cp_async_wait<0>();
-    }
+  for (int tile = first; tile < last; ++tile) {
+    const int stage = (tile - first) % kStages;
+    device::mbarrier_wait(&s.full[stage], (tile - first) / kStages % 2);
+    arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
+    __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
+    copy(tile + kStages - 1);
+    const Tile& kv = s.kv[stage];
+    score_tile(kv, q, score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
     __syncthreads();
-    float sc[2][4] = {};
-    score_page(s, stage, l, valid_in(page), p.scale * kLog2e, sc);
-    softmax_page(s, l, sc, acc);
-    accumulate_page(s, stage, l, acc);
-    __syncthreads();  // the stage is refilled next iteration
+    std::uint32_t pa[2][4];
+    softmax_tile(score, l, acc, pa);
+    accumulate_tile(kv, l, pa, acc);
   }
-  write_partial(p, b, head0, split, l, acc);
+  write_result(p, b, head0 + kGroupHeads * l.group, split, l, acc);
 }
 
 // One CTA of 128 threads per (sequence, head): weights 2^(lse_s - max) over the ranges.
@@ -245,17 +314,55 @@ __global__ void __launch_bounds__(128) mla_decode_combine_kernel(MlaDecodeParams
   for (int j = 0; j < 4; ++j) out[j] = __float2bfloat16(acc[j] / total);
 }
 
+// 32 heads per CTA when heads % 64 == 0 (each page read once per 32 heads), else 16.
+struct Config {
+  int groups, stages;
+};
+
+Config config_for(int heads) {
+  Config c{heads % (4 * kGroupHeads) == 0 ? 2 : 1, 2};
+  if (const char* v = std::getenv("PONDER_MLA_CONFIG")) {  // tuning: "groups,stages"
+    const Config want{std::atoi(v), std::atoi(v + 2)};
+    if (heads % (want.groups * kGroupHeads) == 0) c = want;
+  }
+  return c;
+}
+
+// f(kernel, threads, shared bytes) for the kernel of this configuration.
+template <typename F>
+int with_kernel(Config c, F&& f) {
+  const auto run = [&](auto kernel, int groups, int smem) {
+    const cudaError_t rc =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    return rc != cudaSuccess ? static_cast<int>(rc) : f(kernel, groups * kGroupThreads, smem);
+  };
+  if (c.groups == 2) return run(mla_decode_split_kernel<2, 2>, 2, sizeof(Smem<2, 2>));
+  return c.stages == 4 ? run(mla_decode_split_kernel<1, 4>, 1, sizeof(Smem<1, 4>))
+                       : run(mla_decode_split_kernel<1, 2>, 1, sizeof(Smem<1, 2>));
+}
+
 }  // namespace
+
+int mla_decode_default_splits(int batch, int heads, int multiprocessors) {
+  const Config c = config_for(heads);
+  int per_sm = 1;
+  with_kernel(c, [&](auto kernel, int threads, int smem) {
+    return static_cast<int>(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+  });
+  const int ctas = batch * (heads / (c.groups * kGroupHeads));
+  return std::max(1, std::max(per_sm, 1) * multiprocessors / std::max(ctas, 1));
+}
 
 int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
-  const int smem = static_cast<int>(sizeof(Smem));
-  cudaError_t rc = cudaFuncSetAttribute(mla_decode_split_kernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (rc != cudaSuccess) return static_cast<int>(rc);
-  const dim3 grid(p.splits, p.heads / kHeads, p.batch);
-  mla_decode_split_kernel<<<grid, kThreads, smem, st>>>(p);
-  if ((rc = cudaGetLastError()) != cudaSuccess) return static_cast<int>(rc);
+  const Config c = config_for(p.heads);
+  const int rc = with_kernel(c, [&](auto kernel, int threads, int smem) {
+    const dim3 grid(p.heads / (c.groups * kGroupHeads), p.splits, p.batch);
+    kernel<<<grid, threads, smem, st>>>(p);
+    return static_cast<int>(cudaGetLastError());
+  });
+  if (rc != 0 || p.splits == 1) return rc;
   mla_decode_combine_kernel<<<p.batch * p.heads, kMlaLatent / 4, 0, st>>>(p);
   return static_cast<int>(cudaGetLastError());
 }

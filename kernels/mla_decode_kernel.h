@@ -17,14 +17,17 @@ struct MlaDecodeParams {
   std::int64_t table_stride = 0;
   const std::int64_t* context_lens = nullptr;  // [batch], >= 1
   void* out = nullptr;                         // [batch, heads, 512] bf16
-  float* partial_out = nullptr;                // [batch, heads, splits, 512] workspace
-  float* partial_lse = nullptr;                // [batch, heads, splits] workspace (log2 units)
+  float* partial_out = nullptr;                // [batch, heads, splits, 512] (splits > 1)
+  float* partial_lse = nullptr;                // [batch, heads, splits] (log2 units, splits > 1)
   int batch = 0, heads = 0, splits = 1;        // heads: a multiple of 16
   float scale = 1.f;
 };
 
-// Splits each context into `splits` page ranges, one CTA per (range, 16 heads, sequence), then
-// combines the ranges. Returns the CUDA error code (0 on success).
+// Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 32 heads when
+// heads % 64 == 0 else 16, sequence), then combines the ranges (splits > 1; the workspace is
+// unused when splits == 1). Returns the CUDA error code (0 on success).
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
+// Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.
+int mla_decode_default_splits(int batch, int heads, int multiprocessors);
 
 }  // namespace ponder::kernels

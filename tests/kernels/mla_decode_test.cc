@@ -1,6 +1,6 @@
 // MLA decode attention: the CUDA kernel against an FP64 oracle and against the model's absorbed
 // decode path (model::gather_padded_pages + kernels::mla_decode_reference) on random paged
-// caches whose unused slots hold NaN, for 16 and 128 heads, ragged lengths and several splits.
+// caches whose unused slots hold NaN, for 16, 32 and 128 heads, ragged lengths and several splits.
 #include "kernels/mla_decode.h"
 
 #include <gtest/gtest.h>
@@ -84,7 +84,7 @@ TEST(MlaDecodeReference, MatchesFp64OracleOnCpu) {
 TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
   PONDER_REQUIRE_GPU();
   const double scale = 0.08;
-  for (const std::int64_t heads : {16, 128})
+  for (const std::int64_t heads : {16, 32, 128})
     for (const auto& lengths : std::vector<std::vector<std::int64_t>>{
              {1, 63, 64, 65, 200}, {1000, 3000, 17, 129}, {4096}})
       for (const std::int64_t splits : {0, 1, 5}) {
