@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "kernels/mla_decode_kernel.h"
 #include "kernels/mma.cuh"
@@ -16,44 +15,42 @@ using device::ldmatrix_x4;
 using device::ldmatrix_x4_trans;
 using device::mma;
 
-// One CTA: kGroups groups of 8 warps, each group 16 heads of one sequence, over one range of that
-// sequence's context. The range streams through shared memory in tiles of 32 tokens (half a
-// page), kStages deep, one bulk copy per token row (the copy engine, completing on a stage
-// mbarrier; one warp issues them), and every group reads each tile from shared memory, so a page
-// leaves device memory once per CTA. In a group, warp w scores tokens [8 (w % 4), +8) of
-// the tile over entry dims [288 (w / 4), +288) for the group's 16 heads (mma.sync m16n8k16,
-// ldmatrix fragments); after one barrier every warp of the group adds the two halves of all the
-// group's scores, runs the same online softmax (no cross-warp reduction) and accumulates output
-// dims [64w, 64w + 64) of P @ latent with the probabilities kept in registers. Each warp's
-// instructions per tile are the critical path: eight warps per group keep them few.
-constexpr int kTile = 32, kGroupHeads = 16, kGroupWarps = 8, kGroupThreads = 32 * kGroupWarps;
-constexpr int kHalf = kMlaEntry / 2;  // entry dims scored per warp
-constexpr int kRow = kMlaEntry + 8;   // padded rows (1,168 bytes): conflict-free ldmatrix
-constexpr int kScoreRow = kTile + 8;  // conflict-free float2 score accesses
-constexpr int kDims = kMlaLatent / kGroupWarps;  // output dims per warp
-constexpr int kChunks = kMlaEntry / 8;           // 16-byte chunks per entry
+// One CTA: 8 warps, 16 heads of one sequence, one range of that sequence's context; two CTAs
+// per SM. The range streams through shared memory in tiles of 32 tokens (half a page), two
+// stages, one bulk copy per token row (the copy engine, completing on the stage's mbarrier; each
+// warp's lane 0 issues four). Warp w scores tokens [8 (w % 4), +8) of the tile over entry dims
+// [288 (w / 4), +288) (mma.sync m16n8k16, ldmatrix fragments); after one barrier every warp adds
+// the two halves of all the scores, runs the same online softmax (no cross-warp reduction) and
+// accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in registers.
+// Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
+// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower.
+constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
+constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
+constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
+constexpr int kScoreRow = kTile + 8;        // conflict-free float2 score accesses
+constexpr int kDims = kMlaLatent / kWarps;  // output dims per warp
+constexpr int kChunks = kMlaEntry / 8;      // 16-byte chunks per entry
 constexpr int kEntryBytes = kMlaEntry * 2;
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int kGroups, int kStages>
+using Tile = __nv_bfloat16[kTile][kRow];
+using Scores = float[2][kHeads][kScoreRow];  // the two halves of the dims
+
 struct Smem {
-  __nv_bfloat16 kv[kStages][kTile][kRow];
-  __nv_bfloat16 q[kGroups * kGroupHeads][kRow];
-  float score[kGroups][2][kGroupHeads][kScoreRow];  // the two halves of the dims
-  std::uint64_t full[kStages];                      // mbarriers: the stage's tile landed
+  Tile kv[kStages];
+  __nv_bfloat16 q[kHeads][kRow];
+  Scores score;
+  std::uint64_t full[kStages];  // mbarriers: the stage's tile landed
 };
 
-using Tile = __nv_bfloat16[kTile][kRow];
-using Scores = float[2][kGroupHeads][kScoreRow];
-
-// This thread's place: group, warp in the group, lane, and its mma fragment row g / column t.
+// This thread's place: warp, lane, and its mma fragment row g / column t.
 struct Lane {
-  int group, warp, lane, g, t;
+  int warp, lane, g, t;
 };
 
 __device__ __forceinline__ Lane lane_of() {
   const int tid = static_cast<int>(threadIdx.x);
-  return {tid / kGroupThreads, tid / 32 % kGroupWarps, tid % 32, tid % 32 / 4, tid % 4};
+  return {tid / 32, tid % 32, tid % 32 / 4, tid % 4};
 }
 
 // Output fragments of heads (g, g + 8) x this warp's 64 dims, those heads' running max (log2
@@ -81,7 +78,6 @@ __device__ __forceinline__ int valid_tokens(std::int64_t ctx, int tile) {
 
 // Zeroes the stages (rows past a context's end are never copied and must not hold NaN) and
 // sets up their mbarriers, one arrival (with the bytes expected) per phase. A barrier follows.
-template <int kThreads, int kStages>
 __device__ void prepare_stages(Tile (&kv)[kStages], std::uint64_t (&full)[kStages]) {
   auto* words = reinterpret_cast<uint4*>(&kv[0][0][0]);
   for (int i = threadIdx.x; i < kStages * kTile * kRow / 8; i += kThreads) words[i] = uint4{};
@@ -92,8 +88,7 @@ __device__ void prepare_stages(Tile (&kv)[kStages], std::uint64_t (&full)[kStage
 
 // Called by every warp: lane 0 copies its share of tokens [32 * half, 32 * half + valid) of a
 // page into `tile`, one bulk copy per token, counted on `full` (armed beforehand by
-// arm_tile, ordered before this by a block barrier).
-template <int kWarps>
+// the kernel's `arm`, ordered before this by a block barrier).
 __device__ void copy_tile(Tile& tile, std::uint64_t& full, const void* cache, std::int64_t page,
                           int half, int valid) {
   constexpr int kRows = kTile / kWarps;
@@ -108,19 +103,17 @@ __device__ void copy_tile(Tile& tile, std::uint64_t& full, const void* cache, st
       device::bulk_copy(&tile[row0 + i][0], src + i * kMlaEntry, kEntryBytes, &full);
 }
 
-template <int kThreads>
-__device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, int b, int head0,
-                           int heads) {
+__device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, int b, int head0) {
   const auto* src =
       static_cast<const __nv_bfloat16*>(p.q) + (std::int64_t{b} * p.heads + head0) * kMlaEntry;
-  for (int c = threadIdx.x; c < heads * kChunks; c += kThreads) {
+  for (int c = threadIdx.x; c < kHeads * kChunks; c += kThreads) {
     const int h = c / kChunks, col = c % kChunks * 8;
     cp_async16(&q[h][col], src + h * kMlaEntry + col, 16);
   }
 }
 
 // Partial scores (scale * q . entry over this warp's half of the dims, log2 units; -inf past
-// `valid`) of the group's 16 heads and this warp's 8 tokens into score[w / 4].
+// `valid`) of the 16 heads and this warp's 8 tokens into score[w / 4].
 __device__ void score_tile(const Tile& kv, const __nv_bfloat16 (*q)[kRow], Scores& scores,
                            const Lane& l, int valid, float scale) {
   float acc[2][4] = {};
@@ -147,7 +140,7 @@ __device__ void score_tile(const Tile& kv, const __nv_bfloat16 (*q)[kRow], Score
   }
 }
 
-// The online softmax step of one tile from the group's scores: new maxima, the output rescaled,
+// The online softmax step of one tile from all its scores: new maxima, the output rescaled,
 // the sums updated, and P = 2^(score - max) in BF16 as the A fragments `pa` of P @ latent.
 __device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
                              std::uint32_t (&pa)[2][4]) {
@@ -245,22 +238,19 @@ __device__ void write_result(const MlaDecodeParams& p, int b, int head, int spli
   }
 }
 
-template <int kGroups, int kStages>
-__global__ void __launch_bounds__(kGroups* kGroupThreads, kGroups == 1 ? 2 : 1)
-    mla_decode_split_kernel(MlaDecodeParams p) {
-  constexpr int kThreads = kGroups * kGroupThreads;
+__global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  auto& s = *reinterpret_cast<Smem<kGroups, kStages>*>(smem_raw);
+  auto& s = *reinterpret_cast<Smem*>(smem_raw);
   const Lane l = lane_of();
-  const int head0 = blockIdx.x * kGroups * kGroupHeads, split = blockIdx.y, b = blockIdx.z;
+  const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const std::int64_t ctx = p.context_lens[b];
   const int tiles = static_cast<int>((ctx + kTile - 1) / kTile);
   const int per_split = (tiles + p.splits - 1) / p.splits;
   const int first = min(tiles, split * per_split), last = min(tiles, first + per_split);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
-  load_query<kThreads>(s.q, p, b, head0, kGroups * kGroupHeads);
+  load_query(s.q, p, b, head0);
   device::cp_async_commit();
-  prepare_stages<kThreads>(s.kv, s.full);
+  prepare_stages(s.kv, s.full);
   __syncthreads();                  // the mbarriers are set up
   const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
     if (threadIdx.x == 0 && tile < last)
@@ -269,15 +259,13 @@ __global__ void __launch_bounds__(kGroups* kGroupThreads, kGroups == 1 ? 2 : 1)
   };
   const auto copy = [&](int tile) {
     if (tile < last)
-      copy_tile<kThreads / 32>(s.kv[(tile - first) % kStages], s.full[(tile - first) % kStages],
-                               p.cache, table[tile / 2], tile % 2, valid_tokens(ctx, tile));
+      copy_tile(s.kv[(tile - first) % kStages], s.full[(tile - first) % kStages], p.cache,
+                table[tile / 2], tile % 2, valid_tokens(ctx, tile));
   };
   for (int i = 0; i < kStages - 1; ++i) arm(first + i);
   __syncthreads();
   for (int i = 0; i < kStages - 1; ++i) copy(first + i);
   device::cp_async_wait<0>();  // the query, published by the first barrier below
-  const auto* q = &s.q[kGroupHeads * l.group];
-  auto& score = s.score[l.group];
   Acc acc;
   for (int tile = first; tile < last; ++tile) {
     const int stage = (tile - first) % kStages;
@@ -286,13 +274,13 @@ __global__ void __launch_bounds__(kGroups* kGroupThreads, kGroups == 1 ? 2 : 1)
     __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
     copy(tile + kStages - 1);
     const Tile& kv = s.kv[stage];
-    score_tile(kv, q, score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
+    score_tile(kv, s.q, s.score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
     __syncthreads();
     std::uint32_t pa[2][4];
-    softmax_tile(score, l, acc, pa);
+    softmax_tile(s.score, l, acc, pa);
     accumulate_tile(kv, l, pa, acc);
   }
-  write_result(p, b, head0 + kGroupHeads * l.group, split, l, acc);
+  write_result(p, b, head0, split, l, acc);
 }
 
 // One CTA of 128 threads per (sequence, head): weights 2^(lse_s - max) over the ranges.
@@ -314,55 +302,40 @@ __global__ void __launch_bounds__(128) mla_decode_combine_kernel(MlaDecodeParams
   for (int j = 0; j < 4; ++j) out[j] = __float2bfloat16(acc[j] / total);
 }
 
-// 32 heads per CTA when heads % 64 == 0 (each page read once per 32 heads), else 16.
-struct Config {
-  int groups, stages;
-};
-
-Config config_for(int heads) {
-  Config c{heads % (4 * kGroupHeads) == 0 ? 2 : 1, 2};
-  if (const char* v = std::getenv("PONDER_MLA_CONFIG")) {  // tuning: "groups,stages"
-    const Config want{std::atoi(v), std::atoi(v + 2)};
-    if (heads % (want.groups * kGroupHeads) == 0) c = want;
-  }
-  return c;
+// Raises the kernel's shared-memory limit (per device, so on every launch).
+cudaError_t allow_shared_memory() {
+  return cudaFuncSetAttribute(mla_decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              sizeof(Smem));
 }
 
-// f(kernel, threads, shared bytes) for the kernel of this configuration.
-template <typename F>
-int with_kernel(Config c, F&& f) {
-  const auto run = [&](auto kernel, int groups, int smem) {
-    const cudaError_t rc =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    return rc != cudaSuccess ? static_cast<int>(rc) : f(kernel, groups * kGroupThreads, smem);
-  };
-  if (c.groups == 2) return run(mla_decode_split_kernel<2, 2>, 2, sizeof(Smem<2, 2>));
-  return c.stages == 4 ? run(mla_decode_split_kernel<1, 4>, 1, sizeof(Smem<1, 4>))
-                       : run(mla_decode_split_kernel<1, 2>, 1, sizeof(Smem<1, 2>));
+// CTAs of the kernel that fit on one SM (two on Hopper), computed once.
+int ctas_per_sm() {
+  static const int per_sm = [] {
+    int n = 1;
+    if (allow_shared_memory() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mla_decode_split_kernel, kThreads,
+                                                      sizeof(Smem)) != cudaSuccess)
+      n = 1;
+    return std::max(n, 1);
+  }();
+  return per_sm;
 }
 
 }  // namespace
 
 int mla_decode_default_splits(int batch, int heads, int multiprocessors) {
-  const Config c = config_for(heads);
-  int per_sm = 1;
-  with_kernel(c, [&](auto kernel, int threads, int smem) {
-    return static_cast<int>(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
-  });
-  const int ctas = batch * (heads / (c.groups * kGroupHeads));
-  return std::max(1, std::max(per_sm, 1) * multiprocessors / std::max(ctas, 1));
+  const int ctas = batch * (heads / kHeads);
+  return std::max(1, ctas_per_sm() * multiprocessors / std::max(ctas, 1));
 }
 
 int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
-  const Config c = config_for(p.heads);
-  const int rc = with_kernel(c, [&](auto kernel, int threads, int smem) {
-    const dim3 grid(p.heads / (c.groups * kGroupHeads), p.splits, p.batch);
-    kernel<<<grid, threads, smem, st>>>(p);
-    return static_cast<int>(cudaGetLastError());
-  });
-  if (rc != 0 || p.splits == 1) return rc;
+  cudaError_t rc = allow_shared_memory();
+  if (rc != cudaSuccess) return static_cast<int>(rc);
+  const dim3 grid(p.heads / kHeads, p.splits, p.batch);
+  mla_decode_split_kernel<<<grid, kThreads, sizeof(Smem), st>>>(p);
+  rc = cudaGetLastError();
+  if (rc != cudaSuccess || p.splits == 1) return static_cast<int>(rc);
   mla_decode_combine_kernel<<<p.batch * p.heads, kMlaLatent / 4, 0, st>>>(p);
   return static_cast<int>(cudaGetLastError());
 }

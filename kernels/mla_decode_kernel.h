@@ -23,9 +23,9 @@ struct MlaDecodeParams {
   float scale = 1.f;
 };
 
-// Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 32 heads when
-// heads % 64 == 0 else 16, sequence), then combines the ranges (splits > 1; the workspace is
-// unused when splits == 1). Returns the CUDA error code (0 on success).
+// Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,
+// sequence), then combines the ranges (splits > 1; the workspace is unused when splits == 1).
+// Returns the CUDA error code (0 on success).
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
 // Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.
 int mla_decode_default_splits(int batch, int heads, int multiprocessors);

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -157,66 +156,67 @@ double time_expanded(const MlaShape& m, const at::Tensor& cache, const at::Tenso
   return median_ms([&] { expanded_sdpa(q, cache, tables, w, scale); }, 2, 10);
 }
 
-// MLA decode over a paged BF16 latent cache (pages of 64 in shuffled order), every sequence at
-// the same context; baselines: the model's absorbed ATen path (gather pages, two batched GEMMs)
-// and the expanded-K/V SDPA path. Bytes: the cache and queries read, the output written once.
+// A random paged BF16 latent cache (pages of 64 in shuffled order), every sequence at the same
+// context, and its queries.
+struct MlaCase {
+  at::Tensor cache, tables, lens, q;
+};
+
+MlaCase make_mla_case(const MlaShape& m) {
+  const std::int64_t per_seq = m.context / 64, pages = m.batch * per_seq;
+  return {at::randn({pages, 64, 576}, gpu(at::kBFloat16)),
+          at::randperm(pages, gpu(at::kLong)).view({m.batch, per_seq}),
+          at::full({m.batch}, m.context, gpu(at::kLong)),
+          at::randn({m.batch, m.heads, 576}, gpu(at::kBFloat16))};
+}
+
+// Median ms per call of `call`, ten calls per timing so the GPU stays busy while the host
+// launches (the engine replays decode steps as CUDA graphs).
+double per_call_ms(const std::function<void()>& call, int warmup = 3, int reps = 20) {
+  return median_ms(
+             [&] {
+               for (int i = 0; i < 10; ++i) call();
+             },
+             warmup, reps) /
+         10;
+}
+
+// MLA decode against its baselines: the model's absorbed ATen path (gather pages, two batched
+// GEMMs) and the expanded-K/V SDPA path. Bytes: the cache and queries read, the output written
+// once. The kernel is timed as the engine calls it, the page check (one device sync) once per
+// step rather than per call; "checked" is a single call with it.
 void bench_mla_decode(double copy_gbs) {
   for (const std::int64_t heads : {16, 128})
     for (const std::int64_t batch : {64, 128})
       for (const std::int64_t context : {1024, 4096, 16384}) {
         const MlaShape m{heads, batch, context};
-        if (const char* only = std::getenv("PONDER_MLA_SHAPE");
-            only && fmt::format("{},{},{}", heads, batch, context) != only)
-          continue;
-        const std::int64_t per_seq = context / 64, pages = batch * per_seq;
-        const at::Tensor cache = at::randn({pages, 64, 576}, gpu(at::kBFloat16));
-        const at::Tensor tables = at::randperm(pages, gpu(at::kLong)).view({batch, per_seq});
-        const at::Tensor lens = at::full({batch}, context, gpu(at::kLong));
-        const at::Tensor q = at::randn({batch, heads, 576}, gpu(at::kBFloat16));
+        const auto [cache, tables, lens, q] = make_mla_case(m);
         const at::Tensor valid = at::ones({batch, context}, gpu(at::kBool));
         const double scale = 1.0 / std::sqrt(192.0);
         const double bytes = 1.0 * cache.nbytes() + q.nbytes() + batch * heads * 512.0 * 2;
-        const at::Tensor entries =
-            cache.index_select(0, tables.reshape(-1)).view({batch, context, 576});
-        const at::Tensor want = mla_decode_reference(q, entries, valid, scale, 512);
-        const double aten_ms =
-            median_ms(
-                [&] {
-                  for (int i = 0; i < 10; ++i)
-                    mla_decode_reference(
-                        q, cache.index_select(0, tables.reshape(-1)).view({batch, context, 576}),
-                        valid, scale, 512);
-                },
-                1, 5) /
-            10;
+        const auto aten = [&] {
+          return mla_decode_reference(
+              q, cache.index_select(0, tables.reshape(-1)).view({batch, context, 576}), valid,
+              scale, 512);
+        };
+        const at::Tensor want = aten().to(at::kFloat);
+        const double err = (mla_decode_cuda(q, cache, tables, lens, scale).to(at::kFloat) - want)
+                               .norm()
+                               .item<double>() /
+                           want.norm().item<double>();
+        const double aten_ms = per_call_ms(aten, 1, 5);
         const double sdpa_ms = time_expanded(m, cache, tables, scale);
-        for (const char* config : heads == 16 ? std::vector<const char*>{"1,2", "1,4"}
-                                              : std::vector<const char*>{"2,2", "1,2"}) {
-          setenv("PONDER_MLA_CONFIG", config, 1);
-          const double err =
-              (mla_decode_cuda(q, cache, tables, lens, scale).to(at::kFloat) - want.to(at::kFloat))
-                  .norm()
-                  .item<double>() /
-              want.to(at::kFloat).norm().item<double>();
-          // Timed as the engine calls it: the page check (a device sync) once per step, not in
-          // each call; ten calls per timing keep the GPU busy while the host launches.
-          const double ms = median_ms([&] {
-                              for (int i = 0; i < 10; ++i)
-                                mla_decode_cuda(q, cache, tables, lens, scale, 0, false);
-                            }) /
-                            10;
-          const double checked_ms =
-              median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); });
-          const double gbs = bytes / ms / 1e6;
-          fmt::print(
-              "mla_decode h {} batch {} ctx {} [{}]  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.3f} "
-              "ms  x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  rel err {:.1e}  "
-              "checked {:.3f} "
-              "ms\n",
-              heads, batch, context, config, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs,
-              gbs / copy_gbs, err, checked_ms);
-        }
-        unsetenv("PONDER_MLA_CONFIG");
+        const double ms =
+            per_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
+        const double checked_ms =
+            median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); });
+        const double gbs = bytes / ms / 1e6;
+        fmt::print(
+            "mla_decode h {} batch {} ctx {}  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.3f} ms  "
+            "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  rel err {:.1e}  checked "
+            "{:.3f} ms\n",
+            heads, batch, context, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs,
+            gbs / copy_gbs, err, checked_ms);
       }
 }
 
