@@ -69,6 +69,9 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   at::Tensor partial =
       at::empty({batch, heads, kept, kMlaLatent}, query.options().dtype(at::kFloat));
   at::Tensor lse = at::empty({batch, heads, kept}, query.options().dtype(at::kFloat));
+  at::Tensor arrivals =
+      at::empty({splits > 1 && splits <= kMlaFusedSplits ? batch * heads / 16 : 0},
+                query.options().dtype(at::kInt));
   const at::Tensor q = query.contiguous(), c = cache.contiguous();
   MlaDecodeParams p{q.data_ptr(),
                     c.data_ptr(),
@@ -78,6 +81,7 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                     out.data_ptr(),
                     partial.data_ptr<float>(),
                     lse.data_ptr<float>(),
+                    static_cast<unsigned*>(arrivals.data_ptr()),
                     static_cast<int>(batch),
                     static_cast<int>(heads),
                     static_cast<int>(splits),

@@ -23,7 +23,9 @@ using device::mma;
 // the two halves of all the scores, runs the same online softmax (no cross-warp reduction) and
 // accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in registers.
 // Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
-// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower.
+// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. A split
+// context's ranges write FP32 results; with up to kMlaFusedSplits ranges, the last CTA of the
+// (sequence, 16 heads) to finish (an atomic count) combines them, else a combine kernel does.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -41,6 +43,7 @@ struct Smem {
   __nv_bfloat16 q[kHeads][kRow];
   Scores score;
   std::uint64_t full[kStages];  // mbarriers: the stage's tile landed
+  int combines;                 // this CTA is the last of its sequence's ranges to finish
 };
 
 // This thread's place: warp, lane, and its mma fragment row g / column t.
@@ -76,14 +79,13 @@ __device__ __forceinline__ int valid_tokens(std::int64_t ctx, int tile) {
   return static_cast<int>(min(std::int64_t{kTile}, ctx - std::int64_t{tile} * kTile));
 }
 
-// Zeroes the stages (rows past a context's end are never copied and must not hold NaN) and
-// sets up their mbarriers, one arrival (with the bytes expected) per phase. A barrier follows.
-__device__ void prepare_stages(Tile (&kv)[kStages], std::uint64_t (&full)[kStages]) {
-  auto* words = reinterpret_cast<uint4*>(&kv[0][0][0]);
-  for (int i = threadIdx.x; i < kStages * kTile * kRow / 8; i += kThreads) words[i] = uint4{};
-  if (threadIdx.x == 0)
-    for (int i = 0; i < kStages; ++i) device::mbarrier_init(&full[i], 1);
-  device::fence_shared_for_async();
+// Zeroes rows [valid, kTile) of a stage before a context's last, partial tile is copied into it:
+// those rows are never copied, and NaN left there would reach the output as P = 0 times a value.
+// Called by every thread after a block barrier; later barriers order it before the reads.
+__device__ void clear_rows(Tile& tile, int valid) {
+  auto* words = reinterpret_cast<uint4*>(&tile[valid][0]);
+  const int count = (kTile - valid) * kRow / 8;
+  for (int i = threadIdx.x; i < count; i += kThreads) words[i] = uint4{};
 }
 
 // Called by every warp: lane 0 copies its share of tokens [32 * half, 32 * half + valid) of a
@@ -238,6 +240,53 @@ __device__ void write_result(const MlaDecodeParams& p, int b, int head, int spli
   }
 }
 
+// Combines the ranges of one (sequence, head) row: lane `lane` of kLanes threads sums its float4
+// chunks of the ranges' outputs weighted by 2^(lse - max) and writes them in BF16. The partial
+// results come from other SMs' CTAs, so they are read through L2 (ld.global.cg).
+template <int kLanes>
+__device__ void combine_row(const MlaDecodeParams& p, std::int64_t row, int lane) {
+  constexpr int kVecs = kMlaLatent / 4 / kLanes;
+  const float* lse = p.partial_lse + row * p.splits;
+  float m = -INFINITY;
+#pragma unroll 4  // L2 reads in flight together: the combine ends the kernel
+  for (int i = 0; i < p.splits; ++i) m = fmaxf(m, __ldcg(lse + i));
+  float4 acc[kVecs] = {};
+  float total = 0.f;
+#pragma unroll 2
+  for (int i = 0; i < p.splits; ++i) {
+    const float w = exp2f(__ldcg(lse + i) - m);  // 0 for an empty range (-inf)
+    total += w;
+    const auto* part =
+        reinterpret_cast<const float4*>(p.partial_out + (row * p.splits + i) * kMlaLatent) + lane;
+#pragma unroll
+    for (int v = 0; v < kVecs; ++v) {
+      const float4 x = __ldcg(part + kLanes * v);
+      acc[v].x += w * x.x, acc[v].y += w * x.y, acc[v].z += w * x.z, acc[v].w += w * x.w;
+    }
+  }
+  const float inv = 1.f / total;
+  auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent;
+#pragma unroll
+  for (int v = 0; v < kVecs; ++v)
+    *reinterpret_cast<uint2*>(out + 4 * (lane + kLanes * v)) =
+        make_uint2(pack(acc[v].x * inv, acc[v].y * inv), pack(acc[v].z * inv, acc[v].w * inv));
+}
+
+// Whether this CTA is the last of its (sequence, 16 heads) to have written its range's result:
+// every thread's writes are made visible device-wide before thread 0 counts the CTA in.
+__device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const std::int64_t group = std::int64_t{b} * (p.heads / kHeads) + head0 / kHeads;
+    flag = atomicAdd(p.arrivals + group, 1u) == static_cast<unsigned>(p.splits - 1);
+  }
+  __syncthreads();
+  if (flag == 0) return false;
+  __threadfence();  // the other CTAs' results, published by their fences, are read after this
+  return true;
+}
+
 __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& s = *reinterpret_cast<Smem*>(smem_raw);
@@ -250,20 +299,23 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   const std::int64_t* table = p.block_tables + b * p.table_stride;
   load_query(s.q, p, b, head0);
   device::cp_async_commit();
-  prepare_stages(s.kv, s.full);
-  __syncthreads();                  // the mbarriers are set up
   const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
     if (threadIdx.x == 0 && tile < last)
       device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
                                      valid_tokens(ctx, tile) * kEntryBytes);
   };
-  const auto copy = [&](int tile) {
-    if (tile < last)
-      copy_tile(s.kv[(tile - first) % kStages], s.full[(tile - first) % kStages], p.cache,
-                table[tile / 2], tile % 2, valid_tokens(ctx, tile));
+  const auto copy = [&](int tile) {  // every thread, after a block barrier
+    if (tile >= last) return;
+    const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
+    if (valid < kTile) clear_rows(s.kv[stage], valid);
+    copy_tile(s.kv[stage], s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
   };
-  for (int i = 0; i < kStages - 1; ++i) arm(first + i);
-  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kStages; ++i) device::mbarrier_init(&s.full[i], 1);
+    for (int i = 0; i < kStages - 1; ++i) arm(first + i);
+    device::fence_shared_for_async();
+  }
+  __syncthreads();  // the mbarriers are set up and armed
   for (int i = 0; i < kStages - 1; ++i) copy(first + i);
   device::cp_async_wait<0>();  // the query, published by the first barrier below
   Acc acc;
@@ -281,25 +333,16 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
     accumulate_tile(kv, l, pa, acc);
   }
   write_result(p, b, head0, split, l, acc);
+  if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
+    return;
+  constexpr int kLanes = kThreads / kHeads;  // per head
+  const int tid = static_cast<int>(threadIdx.x);
+  combine_row<kLanes>(p, std::int64_t{b} * p.heads + head0 + tid / kLanes, tid % kLanes);
 }
 
-// One CTA of 128 threads per (sequence, head): weights 2^(lse_s - max) over the ranges.
-__global__ void __launch_bounds__(128) mla_decode_combine_kernel(MlaDecodeParams p) {
-  const std::int64_t row = blockIdx.x;  // b * heads + h
-  const float* lse = p.partial_lse + row * p.splits;
-  float m = -INFINITY;
-  for (int i = 0; i < p.splits; ++i) m = fmaxf(m, lse[i]);
-  float acc[4] = {}, total = 0.f;
-  for (int i = 0; i < p.splits; ++i) {
-    if (lse[i] == -INFINITY) continue;
-    const float w = exp2f(lse[i] - m);
-    total += w;
-    const float4 v = *reinterpret_cast<const float4*>(
-        p.partial_out + (row * p.splits + i) * kMlaLatent + 4 * threadIdx.x);
-    acc[0] += w * v.x, acc[1] += w * v.y, acc[2] += w * v.z, acc[3] += w * v.w;
-  }
-  auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent + 4 * threadIdx.x;
-  for (int j = 0; j < 4; ++j) out[j] = __float2bfloat16(acc[j] / total);
+// Ranges beyond kMlaFusedSplits: one CTA of 128 threads per (sequence, head).
+__global__ void __launch_bounds__(kMlaLatent / 4) mla_decode_combine_kernel(MlaDecodeParams p) {
+  combine_row<kMlaLatent / 4>(p, blockIdx.x, static_cast<int>(threadIdx.x));
 }
 
 // Raises the kernel's shared-memory limit (per device, so on every launch).
@@ -332,10 +375,15 @@ int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   cudaError_t rc = allow_shared_memory();
   if (rc != cudaSuccess) return static_cast<int>(rc);
+  const bool fused = p.splits > 1 && p.splits <= kMlaFusedSplits;
+  if (fused) {
+    rc = cudaMemsetAsync(p.arrivals, 0, sizeof(unsigned) * p.batch * (p.heads / kHeads), st);
+    if (rc != cudaSuccess) return static_cast<int>(rc);
+  }
   const dim3 grid(p.heads / kHeads, p.splits, p.batch);
   mla_decode_split_kernel<<<grid, kThreads, sizeof(Smem), st>>>(p);
   rc = cudaGetLastError();
-  if (rc != cudaSuccess || p.splits == 1) return static_cast<int>(rc);
+  if (rc != cudaSuccess || p.splits == 1 || fused) return static_cast<int>(rc);
   mla_decode_combine_kernel<<<p.batch * p.heads, kMlaLatent / 4, 0, st>>>(p);
   return static_cast<int>(cudaGetLastError());
 }

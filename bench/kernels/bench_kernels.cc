@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench/common/cuda_timing.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/elementwise.h"
 #include "kernels/mla_decode.h"
 #include "kernels/rms_norm.h"
@@ -181,6 +182,26 @@ double per_call_ms(const std::function<void()>& call, int warmup = 3, int reps =
          10;
 }
 
+// Median ms per call of ten calls recorded as one CUDA graph, as the engine replays decode steps
+// (no host launch time in it).
+double graph_call_ms(const std::function<void()>& call) {
+  CudaGraph graph;
+  graph.capture(
+      [&] {
+        for (int i = 0; i < 10; ++i) call();
+      },
+      CudaGraph::new_pool());
+  return median_ms([&] { graph.replay(); }) / 10;
+}
+
+// Per-call ms of the kernel at several ranges per sequence (the default picks one).
+std::string splits_sweep(const std::function<void(int)>& call) {
+  std::string line;
+  for (const int splits : {1, 2, 3, 4, 6, 8, 16})
+    line += fmt::format("  {}: {:.4f}", splits, per_call_ms([&] { call(splits); }));
+  return line;
+}
+
 // MLA decode against its baselines: the model's absorbed ATen path (gather pages, two batched
 // GEMMs) and the expanded-K/V SDPA path. Bytes: the cache and queries read, the output written
 // once. The kernel is timed as the engine calls it, the page check (one device sync) once per
@@ -210,13 +231,19 @@ void bench_mla_decode(double copy_gbs) {
             per_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
         const double checked_ms =
             median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); });
+        const double graph_ms =
+            graph_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
         const double gbs = bytes / ms / 1e6;
         fmt::print(
             "mla_decode h {} batch {} ctx {}  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.3f} ms  "
             "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  rel err {:.1e}  checked "
-            "{:.3f} ms\n",
+            "{:.3f} ms  graph {:.4f} ms ({:.2f} of copy)\n",
             heads, batch, context, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs,
-            gbs / copy_gbs, err, checked_ms);
+            gbs / copy_gbs, err, checked_ms, graph_ms, bytes / graph_ms / 1e6 / copy_gbs);
+        if (heads == 16 && context <= 4096)
+          fmt::print("  ms per call by ranges per sequence:{}\n", splits_sweep([&](int splits) {
+                       mla_decode_cuda(q, cache, tables, lens, scale, splits, false);
+                     }));
       }
 }
 
