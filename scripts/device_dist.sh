@@ -11,6 +11,7 @@
 # .carry/dist/bin/ponder, tokenizers/minimind and tokenizers/deepseek-v3 in .carry/dist/data, and
 # this script with device_common.sh and compare_runs.py in .carry/dist.
 # Usage (repo root): bash .carry/dist/device_dist.sh [LAYERS=4] [PROMPTS=16] [TP_TIMEOUT_S=240]
+# (PROMPTS=0: the equivalence runs only.)
 # $OUT gets env.log, summary.txt, throughput.txt and every step's log in logs.tar.gz (the device
 # tool returns 8 files at most). On one H200, LAYERS=2 PROMPTS=16 took 96 s in all.
 set -uo pipefail
@@ -56,9 +57,13 @@ json.dump({"epochs": 1, "max_steps": 4, "batch_tokens": 192, "eval_every": 2,
            "model": {"preset": "tiny-llama", "tokenizer": "tokenizers/minimind"},
            "data": {"train_file": f"{runs}/chats.jsonl", "eval_fraction": 0.2,
                     "chat_format": "chatml", "max_seq_len": 48},
-           "optim": {"lr": 3e-3, "warmup_steps": 1, "schedule": "cosine"}},
+           "optim": {"lr": 3e-3, "warmup_steps": 1, "schedule": "cosine", "eps": 1e-6}},
           open(f"{runs}/sft.json", "w"))
 PY
+# eps = 1e-6 in both recipes, as in tests/dist/train_dist_test.cc: with AdamW's default 1e-8, entries
+# whose gradient is rounding noise move by up to ~lr/3 whenever the summation order changes (2 GPUs
+# vs 1: 2.9e-5 on the SFT weights, with every metric equal to 1e-7), so 1e-5 would test Adam's
+# normalisation of noise instead of the gradients.
 sft=(sft "$runs/sft.json")
 
 step grpo-plain "$ponder" "${grpo[@]}" --set run_dir=$runs/grpo-plain
@@ -76,30 +81,34 @@ if [ "$gpus" -ge 2 ]; then
 fi
 
 # Throughput. Checkpoints (step 0 and the last) go to /dev/shm when it has room.
-tp_dir=$runs
-[ "$(df --output=avail -B1G /dev/shm 2>/dev/null | tail -1)" -gt 100 ] 2>/dev/null && tp_dir=/dev/shm/dist-tp
-mkdir -p "$tp_dir"
-"$ponder" init-model --preset deepseek-v2-lite --config-only --out $runs/v2l-preset > /dev/null
-$py -c "import json,sys; c=json.load(open(sys.argv[1])); c['num_hidden_layers']=int(sys.argv[2]); \
-json.dump(c, open(sys.argv[3], 'w'))" $runs/v2l-preset/config.json "$layers" $runs/v2l.json
-step v2l-init "$ponder" init-model --config $runs/v2l.json --dtype bfloat16 --device cuda \
-  --tokenizer "$PONDER_DATA/tokenizers/deepseek-v3" --out $runs/v2l
-tp=(train --set model.path=$runs/v2l --set train.device=cuda --set train.precision=bf16
-  --set sft.steps=0 --set steps=4 --set checkpoint_every=0 --set eval_every=1000
-  --set data.eval_size=2 --set eval.n=1 --set rollout.n=8 --set rollout.max_tokens=128)
-tp_run() {  # NAME NPROC PROMPTS
-  local nproc=()
-  [ "$2" -gt 1 ] && nproc=(--nproc "$2")
-  step "$1" timeout "$tp_timeout" "$ponder" "${tp[@]}" "${nproc[@]}" \
-    --set rollout.prompts_per_step="$3" --set run_dir=$tp_dir/$1
-  cp "$tp_dir/$1/run.db" "$out/$1.db" 2>/dev/null
-  rm -rf "$tp_dir/$1/checkpoints"
+throughput_runs() {
+  tp_dir=$runs
+  [ "$(df --output=avail -B1G /dev/shm 2>/dev/null | tail -1)" -gt 100 ] 2>/dev/null && tp_dir=/dev/shm/dist-tp
+  mkdir -p "$tp_dir"
+  "$ponder" init-model --preset deepseek-v2-lite --config-only \
+    --out $runs/v2l-preset > /dev/null
+  $py -c "import json,sys; c=json.load(open(sys.argv[1])); c['num_hidden_layers']=int(sys.argv[2]); \
+  json.dump(c, open(sys.argv[3], 'w'))" $runs/v2l-preset/config.json "$layers" $runs/v2l.json
+  step v2l-init "$ponder" init-model --config $runs/v2l.json --dtype bfloat16 --device cuda \
+    --tokenizer "$PONDER_DATA/tokenizers/deepseek-v3" --out $runs/v2l
+  tp=(train --set model.path=$runs/v2l --set train.device=cuda --set train.precision=bf16
+    --set sft.steps=0 --set steps=4 --set checkpoint_every=0 --set eval_every=1000
+    --set data.eval_size=2 --set eval.n=1 --set rollout.n=8 --set rollout.max_tokens=128)
+  tp_run() {  # NAME NPROC PROMPTS
+    local nproc=()
+    [ "$2" -gt 1 ] && nproc=(--nproc "$2")
+    step "$1" timeout "$tp_timeout" "$ponder" "${tp[@]}" "${nproc[@]}" \
+      --set rollout.prompts_per_step="$3" --set run_dir=$tp_dir/$1
+    cp "$tp_dir/$1/run.db" "$out/$1.db" 2>/dev/null
+    rm -rf "$tp_dir/$1/checkpoints"
+  }
+  tp_run tp-1gpu 1 "$prompts"
+  if [ "$gpus" -ge 2 ]; then
+    tp_run tp-2gpu-weak 2 $((2 * prompts))
+    tp_run tp-2gpu-strong 2 "$prompts"
+  fi
 }
-tp_run tp-1gpu 1 "$prompts"
-if [ "$gpus" -ge 2 ]; then
-  tp_run tp-2gpu-weak 2 $((2 * prompts))
-  tp_run tp-2gpu-strong 2 "$prompts"
-fi
+[ "$prompts" -gt 0 ] && throughput_runs
 $py - "$out" "$layers" tp-1gpu=$((8 * prompts)) tp-2gpu-weak=$((16 * prompts)) \
   tp-2gpu-strong=$((8 * prompts)) <<'PY' | tee "$out/throughput.txt"
 import os, sqlite3, sys
