@@ -61,12 +61,17 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   const at::Tensor tables = block_tables.to(at::kLong).contiguous();
   const at::Tensor lens = context_lens.to(at::kLong).contiguous();
   if (check_inputs) check_pages(tables, lens, cache.size(0));
-  const std::int64_t ctas = batch * heads / 16;
-  if (splits <= 0) splits = (2 * multiprocessor_count() + ctas - 1) / ctas;
-  splits = std::clamp<std::int64_t>(splits, 1, tables.size(1));
+  if (splits <= 0)
+    splits = mla_decode_default_splits(static_cast<int>(batch), static_cast<int>(heads),
+                                       multiprocessor_count());
+  splits = std::clamp<std::int64_t>(splits, 1, 2 * tables.size(1));  // tiles of 32 tokens
+  const std::int64_t kept = splits > 1 ? splits : 0;
   at::Tensor partial =
-      at::empty({batch, heads, splits, kMlaLatent}, query.options().dtype(at::kFloat));
-  at::Tensor lse = at::empty({batch, heads, splits}, query.options().dtype(at::kFloat));
+      at::empty({batch, heads, kept, kMlaLatent}, query.options().dtype(at::kFloat));
+  at::Tensor lse = at::empty({batch, heads, kept}, query.options().dtype(at::kFloat));
+  at::Tensor arrivals =
+      at::empty({splits > 1 && splits <= kMlaFusedSplits ? batch * heads / 16 : 0},
+                query.options().dtype(at::kInt));
   const at::Tensor q = query.contiguous(), c = cache.contiguous();
   MlaDecodeParams p{q.data_ptr(),
                     c.data_ptr(),
@@ -76,6 +81,7 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                     out.data_ptr(),
                     partial.data_ptr<float>(),
                     lse.data_ptr<float>(),
+                    static_cast<unsigned*>(arrivals.data_ptr()),
                     static_cast<int>(batch),
                     static_cast<int>(heads),
                     static_cast<int>(splits),

@@ -19,9 +19,9 @@ at::Tensor mla_decode_reference(const at::Tensor& query, const at::Tensor& entri
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
 // query [D, h, 576] bf16, cache [pages, 64, 576] bf16, block_tables [D, max_pages] int64,
 // context_lens [D] int64 (1 .. 64 * max_pages) -> [D, h, 512] bf16. splits: KV ranges per
-// sequence (0: enough CTAs to fill the GPU twice). check_inputs: verify on the device (one
-// synchronisation) that the contexts fit the tables and their pages the cache; callers that
-// checked once for all layers of a step pass false.
+// sequence, at most 2 * max_pages (0: enough CTAs to fill the GPU's resident slots once).
+// check_inputs: verify on the device (one synchronisation) that the contexts fit the tables and
+// their pages the cache; callers that checked once for all layers of a step pass false.
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
                            double scale, std::int64_t splits = 0, bool check_inputs = true);

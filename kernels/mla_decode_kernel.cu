@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/mla_decode_kernel.h"
@@ -10,252 +11,379 @@ namespace ponder::kernels {
 namespace {
 
 using device::cp_async16;
+using device::ldmatrix_x4;
+using device::ldmatrix_x4_trans;
 using device::mma;
 
-// One CTA: 4 warps, 16 heads of one sequence, one range of its pages. Per page, warp w scores
-// tokens [16w, 16w + 16) for all 16 heads over the 576-wide entries (tensor cores, mma.sync
-// m16n8k16), the block shares one online softmax, and warp w accumulates output dims
-// [128w, 128w + 128) of P @ latent. Pages stream through shared memory two at a time (cp.async).
-constexpr int kWarps = 4, kThreads = kWarps * 32, kHeads = 16;
-constexpr int kRow = kMlaEntry + 8;  // padded shared-memory rows: conflict-free fragment loads
-constexpr int kPRow = kMlaPage + 8;
-constexpr int kDimsPerWarp = kMlaLatent / kWarps;
+// One CTA: 8 warps, 16 heads of one sequence, one range of that sequence's context; two CTAs
+// per SM. The range streams through shared memory in tiles of 32 tokens (half a page), two
+// stages, one bulk copy per token row (the copy engine, completing on the stage's mbarrier; each
+// warp's lane 0 issues four). Warp w scores tokens [8 (w % 4), +8) of the tile over entry dims
+// [288 (w / 4), +288) (mma.sync m16n8k16, ldmatrix fragments); after one barrier every warp adds
+// the two halves of all the scores, runs the same online softmax (no cross-warp reduction) and
+// accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in registers.
+// Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
+// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. A split
+// context's ranges write FP32 results; with up to kMlaFusedSplits ranges, the last CTA of the
+// (sequence, 16 heads) to finish (an atomic count) combines them, else a combine kernel does.
+constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
+constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
+constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
+constexpr int kScoreRow = kTile + 8;        // conflict-free float2 score accesses
+constexpr int kDims = kMlaLatent / kWarps;  // output dims per warp
+constexpr int kChunks = kMlaEntry / 8;      // 16-byte chunks per entry
+constexpr int kEntryBytes = kMlaEntry * 2;
 constexpr float kLog2e = 1.4426950408889634f;
 
+using Tile = __nv_bfloat16[kTile][kRow];
+using Scores = float[2][kHeads][kScoreRow];  // the two halves of the dims
+
 struct Smem {
+  Tile kv[kStages];
   __nv_bfloat16 q[kHeads][kRow];
-  __nv_bfloat16 kv[2][kMlaPage][kRow];
-  __nv_bfloat16 p[kHeads][kPRow];
-  float max[kWarps][kHeads], sum[kWarps][kHeads];
+  Scores score;
+  std::uint64_t full[kStages];  // mbarriers: the stage's tile landed
+  int combines;                 // this CTA is the last of its sequence's ranges to finish
 };
 
-__device__ __forceinline__ std::uint32_t ld32(const __nv_bfloat16* p) {
-  return *reinterpret_cast<const std::uint32_t*>(p);
-}
-
-__device__ __forceinline__ std::uint32_t pack(__nv_bfloat16 lo, __nv_bfloat16 hi) {
-  return static_cast<std::uint32_t>(__bfloat16_as_ushort(lo)) |
-         (static_cast<std::uint32_t>(__bfloat16_as_ushort(hi)) << 16);
-}
-
-__device__ __forceinline__ void load_page(Smem& s, int stage, const __nv_bfloat16* page,
-                                          int valid) {
-  constexpr int kChunks = kMlaEntry / 8;  // 16-byte chunks per token
-  for (int c = threadIdx.x; c < kMlaPage * kChunks; c += kThreads) {
-    const int token = c / kChunks, col = (c % kChunks) * 8;
-    cp_async16(&s.kv[stage][token][col], page + token * kMlaEntry + col, token < valid ? 16 : 0);
-  }
-  device::cp_async_commit();
-}
-
-// This thread's place in the mma fragments: warp, group g (heads g and g + 8) and t in group.
+// This thread's place: warp, lane, and its mma fragment row g / column t.
 struct Lane {
-  int warp, g, t;
+  int warp, lane, g, t;
 };
 
-// Per-thread state of one CTA: output fragments of heads (g, g + 8) x this warp's 128 dims, and
-// those two heads' running max (log2 units) and sum of exponentials.
+__device__ __forceinline__ Lane lane_of() {
+  const int tid = static_cast<int>(threadIdx.x);
+  return {tid / 32, tid % 32, tid % 32 / 4, tid % 4};
+}
+
+// Output fragments of heads (g, g + 8) x this warp's 64 dims, those heads' running max (log2
+// units) and this thread's share of their sums of exponentials.
 struct Acc {
-  float o[kDimsPerWarp / 8][4] = {};
+  float o[kDims / 8][4] = {};
   float max[2] = {-INFINITY, -INFINITY}, sum[2] = {0.f, 0.f};
 };
 
-__device__ void load_query(Smem& s, const MlaDecodeParams& p, int b, int head0) {
-  const auto* q = static_cast<const __nv_bfloat16*>(p.q) + (b * p.heads + head0) * kMlaEntry;
-  for (int c = threadIdx.x; c < kHeads * kMlaEntry / 8; c += kThreads) {
-    const int h = c / (kMlaEntry / 8), col = (c % (kMlaEntry / 8)) * 8;
-    *reinterpret_cast<uint4*>(&s.q[h][col]) =
-        *reinterpret_cast<const uint4*>(q + h * kMlaEntry + col);
+__device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const std::uint32_t*>(&v);
+}
+
+// 2^x on the special-function unit, flushing denormal results (-inf gives 0).
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ int valid_tokens(std::int64_t ctx, int tile) {
+  return static_cast<int>(min(std::int64_t{kTile}, ctx - std::int64_t{tile} * kTile));
+}
+
+// Zeroes rows [valid, kTile) of a stage before a context's last, partial tile is copied into it:
+// those rows are never copied, and NaN left there would reach the output as P = 0 times a value.
+// Called by every thread after a block barrier; later barriers order it before the reads.
+__device__ void clear_rows(Tile& tile, int valid) {
+  auto* words = reinterpret_cast<uint4*>(&tile[valid][0]);
+  const int count = (kTile - valid) * kRow / 8;
+  for (int i = threadIdx.x; i < count; i += kThreads) words[i] = uint4{};
+}
+
+// Called by every warp: lane 0 copies its share of tokens [32 * half, 32 * half + valid) of a
+// page into `tile`, one bulk copy per token, counted on `full` (armed beforehand by
+// the kernel's `arm`, ordered before this by a block barrier).
+__device__ void copy_tile(Tile& tile, std::uint64_t& full, const void* cache, std::int64_t page,
+                          int half, int valid) {
+  constexpr int kRows = kTile / kWarps;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  if (threadIdx.x % 32 != 0) return;
+  const int row0 = kRows * warp;
+  const auto* src = static_cast<const __nv_bfloat16*>(cache) +
+                    (page * kMlaPage + half * kTile + row0) * std::int64_t{kMlaEntry};
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+    if (row0 + i < valid)
+      device::bulk_copy(&tile[row0 + i][0], src + i * kMlaEntry, kEntryBytes, &full);
+}
+
+__device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, int b, int head0) {
+  const auto* src =
+      static_cast<const __nv_bfloat16*>(p.q) + (std::int64_t{b} * p.heads + head0) * kMlaEntry;
+  for (int c = threadIdx.x; c < kHeads * kChunks; c += kThreads) {
+    const int h = c / kChunks, col = c % kChunks * 8;
+    cp_async16(&q[h][col], src + h * kMlaEntry + col, 16);
   }
 }
 
-// sc[nt][j]: scale * q . entry (log2 units) of head g + 8 * (j / 2) and token
-// 16 * warp + 8 * nt + 2t + (j & 1) of the page; -inf for tokens past `valid`.
-__device__ void score_page(const Smem& s, int stage, const Lane& l, int valid, float scale,
-                           float (&sc)[2][4]) {
-  const int g = l.g, t = l.t;
-  for (int k = 0; k < kMlaEntry; k += 16) {
-    const std::uint32_t a[4] = {ld32(&s.q[g][k + 2 * t]), ld32(&s.q[g + 8][k + 2 * t]),
-                                ld32(&s.q[g][k + 2 * t + 8]), ld32(&s.q[g + 8][k + 2 * t + 8])};
+// Partial scores (scale * q . entry over this warp's half of the dims, log2 units; -inf past
+// `valid`) of the 16 heads and this warp's 8 tokens into score[w / 4].
+__device__ void score_tile(const Tile& kv, const __nv_bfloat16 (*q)[kRow], Scores& scores,
+                           const Lane& l, int valid, float scale) {
+  float acc[2][4] = {};
+  const int half = l.warp / 4, token0 = 8 * (l.warp % 4);
+  const __nv_bfloat16* key = &kv[token0 + l.lane % 8][kHalf * half + l.lane / 8 * 8];
+  const __nv_bfloat16* query = &q[l.lane % 16][kHalf * half + l.lane / 16 * 8];
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const __nv_bfloat16* key = s.kv[stage][16 * l.warp + 8 * nt + g];
-      mma(sc[nt], a, ld32(key + k + 2 * t), ld32(key + k + 2 * t + 8));
-    }
+  for (int k = 0; k < kHalf; k += 32) {
+    std::uint32_t b[4], a0[4], a1[4];
+    ldmatrix_x4(b, key + k);
+    ldmatrix_x4(a0, query + k);
+    ldmatrix_x4(a1, query + k + 16);
+    mma(acc[0], a0, b[0], b[1]);
+    mma(acc[1], a1, b[2], b[3]);
   }
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int token = 16 * l.warp + 8 * nt + 2 * t + (j & 1);
-      sc[nt][j] = token < valid ? sc[nt][j] * scale : -INFINITY;
-    }
-}
-
-// Sum (or max) over the 4 lanes of a group, then over the 4 warps through `shared`.
-template <bool kMax>
-__device__ void reduce_heads(float (&v)[2], float (&shared)[kWarps][kHeads], const Lane& l) {
+  const int token = token0 + 2 * l.t;
+  auto& score = scores[half];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    for (int o = 1; o <= 2; o *= 2) {
-      const float other = __shfl_xor_sync(0xffffffffu, v[r], o);
-      v[r] = kMax ? fmaxf(v[r], other) : v[r] + other;
-    }
-    if (l.t == 0) shared[l.warp][l.g + 8 * r] = v[r];
-  }
-  __syncthreads();
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    v[r] = kMax ? -INFINITY : 0.f;
-    for (int w = 0; w < kWarps; ++w)
-      v[r] = kMax ? fmaxf(v[r], shared[w][l.g + 8 * r]) : v[r] + shared[w][l.g + 8 * r];
+    const float s0 = token < valid ? (acc[0][2 * r] + acc[1][2 * r]) * scale : -INFINITY;
+    const float s1 =
+        token + 1 < valid ? (acc[0][2 * r + 1] + acc[1][2 * r + 1]) * scale : -INFINITY;
+    *reinterpret_cast<float2*>(&score[l.g + 8 * r][token]) = make_float2(s0, s1);
   }
 }
 
-// The block's online softmax step for one page: new maxima, P = 2^(sc - max) in BF16 into shared
-// memory, the output rescaled and the sums updated (with the BF16 probabilities used for P @ V).
-__device__ void softmax_page(Smem& s, const Lane& l, const float (&sc)[2][4], Acc& acc) {
-  float page_max[2] = {-INFINITY, -INFINITY};
+// The online softmax step of one tile from all its scores: new maxima, the output rescaled,
+// the sums updated, and P = 2^(score - max) in BF16 as the A fragments `pa` of P @ latent.
+__device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
+                             std::uint32_t (&pa)[2][4]) {
+  float v[2][2][4];  // [16-token step][head g or g + 8][columns 2t, 2t + 1, 2t + 8, 2t + 9]
+  float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) page_max[j / 2] = fmaxf(page_max[j / 2], sc[nt][j]);
-  reduce_heads<true>(page_max, s.max, l);
-  float alpha[2], base[2], page_sum[2] = {0.f, 0.f};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float m = fmaxf(acc.max[r], page_max[r]);
-    base[r] = m == -INFINITY ? 0.f : m;
-    alpha[r] = exp2f(acc.max[r] - base[r]);
-    acc.max[r] = m;
-  }
-#pragma unroll
-  for (int nt = 0; nt < 2; ++nt)
+  for (int kk = 0; kk < 2; ++kk)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const __nv_bfloat16 p0 = __float2bfloat16(exp2f(sc[nt][2 * r] - base[r]));
-      const __nv_bfloat16 p1 = __float2bfloat16(exp2f(sc[nt][2 * r + 1] - base[r]));
-      page_sum[r] += __bfloat162float(p0) + __bfloat162float(p1);
-      *reinterpret_cast<std::uint32_t*>(&s.p[l.g + 8 * r][16 * l.warp + 8 * nt + 2 * l.t]) =
-          pack(p0, p1);
+      const int col = 16 * kk + 2 * l.t;
+      const float* a = &score[0][l.g + 8 * r][col];
+      const float* b = &score[1][l.g + 8 * r][col];
+      const float2 lo_a = *reinterpret_cast<const float2*>(a);
+      const float2 hi_a = *reinterpret_cast<const float2*>(a + 8);
+      const float2 lo_b = *reinterpret_cast<const float2*>(b);
+      const float2 hi_b = *reinterpret_cast<const float2*>(b + 8);
+      v[kk][r][0] = lo_a.x + lo_b.x, v[kk][r][1] = lo_a.y + lo_b.y;
+      v[kk][r][2] = hi_a.x + hi_b.x, v[kk][r][3] = hi_a.y + hi_b.y;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) tile_max[r] = fmaxf(tile_max[r], v[kk][r][j]);
     }
-#pragma unroll
-  for (int nt = 0; nt < kDimsPerWarp / 8; ++nt)
-    acc.o[nt][0] *= alpha[0], acc.o[nt][1] *= alpha[0], acc.o[nt][2] *= alpha[1],
-        acc.o[nt][3] *= alpha[1];
-  reduce_heads<false>(page_sum, s.sum, l);  // its barrier also publishes P
-#pragma unroll
-  for (int r = 0; r < 2; ++r) acc.sum[r] = acc.sum[r] * alpha[r] + page_sum[r];
-}
-
-// acc.o += P (16 heads x 64 tokens) @ latent (64 tokens x this warp's 128 dims).
-__device__ void accumulate_page(const Smem& s, int stage, const Lane& l, Acc& acc) {
-  const int g = l.g, t = l.t;
-  const auto& kv = s.kv[stage];
-#pragma unroll
-  for (int kk = 0; kk < kMlaPage; kk += 16) {
-    const std::uint32_t a[4] = {ld32(&s.p[g][kk + 2 * t]), ld32(&s.p[g + 8][kk + 2 * t]),
-                                ld32(&s.p[g][kk + 2 * t + 8]), ld32(&s.p[g + 8][kk + 2 * t + 8])};
-#pragma unroll
-    for (int nt = 0; nt < kDimsPerWarp / 8; ++nt) {
-      const int d = kDimsPerWarp * l.warp + 8 * nt + g;
-      mma(acc.o[nt], a, pack(kv[kk + 2 * t][d], kv[kk + 2 * t + 1][d]),
-          pack(kv[kk + 2 * t + 8][d], kv[kk + 2 * t + 9][d]));
-    }
-  }
-}
-
-// This range's result: o / sum, and its log2-sum-exp (-inf when the range is empty).
-__device__ void write_partial(const MlaDecodeParams& p, int b, int head0, int split, const Lane& l,
-                              const Acc& acc) {
-  const std::int64_t row = (std::int64_t{b} * p.heads + head0) * p.splits + split;
+  float base[2], alpha[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const std::int64_t at = row + std::int64_t{l.g + 8 * r} * p.splits;
-    const float inv = acc.sum[r] > 0.f ? 1.f / acc.sum[r] : 0.f;
-    float* out = p.partial_out + at * kMlaLatent;
+    for (int o = 1; o <= 2; o *= 2)
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], o));
+    const float m = fmaxf(acc.max[r], tile_max[r]);
+    base[r] = m == -INFINITY ? 0.f : m;
+    alpha[r] = exp2_approx(acc.max[r] - base[r]);
+    acc.max[r] = m;
+    acc.sum[r] *= alpha[r];
+  }
 #pragma unroll
-    for (int nt = 0; nt < kDimsPerWarp / 8; ++nt) {
-      const int d = kDimsPerWarp * l.warp + 8 * nt + 2 * l.t;
-      *reinterpret_cast<float2*>(out + d) =
-          make_float2(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+  for (int kk = 0; kk < 2; ++kk)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float e[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        e[j] = exp2_approx(v[kk][r][j] - base[r]);
+        acc.sum[r] += e[j];  // FP32 sums of the unrounded terms, as the reference's softmax
+      }
+      pa[kk][r] = pack(e[0], e[1]);
+      pa[kk][r + 2] = pack(e[2], e[3]);
     }
+  if (__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) return;
+#pragma unroll
+  for (int nt = 0; nt < kDims / 8; ++nt)
+    acc.o[nt][0] *= alpha[0], acc.o[nt][1] *= alpha[0], acc.o[nt][2] *= alpha[1],
+        acc.o[nt][3] *= alpha[1];
+}
+
+// acc.o += P (16 heads x 32 tokens) @ latent (32 tokens x this warp's 64 dims).
+__device__ void accumulate_tile(const Tile& kv, const Lane& l, const std::uint32_t (&pa)[2][4],
+                                Acc& acc) {
+  const __nv_bfloat16* value =
+      &kv[l.lane % 8 + 8 * (l.lane / 8 % 2)][kDims * l.warp + 8 * (l.lane / 16)];
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk)
+#pragma unroll
+    for (int np = 0; np < kDims / 16; ++np) {
+      std::uint32_t b[4];
+      ldmatrix_x4_trans(b, value + 16 * kk * kRow + 16 * np);
+      mma(acc.o[2 * np], pa[kk], b[0], b[1]);
+      mma(acc.o[2 * np + 1], pa[kk], b[2], b[3]);
+    }
+}
+
+// This range's result for heads (head + g, head + g + 8): the output itself in BF16 when the
+// context is one range, else o / sum in FP32 and the log2-sum-exp (-inf for an empty range).
+__device__ void write_result(const MlaDecodeParams& p, int b, int head, int split, const Lane& l,
+                             Acc& acc) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    for (int o = 1; o <= 2; o *= 2) acc.sum[r] += __shfl_xor_sync(0xffffffffu, acc.sum[r], o);
+    const std::int64_t row = std::int64_t{b} * p.heads + head + l.g + 8 * r;
+    const float inv = acc.sum[r] > 0.f ? 1.f / acc.sum[r] : 0.f;
+    const int d0 = kDims * l.warp + 2 * l.t;
+    if (p.splits == 1) {
+      auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent + d0;
+#pragma unroll
+      for (int nt = 0; nt < kDims / 8; ++nt)
+        *reinterpret_cast<__nv_bfloat162*>(out + 8 * nt) =
+            __floats2bfloat162_rn(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+      continue;
+    }
+    const std::int64_t at = row * p.splits + split;
+    float* out = p.partial_out + at * kMlaLatent + d0;
+#pragma unroll
+    for (int nt = 0; nt < kDims / 8; ++nt)
+      *reinterpret_cast<float2*>(out + 8 * nt) =
+          make_float2(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
     if (l.warp == 0 && l.t == 0)
       p.partial_lse[at] = acc.sum[r] > 0.f ? acc.max[r] + log2f(acc.sum[r]) : -INFINITY;
   }
 }
 
-__global__ void __launch_bounds__(kThreads) mla_decode_split_kernel(MlaDecodeParams p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
-  const int split = blockIdx.x, head0 = blockIdx.y * kHeads, b = blockIdx.z;
-  const Lane l{static_cast<int>(threadIdx.x) / 32, static_cast<int>(threadIdx.x) % 32 / 4,
-               static_cast<int>(threadIdx.x) % 4};
-  const std::int64_t ctx = p.context_lens[b];
-  const int pages = static_cast<int>((ctx + kMlaPage - 1) / kMlaPage);
-  const int per_split = (pages + p.splits - 1) / p.splits;
-  const int first = split * per_split, last = min(pages, first + per_split);
-  const std::int64_t* table = p.block_tables + b * p.table_stride;
-  const auto valid_in = [&](int page) {
-    const std::int64_t left = ctx - std::int64_t{page} * kMlaPage;
-    return static_cast<int>(left < kMlaPage ? left : kMlaPage);
-  };
-  const auto load = [&](int stage, int page) {
-    load_page(s, stage,
-              static_cast<const __nv_bfloat16*>(p.cache) + table[page] * kMlaPage * kMlaEntry,
-              valid_in(page));
-  };
-  if (first < last) load(0, first);
-  load_query(s, p, b, head0);
-  Acc acc;
-  for (int page = first; page < last; ++page) {
-    const int stage = (page - first) & 1;
-    if (page + 1 < last) {
-      load(stage ^ 1, page + 1);
-      device::cp_async_wait<1>();
-    } else {
-      device::cp_async_wait<0>();
-    }
-    __syncthreads();
-    float sc[2][4] = {};
-    score_page(s, stage, l, valid_in(page), p.scale * kLog2e, sc);
-    softmax_page(s, l, sc, acc);
-    accumulate_page(s, stage, l, acc);
-    __syncthreads();  // the stage is refilled next iteration
-  }
-  write_partial(p, b, head0, split, l, acc);
-}
-
-// One CTA of 128 threads per (sequence, head): weights 2^(lse_s - max) over the ranges.
-__global__ void __launch_bounds__(128) mla_decode_combine_kernel(MlaDecodeParams p) {
-  const std::int64_t row = blockIdx.x;  // b * heads + h
+// Combines the ranges of one (sequence, head) row: lane `lane` of kLanes threads sums its float4
+// chunks of the ranges' outputs weighted by 2^(lse - max) and writes them in BF16. The partial
+// results come from other SMs' CTAs, so they are read through L2 (ld.global.cg).
+template <int kLanes>
+__device__ void combine_row(const MlaDecodeParams& p, std::int64_t row, int lane) {
+  constexpr int kVecs = kMlaLatent / 4 / kLanes;
   const float* lse = p.partial_lse + row * p.splits;
   float m = -INFINITY;
-  for (int i = 0; i < p.splits; ++i) m = fmaxf(m, lse[i]);
-  float acc[4] = {}, total = 0.f;
+#pragma unroll 4  // L2 reads in flight together: the combine ends the kernel
+  for (int i = 0; i < p.splits; ++i) m = fmaxf(m, __ldcg(lse + i));
+  float4 acc[kVecs] = {};
+  float total = 0.f;
+#pragma unroll 2
   for (int i = 0; i < p.splits; ++i) {
-    if (lse[i] == -INFINITY) continue;
-    const float w = exp2f(lse[i] - m);
+    const float w = exp2f(__ldcg(lse + i) - m);  // 0 for an empty range (-inf)
     total += w;
-    const float4 v = *reinterpret_cast<const float4*>(
-        p.partial_out + (row * p.splits + i) * kMlaLatent + 4 * threadIdx.x);
-    acc[0] += w * v.x, acc[1] += w * v.y, acc[2] += w * v.z, acc[3] += w * v.w;
+    const auto* part =
+        reinterpret_cast<const float4*>(p.partial_out + (row * p.splits + i) * kMlaLatent) + lane;
+#pragma unroll
+    for (int v = 0; v < kVecs; ++v) {
+      const float4 x = __ldcg(part + kLanes * v);
+      acc[v].x += w * x.x, acc[v].y += w * x.y, acc[v].z += w * x.z, acc[v].w += w * x.w;
+    }
   }
-  auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent + 4 * threadIdx.x;
-  for (int j = 0; j < 4; ++j) out[j] = __float2bfloat16(acc[j] / total);
+  const float inv = 1.f / total;
+  auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent;
+#pragma unroll
+  for (int v = 0; v < kVecs; ++v)
+    *reinterpret_cast<uint2*>(out + 4 * (lane + kLanes * v)) =
+        make_uint2(pack(acc[v].x * inv, acc[v].y * inv), pack(acc[v].z * inv, acc[v].w * inv));
+}
+
+// Whether this CTA is the last of its (sequence, 16 heads) to have written its range's result:
+// every thread's writes are made visible device-wide before thread 0 counts the CTA in.
+__device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const std::int64_t group = std::int64_t{b} * (p.heads / kHeads) + head0 / kHeads;
+    flag = atomicAdd(p.arrivals + group, 1u) == static_cast<unsigned>(p.splits - 1);
+  }
+  __syncthreads();
+  if (flag == 0) return false;
+  __threadfence();  // the other CTAs' results, published by their fences, are read after this
+  return true;
+}
+
+__global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  auto& s = *reinterpret_cast<Smem*>(smem_raw);
+  const Lane l = lane_of();
+  const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
+  const std::int64_t ctx = p.context_lens[b];
+  const int tiles = static_cast<int>((ctx + kTile - 1) / kTile);
+  const int per_split = (tiles + p.splits - 1) / p.splits;
+  const int first = min(tiles, split * per_split), last = min(tiles, first + per_split);
+  const std::int64_t* table = p.block_tables + b * p.table_stride;
+  load_query(s.q, p, b, head0);
+  device::cp_async_commit();
+  const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
+    if (threadIdx.x == 0 && tile < last)
+      device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
+                                     valid_tokens(ctx, tile) * kEntryBytes);
+  };
+  const auto copy = [&](int tile) {  // every thread, after a block barrier
+    if (tile >= last) return;
+    const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
+    if (valid < kTile) clear_rows(s.kv[stage], valid);
+    copy_tile(s.kv[stage], s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
+  };
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kStages; ++i) device::mbarrier_init(&s.full[i], 1);
+    for (int i = 0; i < kStages - 1; ++i) arm(first + i);
+    device::fence_shared_for_async();
+  }
+  __syncthreads();  // the mbarriers are set up and armed
+  for (int i = 0; i < kStages - 1; ++i) copy(first + i);
+  device::cp_async_wait<0>();  // the query, published by the first barrier below
+  Acc acc;
+  for (int tile = first; tile < last; ++tile) {
+    const int stage = (tile - first) % kStages;
+    device::mbarrier_wait(&s.full[stage], (tile - first) / kStages % 2);
+    arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
+    __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
+    copy(tile + kStages - 1);
+    const Tile& kv = s.kv[stage];
+    score_tile(kv, s.q, s.score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
+    __syncthreads();
+    std::uint32_t pa[2][4];
+    softmax_tile(s.score, l, acc, pa);
+    accumulate_tile(kv, l, pa, acc);
+  }
+  write_result(p, b, head0, split, l, acc);
+  if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
+    return;
+  constexpr int kLanes = kThreads / kHeads;  // per head
+  const int tid = static_cast<int>(threadIdx.x);
+  combine_row<kLanes>(p, std::int64_t{b} * p.heads + head0 + tid / kLanes, tid % kLanes);
+}
+
+// Ranges beyond kMlaFusedSplits: one CTA of 128 threads per (sequence, head).
+__global__ void __launch_bounds__(kMlaLatent / 4) mla_decode_combine_kernel(MlaDecodeParams p) {
+  combine_row<kMlaLatent / 4>(p, blockIdx.x, static_cast<int>(threadIdx.x));
+}
+
+// Raises the kernel's shared-memory limit (per device, so on every launch).
+cudaError_t allow_shared_memory() {
+  return cudaFuncSetAttribute(mla_decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              sizeof(Smem));
+}
+
+// CTAs of the kernel that fit on one SM (two on Hopper), computed once.
+int ctas_per_sm() {
+  static const int per_sm = [] {
+    int n = 1;
+    if (allow_shared_memory() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mla_decode_split_kernel, kThreads,
+                                                      sizeof(Smem)) != cudaSuccess)
+      n = 1;
+    return std::max(n, 1);
+  }();
+  return per_sm;
 }
 
 }  // namespace
 
+int mla_decode_default_splits(int batch, int heads, int multiprocessors) {
+  const int ctas = batch * (heads / kHeads);
+  return std::max(1, ctas_per_sm() * multiprocessors / std::max(ctas, 1));
+}
+
 int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
-  const int smem = static_cast<int>(sizeof(Smem));
-  cudaError_t rc = cudaFuncSetAttribute(mla_decode_split_kernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  cudaError_t rc = allow_shared_memory();
   if (rc != cudaSuccess) return static_cast<int>(rc);
-  const dim3 grid(p.splits, p.heads / kHeads, p.batch);
-  mla_decode_split_kernel<<<grid, kThreads, smem, st>>>(p);
-  if ((rc = cudaGetLastError()) != cudaSuccess) return static_cast<int>(rc);
+  const bool fused = p.splits > 1 && p.splits <= kMlaFusedSplits;
+  if (fused) {
+    rc = cudaMemsetAsync(p.arrivals, 0, sizeof(unsigned) * p.batch * (p.heads / kHeads), st);
+    if (rc != cudaSuccess) return static_cast<int>(rc);
+  }
+  const dim3 grid(p.heads / kHeads, p.splits, p.batch);
+  mla_decode_split_kernel<<<grid, kThreads, sizeof(Smem), st>>>(p);
+  rc = cudaGetLastError();
+  if (rc != cudaSuccess || p.splits == 1 || fused) return static_cast<int>(rc);
   mla_decode_combine_kernel<<<p.batch * p.heads, kMlaLatent / 4, 0, st>>>(p);
   return static_cast<int>(cudaGetLastError());
 }

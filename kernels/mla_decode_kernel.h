@@ -9,6 +9,9 @@
 namespace ponder::kernels {
 
 inline constexpr int kMlaLatent = 512, kMlaRope = 64, kMlaEntry = 576, kMlaPage = 64;
+// Up to this many ranges per sequence, the last CTA of each (sequence, 16 heads) to finish
+// combines them; more go to a separate combine kernel.
+inline constexpr int kMlaFusedSplits = 16;
 
 struct MlaDecodeParams {
   const void* q = nullptr;                     // [batch, heads, 576] bf16, contiguous
@@ -17,14 +20,19 @@ struct MlaDecodeParams {
   std::int64_t table_stride = 0;
   const std::int64_t* context_lens = nullptr;  // [batch], >= 1
   void* out = nullptr;                         // [batch, heads, 512] bf16
-  float* partial_out = nullptr;                // [batch, heads, splits, 512] workspace
-  float* partial_lse = nullptr;                // [batch, heads, splits] workspace (log2 units)
+  float* partial_out = nullptr;                // [batch, heads, splits, 512] (splits > 1)
+  float* partial_lse = nullptr;                // [batch, heads, splits] (log2 units, splits > 1)
+  unsigned* arrivals = nullptr;                // [batch, heads / 16] (1 < splits <= fused limit)
   int batch = 0, heads = 0, splits = 1;        // heads: a multiple of 16
   float scale = 1.f;
 };
 
-// Splits each context into `splits` page ranges, one CTA per (range, 16 heads, sequence), then
-// combines the ranges. Returns the CUDA error code (0 on success).
+// Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,
+// sequence), then combines the ranges (splits > 1; the workspace is unused when splits == 1;
+// `arrivals` is zeroed on the stream first when the combine is fused).
+// Returns the CUDA error code (0 on success).
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
+// Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.
+int mla_decode_default_splits(int batch, int heads, int multiprocessors);
 
 }  // namespace ponder::kernels

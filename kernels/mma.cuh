@@ -1,6 +1,6 @@
-// Tensor-core building blocks shared by the .cu kernels (sm_80+ instructions, run on Hopper):
-// the BF16 m16n8k16 MMA with FP32 accumulation, 16-byte asynchronous global-to-shared copies and
-// ldmatrix fragment loads.
+// Tensor-core building blocks shared by the .cu kernels (run on Hopper): the BF16 m16n8k16 MMA
+// with FP32 accumulation, 16-byte asynchronous global-to-shared copies, ldmatrix fragment loads,
+// and bulk copies (sm_90 copy engine) completing on shared-memory mbarriers.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -42,6 +42,66 @@ __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* r
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a));
+}
+
+// ldmatrix_x4 with each 8x8 matrix transposed: r[i] holds this thread's fragment of the transpose
+// of matrix i (B fragments from row-major [k][n] tiles).
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* row) {
+  const auto a = static_cast<std::uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
+}  // namespace ponder::kernels::device
+
+namespace ponder::kernels::device {
+
+__device__ __forceinline__ std::uint32_t shared_address(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// An mbarrier expecting `arrivals` arrivals per phase; visible to the copy engine after the
+// fence and a block barrier.
+__device__ __forceinline__ void mbarrier_init(std::uint64_t* bar, int arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)),
+               "r"(arrivals));
+}
+
+// Orders this thread's earlier shared-memory writes (mbarrier inits, ordinary stores) before
+// later copy-engine accesses; a block barrier must follow.
+__device__ __forceinline__ void fence_shared_for_async() {
+  asm volatile("fence.mbarrier_init.release.cluster;\nfence.proxy.async.shared::cta;\n" ::
+                   : "memory");
+}
+
+// One arrival that also expects `bytes` more bytes of copies in the current phase.
+__device__ __forceinline__ void mbarrier_arrive_expect(std::uint64_t* bar, std::uint32_t bytes) {
+  asm volatile(
+      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)),
+      "r"(bytes)
+      : "memory");
+}
+
+// Waits until the phase with this parity (0 for the first phase, then alternating) completed.
+__device__ __forceinline__ void mbarrier_wait(std::uint64_t* bar, int parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(shared_address(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// Copy engine: `bytes` (a multiple of 16, both addresses 16-byte aligned) global -> shared,
+// counted on `bar` when they land.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, std::uint32_t bytes,
+                                          std::uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::
+          "r"(shared_address(dst)),
+      "l"(src), "r"(bytes), "r"(shared_address(bar))
+      : "memory");
 }
 
 }  // namespace ponder::kernels::device

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench/common/cuda_timing.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/elementwise.h"
 #include "kernels/mla_decode.h"
 #include "kernels/rms_norm.h"
@@ -127,28 +128,122 @@ void bench_logprobs(double copy_gbs) {
   }
 }
 
-// MLA decode over a paged BF16 latent cache (pages of 64 in shuffled order), every sequence at
-// the same context; the baseline is the model's ATen path (gather pages, two batched GEMMs).
+// The expanded (non-absorbed) MLA path on the same cache: gather the pages, up-project the
+// latent to per-head K (128 dims + the shared 64 RoPE dims) and V (128 dims), then SDPA.
+at::Tensor expanded_sdpa(const at::Tensor& q, const at::Tensor& cache, const at::Tensor& tables,
+                         const at::Tensor& w_ukv, double scale) {
+  const std::int64_t batch = q.size(0), heads = q.size(1), context = tables.size(1) * 64;
+  const at::Tensor entries = cache.index_select(0, tables.reshape(-1)).view({batch, context, 576});
+  const at::Tensor kv =
+      at::matmul(entries.narrow(-1, 0, 512), w_ukv).view({batch, context, heads, 256});
+  const at::Tensor rope =
+      entries.narrow(-1, 512, 64).unsqueeze(2).expand({batch, context, heads, 64});
+  const at::Tensor k = at::cat({kv.narrow(-1, 0, 128), rope}, -1).transpose(1, 2);
+  const at::Tensor v = kv.narrow(-1, 128, 128).transpose(1, 2);
+  return at::scaled_dot_product_attention(q.unsqueeze(2), k, v, {}, 0.0, false, scale);
+}
+
+struct MlaShape {
+  std::int64_t heads, batch, context;
+};
+
+// Median ms of the expanded path, or NaN where its per-head K/V would not fit comfortably.
+double time_expanded(const MlaShape& m, const at::Tensor& cache, const at::Tensor& tables,
+                     double scale) {
+  const double expanded_bytes = 2.0 * m.batch * m.context * m.heads * (256 + 192 + 128);
+  if (expanded_bytes > 48e9) return NAN;
+  const at::Tensor q = at::randn({m.batch, m.heads, 192}, gpu(at::kBFloat16));
+  const at::Tensor w = at::randn({512, m.heads * 256}, gpu(at::kBFloat16)) * 0.05;
+  return median_ms([&] { expanded_sdpa(q, cache, tables, w, scale); }, 2, 10);
+}
+
+// A random paged BF16 latent cache (pages of 64 in shuffled order), every sequence at the same
+// context, and its queries.
+struct MlaCase {
+  at::Tensor cache, tables, lens, q;
+};
+
+MlaCase make_mla_case(const MlaShape& m) {
+  const std::int64_t per_seq = m.context / 64, pages = m.batch * per_seq;
+  return {at::randn({pages, 64, 576}, gpu(at::kBFloat16)),
+          at::randperm(pages, gpu(at::kLong)).view({m.batch, per_seq}),
+          at::full({m.batch}, m.context, gpu(at::kLong)),
+          at::randn({m.batch, m.heads, 576}, gpu(at::kBFloat16))};
+}
+
+// Median ms per call of `call`, ten calls per timing so the GPU stays busy while the host
+// launches (the engine replays decode steps as CUDA graphs).
+double per_call_ms(const std::function<void()>& call, int warmup = 3, int reps = 20) {
+  return median_ms(
+             [&] {
+               for (int i = 0; i < 10; ++i) call();
+             },
+             warmup, reps) /
+         10;
+}
+
+// Median ms per call of ten calls recorded as one CUDA graph, as the engine replays decode steps
+// (no host launch time in it).
+double graph_call_ms(const std::function<void()>& call) {
+  CudaGraph graph;
+  graph.capture(
+      [&] {
+        for (int i = 0; i < 10; ++i) call();
+      },
+      CudaGraph::new_pool());
+  return median_ms([&] { graph.replay(); }) / 10;
+}
+
+// Per-call ms of the kernel at several ranges per sequence (the default picks one).
+std::string splits_sweep(const std::function<void(int)>& call) {
+  std::string line;
+  for (const int splits : {1, 2, 3, 4, 6, 8, 16})
+    line += fmt::format("  {}: {:.4f}", splits, per_call_ms([&] { call(splits); }));
+  return line;
+}
+
+// MLA decode against its baselines: the model's absorbed ATen path (gather pages, two batched
+// GEMMs) and the expanded-K/V SDPA path. Bytes: the cache and queries read, the output written
+// once. The kernel is timed as the engine calls it, the page check (one device sync) once per
+// step rather than per call; "checked" is a single call with it.
 void bench_mla_decode(double copy_gbs) {
   for (const std::int64_t heads : {16, 128})
     for (const std::int64_t batch : {64, 128})
       for (const std::int64_t context : {1024, 4096, 16384}) {
-        const std::int64_t per_seq = context / 64, pages = batch * per_seq;
-        const at::Tensor cache = at::randn({pages, 64, 576}, gpu(at::kBFloat16));
-        const at::Tensor tables = at::randperm(pages, gpu(at::kLong)).view({batch, per_seq});
-        const at::Tensor lens = at::full({batch}, context, gpu(at::kLong));
-        const at::Tensor q = at::randn({batch, heads, 576}, gpu(at::kBFloat16));
+        const MlaShape m{heads, batch, context};
+        const auto [cache, tables, lens, q] = make_mla_case(m);
         const at::Tensor valid = at::ones({batch, context}, gpu(at::kBool));
         const double scale = 1.0 / std::sqrt(192.0);
         const double bytes = 1.0 * cache.nbytes() + q.nbytes() + batch * heads * 512.0 * 2;
         const auto aten = [&] {
-          const at::Tensor entries =
-              cache.index_select(0, tables.reshape(-1)).view({batch, context, 576});
-          mla_decode_reference(q, entries, valid, scale, 512);
+          return mla_decode_reference(
+              q, cache.index_select(0, tables.reshape(-1)).view({batch, context, 576}), valid,
+              scale, 512);
         };
-        report(fmt::format("mla_decode h {} batch {} ctx {}", heads, batch, context),
-               median_ms(aten, 2, 10),
-               median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); }), bytes, copy_gbs);
+        const at::Tensor want = aten().to(at::kFloat);
+        const double err = (mla_decode_cuda(q, cache, tables, lens, scale).to(at::kFloat) - want)
+                               .norm()
+                               .item<double>() /
+                           want.norm().item<double>();
+        const double aten_ms = per_call_ms(aten, 1, 5);
+        const double sdpa_ms = time_expanded(m, cache, tables, scale);
+        const double ms =
+            per_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
+        const double checked_ms =
+            median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); });
+        const double graph_ms =
+            graph_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
+        const double gbs = bytes / ms / 1e6;
+        fmt::print(
+            "mla_decode h {} batch {} ctx {}  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.3f} ms  "
+            "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  rel err {:.1e}  checked "
+            "{:.3f} ms  graph {:.4f} ms ({:.2f} of copy)\n",
+            heads, batch, context, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs,
+            gbs / copy_gbs, err, checked_ms, graph_ms, bytes / graph_ms / 1e6 / copy_gbs);
+        if (heads == 16 && context <= 4096)
+          fmt::print("  ms per call by ranges per sequence:{}\n", splits_sweep([&](int splits) {
+                       mla_decode_cuda(q, cache, tables, lens, scale, splits, false);
+                     }));
       }
 }
 

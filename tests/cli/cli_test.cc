@@ -86,6 +86,38 @@ TEST(Cli, TinyTrainingRunWritesStoreAndReport) {
   EXPECT_EQ(per_split["eval"], 8);   // the 4 held-out prompts x 2 samples, evaluated at step 1
 }
 
+// `ponder report A B -o PAGE` overlays the runs' metrics; one run keeps RUN_DIR/report.html.
+TEST(Cli, ReportComparesRuns) {
+  testing_util::ScratchDir dir("cli_compare");
+  for (const char* name : {"a", "b"}) {
+    store::RunStore store(dir / name);
+    store.begin_run({.kind = "sft", .recipe = {{"run_dir", name}}, .seed = 1});
+    store.log_metrics(1, {{"train/loss", 2.0}, {"eval/loss", 3.0}});
+    store.flush();
+  }
+  const auto page = dir / "compare.html";
+  const auto r =
+      run("report " + (dir / "a").string() + " " + (dir / "b").string() + " -o " + page.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("report: " + page.string()), std::string::npos) << r.output;
+  std::ifstream in(page);
+  const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(html.find("<title>ponder runs a vs b</title>"), std::string::npos);
+  std::size_t lines = 0;
+  for (auto pos = html.find("<polyline"); pos != std::string::npos;
+       pos = html.find("<polyline", pos + 1))
+    ++lines;
+  EXPECT_EQ(lines, 4u);  // 2 metrics x 2 runs
+  const auto one = run("report " + (dir / "a").string() + " -o " + page.string());
+  EXPECT_EQ(one.exit_code, 1);
+  EXPECT_NE(one.output.find("ponder: error: report: -o names the comparison page"),
+            std::string::npos)
+      << one.output;
+  const auto missing = run("report " + (dir / "a").string() + " " + (dir / "none").string());
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("none: not a run directory (no run.db)"), std::string::npos);
+}
+
 // The GPU-scale recipes, shrunk to one step of a tiny model: their data, chat formats, rewards and
 // loss options all run.
 TEST(Cli, ShippedGpuRecipesRunAStepOnATinyModel) {

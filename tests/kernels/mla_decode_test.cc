@@ -1,6 +1,7 @@
 // MLA decode attention: the CUDA kernel against an FP64 oracle and against the model's absorbed
 // decode path (model::gather_padded_pages + kernels::mla_decode_reference) on random paged
-// caches whose unused slots hold NaN, for 16 and 128 heads, ragged lengths and several splits.
+// caches whose unused slots hold NaN, for 16, 32 and 128 heads, ragged lengths and several splits
+// (combined in the kernel itself and by the separate combine kernel).
 #include "kernels/mla_decode.h"
 
 #include <gtest/gtest.h>
@@ -84,7 +85,7 @@ TEST(MlaDecodeReference, MatchesFp64OracleOnCpu) {
 TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
   PONDER_REQUIRE_GPU();
   const double scale = 0.08;
-  for (const std::int64_t heads : {16, 128})
+  for (const std::int64_t heads : {16, 32, 128})
     for (const auto& lengths : std::vector<std::vector<std::int64_t>>{
              {1, 63, 64, 65, 200}, {1000, 3000, 17, 129}, {4096}})
       for (const std::int64_t splits : {0, 1, 5}) {
@@ -102,6 +103,22 @@ TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
         EXPECT_LT(relative_error(model, want), 3e-2) << what;
         EXPECT_LT(relative_error(got, model), 3e-2) << what;
       }
+}
+
+TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
+  // 64 ragged sequences: many CTAs race to finish each sequence's ranges. Up to 16 ranges the
+  // last one combines them in the same kernel; 17 takes the separate combine kernel.
+  PONDER_REQUIRE_GPU();
+  std::vector<std::int64_t> lengths;
+  for (std::int64_t b = 0; b < 64; ++b) lengths.push_back(1 + b * 997 % 2048);
+  const Case c = make_case(lengths, 16);
+  const at::Tensor want = oracle(c, 0.08);
+  for (const std::int64_t splits : {0, 2, 16, 17}) {
+    const at::Tensor got = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits);
+    ASSERT_FALSE(got.isnan().any().item<bool>()) << "splits " << splits;
+    for (std::int64_t b = 0; b < 64; ++b)
+      EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << "splits " << splits << " sequence " << b;
+  }
 }
 
 TEST(MlaDecodeCuda, RejectsContextsBeyondTheTable) {

@@ -1,7 +1,8 @@
 """Pixel statistics of a PNG screenshot (stdlib only), printed as JSON for the report test.
 
-Counts non-white pixels and pixels close to the chart line colour #2060c0, so the test can tell
-that the SVG charts were actually drawn by the browser, not just present in the markup.
+Counts non-white pixels and pixels close to the chart line colour #2060c0 (and to each extra
+colour given as RRGGBB after the file), so the test can tell that the SVG charts were actually
+drawn by the browser, not just present in the markup.
 """
 import json
 import struct
@@ -47,18 +48,25 @@ def decode(path):
     return width, height, channels, rows
 
 
+def near(pixel, colour):
+    return all(abs(p - c) < 40 for p, c in zip(pixel, colour))
+
+
 def main():
     width, height, channels, rows = decode(sys.argv[1])
+    extra = {name: bytes.fromhex(name) for name in sys.argv[2:]}
     non_white = line_colour = 0
+    counts = dict.fromkeys(extra, 0)
     for line in rows:
         for x in range(0, len(line), channels):
-            r, g, b = line[x], line[x + 1], line[x + 2]
-            if r < 240 or g < 240 or b < 240:
+            pixel = line[x:x + 3]
+            if min(pixel) < 240:
                 non_white += 1
-            if abs(r - 0x20) < 40 and abs(g - 0x60) < 40 and abs(b - 0xC0) < 40:
-                line_colour += 1
+            line_colour += near(pixel, b"\x20\x60\xc0")
+            for name, colour in extra.items():
+                counts[name] += near(pixel, colour)
     print(json.dumps({"width": width, "height": height, "non_white": non_white,
-                      "line_colour": line_colour}))
+                      "line_colour": line_colour, "colours": counts}))
 
 
 if __name__ == "__main__":
