@@ -23,12 +23,11 @@ std::vector<std::vector<std::int64_t>> GqaAttention::cache_shapes(const ModelCon
 
 at::Tensor GqaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
                                 const PackedSequences& packed) const {
-  const std::int64_t tokens = x.size(0), group = heads_ / kv_heads_;
+  const std::int64_t tokens = x.size(0);
   const at::Tensor q = apply_rotary_half(q_(x).view({tokens, heads_, head_dim_}), rot);
   const at::Tensor k = apply_rotary_half(k_(x).view({tokens, kv_heads_, head_dim_}), rot);
   const at::Tensor v = v_(x).view({tokens, kv_heads_, head_dim_});
-  const at::Tensor out = packed_causal_attention(q, k.repeat_interleave(group, 1),
-                                                 v.repeat_interleave(group, 1), packed, scale_);
+  const at::Tensor out = packed_causal_attention(q, k, v, packed, scale_);
   return o_(out.reshape({tokens, heads_ * head_dim_}));
 }
 

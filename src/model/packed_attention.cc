@@ -78,6 +78,7 @@ at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, con
   if (q.size(0) != packed.tokens)
     throw Error("packed_causal_attention: " + std::to_string(q.size(0)) +
                 " tokens, cu_seqlens has " + std::to_string(packed.tokens));
+  const bool grouped = k.size(1) != q.size(1);
   std::vector<at::Tensor> outputs;
   for (const PackedSequences::Group& g : packed.groups) {
     const auto batched = [&](const at::Tensor& t) {  // [sequences, h, max_length, d]
@@ -86,8 +87,9 @@ at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, con
                                   : t.narrow(0, g.first_token, g.sequences * g.max_length);
       return rows.reshape({g.sequences, g.max_length, t.size(1), t.size(2)}).transpose(1, 2);
     };
-    const at::Tensor o = at::scaled_dot_product_attention(batched(q), batched(k), batched(v), {},
-                                                          0.0, /*is_causal=*/true, scale);
+    const at::Tensor o =
+        at::scaled_dot_product_attention(batched(q), batched(k), batched(v), {}, 0.0,
+                                         /*is_causal=*/true, scale, /*enable_gqa=*/grouped);
     const at::Tensor rows = o.transpose(1, 2).reshape({-1, o.size(1), o.size(3)});
     outputs.push_back(g.keep.defined() ? rows.index_select(0, g.keep) : rows);
   }

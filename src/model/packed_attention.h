@@ -28,7 +28,8 @@ struct PackedSequences {
   static PackedSequences from(const at::Tensor& cu_seqlens, const at::Device& device);
 };
 
-// q [T, h, dk], k [T, h, dk], v [T, h, dv] -> [T, h, dv]; differentiable.
+// q [T, h, dk], k [T, g, dk], v [T, g, dv] -> [T, h, dv], each key/value head shared by h / g
+// query heads; differentiable.
 at::Tensor packed_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                    const PackedSequences& packed, double scale);
 

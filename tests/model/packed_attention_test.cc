@@ -38,21 +38,27 @@ at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const a
   return at::cat(outputs);
 }
 
-TEST(PackedAttention, MatchesPerSequenceSoftmaxAttentionAndItsGradients) {
+// Three query heads over three key/value heads, and over one shared by all (grouped-query).
+class PackedAttentionHeads : public ::testing::TestWithParam<std::int64_t> {};
+
+TEST_P(PackedAttentionHeads, MatchesPerSequenceSoftmaxAttentionAndItsGradients) {
   const std::vector<std::int64_t> lengths = {5, 0, 17, 3, 17, 9, 1, 12};
+  const std::int64_t kv_heads = GetParam();
   std::int64_t tokens = 0;
   for (const std::int64_t n : lengths) tokens += n;
   at::manual_seed(3);
-  const auto leaf = [&](std::int64_t d) {
-    return at::randn({tokens, 3, d}, at::kDouble).requires_grad_(true);
+  const auto leaf = [&](std::int64_t heads, std::int64_t d) {
+    return at::randn({tokens, heads, d}, at::kDouble).requires_grad_(true);
   };
-  const at::Tensor q = leaf(6), k = leaf(6), v = leaf(4),
-                   weight = at::randn({tokens, 3, 4}, at::kDouble);
+  const at::Tensor q = leaf(3, 6), k = leaf(kv_heads, 6), v = leaf(kv_heads, 4);
+  const at::Tensor weight = at::randn({tokens, 3, 4}, at::kDouble);
   const double scale = 0.37;
   const PackedSequences packed = PackedSequences::from(offsets(lengths), at::kCPU);
   EXPECT_GT(packed.groups.size(), 1u);
   const at::Tensor out = packed_causal_attention(q, k, v, packed, scale);
-  const at::Tensor expected = reference_attention(q, k, v, lengths, scale);
+  const at::Tensor expected =
+      reference_attention(q, k.repeat_interleave(3 / kv_heads, 1),
+                          v.repeat_interleave(3 / kv_heads, 1), lengths, scale);
   EXPECT_LT((out - expected).abs().max().item<double>(), 1e-12);
   const auto grads = [&](const at::Tensor& o) {
     return torch::autograd::grad({(o * weight).sum()}, {q, k, v});
@@ -61,6 +67,8 @@ TEST(PackedAttention, MatchesPerSequenceSoftmaxAttentionAndItsGradients) {
   for (std::size_t i = 0; i < got.size(); ++i)
     EXPECT_LT((got[i] - want[i]).abs().max().item<double>(), 1e-12) << "gradient " << i;
 }
+
+INSTANTIATE_TEST_SUITE_P(KeyValueHeads, PackedAttentionHeads, ::testing::Values(3, 1));
 
 TEST(PackedAttention, GroupsPadAtMostAQuarterAndKeepEqualRunsUncopied) {
   const std::vector<std::int64_t> lengths = {100, 3, 3, 98, 50, 0, 60, 1, 80};
