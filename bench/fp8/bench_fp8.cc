@@ -143,16 +143,13 @@ std::vector<at::Tensor> markov_batches(std::int64_t count, std::int64_t seqs, st
   const at::Tensor next = at::randint(0, 6400, {6400, 4}, gpu(at::kLong));
   const at::Tensor probs = at::tensor(std::vector<float>{0.4f, 0.3f, 0.2f, 0.1f}).to(at::kCUDA);
   at::manual_seed(seed);
-  std::vector<at::Tensor> batches;
-  for (std::int64_t b = 0; b < count; ++b) {
-    std::vector<at::Tensor> cols = {at::randint(0, 6400, {seqs}, gpu(at::kLong))};
-    for (std::int64_t t = 0; t < len; ++t) {
-      const at::Tensor pick = at::multinomial(probs.expand({seqs, 4}), 1).squeeze(1);
-      cols.push_back(next.index({cols.back(), pick}));
-    }
-    batches.push_back(at::stack(cols, 1));  // [seqs, len + 1]
+  // Every batch's sequences walk the chain together: one draw per position for all of them.
+  std::vector<at::Tensor> cols = {at::randint(0, 6400, {count * seqs}, gpu(at::kLong))};
+  for (std::int64_t t = 0; t < len; ++t) {
+    const at::Tensor pick = at::multinomial(probs.expand({count * seqs, 4}), 1).squeeze(1);
+    cols.push_back(next.index({cols.back(), pick}));
   }
-  return batches;
+  return at::stack(cols, 1).split(seqs);  // count x [seqs, len + 1]
 }
 
 // One training setup: linear precision and whether the MoE experts run as grouped GEMMs.
@@ -333,7 +330,7 @@ void bench_train(int seeds, double parity_s) {
   for (int seed = 1; seed <= seeds && steps >= 20; ++seed) {
     const auto path = dir / ("seed-" + std::to_string(seed));
     if (seed > 1) model::init_model(small_moe(), path, {.seed = static_cast<std::uint64_t>(seed)});
-    const auto data = markov_batches(64, 8, 1024, 100 + seed);
+    const auto data = markov_batches(steps, 8, 1024, 100 + seed);  // new data at every step
     Trainer b(path, bf16, data), f(path, fp8, data);
     std::optional<Trainer> c;
     if (seed == 1 && with_control) c.emplace(path, control, data);
