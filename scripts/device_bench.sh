@@ -9,15 +9,11 @@ set -uo pipefail
 root=$(pwd)
 out=${OUT:-$root/device-out}
 mkdir -p "$out"
-export PONDER_PYTHON=${PONDER_PYTHON:-/opt/torch/.venv/bin/python3}
-torch_lib=$("$PONDER_PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib
-nvidia_libs=$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)
-export LD_LIBRARY_PATH=$torch_lib:$nvidia_libs${LD_LIBRARY_PATH:-}
-export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
 bin=$root/.carry/bin
 export PONDER_SOURCE_DIR=$root
 step_tail=60
 source "$root/scripts/device_common.sh"
+use_device_libtorch
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
 if ! "$bin/test_kernels" --gtest_list_tests >/dev/null 2>"$out/prebuilt.log"; then
   echo "prebuilt binaries do not run here ($(head -c 300 "$out/prebuilt.log")); building"

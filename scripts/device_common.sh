@@ -12,3 +12,13 @@ step() {
   tail -n "$step_tail" "$out/$name.log"
   return $rc
 }
+
+# Puts the GPU machine's LibTorch and its CUDA libraries in front of binaries built on the dev
+# machine; sets $py (= $PONDER_PYTHON, the image's torch venv) and $torch_lib.
+use_device_libtorch() {
+  export PONDER_PYTHON=${PONDER_PYTHON:-/opt/torch/.venv/bin/python3}
+  py=$PONDER_PYTHON
+  torch_lib=$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib
+  export LD_LIBRARY_PATH=$torch_lib:$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)${LD_LIBRARY_PATH:-}
+  export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6  # the image's libtorch shadows it
+}

@@ -23,10 +23,7 @@ rm -rf "$out"
 layers=${1:-4} prompts=${2:-16} tp_timeout=${3:-240}
 mkdir -p "$out"
 source "$here/device_common.sh"
-py=/opt/torch/.venv/bin/python3
-torch_lib=$($py -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib
-export LD_LIBRARY_PATH=$torch_lib:$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)${LD_LIBRARY_PATH:-}
-export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6  # the image's libtorch shadows it
+use_device_libtorch
 export PONDER_DATA=$root/data
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export NCCL_DEBUG=VERSION  # one "NCCL version" line per process that opens a communicator

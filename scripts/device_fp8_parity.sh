@@ -14,10 +14,8 @@ bin=$(realpath "$1")
 shift
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-py=/opt/torch/.venv/bin/python3
-torch_lib=$($py -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib
-export LD_LIBRARY_PATH=$torch_lib:$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)${LD_LIBRARY_PATH:-}
-export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6  # the image's libtorch shadows it
+source "$(dirname "$0")/device_common.sh"
+use_device_libtorch
 export PONDER_DATA=$bin/data
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$bin/ponder" version | head -3

@@ -8,15 +8,11 @@ set -uo pipefail
 root=$(pwd)
 out=${OUT:-$root/device-out}
 mkdir -p "$out"
-export PONDER_PYTHON=${PONDER_PYTHON:-/opt/torch/.venv/bin/python3}
-torch_lib=$("$PONDER_PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib
-nvidia_libs=$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)
-export LD_LIBRARY_PATH=$torch_lib:$nvidia_libs${LD_LIBRARY_PATH:-}
-export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
 export PONDER_SOURCE_DIR=$root
 bin=${MLA_BIN:-$root/.carry/gpu9/bin}
 step_tail=${STEP_TAIL:-30}
 source "$root/scripts/device_common.sh"
+use_device_libtorch
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/env.log"
 step test timeout 70 "$bin/test_kernels" --gtest_filter='*:-SampleCuda.Frequencies*'
 step memcheck timeout 60 compute-sanitizer --tool memcheck --error-exitcode 1 \

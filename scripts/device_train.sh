@@ -12,10 +12,8 @@ set -uo pipefail
 root=$(pwd)/.carry/train
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
-py=/opt/torch/.venv/bin/python3
-torch_lib=$($py -c 'import os, torch; print(os.path.dirname(torch.__file__))')/lib
-export LD_LIBRARY_PATH=$torch_lib:$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)${LD_LIBRARY_PATH:-}
-export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6  # the image's libtorch shadows it
+source "$(dirname "$0")/device_common.sh"
+use_device_libtorch
 export PONDER_DATA=$root/data
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/env.log"
 "$root/bin/ponder" version 2>&1 | tee -a "$out/env.log"
