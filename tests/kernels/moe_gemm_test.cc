@@ -1,7 +1,8 @@
 // kernels::grouped_gemm: the ATen reference against an FP64 oracle that multiplies each row by
-// its group's weights found by position (no per-group loop), and the CUDA kernel against both on
-// the device: plain and SwiGLU, with empty groups, one-row groups and a group longer than one
-// 64-row pass over its weights.
+// its group's weights found by position (no per-group loop), and both CUDA kernels (few-rows and
+// wgmma) against both on the device: plain and SwiGLU, with empty groups, one-row groups and a
+// group longer than one 64-row pass over its weights; the wgmma kernel also on a decode-like
+// problem with more work items than CTAs.
 #include "kernels/moe_gemm.h"
 
 #include <gtest/gtest.h>
@@ -16,9 +17,8 @@ struct Problem {
   at::Tensor x, w, ends;
 };
 
-Problem make_problem(const at::Device& device, at::ScalarType dtype, std::int64_t n,
-                     std::int64_t k) {
-  const std::vector<std::int32_t> sizes = {3, 0, 1, 70, 24, 0, 64, 5};
+Problem make_problem(const at::Device& device, at::ScalarType dtype, std::int64_t n, std::int64_t k,
+                     const std::vector<std::int32_t>& sizes = {3, 0, 1, 70, 24, 0, 64, 5}) {
   std::vector<std::int32_t> ends;
   std::int32_t total = 0;
   for (const std::int32_t s : sizes) ends.push_back(total += s);
@@ -48,12 +48,10 @@ TEST(GroupedGemmReference, MatchesFp64Oracle) {
   }
 }
 
-TEST(GroupedGemmCuda, MatchesReferenceAndOracle) {
-  PONDER_REQUIRE_GPU();
-  const Problem p = make_problem(at::kCUDA, at::kBFloat16, 256, 192);
-  ASSERT_TRUE(grouped_gemm_supported(p.x, p.w));
+void expect_matches(const Problem& p, GroupedKernel kernel) {
+  ASSERT_TRUE(grouped_gemm_supported(p.x, p.w, kernel));
   for (const bool swiglu : {false, true}) {
-    const at::Tensor got = grouped_gemm_cuda(p.x, p.w, p.ends, swiglu);
+    const at::Tensor got = grouped_gemm_cuda(p.x, p.w, p.ends, swiglu, kernel);
     const at::Tensor want = grouped_gemm_reference(p.x, p.w, p.ends, swiglu);
     EXPECT_EQ(got.sizes(), want.sizes());
     // Both sum exact BF16 products in FP32 and round once: they differ by the order of the sums.
@@ -62,11 +60,31 @@ TEST(GroupedGemmCuda, MatchesReferenceAndOracle) {
   }
 }
 
+TEST(GroupedGemmCuda, MatchesReferenceAndOracle) {
+  PONDER_REQUIRE_GPU();
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 256, 192), GroupedKernel::kFewRows);
+}
+
+TEST(GroupedGemmCuda, WgmmaMatchesReferenceAndOracle) {
+  PONDER_REQUIRE_GPU();
+  if (compute_capability() != 90) GTEST_SKIP() << "the wgmma kernel is built for sm_90a only";
+  // K of 3 tiles (fewer than the 4 stages), 2 items per group, the 70-row group in 2 passes, the
+  // last rows inside the final 64-row box (its rows past x arrive as zeros).
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 256, 192), GroupedKernel::kWgmma);
+  // Decode-like: 64 groups of 0-47 rows, 10 items per group (640, more than 2 CTAs per SM on
+  // an H100/H200), 16 K tiles: each CTA runs several items through its ring, which wraps.
+  std::vector<std::int32_t> sizes;
+  for (int g = 0; g < 64; ++g) sizes.push_back((g * 37 + 11) % 48);
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 1280, 1024, sizes), GroupedKernel::kWgmma);
+}
+
 TEST(GroupedGemmCuda, RejectsShapesItDoesNotTile) {
   PONDER_REQUIRE_GPU();
   const Problem p = make_problem(at::kCUDA, at::kBFloat16, 256, 100);
   EXPECT_FALSE(grouped_gemm_supported(p.x, p.w));
   EXPECT_THROW(grouped_gemm_cuda(p.x, p.w, p.ends, false), Error);
+  EXPECT_FALSE(grouped_gemm_supported(p.x, p.w, GroupedKernel::kWgmma));
+  EXPECT_THROW(grouped_gemm_cuda(p.x, p.w, p.ends, false, GroupedKernel::kWgmma), Error);
   const Problem q = make_problem(at::kCUDA, at::kBFloat16, 256, 128);
   EXPECT_THROW(grouped_gemm_cuda(q.x, q.w, q.ends.to(at::kLong), false), Error);
 }
