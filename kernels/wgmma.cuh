@@ -35,11 +35,12 @@ __device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar) {
 
 // Descriptor of a K-major tile of 8-row groups of 128-byte rows, 128-byte swizzled (the layout
 // CU_TENSOR_MAP_SWIZZLE_128B writes for a 64-wide BF16 box), the tile 1024-byte aligned: start
-// address >> 4 in bits 0-13, 8-row group stride 1024 >> 4 in bits 32-45, swizzle mode 1 (128 B)
-// in bits 62-63. The 16-wide K slice i of the tile starts 32 i bytes further (+2 i here).
+// address >> 4 in bits 0-13, leading offset 1 in bits 16-29 (unused by swizzled K-major tiles,
+// set as CUTLASS does), 8-row group stride 1024 >> 4 in bits 32-45, swizzle mode 1 (128 B) in
+// bits 62-63. The 16-wide K slice i of the tile starts 32 i bytes further (+2 i here).
 __device__ __forceinline__ std::uint64_t smem_descriptor(const void* tile) {
-  return ((shared_address(tile) & 0x3FFFFu) >> 4) | (std::uint64_t{1024 >> 4} << 32) |
-         (std::uint64_t{1} << 62);
+  return ((shared_address(tile) & 0x3FFFFu) >> 4) | (std::uint64_t{1} << 16) |
+         (std::uint64_t{1024 >> 4} << 32) | (std::uint64_t{1} << 62);
 }
 
 // Orders earlier register accesses of the accumulators before the next wgmma.

@@ -15,15 +15,15 @@ step_tail=${STEP_TAIL:-30}
 source "$root/scripts/device_common.sh"
 use_device_libtorch
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/env.log"
-step test timeout 150 "$bin/test_kernels" \
+step test timeout 120 "$bin/test_kernels" \
   --gtest_filter='GroupedGemm*:MoeOnGpu.*:EngineOnGpu.*'
 tests=$?
-step memcheck timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 \
+step memcheck timeout 90 compute-sanitizer --tool memcheck --error-exitcode 1 \
   "$bin/test_kernels" --gtest_filter='GroupedGemmCuda.*'
-step moe timeout 150 "$bin/bench_moe" 256 4096 16384
+step moe timeout 120 "$bin/bench_moe" 256 4096 16384
 [ $# -gt 0 ] || set -- 256 512 1024 64
 if [ "$tests" -eq 0 ]; then
-  step rollout timeout 280 env PONDER_BENCH_NO_HF=1 PONDER_BENCH_EXPERT_GEMM="${EXPERT_GEMM:-wgmma}" \
+  step rollout timeout 260 env PONDER_BENCH_NO_HF=1 PONDER_BENCH_EXPERT_GEMM="${EXPERT_GEMM:-wgmma}" \
     "$bin/bench_rollout_gpu" "$@"
 fi
 printf '%s\n' "${summary[@]}" | tee "$out/summary.log"
