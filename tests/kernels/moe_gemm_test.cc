@@ -48,7 +48,9 @@ TEST(GroupedGemmReference, MatchesFp64Oracle) {
   }
 }
 
-void expect_matches(const Problem& p, GroupedKernel kernel) {
+// The kernel against the reference, and against the FP64 oracle when `oracle_too` (it holds a
+// weight matrix per row: small problems only).
+void expect_matches(const Problem& p, GroupedKernel kernel, bool oracle_too = true) {
   ASSERT_TRUE(grouped_gemm_supported(p.x, p.w, kernel));
   for (const bool swiglu : {false, true}) {
     const at::Tensor got = grouped_gemm_cuda(p.x, p.w, p.ends, swiglu, kernel);
@@ -56,7 +58,9 @@ void expect_matches(const Problem& p, GroupedKernel kernel) {
     EXPECT_EQ(got.sizes(), want.sizes());
     // Both sum exact BF16 products in FP32 and round once: they differ by the order of the sums.
     EXPECT_LT(testing::relative_error(got, want), 4e-3) << "swiglu " << swiglu;
-    EXPECT_LT(testing::relative_error(got, oracle(p, swiglu)), 1e-2) << "swiglu " << swiglu;
+    if (oracle_too) {
+      EXPECT_LT(testing::relative_error(got, oracle(p, swiglu)), 1e-2) << "swiglu " << swiglu;
+    }
   }
 }
 
@@ -75,7 +79,8 @@ TEST(GroupedGemmCuda, WgmmaMatchesReferenceAndOracle) {
   // an H100/H200), 16 K tiles: each CTA runs several items through its ring, which wraps.
   std::vector<std::int32_t> sizes;
   for (int g = 0; g < 64; ++g) sizes.push_back((g * 37 + 11) % 48);
-  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 1280, 1024, sizes), GroupedKernel::kWgmma);
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 1280, 1024, sizes), GroupedKernel::kWgmma,
+                 false);
 }
 
 TEST(GroupedGemmCuda, RejectsShapesItDoesNotTile) {
