@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+#include <string>
+
 #include "core/error.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -48,6 +51,20 @@ TEST(GroupedGemmReference, MatchesFp64Oracle) {
   }
 }
 
+// Where got and want differ most, and the 8 x 8 block around it of both: a failure on the device
+// then shows whether the values are permuted (fragment mapping), shifted or garbage (descriptor).
+std::string worst_block(const at::Tensor& got, const at::Tensor& want) {
+  const at::Tensor g = got.to(at::kCPU, at::kFloat), w = want.to(at::kCPU, at::kFloat);
+  const std::int64_t worst = (g - w).abs().argmax().item<std::int64_t>(), cols = g.size(1);
+  const std::int64_t row = worst / cols, col = worst % cols, r0 = row / 8 * 8, c0 = col / 8 * 8;
+  std::ostringstream out;
+  out << "largest difference at row " << row << ", column " << col << "; rows " << r0
+      << "+, columns " << c0 << "+ of got:\n"
+      << g.slice(0, r0, r0 + 8).slice(1, c0, c0 + 8) << "\nand of want:\n"
+      << w.slice(0, r0, r0 + 8).slice(1, c0, c0 + 8);
+  return out.str();
+}
+
 // The kernel against the reference, and against the FP64 oracle when `oracle_too` (it holds a
 // weight matrix per row: small problems only).
 void expect_matches(const Problem& p, GroupedKernel kernel, bool oracle_too = true) {
@@ -55,9 +72,11 @@ void expect_matches(const Problem& p, GroupedKernel kernel, bool oracle_too = tr
   for (const bool swiglu : {false, true}) {
     const at::Tensor got = grouped_gemm_cuda(p.x, p.w, p.ends, swiglu, kernel);
     const at::Tensor want = grouped_gemm_reference(p.x, p.w, p.ends, swiglu);
-    EXPECT_EQ(got.sizes(), want.sizes());
+    ASSERT_EQ(got.sizes(), want.sizes());
     // Both sum exact BF16 products in FP32 and round once: they differ by the order of the sums.
-    EXPECT_LT(testing::relative_error(got, want), 4e-3) << "swiglu " << swiglu;
+    const double error = testing::relative_error(got, want);
+    EXPECT_LT(error, 4e-3) << "swiglu " << swiglu << "\n"
+                           << (error < 4e-3 ? std::string() : worst_block(got, want));
     if (oracle_too) {
       EXPECT_LT(testing::relative_error(got, oracle(p, swiglu)), 1e-2) << "swiglu " << swiglu;
     }
