@@ -63,6 +63,15 @@ int multiprocessor_count() {
 #endif
 }
 
+int compute_capability() {
+#ifdef PONDER_WITH_CUDA
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  return prop->major * 10 + prop->minor;
+#else
+  no_cuda("compute_capability");
+#endif
+}
+
 void check_launch(int rc, const char* who) {
   if (rc != 0)
     throw Error(std::string(who) + ": kernel launch failed with CUDA error " + std::to_string(rc));

@@ -23,6 +23,8 @@ ElementType element_type(const at::Tensor& t, const char* who);
 void* current_stream();
 // Multiprocessors of the current CUDA device (sizing grids).
 int multiprocessor_count();
+// Compute capability of the current CUDA device as 10 major + minor (90 on H100/H200).
+int compute_capability();
 // Throws ponder::Error naming `who` when a launcher returned a CUDA error code.
 void check_launch(int rc, const char* who);
 // Throws ponder::Error: `who` was called in a build without CUDA.

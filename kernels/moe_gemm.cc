@@ -1,5 +1,7 @@
 #include "kernels/moe_gemm.h"
 
+#include <cstdint>
+
 #include "core/error.h"
 #include "kernels/moe_gemm_kernel.h"
 
@@ -24,27 +26,35 @@ at::Tensor grouped_gemm_reference(const at::Tensor& x, const at::Tensor& w, cons
   return y;
 }
 
-bool grouped_gemm_supported(const at::Tensor& x, const at::Tensor& w) {
-  return use_kernel({x, w}) && x.scalar_type() == at::kBFloat16 &&
-         w.scalar_type() == at::kBFloat16 && x.dim() == 2 && w.dim() == 3 && w.is_contiguous() &&
-         x.size(1) == w.size(2) && w.size(2) % kGroupedK == 0 && w.size(1) % kGroupedN == 0;
+bool grouped_gemm_supported(const at::Tensor& x, const at::Tensor& w, GroupedKernel kernel) {
+  const bool tiled = use_kernel({x, w}) && x.scalar_type() == at::kBFloat16 &&
+                     w.scalar_type() == at::kBFloat16 && x.dim() == 2 && w.dim() == 3 &&
+                     w.is_contiguous() && x.size(1) == w.size(2) && w.size(2) % kGroupedK == 0 &&
+                     w.size(1) % kGroupedN == 0;
+  if (!tiled || kernel == GroupedKernel::kFewRows) return tiled;
+  const auto aligned = [](const at::Tensor& t) {
+    return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0;
+  };
+  return compute_capability() == 90 && aligned(x) && aligned(w);
 }
 
 at::Tensor grouped_gemm_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,
-                             bool swiglu) {
+                             bool swiglu, GroupedKernel kernel) {
 #ifdef PONDER_WITH_CUDA
   const char* who = "grouped_gemm_cuda";
   require_cuda(who, {x, w, ends});
-  if (!grouped_gemm_supported(x, w))
+  const at::Tensor rows = x.contiguous();
+  if (!grouped_gemm_supported(rows, w, kernel))
     throw Error(
         "grouped_gemm_cuda: expected bf16 x [rows, k] and contiguous w [groups, n, k] with "
-        "k % 64 == 0 and n % 128 == 0");
+        "k % 64 == 0 and n % 128 == 0 (the wgmma kernel: on a compute capability 9.0 GPU, "
+        "16-byte aligned)");
   if (ends.dim() != 1 || ends.size(0) != w.size(0) || ends.scalar_type() != at::kInt)
     throw Error("grouped_gemm_cuda: ends must be an int32 [groups] tensor");
   const std::int64_t n = w.size(1);
   at::Tensor y = at::empty({x.size(0), swiglu ? n / 2 : n}, x.options());
   if (x.size(0) == 0) return y;
-  const at::Tensor e = ends.contiguous(), rows = x.contiguous();
+  const at::Tensor e = ends.contiguous();
   const GroupedGemmParams p{rows.data_ptr(),
                             w.data_ptr(),
                             e.data_ptr<std::int32_t>(),
@@ -52,19 +62,23 @@ at::Tensor grouped_gemm_cuda(const at::Tensor& x, const at::Tensor& w, const at:
                             static_cast<int>(w.size(0)),
                             static_cast<int>(n),
                             static_cast<int>(w.size(2)),
+                            static_cast<int>(rows.size(0)),
                             swiglu};
-  check_launch(launch_grouped_gemm(p, current_stream()), who);
+  check_launch(kernel == GroupedKernel::kWgmma
+                   ? launch_grouped_gemm_wgmma(p, multiprocessor_count(), current_stream())
+                   : launch_grouped_gemm(p, current_stream()),
+               who);
   return y;
 #else
-  (void)x, (void)w, (void)ends, (void)swiglu;
+  (void)x, (void)w, (void)ends, (void)swiglu, (void)kernel;
   no_cuda("grouped_gemm_cuda");
 #endif
 }
 
 at::Tensor grouped_gemm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,
-                        bool swiglu) {
-  return grouped_gemm_supported(x, w) ? grouped_gemm_cuda(x, w, ends, swiglu)
-                                      : grouped_gemm_reference(x, w, ends, swiglu);
+                        bool swiglu, GroupedKernel kernel) {
+  return grouped_gemm_supported(x, w, kernel) ? grouped_gemm_cuda(x, w, ends, swiglu, kernel)
+                                              : grouped_gemm_reference(x, w, ends, swiglu);
 }
 
 }  // namespace ponder::kernels

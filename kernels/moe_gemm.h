@@ -14,14 +14,19 @@ namespace ponder::kernels {
 // silu(x w_gate^T) * (x w_up^T) in FP32, rounded to x's dtype once.
 at::Tensor grouped_gemm_reference(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,
                                   bool swiglu);
+// The CUDA kernels: kFewRows (cp.async + mma.sync, any GPU the build targets) and kWgmma (TMA +
+// wgmma with a producer warp, sm_90a: Hopper only). Both read each group's weights once per 64
+// of its rows, so they are meant for up to ~64 rows per group.
+enum class GroupedKernel { kFewRows, kWgmma };
 // True when grouped_gemm_cuda takes these: BF16 on a GPU, w contiguous, k % 64 == 0,
-// n % 128 == 0, and use_kernel() holds.
-bool grouped_gemm_supported(const at::Tensor& x, const at::Tensor& w);
-// The kernel: each group's weights read once per 64 of its rows, so for up to ~64 rows per group.
+// n % 128 == 0, and use_kernel() holds; kWgmma also needs a compute capability 9.0 device and
+// x, w 16-byte aligned.
+bool grouped_gemm_supported(const at::Tensor& x, const at::Tensor& w,
+                            GroupedKernel kernel = GroupedKernel::kFewRows);
 at::Tensor grouped_gemm_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,
-                             bool swiglu);
+                             bool swiglu, GroupedKernel kernel = GroupedKernel::kFewRows);
 // The kernel when supported, else the reference.
 at::Tensor grouped_gemm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,
-                        bool swiglu);
+                        bool swiglu, GroupedKernel kernel = GroupedKernel::kFewRows);
 
 }  // namespace ponder::kernels

@@ -1,6 +1,7 @@
-// Raw-pointer interface of the grouped GEMM for few rows per group (MoE experts at decode: ~24
+// Raw-pointer interface of the grouped GEMMs for few rows per group (MoE experts at decode: ~24
 // tokens per expert): BF16 rows sorted by group times each group's weight matrix, FP32
-// accumulation, optionally with SwiGLU fused into the epilogue (no LibTorch here).
+// accumulation, optionally with SwiGLU fused into the epilogue (no LibTorch here). Two kernels:
+// cp.async + mma.sync, and TMA + wgmma (sm_90a only).
 #pragma once
 
 #include <cstdint>
@@ -18,10 +19,15 @@ struct GroupedGemmParams {
   const std::int32_t* ends = nullptr;  // [groups] cumulative row counts
   void* y = nullptr;  // [rows, n] bf16, or [rows, n / 2] with swiglu: silu(x w_gate^T) x w_up^T
   int groups = 0, n = 0, k = 0;
+  int rows = 0;         // rows of x (the wgmma kernel's tensor map)
   bool swiglu = false;  // w rows [0, n/2) are the gate, [n/2, n) the up projection
 };
 
 // y = x_g w_g^T per group (or the SwiGLU of its two halves). Returns the CUDA error code.
 int launch_grouped_gemm(const GroupedGemmParams& params, void* stream);
+// The same on Hopper (sm_90a only): each group's weights as wgmma's M, 128 rows a CTA, its token
+// rows as N, kGroupedRows a pass; TMA copies into an mbarrier ring fed by a producer warp; a
+// persistent grid of up to `multiprocessors` x its occupancy. x and w 16-byte aligned.
+int launch_grouped_gemm_wgmma(const GroupedGemmParams& params, int multiprocessors, void* stream);
 
 }  // namespace ponder::kernels

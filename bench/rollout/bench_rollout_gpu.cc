@@ -3,7 +3,8 @@
 // ignored) in the same run, the decode roofline (weights + KV bytes per step / device-to-device
 // copy bandwidth measured here) and a kernel-time profile of one decode step.
 // Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64);
-// PONDER_BENCH_NO_HF=1 skips the HF baseline.
+// PONDER_BENCH_NO_HF=1 skips the HF baseline; PONDER_BENCH_EXPERT_GEMM=few-rows|wgmma also runs
+// the full workload and the step profile with the routed experts on that kernels::grouped_gemm.
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -289,6 +290,45 @@ void report_eager(const Shape& w, const Ids& prompts, const Run& first, const Ru
       graphs, graph_ms, w.hf_new, eager_ms, eager_ms / graph_ms, same, prompts.size());
 }
 
+// The full workload on a fresh engine (its graphs record the kernel) with the routed experts on
+// PONDER_BENCH_EXPERT_GEMM's kernel, against `full` (torch's grouped GEMM) from this run, then
+// the decode-step profile with it; the model is back on torch's grouped GEMM after.
+void compare_expert_gemm(const Shape& w, const Ids& prompts, const Run& first, const Run& full,
+                         ponder::model::CausalLM& lm, std::int64_t blocks) {
+  using ponder::model::ExpertGemm;
+  const char* env = std::getenv("PONDER_BENCH_EXPERT_GEMM");
+  if (!env) return;
+  const std::map<std::string, ExpertGemm> kernels = {{"few-rows", ExpertGemm::kFewRows},
+                                                     {"wgmma", ExpertGemm::kWgmma}};
+  const auto it = kernels.find(env);
+  if (it == kernels.end())
+    throw ponder::Error(std::string("PONDER_BENCH_EXPERT_GEMM: expected few-rows or wgmma, got ") +
+                        env);
+  lm.set_expert_gemm(it->second);
+  {
+    ponder::engine::RolloutEngine engine(lm, nullptr,
+                                         {.num_blocks = blocks,
+                                          .max_batch_tokens = 16384,
+                                          .max_running = w.batch,
+                                          .show_progress = false});
+    run_ponder(engine, prompts, 2);  // warm-up (records the full batch's decode graph)
+    const Run alt_first = run_ponder(engine, prompts, 1);
+    const Run alt = run_ponder(engine, prompts, w.new_tokens);
+    const double steps = static_cast<double>(w.new_tokens - 1);
+    const double base_ms = (full.seconds - first.seconds) / steps * 1e3;
+    const double alt_ms = (alt.seconds - alt_first.seconds) / steps * 1e3;
+    std::size_t same = 0;
+    for (std::size_t s = 0; s < prompts.size(); ++s) same += alt.ids[s] == full.ids[s];
+    fmt::print(
+        "\nrouted experts on {}: {} tokens in {:.2f} s = {:.0f} tokens/s, decode {:.2f} ms per "
+        "step vs {:.2f} with torch's grouped GEMM ({:.2f}x); {}/{} sequences with its tokens\n",
+        env, w.new_tokens, alt.seconds, static_cast<double>(w.batch * w.new_tokens) / alt.seconds,
+        alt_ms, base_ms, base_ms / alt_ms, same, prompts.size());
+  }
+  profile_decode(lm, w.batch, w.prompt + w.new_tokens / 2, "");
+  lm.set_expert_gemm(ExpertGemm::kTorchGrouped);
+}
+
 void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const double bandwidth = copy_bandwidth_gbs() * 1e9;
   fmt::print("device-to-device copy: {:.0f} GB/s (read + write)\n", bandwidth / 1e9);
@@ -323,6 +363,7 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   report(w, hf, first, short_run, full, *lm, bandwidth);
   report_eager(w, prompts, first, short_run, engine.captured_graphs(), *lm, blocks);
   profile_decode(*lm, w.batch, w.prompt + w.new_tokens / 2, trace);
+  compare_expert_gemm(w, prompts, first, full, *lm, blocks);
 }
 
 }  // namespace

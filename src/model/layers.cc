@@ -169,8 +169,9 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
   if (fp8_grouped && (grouped_training || !training)) {
     out = routed_fp8_grouped(x, routing);
   } else if (!training) {
-    out = grouped_inference(x.scalar_type(), x.device()) ? routed_grouped(x, routing)
-                                                         : routed_loop(x, routing);
+    out = grouped_inference(x.scalar_type(), x.device())
+              ? routed_grouped(x, routing, inference_gemm)
+              : routed_loop(x, routing);
   } else if (stacked && grouped_training && precision == LinearPrecision::kBf16 && x.is_cuda()) {
     const StackedExperts w = trainable_stacked();
     out = routed_grouped(x, routing, {w.gate_up.to(at::kBFloat16), w.down.to(at::kBFloat16)});
@@ -245,8 +246,11 @@ at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
   if (gemm == ExpertGemm::kTorchGrouped) return routed_grouped(x, routing, *stacked);
   const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
   const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
-  const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true);
-  return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false), o.order, routing);
+  const auto kernel = gemm == ExpertGemm::kWgmma ? kernels::GroupedKernel::kWgmma
+                                                 : kernels::GroupedKernel::kFewRows;
+  const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true, kernel);
+  return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false, kernel), o.order,
+                 routing);
 }
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,

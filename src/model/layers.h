@@ -83,12 +83,6 @@ struct StackedExperts {
   at::Tensor gate_up, down;
 };
 
-// The grouped GEMMs of the routed experts: torch's grouped GEMM (CUTLASS on Hopper) then the
-// SwiGLU kernel, or kernels::grouped_gemm (each expert's weights read once per 64 of its rows,
-// SwiGLU fused), meant for decode's few rows per expert: on the H200 its GEMMs take 4% more GPU
-// time than torch's in a V2-Lite decode step (bench/RESULTS.md), so it is not the default.
-enum class ExpertGemm { kTorchGrouped, kFewRows };
-
 struct Moe {
   const ModelConfig* config = nullptr;
   at::Tensor gate;                            // [experts, hidden]
@@ -102,6 +96,8 @@ struct Moe {
   MoeRouting route(const at::Tensor& x) const;
   // Grouped GEMMs for the routed experts while training (FP8 or BF16 linears, stacked weights).
   bool grouped_training = true;
+  // The routed experts' GEMMs of operator() without gradients (CausalLM::set_expert_gemm).
+  ExpertGemm inference_gemm = ExpertGemm::kTorchGrouped;
   // Routed experts plus shared ones. The routed part runs as grouped GEMMs over stacked weights:
   // without gradients when the experts compute in the weights' dtype (BF16 on a GPU, any dtype on
   // the CPU); for FP8 linears when hidden and expert widths are multiples of 128 (with gradients

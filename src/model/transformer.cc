@@ -242,6 +242,11 @@ void TransformerLM::set_training_options(const TrainingOptions& options) {
     if (auto* moe = std::get_if<Moe>(&layer.ffn)) moe->grouped_training = options.grouped_experts;
 }
 
+void TransformerLM::set_expert_gemm(ExpertGemm gemm) {
+  for (auto& layer : layers_)
+    if (auto* moe = std::get_if<Moe>(&layer.ffn)) moe->inference_gemm = gemm;
+}
+
 std::unique_ptr<CausalLM> load_causal_lm(const std::filesystem::path& dir, at::Device device,
                                          at::ScalarType dtype, Fp8Weights fp8) {
   ModelConfig config = ModelConfig::from_file(dir / "config.json");

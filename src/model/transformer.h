@@ -28,6 +28,7 @@ class TransformerLM : public CausalLM {
   std::vector<at::Tensor> routing_loads() override;
   void set_linear_precision(LinearPrecision precision) override;
   void set_training_options(const TrainingOptions& options) override;
+  void set_expert_gemm(ExpertGemm gemm) override;
   at::Tensor last_balance_loss() const override { return balance_loss_; }
 
  private:

@@ -1,10 +1,14 @@
 // kernels::grouped_gemm: the ATen reference against an FP64 oracle that multiplies each row by
-// its group's weights found by position (no per-group loop), and the CUDA kernel against both on
-// the device: plain and SwiGLU, with empty groups, one-row groups and a group longer than one
-// 64-row pass over its weights.
+// its group's weights found by position (no per-group loop), and both CUDA kernels (few-rows and
+// wgmma) against both on the device: plain and SwiGLU, with empty groups, one-row groups and a
+// group longer than one 64-row pass over its weights; the wgmma kernel also on a decode-like
+// problem with more work items than CTAs.
 #include "kernels/moe_gemm.h"
 
 #include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
 
 #include "core/error.h"
 #include "tests/kernels/kernel_test_util.h"
@@ -16,9 +20,8 @@ struct Problem {
   at::Tensor x, w, ends;
 };
 
-Problem make_problem(const at::Device& device, at::ScalarType dtype, std::int64_t n,
-                     std::int64_t k) {
-  const std::vector<std::int32_t> sizes = {3, 0, 1, 70, 24, 0, 64, 5};
+Problem make_problem(const at::Device& device, at::ScalarType dtype, std::int64_t n, std::int64_t k,
+                     const std::vector<std::int32_t>& sizes = {3, 0, 1, 70, 24, 0, 64, 5}) {
   std::vector<std::int32_t> ends;
   std::int32_t total = 0;
   for (const std::int32_t s : sizes) ends.push_back(total += s);
@@ -48,18 +51,55 @@ TEST(GroupedGemmReference, MatchesFp64Oracle) {
   }
 }
 
+// Where got and want differ most, and the 8 x 8 block around it of both: a failure on the device
+// then shows whether the values are permuted (fragment mapping), shifted or garbage (descriptor).
+std::string worst_block(const at::Tensor& got, const at::Tensor& want) {
+  const at::Tensor g = got.to(at::kCPU, at::kFloat), w = want.to(at::kCPU, at::kFloat);
+  const std::int64_t worst = (g - w).abs().argmax().item<std::int64_t>(), cols = g.size(1);
+  const std::int64_t row = worst / cols, col = worst % cols, r0 = row / 8 * 8, c0 = col / 8 * 8;
+  std::ostringstream out;
+  out << "largest difference at row " << row << ", column " << col << "; rows " << r0
+      << "+, columns " << c0 << "+ of got:\n"
+      << g.slice(0, r0, r0 + 8).slice(1, c0, c0 + 8) << "\nand of want:\n"
+      << w.slice(0, r0, r0 + 8).slice(1, c0, c0 + 8);
+  return out.str();
+}
+
+// The kernel against the reference, and against the FP64 oracle when `oracle_too` (it holds a
+// weight matrix per row: small problems only).
+void expect_matches(const Problem& p, GroupedKernel kernel, bool oracle_too = true) {
+  ASSERT_TRUE(grouped_gemm_supported(p.x, p.w, kernel));
+  for (const bool swiglu : {false, true}) {
+    const at::Tensor got = grouped_gemm_cuda(p.x, p.w, p.ends, swiglu, kernel);
+    const at::Tensor want = grouped_gemm_reference(p.x, p.w, p.ends, swiglu);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    // Both sum exact BF16 products in FP32 and round once: they differ by the order of the sums.
+    const double error = testing::relative_error(got, want);
+    EXPECT_LT(error, 4e-3) << "swiglu " << swiglu << "\n"
+                           << (error < 4e-3 ? std::string() : worst_block(got, want));
+    if (oracle_too) {
+      EXPECT_LT(testing::relative_error(got, oracle(p, swiglu)), 1e-2) << "swiglu " << swiglu;
+    }
+  }
+}
+
 TEST(GroupedGemmCuda, MatchesReferenceAndOracle) {
   PONDER_REQUIRE_GPU();
-  const Problem p = make_problem(at::kCUDA, at::kBFloat16, 256, 192);
-  ASSERT_TRUE(grouped_gemm_supported(p.x, p.w));
-  for (const bool swiglu : {false, true}) {
-    const at::Tensor got = grouped_gemm_cuda(p.x, p.w, p.ends, swiglu);
-    const at::Tensor want = grouped_gemm_reference(p.x, p.w, p.ends, swiglu);
-    EXPECT_EQ(got.sizes(), want.sizes());
-    // Both sum exact BF16 products in FP32 and round once: they differ by the order of the sums.
-    EXPECT_LT(testing::relative_error(got, want), 4e-3) << "swiglu " << swiglu;
-    EXPECT_LT(testing::relative_error(got, oracle(p, swiglu)), 1e-2) << "swiglu " << swiglu;
-  }
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 256, 192), GroupedKernel::kFewRows);
+}
+
+TEST(GroupedGemmCuda, WgmmaMatchesReferenceAndOracle) {
+  PONDER_REQUIRE_GPU();
+  if (compute_capability() != 90) GTEST_SKIP() << "the wgmma kernel is built for sm_90a only";
+  // K of 3 tiles (fewer than the 4 stages), 2 items per group, the 70-row group in 2 passes, the
+  // last rows inside the final 64-row box (its rows past x arrive as zeros).
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 256, 192), GroupedKernel::kWgmma);
+  // Decode-like: 64 groups of 0-47 rows, 10 items per group (640, more than 2 CTAs per SM on
+  // an H100/H200), 16 K tiles: each CTA runs several items through its ring, which wraps.
+  std::vector<std::int32_t> sizes;
+  for (int g = 0; g < 64; ++g) sizes.push_back((g * 37 + 11) % 48);
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 1280, 1024, sizes), GroupedKernel::kWgmma,
+                 false);
 }
 
 TEST(GroupedGemmCuda, RejectsShapesItDoesNotTile) {
@@ -67,6 +107,8 @@ TEST(GroupedGemmCuda, RejectsShapesItDoesNotTile) {
   const Problem p = make_problem(at::kCUDA, at::kBFloat16, 256, 100);
   EXPECT_FALSE(grouped_gemm_supported(p.x, p.w));
   EXPECT_THROW(grouped_gemm_cuda(p.x, p.w, p.ends, false), Error);
+  EXPECT_FALSE(grouped_gemm_supported(p.x, p.w, GroupedKernel::kWgmma));
+  EXPECT_THROW(grouped_gemm_cuda(p.x, p.w, p.ends, false, GroupedKernel::kWgmma), Error);
   const Problem q = make_problem(at::kCUDA, at::kBFloat16, 256, 128);
   EXPECT_THROW(grouped_gemm_cuda(q.x, q.w, q.ends.to(at::kLong), false), Error);
 }
