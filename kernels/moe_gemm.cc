@@ -26,6 +26,24 @@ at::Tensor grouped_gemm_reference(const at::Tensor& x, const at::Tensor& w, cons
   return y;
 }
 
+#ifdef PONDER_WITH_CUDA
+namespace {
+
+int launch(const GroupedGemmParams& p, GroupedKernel kernel) {
+  switch (kernel) {
+    case GroupedKernel::kWgmma:
+      return launch_grouped_gemm_wgmma(p, multiprocessor_count(), current_stream());
+    case GroupedKernel::kWgmmaLarge:
+      return launch_grouped_gemm_wgmma_large(p, multiprocessor_count(), current_stream());
+    case GroupedKernel::kFewRows:
+      break;
+  }
+  return launch_grouped_gemm(p, current_stream());
+}
+
+}  // namespace
+#endif
+
 bool grouped_gemm_supported(const at::Tensor& x, const at::Tensor& w, GroupedKernel kernel) {
   const bool tiled = use_kernel({x, w}) && x.scalar_type() == at::kBFloat16 &&
                      w.scalar_type() == at::kBFloat16 && x.dim() == 2 && w.dim() == 3 &&
@@ -35,7 +53,10 @@ bool grouped_gemm_supported(const at::Tensor& x, const at::Tensor& w, GroupedKer
   const auto aligned = [](const at::Tensor& t) {
     return reinterpret_cast<std::uintptr_t>(t.data_ptr()) % 16 == 0;
   };
-  return compute_capability() == 90 && aligned(x) && aligned(w);
+  const bool large_tiles =
+      w.size(2) > 0 && w.size(1) % kGroupedLargeN == 0 && w.size(0) <= kGroupedLargeMaxGroups;
+  return compute_capability() == 90 && aligned(x) && aligned(w) &&
+         (kernel != GroupedKernel::kWgmmaLarge || large_tiles);
 }
 
 at::Tensor grouped_gemm_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,
@@ -47,8 +68,8 @@ at::Tensor grouped_gemm_cuda(const at::Tensor& x, const at::Tensor& w, const at:
   if (!grouped_gemm_supported(rows, w, kernel))
     throw Error(
         "grouped_gemm_cuda: expected bf16 x [rows, k] and contiguous w [groups, n, k] with "
-        "k % 64 == 0 and n % 128 == 0 (the wgmma kernel: on a compute capability 9.0 GPU, "
-        "16-byte aligned)");
+        "k % 64 == 0 and n % 128 == 0 (the wgmma kernels: on a compute capability 9.0 GPU, "
+        "16-byte aligned; the large one: n % 256 == 0, k > 0, at most 1024 groups)");
   if (ends.dim() != 1 || ends.size(0) != w.size(0) || ends.scalar_type() != at::kInt)
     throw Error("grouped_gemm_cuda: ends must be an int32 [groups] tensor");
   const std::int64_t n = w.size(1);
@@ -64,10 +85,7 @@ at::Tensor grouped_gemm_cuda(const at::Tensor& x, const at::Tensor& w, const at:
                             static_cast<int>(w.size(2)),
                             static_cast<int>(rows.size(0)),
                             swiglu};
-  check_launch(kernel == GroupedKernel::kWgmma
-                   ? launch_grouped_gemm_wgmma(p, multiprocessor_count(), current_stream())
-                   : launch_grouped_gemm(p, current_stream()),
-               who);
+  check_launch(launch(p, kernel), who);
   return y;
 #else
   (void)x, (void)w, (void)ends, (void)swiglu, (void)kernel;

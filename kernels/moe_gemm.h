@@ -15,12 +15,13 @@ namespace ponder::kernels {
 at::Tensor grouped_gemm_reference(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,
                                   bool swiglu);
 // The CUDA kernels: kFewRows (cp.async + mma.sync, any GPU the build targets) and kWgmma (TMA +
-// wgmma with a producer warp, sm_90a: Hopper only). Both read each group's weights once per 64
-// of its rows, so they are meant for up to ~64 rows per group.
-enum class GroupedKernel { kFewRows, kWgmma };
+// wgmma with a producer warp, sm_90a: Hopper only) read each group's weights once per 64 of its
+// rows: meant for up to ~64 rows per group (decode). kWgmmaLarge (TMA + wgmma in 128 x 256 tiles,
+// sm_90a) is compute-bound from a few hundred rows per group (prefill, scoring).
+enum class GroupedKernel { kFewRows, kWgmma, kWgmmaLarge };
 // True when grouped_gemm_cuda takes these: BF16 on a GPU, w contiguous, k % 64 == 0,
-// n % 128 == 0, and use_kernel() holds; kWgmma also needs a compute capability 9.0 device and
-// x, w 16-byte aligned.
+// n % 128 == 0, and use_kernel() holds; kWgmma and kWgmmaLarge also need a compute capability 9.0
+// device and x, w 16-byte aligned; kWgmmaLarge also k > 0, n % 256 == 0 and at most 1024 groups.
 bool grouped_gemm_supported(const at::Tensor& x, const at::Tensor& w,
                             GroupedKernel kernel = GroupedKernel::kFewRows);
 at::Tensor grouped_gemm_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& ends,

@@ -1,7 +1,8 @@
 // One MoE layer on the GPU in BF16 (DeepSeek-V2-Lite: 64 experts top-6 + 2 shared; DeepSeek-V3:
 // 256 experts top-8 + 1 shared): the grouped path (tokens sorted by expert, two grouped GEMMs)
-// and the few-rows kernels (cp.async + mma.sync; TMA + wgmma on Hopper) against the per-expert
-// loop and against a dense BF16 GEMM pair of the same FLOPs, same run.
+// and the kernels::grouped_gemm kernels (few rows: cp.async + mma.sync, TMA + wgmma on Hopper;
+// many rows: TMA + wgmma in 128 x 256 tiles) against the per-expert loop and against a dense BF16
+// GEMM pair of the same FLOPs, same run.
 // Usage: bench_moe [TOKENS...]  (default 256 4096 16384)
 #include <c10/core/GradMode.h>
 #include <fmt/core.h>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/moe_gemm.h"
 #include "model/init_model.h"
 #include "model/layers.h"
 
@@ -80,10 +82,11 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
   fmt::print("\n{}: hidden {}, {} experts x inner {}, top-{}, {} shared (BF16)\n", preset, h,
              c.n_routed_experts, inner, k, c.n_shared_experts);
   fmt::print(
-      "{:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>11} {:>7} | {:>8} {:>8} {:>8} {:>7} | "
-      "{:>9} {:>9} {:>9}\n",
-      "tokens", "dense ms", "grouped", "few-rows", "wgmma", "loop", "layer", "layer tok/s",
-      "TFLOP/s", "vs dense", "few/dns", "wg/dns", "vs loop", "exp. GB/s", "few GB/s", "wg GB/s");
+      "{:>6} | {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>11} {:>7} {:>7} | {:>8} {:>8} "
+      "{:>8} {:>8} {:>7} | {:>9} {:>9} {:>9}\n",
+      "tokens", "dense ms", "grouped", "few-rows", "wgmma", "large", "loop", "layer", "layer tok/s",
+      "TFLOP/s", "lg TF/s", "vs dense", "few/dns", "wg/dns", "lg/dns", "vs loop", "exp. GB/s",
+      "few GB/s", "wg GB/s");
   for (const std::int64_t t : token_counts) {
     const at::Tensor x = at::randn({t, h}, opts);
     const auto routing = layer->moe.route(x);
@@ -97,12 +100,30 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
         [&] { return layer->moe.routed_grouped(x, routing, ExpertGemm::kFewRows); }, reps);
     const double wgmma = median_seconds(
         [&] { return layer->moe.routed_grouped(x, routing, ExpertGemm::kWgmma); }, reps);
-    // the wgmma kernel's largest difference to torch's grouped GEMM, relative to the largest output
+    const double large = median_seconds(
+        [&] { return layer->moe.routed_grouped(x, routing, ExpertGemm::kWgmmaLarge); }, reps);
+    // the large-tile kernel's two GEMMs alone on rows already sorted, with the routing's group
+    // sizes
+    const at::Tensor ends =
+        at::bincount(routing.experts.reshape(-1), {}, c.n_routed_experts).cumsum(0).to(at::kInt);
+    const at::Tensor sorted_rows = at::randn({t * k, h}, opts);
+    const double gemms = median_seconds(
+        [&] {
+          using ponder::kernels::GroupedKernel;
+          const auto& w = *layer->moe.stacked;
+          const at::Tensor hidden = ponder::kernels::grouped_gemm_cuda(
+              sorted_rows, w.gate_up, ends, true, GroupedKernel::kWgmmaLarge);
+          return ponder::kernels::grouped_gemm_cuda(hidden, w.down, ends, false,
+                                                    GroupedKernel::kWgmmaLarge);
+        },
+        reps);
+    // a kernel's largest difference to torch's grouped GEMM, relative to the largest output
     const at::Tensor torch_out = layer->moe.routed_grouped(x, routing, ExpertGemm::kTorchGrouped);
-    const double wg_error =
-        ((layer->moe.routed_grouped(x, routing, ExpertGemm::kWgmma) - torch_out).abs().max() /
-         torch_out.abs().max())
-            .item<double>();
+    const auto error_of = [&](ExpertGemm gemm) {
+      return ((layer->moe.routed_grouped(x, routing, gemm) - torch_out).abs().max() /
+              torch_out.abs().max())
+          .item<double>();
+    };
     const double loop = median_seconds([&] { return layer->moe.routed_loop(x, routing); }, 3);
     const double full = median_seconds([&] { return layer->moe(x); }, reps);
     const double flops = 6.0 * static_cast<double>(t * k * h * inner);
@@ -113,14 +134,19 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
                                .item<double>();
     const double expert_bytes = touched * 3.0 * static_cast<double>(h * inner) * 2;
     fmt::print(
-        "{:>6} | {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} | {:>11.0f} {:>7.1f} | "
-        "{:>8.2f} {:>8.2f} {:>8.2f} {:>6.1f}x | {:>9.0f} {:>9.0f} {:>9.0f}\n",
-        t, dense * 1e3, grouped * 1e3, few * 1e3, wgmma * 1e3, loop * 1e3, full * 1e3,
-        static_cast<double>(t) / full, flops / grouped / 1e12, dense / grouped, dense / few,
-        dense / wgmma, loop / grouped, expert_bytes / grouped / 1e9, expert_bytes / few / 1e9,
-        expert_bytes / wgmma / 1e9);
-    fmt::print("{:>6} | wgmma vs torch grouped: max |difference| / max |output| = {:.1e}\n", t,
-               wg_error);
+        "{:>6} | {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f} | {:>11.0f} "
+        "{:>7.1f} {:>7.1f} | {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>6.1f}x | {:>9.0f} {:>9.0f} "
+        "{:>9.0f}\n",
+        t, dense * 1e3, grouped * 1e3, few * 1e3, wgmma * 1e3, large * 1e3, loop * 1e3, full * 1e3,
+        static_cast<double>(t) / full, flops / grouped / 1e12, flops / large / 1e12,
+        dense / grouped, dense / few, dense / wgmma, dense / large, loop / grouped,
+        expert_bytes / grouped / 1e9, expert_bytes / few / 1e9, expert_bytes / wgmma / 1e9);
+    fmt::print(
+        "{:>6} | vs torch grouped, max |difference| / max |output|: wgmma {:.1e}, large {:.1e}; "
+        "dense {:.1f} TFLOP/s; large-tile GEMMs alone {:.3f} ms, {:.1f} TFLOP/s, {:.2f} of "
+        "dense\n",
+        t, error_of(ExpertGemm::kWgmma), error_of(ExpertGemm::kWgmmaLarge), flops / dense / 1e12,
+        gemms * 1e3, flops / gemms / 1e12, dense / gemms);
   }
 }
 
@@ -138,13 +164,14 @@ int main(int argc, char** argv) {
   c10::NoGradGuard no_grad;
   fmt::print(
       "ms = median wall time of a synced call; dense = two BF16 GEMMs with the routed experts' "
-      "FLOPs (6 T k hidden inner); grouped/few-rows/loop = routed experts only (routing given) "
-      "through torch's grouped GEMM, kernels::grouped_gemm (SwiGLU fused; few-rows = cp.async + "
-      "mma.sync, wgmma = TMA + wgmma) or the per-expert loop; "
-      "layer = routing + routed experts (torch grouped) + shared experts; TFLOP/s of the "
-      "grouped path; vs dense = dense ms / grouped ms, few/dns and wg/dns = dense ms / few-rows "
-      "and wgmma ms; GB/s = "
-      "weights of the experts hit / time\n");
+      "FLOPs (6 T k hidden inner); grouped/few-rows/wgmma/large/loop = routed experts only "
+      "(routing given, sort and combine included) through torch's grouped GEMM, "
+      "kernels::grouped_gemm (SwiGLU fused; few-rows = cp.async + mma.sync, wgmma = TMA + wgmma "
+      "picking the few-rows or large-tile kernel by rows per expert, large = TMA + wgmma 128 x "
+      "256 tiles) or the per-expert loop; layer = routing + routed experts (torch grouped) + "
+      "shared experts; TFLOP/s of the grouped path and (lg TF/s) the large-tile path; vs dense "
+      "= dense ms / grouped ms, few/dns, wg/dns, lg/dns = dense ms / few-rows, wgmma, large ms; "
+      "GB/s = weights of the experts hit / time\n");
   try {
     bench_shape("deepseek-v2-lite", tokens);
     bench_shape("deepseek-v3", tokens);

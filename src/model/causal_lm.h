@@ -59,8 +59,11 @@ enum class Fp8Weights { kDequantise, kKeep };
 // then the SwiGLU kernel; or a kernels::grouped_gemm kernel with SwiGLU fused, each expert's
 // weights read once per 64 of its rows (decode's few rows per expert): kFewRows (cp.async +
 // mma.sync; 4% more GPU time than torch's in a V2-Lite decode step on the H200, see
-// bench/RESULTS.md) or kWgmma (TMA + wgmma, Hopper only, not yet measured).
-enum class ExpertGemm { kTorchGrouped, kFewRows, kWgmma };
+// bench/RESULTS.md) or kWgmma (TMA + wgmma, Hopper only: the few-rows kernel below
+// kLargeTileRowsPerExpert rows per expert on average, the 128 x 256 tile kernel from there);
+// kWgmmaLarge: the 128 x 256 tile kernel at any size.
+enum class ExpertGemm { kTorchGrouped, kFewRows, kWgmma, kWgmmaLarge };
+inline constexpr std::int64_t kLargeTileRowsPerExpert = 128;
 
 // How forward_hidden behaves while training.
 struct TrainingOptions {

@@ -1,8 +1,8 @@
 // kernels::grouped_gemm: the ATen reference against an FP64 oracle that multiplies each row by
-// its group's weights found by position (no per-group loop), and both CUDA kernels (few-rows and
-// wgmma) against both on the device: plain and SwiGLU, with empty groups, one-row groups and a
-// group longer than one 64-row pass over its weights; the wgmma kernel also on a decode-like
-// problem with more work items than CTAs.
+// its group's weights found by position (no per-group loop), and the CUDA kernels (few-rows,
+// wgmma, wgmma large tiles) against both on the device: plain and SwiGLU, with empty groups,
+// one-row groups and a group longer than one 64-row pass over its weights; the wgmma kernels also
+// on problems with more work items than CTAs (decode-like; ragged groups around 128-row tiles).
 #include "kernels/moe_gemm.h"
 
 #include <gtest/gtest.h>
@@ -102,6 +102,22 @@ TEST(GroupedGemmCuda, WgmmaMatchesReferenceAndOracle) {
                  false);
 }
 
+TEST(GroupedGemmCuda, WgmmaLargeMatchesReferenceAndOracle) {
+  PONDER_REQUIRE_GPU();
+  if (compute_capability() != 90) GTEST_SKIP() << "the wgmma kernels are built for sm_90a only";
+  // Groups of 0-70 rows, each inside one 128-row tile (the rows past the group belong to the
+  // next one or, at the end, lie past x and arrive as zeros); K of 3 tiles, fewer than the 4
+  // stages; one 256-column tile (SwiGLU: 128 gate + 128 up rows).
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 256, 192), GroupedKernel::kWgmmaLarge);
+  // Ragged groups around the 128-row tile (0, 1, 127, 128, 129, 255, 256, 257 and 300-700 rows),
+  // 4 column tiles (SwiGLU: 4 of 128 inner columns) and 16 K tiles: ~500 items on ~132 CTAs, so
+  // each CTA runs several items of different groups through its ring, which wraps.
+  std::vector<std::int32_t> sizes = {0, 1, 127, 128, 129, 255, 256, 257};
+  for (int g = 0; g < 24; ++g) sizes.push_back((g * 211 + 300) % 700);
+  expect_matches(make_problem(at::kCUDA, at::kBFloat16, 1024, 1024, sizes),
+                 GroupedKernel::kWgmmaLarge, false);
+}
+
 TEST(GroupedGemmCuda, RejectsShapesItDoesNotTile) {
   PONDER_REQUIRE_GPU();
   const Problem p = make_problem(at::kCUDA, at::kBFloat16, 256, 100);
@@ -109,6 +125,11 @@ TEST(GroupedGemmCuda, RejectsShapesItDoesNotTile) {
   EXPECT_THROW(grouped_gemm_cuda(p.x, p.w, p.ends, false), Error);
   EXPECT_FALSE(grouped_gemm_supported(p.x, p.w, GroupedKernel::kWgmma));
   EXPECT_THROW(grouped_gemm_cuda(p.x, p.w, p.ends, false, GroupedKernel::kWgmma), Error);
+  // n % 128 == 0 suits the few-rows kernels, the large tiles need n % 256 == 0
+  const Problem narrow = make_problem(at::kCUDA, at::kBFloat16, 384, 128);
+  EXPECT_FALSE(grouped_gemm_supported(narrow.x, narrow.w, GroupedKernel::kWgmmaLarge));
+  EXPECT_THROW(
+      grouped_gemm_cuda(narrow.x, narrow.w, narrow.ends, false, GroupedKernel::kWgmmaLarge), Error);
   const Problem q = make_problem(at::kCUDA, at::kBFloat16, 256, 128);
   EXPECT_THROW(grouped_gemm_cuda(q.x, q.w, q.ends.to(at::kLong), false), Error);
 }

@@ -57,7 +57,7 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
     const at::Tensor want = cpu_layer.routed_loop(x, routing);
     const model::MoeRouting on_gpu{routing.weights.to(at::kCUDA), routing.experts.to(at::kCUDA)};
     for (const auto gemm : {model::ExpertGemm::kTorchGrouped, model::ExpertGemm::kFewRows,
-                            model::ExpertGemm::kWgmma}) {
+                            model::ExpertGemm::kWgmma, model::ExpertGemm::kWgmmaLarge}) {
       const at::Tensor got = gpu_layer.routed_grouped(x.to(at::kCUDA, at::kBFloat16), on_gpu, gemm);
       EXPECT_LT(testing::relative_error(got, want), 1e-2)
           << tokens << " tokens, gemm " << static_cast<int>(gemm);
