@@ -126,13 +126,19 @@ __device__ void produce(const GroupedGemmParams& p, const Maps& maps, Shared& sh
 
 // acc[4 j + 2 h + c]: token row 16 (warp % 4) + lane / 4 + 8 h of this warpgroup's 64, weight
 // row 8 j + 2 (lane % 4) + c of the tile, summed over K. `it` advances past the item's K tiles.
-__device__ void multiply(const GroupedGemmParams& p, Shared& sh, int half, int& it,
+// An idle warpgroup (its 64 rows all past the group) only passes the stages on, leaving the
+// tensor cores to the other one.
+__device__ void multiply(const GroupedGemmParams& p, Shared& sh, int half, bool idle, int& it,
                          float (&acc)[kBN / 2]) {
   const int tiles = p.k / kBK;
   int previous = -1;
   for (int kt = 0; kt < tiles; ++kt, ++it) {
     const int s = stage_of(it);
     device::mbarrier_wait(&sh.full[s], round_parity(it));
+    if (idle) {
+      device::mbarrier_arrive(&sh.empty[s]);
+      continue;
+    }
     const Stage& st = sh.stages[s];
     const std::uint64_t a = device::smem_descriptor(&st.x[64 * half][0]),
                         b = device::smem_descriptor(&st.w[0][0]);
@@ -146,6 +152,7 @@ __device__ void multiply(const GroupedGemmParams& p, Shared& sh, int half, int& 
     if (previous >= 0) device::mbarrier_arrive(&sh.empty[previous]);
     previous = s;
   }
+  if (idle) return;
   device::wgmma_wait<0>();
   device::fence_registers(acc);
   device::mbarrier_arrive(&sh.empty[previous]);
@@ -188,8 +195,9 @@ __device__ void consume(const GroupedGemmParams& p, Shared& sh, int half) {
   float acc[kBN / 2];
   for (int item = blockIdx.x; item < items; item += gridDim.x) {
     const Item m = item_of(p, sh, item);
-    multiply(p, sh, half, it, acc);
-    store(p, m, half, acc);
+    const bool idle = m.row0 + 64 * half >= m.row_end;
+    multiply(p, sh, half, idle, it, acc);
+    if (!idle) store(p, m, half, acc);
   }
 }
 
