@@ -126,19 +126,13 @@ __device__ void produce(const GroupedGemmParams& p, const Maps& maps, Shared& sh
 
 // acc[4 j + 2 h + c]: token row 16 (warp % 4) + lane / 4 + 8 h of this warpgroup's 64, weight
 // row 8 j + 2 (lane % 4) + c of the tile, summed over K. `it` advances past the item's K tiles.
-// An idle warpgroup (its 64 rows all past the group) only passes the stages on, leaving the
-// tensor cores to the other one.
-__device__ void multiply(const GroupedGemmParams& p, Shared& sh, int half, bool idle, int& it,
+__device__ void multiply(const GroupedGemmParams& p, Shared& sh, int half, int& it,
                          float (&acc)[kBN / 2]) {
   const int tiles = p.k / kBK;
   int previous = -1;
   for (int kt = 0; kt < tiles; ++kt, ++it) {
     const int s = stage_of(it);
     device::mbarrier_wait(&sh.full[s], round_parity(it));
-    if (idle) {
-      device::mbarrier_arrive(&sh.empty[s]);
-      continue;
-    }
     const Stage& st = sh.stages[s];
     const std::uint64_t a = device::smem_descriptor(&st.x[64 * half][0]),
                         b = device::smem_descriptor(&st.w[0][0]);
@@ -152,10 +146,18 @@ __device__ void multiply(const GroupedGemmParams& p, Shared& sh, int half, bool 
     if (previous >= 0) device::mbarrier_arrive(&sh.empty[previous]);
     previous = s;
   }
-  if (idle) return;
   device::wgmma_wait<0>();
   device::fence_registers(acc);
   device::mbarrier_arrive(&sh.empty[previous]);
+}
+
+// The item's stages passed on untouched, by a warpgroup whose 64 rows all lie past the group
+// (leaving the tensor cores to the other one).
+__device__ void pass_on(const GroupedGemmParams& p, Shared& sh, int& it) {
+  for (int kt = 0; kt < p.k / kBK; ++kt, ++it) {
+    device::mbarrier_wait(&sh.full[stage_of(it)], round_parity(it));
+    device::mbarrier_arrive(&sh.empty[stage_of(it)]);
+  }
 }
 
 // This thread's accumulators to y, rows before the group's end only: two adjacent columns a store.
@@ -195,9 +197,12 @@ __device__ void consume(const GroupedGemmParams& p, Shared& sh, int half) {
   float acc[kBN / 2];
   for (int item = blockIdx.x; item < items; item += gridDim.x) {
     const Item m = item_of(p, sh, item);
-    const bool idle = m.row0 + 64 * half >= m.row_end;
-    multiply(p, sh, half, idle, it, acc);
-    if (!idle) store(p, m, half, acc);
+    if (m.row0 + 64 * half >= m.row_end) {
+      pass_on(p, sh, it);
+    } else {
+      multiply(p, sh, half, it, acc);
+      store(p, m, half, acc);
+    }
   }
 }
 
