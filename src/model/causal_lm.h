@@ -59,12 +59,10 @@ enum class Fp8Weights { kDequantise, kKeep };
 // then the SwiGLU kernel; or a kernels::grouped_gemm kernel with SwiGLU fused, each expert's
 // weights read once per 64 of its rows (decode's few rows per expert): kFewRows (cp.async +
 // mma.sync; 4% more GPU time than torch's in a V2-Lite decode step on the H200, see
-// bench/RESULTS.md) or kWgmma (TMA + wgmma, Hopper only: the few-rows kernel below
-// kLargeTileRowsPerExpert rows per expert on average, the 128 x 256 tile kernel from there);
-// kWgmmaLarge: the 128 x 256 tile kernel at any size. On the H200 the large tiles win from ~32
-// rows per expert on (V2-Lite at 96 rows, V3 at 32), the few-rows kernel at V2-Lite's 24.
+// bench/RESULTS.md) or kWgmma (TMA + wgmma, Hopper only); kWgmmaLarge: TMA + wgmma in 128 x 256
+// tiles (Hopper only), compute-bound from a few hundred rows per expert (prefill, scoring) and
+// ahead of kWgmma from ~32 rows per expert on average on the H200.
 enum class ExpertGemm { kTorchGrouped, kFewRows, kWgmma, kWgmmaLarge };
-inline constexpr std::int64_t kLargeTileRowsPerExpert = 32;
 
 // How forward_hidden behaves while training.
 struct TrainingOptions {

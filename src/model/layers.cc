@@ -239,18 +239,6 @@ at::Tensor combine(const at::Tensor& y, const at::Tensor& order, const MoeRoutin
       .sum(1);
 }
 
-// The kernel of `gemm` for sorted rows x times stacked weights w [experts, n, k]: for kWgmma the
-// large tiles when the experts average kLargeTileRowsPerExpert rows and the shapes suit them.
-kernels::GroupedKernel grouped_kernel(ExpertGemm gemm, const at::Tensor& x, const at::Tensor& w) {
-  using kernels::GroupedKernel;
-  if (gemm == ExpertGemm::kFewRows) return GroupedKernel::kFewRows;
-  if (gemm == ExpertGemm::kWgmmaLarge) return GroupedKernel::kWgmmaLarge;
-  const bool many_rows = x.size(0) >= kLargeTileRowsPerExpert * w.size(0);
-  return many_rows && kernels::grouped_gemm_supported(x, w, GroupedKernel::kWgmmaLarge)
-             ? GroupedKernel::kWgmmaLarge
-             : GroupedKernel::kWgmma;
-}
-
 }  // namespace
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
@@ -258,11 +246,13 @@ at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
   if (gemm == ExpertGemm::kTorchGrouped) return routed_grouped(x, routing, *stacked);
   const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
   const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
-  const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true,
-                                                  grouped_kernel(gemm, rows, stacked->gate_up));
-  return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false,
-                                       grouped_kernel(gemm, hidden, stacked->down)),
-                 o.order, routing);
+  using kernels::GroupedKernel;
+  const auto kernel = gemm == ExpertGemm::kWgmmaLarge ? GroupedKernel::kWgmmaLarge
+                      : gemm == ExpertGemm::kWgmma    ? GroupedKernel::kWgmma
+                                                      : GroupedKernel::kFewRows;
+  const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true, kernel);
+  return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false, kernel), o.order,
+                 routing);
 }
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
