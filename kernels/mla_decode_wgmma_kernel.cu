@@ -1,7 +1,7 @@
 // MLA decode on Hopper (sm_90a) for many query heads (DeepSeek-V3's 128): one CTA per (64 heads,
 // context range, sequence) reads each cache page once for its 64 heads. The queries stay in
 // shared memory, pages stream in by TMA (128-byte swizzle) through an mbarrier ring fed by a
-// producer warp, and two warpgroups run S = Q K^T and O += P V on wgmma, the softmax in registers.
+// producer thread, and two warpgroups run S = Q K^T and O += P V on wgmma, softmax in registers.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
