@@ -11,7 +11,6 @@
 #include <cstdint>
 
 #include "kernels/moe_gemm_kernel.h"
-#include "kernels/tensor_map.h"
 #include "kernels/wgmma.cuh"
 
 namespace ponder::kernels {
@@ -226,10 +225,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 int launch_grouped_gemm_wgmma(const GroupedGemmParams& p, int multiprocessors, void* stream) {
   if (p.groups == 0 || p.rows == 0) return 0;
   Maps maps;
-  if (!encode_bf16_rows(maps.w, p.w, std::int64_t{p.groups} * p.n, p.k, 64) ||
-      !encode_bf16_rows(maps.x16, p.x, p.rows, p.k, 16) ||
-      !encode_bf16_rows(maps.x32, p.x, p.rows, p.k, 32) ||
-      !encode_bf16_rows(maps.x64, p.x, p.rows, p.k, 64))
+  if (!encode_tensor_map(maps.w, p.w, std::int64_t{p.groups} * p.n, p.k, 64) ||
+      !encode_tensor_map(maps.x16, p.x, p.rows, p.k, 16) ||
+      !encode_tensor_map(maps.x32, p.x, p.rows, p.k, 32) ||
+      !encode_tensor_map(maps.x64, p.x, p.rows, p.k, 64))
     return static_cast<int>(cudaErrorInvalidValue);
   const cudaError_t rc = cudaFuncSetAttribute(grouped_gemm_wgmma_kernel,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);

@@ -11,7 +11,6 @@
 #include <cstdint>
 
 #include "kernels/moe_gemm_kernel.h"
-#include "kernels/tensor_map.h"
 #include "kernels/wgmma.cuh"
 
 namespace ponder::kernels {
@@ -226,14 +225,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
-    device::registers_decrease<40>();
+    device::set_max_registers<40, false>();
     if (threadIdx.x == 0) {
       device::tma_prefetch(&maps.x);
       device::tma_prefetch(&maps.w);
       produce(p, maps, sh);
     }
   } else {
-    device::registers_increase<232>();
+    device::set_max_registers<232, true>();
     consume(p, sh, warpgroup - 1);
   }
 #else
@@ -249,8 +248,8 @@ int launch_grouped_gemm_wgmma_large(const GroupedGemmParams& p, int multiprocess
   if (p.groups > kMaxGroups || p.k % kBK != 0 || p.k == 0 || p.n % kBN != 0)
     return static_cast<int>(cudaErrorInvalidValue);
   Maps maps;
-  if (!encode_bf16_rows(maps.x, p.x, p.rows, p.k, kBM) ||
-      !encode_bf16_rows(maps.w, p.w, std::int64_t{p.groups} * p.n, p.k, kBN / 2))
+  if (!encode_tensor_map(maps.x, p.x, p.rows, p.k, kBM) ||
+      !encode_tensor_map(maps.w, p.w, std::int64_t{p.groups} * p.n, p.k, kBN / 2))
     return static_cast<int>(cudaErrorInvalidValue);
   const cudaError_t rc = cudaFuncSetAttribute(grouped_gemm_wgmma_large_kernel,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
