@@ -119,8 +119,13 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
         static_cast<double>(t) / full, flops / grouped / 1e12, dense / grouped, dense / few,
         dense / wgmma, loop / grouped, expert_bytes / grouped / 1e9, expert_bytes / few / 1e9,
         expert_bytes / wgmma / 1e9);
-    fmt::print("{:>6} | wgmma vs torch grouped: max |difference| / max |output| = {:.1e}\n", t,
-               wg_error);
+    const bool auto_wgmma =
+        ponder::model::pick_expert_gemm(x, k, *layer->moe.stacked) == ExpertGemm::kWgmma;
+    fmt::print(
+        "{:>6} | wgmma vs torch grouped: max |difference| / max |output| = {:.1e}; {:.0f} rows per "
+        "expert, the automatic choice: {}\n",
+        t, wg_error, static_cast<double>(t * k) / static_cast<double>(c.n_routed_experts),
+        auto_wgmma ? "wgmma" : "torch grouped");
   }
 }
 
@@ -141,7 +146,7 @@ int main(int argc, char** argv) {
       "FLOPs (6 T k hidden inner); grouped/few-rows/loop = routed experts only (routing given) "
       "through torch's grouped GEMM, kernels::grouped_gemm (SwiGLU fused; few-rows = cp.async + "
       "mma.sync, wgmma = TMA + wgmma) or the per-expert loop; "
-      "layer = routing + routed experts (torch grouped) + shared experts; TFLOP/s of the "
+      "layer = routing + routed experts (the automatic choice) + shared experts; TFLOP/s of the "
       "grouped path; vs dense = dense ms / grouped ms, few/dns and wg/dns = dense ms / few-rows "
       "and wgmma ms; GB/s = "
       "weights of the experts hit / time\n");
