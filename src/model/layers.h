@@ -128,8 +128,11 @@ struct Moe {
 
 // What ExpertGemm::kAuto runs for `x` [T, hidden] routed to `top_k` experts each of `weights`:
 // kWgmma when the kernel takes these shapes on a compute capability 9.0 GPU and the experts get
-// few rows each (at most kWgmmaMaxRowsPerExpert on average), else kTorchGrouped.
-inline constexpr std::int64_t kWgmmaMaxRowsPerExpert = 64;
+// few rows each (at most kWgmmaMaxRowsPerExpert on average), else kTorchGrouped. The kernel reads
+// an expert's weights once per 64 of its rows; at a mean of 48 (balanced routing) almost no
+// expert passes 64. bench_moe on the H200 (bench/RESULTS.md): V2-Lite 1.39x and 1.33x torch's at
+// 24 and 48 rows, 0.71x at 96.
+inline constexpr std::int64_t kWgmmaMaxRowsPerExpert = 48;
 ExpertGemm pick_expert_gemm(const at::Tensor& x, std::int64_t top_k, const StackedExperts& weights);
 
 // DeepSeek-V3's complementary sequence-wise balance loss (without its alpha), averaged over the
