@@ -1,6 +1,7 @@
 #include "kernels/mla_decode.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "core/error.h"
 #include "kernels/mla_decode_kernel.h"
@@ -46,7 +47,7 @@ void check_pages(const at::Tensor& tables, const at::Tensor& lens, std::int64_t 
 
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
-                           double scale, std::int64_t splits, bool check_inputs) {
+                           double scale, std::int64_t splits, bool check_inputs, bool allow_wgmma) {
 #ifdef PONDER_WITH_CUDA
   const char* who = "mla_decode_cuda";
   require_cuda(who, {query, cache, block_tables, context_lens});
@@ -61,18 +62,23 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   const at::Tensor tables = block_tables.to(at::kLong).contiguous();
   const at::Tensor lens = context_lens.to(at::kLong).contiguous();
   if (check_inputs) check_pages(tables, lens, cache.size(0));
+  const at::Tensor q = query.contiguous(), c = cache.contiguous();
+  const bool wgmma = allow_wgmma && heads % 64 == 0 && compute_capability() == 90 &&
+                     reinterpret_cast<std::uintptr_t>(q.data_ptr()) % 16 == 0 &&
+                     reinterpret_cast<std::uintptr_t>(c.data_ptr()) % 16 == 0;
+  const int sms = multiprocessor_count(), b = static_cast<int>(batch), h = static_cast<int>(heads);
   if (splits <= 0)
-    splits = mla_decode_default_splits(static_cast<int>(batch), static_cast<int>(heads),
-                                       multiprocessor_count());
-  splits = std::clamp<std::int64_t>(splits, 1, 2 * tables.size(1));  // tiles of 32 tokens
+    splits =
+        wgmma ? mla_decode_wgmma_default_splits(b, h, sms) : mla_decode_default_splits(b, h, sms);
+  // ranges of whole pages (wgmma) or of 32-token tiles
+  splits = std::clamp<std::int64_t>(splits, 1, (wgmma ? 1 : 2) * tables.size(1));
   const std::int64_t kept = splits > 1 ? splits : 0;
   at::Tensor partial =
       at::empty({batch, heads, kept, kMlaLatent}, query.options().dtype(at::kFloat));
   at::Tensor lse = at::empty({batch, heads, kept}, query.options().dtype(at::kFloat));
+  const bool fused = !wgmma && splits > 1 && splits <= kMlaFusedSplits;
   at::Tensor arrivals =
-      at::empty({splits > 1 && splits <= kMlaFusedSplits ? batch * heads / 16 : 0},
-                query.options().dtype(at::kInt));
-  const at::Tensor q = query.contiguous(), c = cache.contiguous();
+      at::empty({fused ? batch * heads / 16 : 0}, query.options().dtype(at::kInt));
   MlaDecodeParams p{q.data_ptr(),
                     c.data_ptr(),
                     tables.data_ptr<std::int64_t>(),
@@ -82,15 +88,17 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                     partial.data_ptr<float>(),
                     lse.data_ptr<float>(),
                     static_cast<unsigned*>(arrivals.data_ptr()),
-                    static_cast<int>(batch),
-                    static_cast<int>(heads),
+                    b,
+                    h,
                     static_cast<int>(splits),
                     static_cast<float>(scale)};
-  check_launch(launch_mla_decode(p, current_stream()), who);
+  const int rc = wgmma ? launch_mla_decode_wgmma(p, cache.size(0), current_stream())
+                       : launch_mla_decode(p, current_stream());
+  check_launch(rc, who);
   return out;
 #else
   (void)query, (void)cache, (void)block_tables, (void)context_lens, (void)scale, (void)splits,
-      (void)check_inputs;
+      (void)check_inputs, (void)allow_wgmma;
   no_cuda("mla_decode_cuda");
 #endif
 }

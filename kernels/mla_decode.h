@@ -22,8 +22,11 @@ bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
 // sequence, at most 2 * max_pages (0: enough CTAs to fill the GPU's resident slots once).
 // check_inputs: verify on the device (one synchronisation) that the contexts fit the tables and
 // their pages the cache; callers that checked once for all layers of a step pass false.
+// allow_wgmma: heads % 64 == 0 on a compute capability 9.0 GPU take the wgmma kernel (64 heads
+// per CTA, ranges of whole pages); false keeps the mma.sync kernel (for comparisons).
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
-                           double scale, std::int64_t splits = 0, bool check_inputs = true);
+                           double scale, std::int64_t splits = 0, bool check_inputs = true,
+                           bool allow_wgmma = true);
 
 }  // namespace ponder::kernels

@@ -11,9 +11,11 @@ namespace ponder::kernels {
 namespace {
 
 using device::cp_async16;
+using device::exp2_approx;
 using device::ldmatrix_x4;
 using device::ldmatrix_x4_trans;
 using device::mma;
+using device::pack_bf16x2;
 
 // One CTA: 8 warps, 16 heads of one sequence, one range of that sequence's context; two CTAs
 // per SM. The range streams through shared memory in tiles of 32 tokens (half a page), two
@@ -62,18 +64,6 @@ struct Acc {
   float o[kDims / 8][4] = {};
   float max[2] = {-INFINITY, -INFINITY}, sum[2] = {0.f, 0.f};
 };
-
-__device__ __forceinline__ std::uint32_t pack(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const std::uint32_t*>(&v);
-}
-
-// 2^x on the special-function unit, flushing denormal results (-inf gives 0).
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 __device__ __forceinline__ int valid_tokens(std::int64_t ctx, int tile) {
   return static_cast<int>(min(std::int64_t{kTile}, ctx - std::int64_t{tile} * kTile));
@@ -185,8 +175,8 @@ __device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
         e[j] = exp2_approx(v[kk][r][j] - base[r]);
         acc.sum[r] += e[j];  // FP32 sums of the unrounded terms, as the reference's softmax
       }
-      pa[kk][r] = pack(e[0], e[1]);
-      pa[kk][r + 2] = pack(e[2], e[3]);
+      pa[kk][r] = pack_bf16x2(e[0], e[1]);
+      pa[kk][r + 2] = pack_bf16x2(e[2], e[3]);
     }
   if (__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) return;
 #pragma unroll
@@ -268,8 +258,8 @@ __device__ void combine_row(const MlaDecodeParams& p, std::int64_t row, int lane
   auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent;
 #pragma unroll
   for (int v = 0; v < kVecs; ++v)
-    *reinterpret_cast<uint2*>(out + 4 * (lane + kLanes * v)) =
-        make_uint2(pack(acc[v].x * inv, acc[v].y * inv), pack(acc[v].z * inv, acc[v].w * inv));
+    *reinterpret_cast<uint2*>(out + 4 * (lane + kLanes * v)) = make_uint2(
+        pack_bf16x2(acc[v].x * inv, acc[v].y * inv), pack_bf16x2(acc[v].z * inv, acc[v].w * inv));
 }
 
 // Whether this CTA is the last of its (sequence, 16 heads) to have written its range's result:
@@ -384,7 +374,12 @@ int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   mla_decode_split_kernel<<<grid, kThreads, sizeof(Smem), st>>>(p);
   rc = cudaGetLastError();
   if (rc != cudaSuccess || p.splits == 1 || fused) return static_cast<int>(rc);
-  mla_decode_combine_kernel<<<p.batch * p.heads, kMlaLatent / 4, 0, st>>>(p);
+  return launch_mla_decode_combine(p, stream);
+}
+
+int launch_mla_decode_combine(const MlaDecodeParams& p, void* stream) {
+  mla_decode_combine_kernel<<<p.batch * p.heads, kMlaLatent / 4, 0,
+                              static_cast<cudaStream_t>(stream)>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 

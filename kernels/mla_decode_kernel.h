@@ -34,5 +34,14 @@ struct MlaDecodeParams {
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
 // Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.
 int mla_decode_default_splits(int batch, int heads, int multiprocessors);
+// The combine step alone: out = the ranges' partial results weighted by their sums (splits > 1).
+int launch_mla_decode_combine(const MlaDecodeParams& params, void* stream);
+
+// Hopper (sm_90a, compute capability 9.0 only) kernel for heads % 64 == 0: one CTA of two
+// warpgroups per (64 heads, range, sequence) with wgmma, ranges of whole pages, then the combine
+// kernel when splits > 1 (`arrivals` unused). q and cache 16-byte aligned (TMA).
+int launch_mla_decode_wgmma(const MlaDecodeParams& params, std::int64_t cache_pages, void* stream);
+// Ranges per sequence for it: one CTA per SM, filled once (at least one page a range).
+int mla_decode_wgmma_default_splits(int batch, int heads, int multiprocessors);
 
 }  // namespace ponder::kernels

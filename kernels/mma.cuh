@@ -1,8 +1,9 @@
 // Tensor-core building blocks shared by the .cu kernels (run on Hopper): the BF16 m16n8k16 MMA
 // with FP32 accumulation, 16-byte asynchronous global-to-shared copies, ldmatrix fragment loads,
-// and bulk copies (sm_90 copy engine) completing on shared-memory mbarriers.
+// bulk copies (sm_90 copy engine) completing on shared-memory mbarriers, softmax arithmetic.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -102,6 +103,19 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, std::uint3
           "r"(shared_address(dst)),
       "l"(src), "r"(bytes), "r"(shared_address(bar))
       : "memory");
+}
+
+// Two floats as a BF16 pair (lo in the low half), rounded to nearest.
+__device__ __forceinline__ std::uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const std::uint32_t*>(&v);
+}
+
+// 2^x on the special-function unit, flushing denormal results (-inf gives 0).
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
 }  // namespace ponder::kernels::device

@@ -4,7 +4,6 @@
 // engine (TMA, 128-byte swizzle) into an mbarrier ring filled by a producer warp, FP32 accumulators
 // in registers, SwiGLU applied to the gate and up accumulators in registers before the BF16 stores.
 #include <cuda.h>
-#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -221,42 +220,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 #endif
 }
 
-using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
-
-// The driver's tensor-map encoder, looked up once through the runtime (no libcuda link).
-EncodeTiled encoder() {
-  static const EncodeTiled fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
-                                         &found) != cudaSuccess ||
-        found != cudaDriverEntryPointSuccess)
-      return EncodeTiled{nullptr};
-    return reinterpret_cast<EncodeTiled>(f);
-  }();
-  return fn;
-}
-
-// A [rows, k] BF16 row-major matrix read in boxes of box_rows x 64, 128-byte swizzled.
-bool encode(CUtensorMap& map, const void* data, std::int64_t rows, int k, int box_rows) {
-  const EncodeTiled fn = encoder();
-  if (fn == nullptr) return false;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k) * 2};
-  const cuuint32_t box[2] = {kBK, static_cast<cuuint32_t>(box_rows)}, steps[2] = {1, 1};
-  return fn(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(data), dims, strides, box,
-            steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
 }  // namespace
 
 int launch_grouped_gemm_wgmma(const GroupedGemmParams& p, int multiprocessors, void* stream) {
   if (p.groups == 0 || p.rows == 0) return 0;
   Maps maps;
-  if (!encode(maps.w, p.w, std::int64_t{p.groups} * p.n, p.k, 64) ||
-      !encode(maps.x16, p.x, p.rows, p.k, 16) || !encode(maps.x32, p.x, p.rows, p.k, 32) ||
-      !encode(maps.x64, p.x, p.rows, p.k, 64))
+  if (!encode_tensor_map(maps.w, p.w, std::int64_t{p.groups} * p.n, p.k, 64) ||
+      !encode_tensor_map(maps.x16, p.x, p.rows, p.k, 16) ||
+      !encode_tensor_map(maps.x32, p.x, p.rows, p.k, 32) ||
+      !encode_tensor_map(maps.x64, p.x, p.rows, p.k, 64))
     return static_cast<int>(cudaErrorInvalidValue);
   const cudaError_t rc = cudaFuncSetAttribute(grouped_gemm_wgmma_kernel,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);

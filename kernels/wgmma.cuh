@@ -1,9 +1,10 @@
-// Hopper (sm_90a) building blocks for TMA + wgmma pipelines: 2D tensor copies completing on an
-// mbarrier, shared-memory matrix descriptors for 128-byte-swizzled K-major tiles, and the BF16
-// wgmma m64nNk16 (N 16, 32, 64) with FP32 accumulation. Use only in code compiled for sm_90a.
+// Hopper (sm_90a) building blocks for TMA + wgmma pipelines: 2D tensor maps and copies completing
+// on an mbarrier, shared-memory matrix descriptors for 128-byte-swizzled tiles (K- or MN-major),
+// and the BF16 wgmma m64nNk16 (N 16, 32, 64, 256) with FP32 accumulation. Device code: sm_90a.
 #pragma once
 
 #include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -33,14 +34,40 @@ __device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
 }
 
-// Descriptor of a K-major tile of 8-row groups of 128-byte rows, 128-byte swizzled (the layout
+// Descriptor of a tile of 8-row groups of 128-byte rows, 128-byte swizzled (the layout
 // CU_TENSOR_MAP_SWIZZLE_128B writes for a 64-wide BF16 box), the tile 1024-byte aligned: start
-// address >> 4 in bits 0-13, leading offset 1 in bits 16-29 (unused by swizzled K-major tiles,
-// set as CUTLASS does), 8-row group stride 1024 >> 4 in bits 32-45, swizzle mode 1 (128 B) in
-// bits 62-63. The 16-wide K slice i of the tile starts 32 i bytes further (+2 i here).
-__device__ __forceinline__ std::uint64_t smem_descriptor(const void* tile) {
-  return ((shared_address(tile) & 0x3FFFFu) >> 4) | (std::uint64_t{1} << 16) |
+// address >> 4 in bits 0-13, leading offset >> 4 in bits 16-29, 8-row group stride 1024 >> 4 in
+// bits 32-45, swizzle mode 1 (128 B) in bits 62-63. K-major (rows along M/N, K within a row): the
+// leading offset is unused (16, as CUTLASS sets it) and the 16-wide K slice i starts 32 i bytes
+// further (+2 i here). MN-major (rows along K, 64 M/N elements within a row, wgmma's transpose
+// bit): `leading_bytes` is the stride from one 64-wide M/N block to the next, and the 16-row K
+// slice i starts 2048 i bytes further (+128 i).
+__device__ __forceinline__ std::uint64_t smem_descriptor(const void* tile,
+                                                         std::uint32_t leading_bytes = 16) {
+  return ((shared_address(tile) & 0x3FFFFu) >> 4) | (std::uint64_t{leading_bytes >> 4} << 16) |
          (std::uint64_t{1024 >> 4} << 32) | (std::uint64_t{1} << 62);
+}
+
+// Orders this thread's earlier generic shared-memory writes before later async-proxy accesses
+// (wgmma operand reads, TMA writes); a barrier between the writers and the readers must follow.
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Barrier `id` (1-15; 0 is __syncthreads) among `threads` threads (a multiple of 32).
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Raises (kInc) or lowers this warpgroup's per-thread register limit to kRegs (a multiple of 8 in
+// 24-256); every warp of the warpgroup executes it. Lets the consumer warpgroups of a kernel hold
+// more accumulators than the launch's even split allows, the producer giving up its share.
+template <int kRegs, bool kInc>
+__device__ __forceinline__ void set_max_registers() {
+  if constexpr (kInc)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+  else
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
 }
 
 // Orders earlier register accesses of the accumulators before the next wgmma.
@@ -65,10 +92,11 @@ __device__ __forceinline__ void fence_registers(float (&v)[kN]) {
   for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(v[i])::"memory");
 }
 
-// d (64 x kN, FP32, warpgroup fragments) = a (64 x 16) b (16 x kN)^T (+ d when accumulate),
-// both BF16 K-major in shared memory; kN is 16, 32 or 64. Thread t of the warpgroup holds rows
-// 16 (t / 32) + (t % 32) / 4 + 8 h and columns 8 j + 2 (t % 4) + c in d[4 j + 2 h + c].
-template <int kN>
+// d (64 x kN, FP32, warpgroup fragments) = a (64 x 16) b (16 x kN) (+ d when accumulate), both
+// BF16 in shared memory; a K-major, b K-major ([kN][16] rows: d = a b^T as stored) or with
+// kTransB MN-major ([16][kN] rows); kN is 16, 32, 64 or 256. Thread t of the warpgroup holds
+// rows 16 (t / 32) + (t % 32) / 4 + 8 h and columns 8 j + 2 (t % 4) + c in d[4 j + 2 h + c].
+template <int kN, bool kTransB = false>
 __device__ __forceinline__ void wgmma_m64k16(float (&d)[kN / 2], std::uint64_t a, std::uint64_t b,
                                              bool accumulate) {
   const int scale = accumulate;
@@ -76,35 +104,103 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[kN / 2], std::uint64_t a
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, 0, 0;\n}\n"
+        "{%0, %1, %2, %3, %4, %5, %6, %7}, "
+        "%8, %9, p, 1, 1, 0, %11;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
           "+f"(d[7])
-        : "l"(a), "l"(b), "r"(scale));
+        : "l"(a), "l"(b), "r"(scale), "n"(kTransB ? 1 : 0));
   } else if constexpr (kN == 32) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
-        "%16, %17, p, 1, 1, 0, 0;\n}\n"
+        "%16, %17, p, 1, 1, 0, %19;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
           "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
           "+f"(d[14]), "+f"(d[15])
-        : "l"(a), "l"(b), "r"(scale));
-  } else {
-    static_assert(kN == 64, "wgmma_m64k16: N of 16, 32 or 64");
+        : "l"(a), "l"(b), "r"(scale), "n"(kTransB ? 1 : 0));
+  } else if constexpr (kN == 64) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-        "%32, %33, p, 1, 1, 0, 0;\n}\n"
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "%32, %33, p, 1, 1, 0, %35;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
           "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
           "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
           "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
           "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "l"(a), "l"(b), "r"(scale));
+        : "l"(a), "l"(b), "r"(scale), "n"(kTransB ? 1 : 0));
+  } else {
+    static_assert(kN == 256, "wgmma_m64k16: N of 16, 32, 64 or 256");
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+        "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, "
+        "%37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
+        "%55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, "
+        "%73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, "
+        "%91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, "
+        "%107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, "
+        "%122, %123, %124, %125, %126, %127}, "
+        "%128, %129, p, 1, 1, 0, %131;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+          "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+          "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+          "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+          "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+          "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+          "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]),
+          "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]),
+          "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]),
+          "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]),
+          "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]),
+          "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]),
+          "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]),
+          "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
+          "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(a), "l"(b), "r"(scale), "n"(kTransB ? 1 : 0));
   }
 }
 
 }  // namespace ponder::kernels::device
+
+namespace ponder::kernels {
+
+using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
+
+// The driver's tensor-map encoder, looked up once through the runtime (no libcuda link).
+inline EncodeTiled tensor_map_encoder() {
+  static const EncodeTiled fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      return EncodeTiled{nullptr};
+    return reinterpret_cast<EncodeTiled>(f);
+  }();
+  return fn;
+}
+
+// A [rows, cols] BF16 row-major matrix read in boxes of box_rows x 64, 128-byte swizzled (the
+// tiles smem_descriptor describes). False when the driver refuses it.
+inline bool encode_tensor_map(CUtensorMap& map, const void* data, std::int64_t rows, int cols,
+                              int box_rows) {
+  const EncodeTiled fn = tensor_map_encoder();
+  if (fn == nullptr) return false;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)}, steps[2] = {1, 1};
+  return fn(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(data), dims, strides, box,
+            steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace ponder::kernels

@@ -234,12 +234,26 @@ void bench_mla_decode(double copy_gbs) {
         const double graph_ms =
             graph_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
         const double gbs = bytes / ms / 1e6;
+        const double flop = 2.0 * batch * heads * context * (576 + 512);
         fmt::print(
             "mla_decode h {} batch {} ctx {}  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.3f} ms  "
-            "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  rel err {:.1e}  checked "
-            "{:.3f} ms  graph {:.4f} ms ({:.2f} of copy)\n",
+            "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  {:.0f} TFLOP/s  rel err "
+            "{:.1e}  checked {:.3f} ms  graph {:.4f} ms ({:.2f} of copy)\n",
             heads, batch, context, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs,
-            gbs / copy_gbs, err, checked_ms, graph_ms, bytes / graph_ms / 1e6 / copy_gbs);
+            gbs / copy_gbs, flop / ms / 1e9, err, checked_ms, graph_ms,
+            bytes / graph_ms / 1e6 / copy_gbs);
+        if (heads % 64 == 0) {  // the mma.sync kernel the wgmma one replaces, same inputs
+          const auto mma_sync = [&] {
+            return mla_decode_cuda(q, cache, tables, lens, scale, 0, false, false);
+          };
+          const double mma_err =
+              (mma_sync().to(at::kFloat) - want).norm().item<double>() / want.norm().item<double>();
+          const double mma_ms = per_call_ms(mma_sync);
+          fmt::print(
+              "  mma.sync kernel {:.3f} ms  {:.2f} of copy  {:.0f} TFLOP/s  rel err {:.1e}  "
+              "wgmma x{:.2f}\n",
+              mma_ms, bytes / mma_ms / 1e6 / copy_gbs, flop / mma_ms / 1e9, mma_err, mma_ms / ms);
+        }
         if (heads == 16 && context <= 4096)
           fmt::print("  ms per call by ranges per sequence:{}\n", splits_sweep([&](int splits) {
                        mla_decode_cuda(q, cache, tables, lens, scale, splits, false);

@@ -10,6 +10,7 @@
 #include "kernels/fp8.h"
 #include "kernels/moe_gemm.h"
 #include "kernels/moe_permute.h"
+#include "kernels/side_stream.h"
 #include "model/fp8_linear.h"
 
 namespace ponder::model {
@@ -156,6 +157,16 @@ at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu
 }
 
 at::Tensor Moe::operator()(const at::Tensor& x) const {
+  if (!shared) return routed_experts(x);
+  if (c10::GradMode::is_enabled()) return routed_experts(x) + (*shared)(x);
+  // Without gradients on a GPU the shared experts' GEMMs run beside the routing, the expert sort
+  // and the routed GEMMs, filling the SMs that the small routing kernels leave idle.
+  const auto [routed, shared_out] = kernels::run_beside([&] { return routed_experts(x); },
+                                                        [&] { return (*shared)(x); }, x.device());
+  return routed + shared_out;
+}
+
+at::Tensor Moe::routed_experts(const at::Tensor& x) const {
   const MoeRouting routing = route(x);
   const bool training = c10::GradMode::is_enabled();
   if (training)
@@ -179,7 +190,7 @@ at::Tensor Moe::operator()(const at::Tensor& x) const {
   } else {
     out = routed_loop(x, routing);
   }
-  return shared ? out + (*shared)(x) : out;
+  return out;
 }
 
 bool Moe::grouped_inference(at::ScalarType dtype, const at::Device& device) const {

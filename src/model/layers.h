@@ -104,6 +104,8 @@ struct Moe {
   // if grouped_training); with gradients for BF16 linears on a GPU if grouped_training.
   // Otherwise one expert at a time.
   at::Tensor operator()(const at::Tensor& x) const;
+  // The routed experts' weighted sum [T, hidden] by the path operator() picks.
+  at::Tensor routed_experts(const at::Tensor& x) const;
   // Whether operator() takes the grouped path for inputs of `dtype` on `device` without
   // gradients (the loop syncs with the host once per expert).
   bool grouped_inference(at::ScalarType dtype, const at::Device& device) const;

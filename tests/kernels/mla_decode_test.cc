@@ -1,7 +1,8 @@
-// MLA decode attention: the CUDA kernel against an FP64 oracle and against the model's absorbed
+// MLA decode attention: the CUDA kernels against an FP64 oracle and against the model's absorbed
 // decode path (model::gather_padded_pages + kernels::mla_decode_reference) on random paged
-// caches whose unused slots hold NaN, for 16, 32 and 128 heads, ragged lengths and several splits
-// (combined in the kernel itself and by the separate combine kernel).
+// caches whose unused slots hold NaN, for 16 to 256 heads (from 64 on, the wgmma kernel on an
+// H100/H200, and the mma.sync kernel when asked), ragged lengths and several splits (combined in
+// the kernel itself and by the separate combine kernel).
 #include "kernels/mla_decode.h"
 
 #include <gtest/gtest.h>
@@ -85,24 +86,28 @@ TEST(MlaDecodeReference, MatchesFp64OracleOnCpu) {
 TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
   PONDER_REQUIRE_GPU();
   const double scale = 0.08;
-  for (const std::int64_t heads : {16, 32, 128})
+  for (const std::int64_t heads : {16, 32, 64, 128})
     for (const auto& lengths : std::vector<std::vector<std::int64_t>>{
              {1, 63, 64, 65, 200}, {1000, 3000, 17, 129}, {4096}})
-      for (const std::int64_t splits : {0, 1, 5}) {
-        const Case c = make_case(lengths, heads);
-        const at::Tensor got = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, scale, splits);
-        const at::Tensor want = oracle(c, scale);
-        const std::string what = "heads " + std::to_string(heads) + " batch " +
-                                 std::to_string(lengths.size()) + " first length " +
-                                 std::to_string(lengths[0]) + " splits " + std::to_string(splits);
-        ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
-        // BF16 probabilities and output from FP32 scores. The model path also rounds the scores
-        // to BF16 first, which costs it up to ~1.5% (seen at 4096 tokens): same function, coarser.
-        const at::Tensor model = model_path(c, scale);
-        EXPECT_LT(relative_error(got, want), 1e-2) << what;
-        EXPECT_LT(relative_error(model, want), 3e-2) << what;
-        EXPECT_LT(relative_error(got, model), 3e-2) << what;
-      }
+      for (const std::int64_t splits : {0, 1, 5})
+        for (const bool wgmma : {true, false}) {
+          if (!wgmma && heads % 64 != 0) continue;  // the same kernel either way
+          const Case c = make_case(lengths, heads);
+          const at::Tensor got =
+              mla_decode_cuda(c.query, c.cache, c.tables, c.lens, scale, splits, true, wgmma);
+          const at::Tensor want = oracle(c, scale);
+          const std::string what = "heads " + std::to_string(heads) + " batch " +
+                                   std::to_string(lengths.size()) + " first length " +
+                                   std::to_string(lengths[0]) + " splits " +
+                                   std::to_string(splits) + (wgmma ? "" : " mma.sync");
+          ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
+          // BF16 probabilities and output from FP32 scores. The model path also rounds the
+          // scores to BF16 first, which costs it up to ~1.5% (seen at 4096 tokens).
+          const at::Tensor model = model_path(c, scale);
+          EXPECT_LT(relative_error(got, want), 1e-2) << what;
+          EXPECT_LT(relative_error(model, want), 3e-2) << what;
+          EXPECT_LT(relative_error(got, model), 3e-2) << what;
+        }
 }
 
 TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
@@ -119,6 +124,29 @@ TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
     for (std::int64_t b = 0; b < 64; ++b)
       EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << "splits " << splits << " sequence " << b;
   }
+}
+
+TEST(MlaDecodeCuda, ManyHeadsOverRaggedPagesAndRanges) {
+  // The wgmma kernel's edges: 1 token, partial and exact last pages (NaN behind them in the
+  // cache), more ranges than a sequence has pages (empty ranges), 64-256 heads (1-4 CTAs per
+  // range), and 24 ragged sequences at once (more CTAs than SMs at 40 ranges).
+  PONDER_REQUIRE_GPU();
+  std::vector<std::int64_t> ragged;
+  for (std::int64_t b = 0; b < 24; ++b) ragged.push_back(1 + b * 997 % 1500);
+  for (const std::int64_t heads : {64, 128, 256})
+    for (const auto& lengths :
+         std::vector<std::vector<std::int64_t>>{{1, 2, 63, 64, 65, 127, 128, 129, 700}, ragged})
+      for (const std::int64_t splits : {0, 1, 2, 3, 40}) {
+        const Case c = make_case(lengths, heads);
+        const at::Tensor got = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits);
+        const at::Tensor want = oracle(c, 0.08);
+        const std::string what = "heads " + std::to_string(heads) + " batch " +
+                                 std::to_string(lengths.size()) + " splits " +
+                                 std::to_string(splits);
+        ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
+        for (std::size_t b = 0; b < lengths.size(); ++b)
+          EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << what << " length " << lengths[b];
+      }
 }
 
 TEST(MlaDecodeCuda, RejectsContextsBeyondTheTable) {
