@@ -1,7 +1,8 @@
 // MLA decode on Hopper (sm_90a) for many query heads (DeepSeek-V3's 128): one CTA per (64 heads,
 // context range, sequence) reads each cache page once for its 64 heads. The queries stay in
 // shared memory, pages stream in by TMA (128-byte swizzle) through an mbarrier ring fed by a
-// producer thread, and two warpgroups run S = Q K^T and O += P V on wgmma, softmax in registers.
+// producer thread, and two warpgroups run S = Q K^T and O += P V on wgmma, each the softmax of
+// every other page while the other's tensor work runs.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -15,28 +16,36 @@
 namespace ponder::kernels {
 namespace {
 
-// Warpgroup w (threads 128 w .. 128 w + 127) scores tokens [32 w, 32 w + 32) of each 64-token
-// page for all 64 heads (m64n32k16 over the 576 dims), the two warpgroups exchange their tiles'
-// maxima, each writes its probabilities (BF16) into the shared P tile, then each accumulates
-// output dims [256 w, 256 w + 256) of P V over the whole page (m64n256k16, V = the page's first
-// 512 columns read MN-major: wgmma's transpose bit). Warpgroup 2 issues the copies (one thread).
-// Tiles are [9][64][64] blocks of 128-byte rows (one TMA box each); a page's rows past its context
-// are cleared in the value blocks before P V (they may hold NaN and P is 0 there).
+// The consumers take the pages in pairs (A on stage 0, B on stage 1) and split the roles:
+// warpgroup 0 computes the scores of A (m64n64k16 over the 576 dims) and their softmax, warpgroup 1
+// those of B, so one warpgroup's softmax runs while the other's tensor work is in flight; warpgroup
+// w owns output dims [256 w, 256 w + 256) (m64n256k16, V = the page's first 512 columns read
+// MN-major: wgmma's transpose bit) and adds P V of both pages. The probabilities of a page go to
+// its RoPE block, free once its scores are done; the maxima and rescale factors go through shared
+// memory, ordered by named barriers. Each 64 x 64 block has its own landed barrier and each
+// warpgroup's value blocks their own release, so the next page starts loading before the whole
+// stage is free. Warpgroup 2 issues the copies (one thread). Tiles are [9][64][64] blocks of
+// 128-byte rows (one TMA box each); a page's rows past its context are cleared in the value
+// blocks before P V (they may hold NaN and P is 0 there).
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
 using Block = __nv_bfloat16[64][64];
 static_assert(sizeof(Block) == 8192, "a block is one 64 x 64 BF16 TMA box");
 
+// Release groups of a stage: the value blocks of warpgroup 0 and of warpgroup 1 (one arrival per
+// thread of the warpgroup), and the P block (both warpgroups).
+enum Group { kValues0, kValues1, kP, kGroups };
+
 struct Shared {
-  Block q[kBlocks];              // the 64 heads' queries
-  Block kv[kStages][kBlocks];    // pages of 64 tokens
-  Block p;                       // probabilities, heads x tokens, swizzled as a TMA box
-  float max[2][kHeads];          // each warpgroup's maxima of the current tile
-  float sum[2][kHeads];          // each warpgroup's sums of exponentials at the end
-  std::uint64_t q_full;          // the queries landed
-  std::uint64_t full[kStages];   // a page landed (1 arrival + bytes)
-  std::uint64_t empty[kStages];  // the consumers are done with a stage (256 arrivals)
+  Block q[kBlocks];                      // the 64 heads' queries
+  Block kv[kStages][kBlocks];            // pages of 64 tokens; block 8 holds P after the scores
+  float max[kStages][kHeads];            // running maxima (log2 units) after the stage's page
+  float factor[kStages][kHeads];         // by which the outputs shrink for the stage's page
+  float sum[2][kHeads];                  // each warpgroup's sums of exponentials at the end
+  std::uint64_t q_full;                  // the queries landed
+  std::uint64_t full[kStages][kBlocks];  // a block landed (1 arrival + bytes)
+  std::uint64_t empty[kStages][kGroups];
 };
 constexpr int kSmem = static_cast<int>(sizeof(Shared)) + 1024;  // + room to align to 1024
 static_assert(kSmem <= 227 * 1024, "fits an H100/H200 CTA's shared memory");
@@ -47,10 +56,13 @@ struct Maps {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device code: the sm_90a pass only
 
-constexpr int kHalfTokens = kTokens / 2, kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
-constexpr int kSyncId = 1;  // named barrier of the two warpgroups
+constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
+constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
+// Named barriers: A's maxima and factors published, B's published (with P of B), A's P rescaled
+// to the maxima after B, each warpgroup's own P written (4 + w), the final sums exchanged.
+constexpr int kReadyA = 1, kReadyB = 2, kReadyRescaledA = 3, kOwnP = 4, kSums = 6;
 constexpr float kLog2e = 1.4426950408889634f;
-// Registers per thread: consumers 232 (128 accumulators for P V, 16 for the scores), the
+// Registers per thread: consumers 232 (128 accumulators for P V, 32 for the scores), the
 // producer warpgroup 40: 64,512 of the SM's 65,536 for the CTA's 384 threads.
 constexpr int kConsumerRegs = 232, kProducerRegs = 40;
 
@@ -68,6 +80,17 @@ __device__ __forceinline__ Range range_of(const MlaDecodeParams& p, int split, i
   return {ctx, first, min(pages, first + per_split)};
 }
 
+// Tokens of `page` inside the context.
+__device__ __forceinline__ int valid_of(const Range& r, int page) {
+  return static_cast<int>(min(std::int64_t{kTokens}, r.ctx - std::int64_t{page} * kTokens));
+}
+
+// The n-th block a stage's scores read: stage 1 starts with warpgroup 1's value blocks (the first
+// it frees), stage 0 with warpgroup 0's; the P block comes last (freed last).
+__device__ __forceinline__ int block_order(int stage, int n) {
+  return n == kPBlock ? kPBlock : (n + kValueBlocks * stage) % (2 * kValueBlocks);
+}
+
 __device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
                         const Range& r) {
   device::mbarrier_arrive_expect(&sh.q_full, sizeof(sh.q));
@@ -75,16 +98,20 @@ __device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, 
     device::tma_load_2d(&sh.q[j][0][0], &maps.q, 64 * j, b * p.heads + head0, &sh.q_full);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
-    const int s = i % kStages;
-    device::mbarrier_wait(&sh.empty[s], (i / kStages & 1) ^ 1);  // round 0 passes at once
-    device::mbarrier_arrive_expect(&sh.full[s], sizeof(sh.kv[s]));
-    const int row = static_cast<int>(table[page] * kTokens);
-    for (int j = 0; j < kBlocks; ++j)
-      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s]);
+    const int s = i % kStages, row = static_cast<int>(table[page] * kTokens);
+    for (int n = 0; n < kBlocks; ++n) {
+      const int j = block_order(s, n);
+      if (n % kValueBlocks == 0 || n == kPBlock) {  // round 0 passes at once
+        const int group = j == kPBlock ? kP : j / kValueBlocks;
+        device::mbarrier_wait(&sh.empty[s][group], (i / kStages & 1) ^ 1);
+      }
+      device::mbarrier_arrive_expect(&sh.full[s][j], sizeof(Block));
+      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
+    }
   }
 }
 
-// This thread's place: warpgroup, warp within it, lane; its fragment rows (heads) row and
+// This thread's place: warpgroup, thread within it, lane; its fragment rows (heads) row and
 // row + 8, and its first fragment column 2 (lane % 4).
 struct Lane {
   int wg, tid, lane, row, col;
@@ -100,20 +127,81 @@ struct Softmax {
   float max[2] = {-INFINITY, -INFINITY}, sum[2] = {0.f, 0.f};
 };
 
-// s (64 heads x this warpgroup's 32 tokens) = Q K^T over all 576 dims.
-__device__ void score(const Shared& sh, int stage, int wg, float (&s)[16]) {
+// Issues s (+)= Q K^T over blocks [kFrom, kTo) (in block_order) of `stage`'s page once they
+// landed (round parity `parity`), as one wgmma group. (Waiting between the wgmmas would make
+// ptxas serialize them.)
+template <int kFrom, int kTo>
+__device__ void issue_scores(Shared& sh, int stage, int parity, float (&s)[32]) {
+#pragma unroll
+  for (int n = kFrom; n < kTo; ++n)
+    device::mbarrier_wait(&sh.full[stage][block_order(stage, n)], parity);
   device::fence_registers(s);
   device::wgmma_fence();
 #pragma unroll
-  for (int j = 0; j < kBlocks; ++j) {
+  for (int n = kFrom; n < kTo; ++n) {
+    const int j = block_order(stage, n);
     const std::uint64_t a = device::smem_descriptor(&sh.q[j][0][0]);
-    const std::uint64_t b = device::smem_descriptor(&sh.kv[stage][j][kHalfTokens * wg][0]);
+    const std::uint64_t b = device::smem_descriptor(&sh.kv[stage][j][0][0]);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) device::wgmma_m64k16<32>(s, a + 2 * k, b + 2 * k, j > 0 || k > 0);
+    for (int k = 0; k < 4; ++k) device::wgmma_m64k16<64>(s, a + 2 * k, b + 2 * k, n > 0 || k > 0);
   }
   device::wgmma_commit();
+}
+
+// All scores of `stage`'s page (round parity `parity`), waited for.
+__device__ void scores(Shared& sh, int stage, int parity, float (&s)[32]) {
+  issue_scores<0, kBlocks>(sh, stage, parity, s);
   device::wgmma_wait<0>();
   device::fence_registers(s);
+}
+
+// Issues o += P V for this warpgroup's 256 output dims over `stage`'s page (P in its block 8).
+__device__ void issue_values(const Shared& sh, int stage, int wg, float (&o)[128]) {
+  device::fence_registers(o);
+  device::wgmma_fence();
+  const std::uint64_t a = device::smem_descriptor(&sh.kv[stage][kPBlock][0][0]);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const std::uint64_t b =
+        device::smem_descriptor(&sh.kv[stage][kValueBlocks * wg][16 * k][0], sizeof(Block));
+    device::wgmma_m64k16<256, true>(o, a + 2 * k, b, true);
+  }
+  device::wgmma_commit();
+}
+
+// Masks and scales the scores of a page with `valid` tokens in the context; returns each of this
+// thread's rows' maximum (-inf with none valid).
+__device__ void mask_and_max(const Lane& l, float (&s)[32], int valid, float scale, float (&m)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    m[h] = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        float& x = s[4 * j + 2 * h + c];
+        x = 8 * j + l.col + c < valid ? x * scale : -INFINITY;
+        m[h] = fmaxf(m[h], x);
+      }
+    for (int o = 1; o <= 2; o *= 2) m[h] = fmaxf(m[h], __shfl_xor_sync(0xffffffffu, m[h], o));
+  }
+}
+
+// s = 2^(s - max) (0 at -inf, the maxima -inf meaning none yet), summed into st.sum in FP32 (the
+// unrounded terms, as the reference's softmax).
+__device__ void exponentiate(float (&s)[32], const float (&max)[2], Softmax& st) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float base = max[h] == -INFINITY ? 0.f : max[h];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        float& x = s[4 * j + 2 * h + c];
+        x = device::exp2_approx(x - base);
+        st.sum[h] += x;
+      }
+  }
 }
 
 // Byte offset of (row, even column) in a 128-byte-swizzled 64 x 64 BF16 block.
@@ -121,50 +209,15 @@ __device__ __forceinline__ int swizzled(int row, int col) {
   return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
 }
 
-// The online softmax step of one page: masks and scales this warpgroup's scores, agrees on the
-// new maxima with the other warpgroup (one named barrier), writes P = 2^(s - max) in BF16 into
-// the P tile and returns the factors alpha by which the outputs shrink.
-__device__ void softmax_tile(Shared& sh, const Lane& l, float (&s)[16], int valid, float scale,
-                             Softmax& st, float (&alpha)[2]) {
-  float tile_max[2] = {-INFINITY, -INFINITY};
+// Writes f s (BF16, f per row) into the P block `p`.
+__device__ void store_p(Block& p, const Lane& l, const float (&s)[32], const float (&f)[2]) {
+  auto* bytes = reinterpret_cast<unsigned char*>(&p[0][0]);
 #pragma unroll
-  for (int j = 0; j < 4; ++j)
+  for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        const int token = kHalfTokens * l.wg + 8 * j + l.col + c;
-        float& x = s[4 * j + 2 * h + c];
-        x = token < valid ? x * scale : -INFINITY;
-        tile_max[h] = fmaxf(tile_max[h], x);
-      }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    for (int o = 1; o <= 2; o *= 2)
-      tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], o));
-    if (l.col == 0) sh.max[l.wg][l.row + 8 * h] = tile_max[h];
-  }
-  device::named_barrier_sync(kSyncId, kConsumers);
-  float base[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const float m = fmaxf(st.max[h], fmaxf(tile_max[h], sh.max[l.wg ^ 1][l.row + 8 * h]));
-    base[h] = m == -INFINITY ? 0.f : m;
-    alpha[h] = device::exp2_approx(st.max[h] - base[h]);
-    st.max[h] = m;
-    st.sum[h] *= alpha[h];
-  }
-  auto* p = reinterpret_cast<unsigned char*>(&sh.p[0][0]);
-#pragma unroll
-  for (int j = 0; j < 4; ++j)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float e0 = device::exp2_approx(s[4 * j + 2 * h] - base[h]);
-      const float e1 = device::exp2_approx(s[4 * j + 2 * h + 1] - base[h]);
-      st.sum[h] += e0 + e1;  // FP32 sums of the unrounded terms, as the reference's softmax
-      const int row = l.row + 8 * h, col = kHalfTokens * l.wg + 8 * j + l.col;
-      *reinterpret_cast<std::uint32_t*>(p + swizzled(row, col)) = device::pack_bf16x2(e0, e1);
-    }
+      *reinterpret_cast<std::uint32_t*>(bytes + swizzled(l.row + 8 * h, 8 * j + l.col)) =
+          device::pack_bf16x2(f[h] * s[4 * j + 2 * h], f[h] * s[4 * j + 2 * h + 1]);
 }
 
 // Zeroes rows [valid, 64) of this warpgroup's value blocks of a page (whole 128-byte rows, so the
@@ -177,20 +230,134 @@ __device__ void clear_values(Block (&kv)[kBlocks], const Lane& l, int valid) {
   }
 }
 
-// o (64 heads x this warpgroup's 256 dims) += P V over the page's 64 tokens.
-__device__ void accumulate(const Shared& sh, int stage, int wg, float (&o)[128]) {
-  device::fence_registers(o);
-  device::wgmma_fence();
-  const std::uint64_t a = device::smem_descriptor(&sh.p[0][0]);
+// Rows past the context of a partial page cleared in this warpgroup's value blocks, made visible
+// to its next wgmma.
+__device__ void clear_tail(Block (&kv)[kBlocks], const Lane& l, int valid) {
+  if (valid == kTokens) return;
+  clear_values(kv, l, valid);
+  device::fence_proxy_async();
+  device::named_barrier_sync(kOwnP + l.wg, 128);
+}
+
+__device__ void scale_outputs(float (&o)[128], const float (&f)[2]) {
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const std::uint64_t b =
-        device::smem_descriptor(&sh.kv[stage][kValueBlocks * wg][16 * k][0], sizeof(Block));
-    device::wgmma_m64k16<256, true>(o, a + 2 * k, b, true);
+  for (int j = 0; j < kHalfDims / 8; ++j)
+    o[4 * j] *= f[0], o[4 * j + 1] *= f[0], o[4 * j + 2] *= f[1], o[4 * j + 3] *= f[1];
+}
+
+// This warpgroup's factors and maxima of `stage`'s page, published by the other warpgroup.
+__device__ void read_published(const Shared& sh, const Lane& l, int stage, float (&f)[2],
+                               float (&m)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    f[h] = sh.factor[stage][l.row + 8 * h];
+    m[h] = sh.max[stage][l.row + 8 * h];
   }
-  device::wgmma_commit();
+}
+
+// The softmax step of a page of `valid` tokens whose scores s this warpgroup holds, from the
+// running maxima `prev`: st.max becomes the new maxima, f the factor for the earlier outputs;
+// both go to shared memory for the other warpgroup; s becomes the unnormalized probabilities.
+__device__ void softmax_page(Shared& sh, const Lane& l, int stage, float (&s)[32], int valid,
+                             float scale, const float (&prev)[2], Softmax& st, float (&f)[2]) {
+  float m[2];
+  mask_and_max(l, s, valid, scale, m);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    st.max[h] = fmaxf(prev[h], m[h]);
+    f[h] = device::exp2_approx(prev[h] - (st.max[h] == -INFINITY ? 0.f : st.max[h]));
+    st.sum[h] *= f[h];
+    if (l.col == 0)
+      sh.max[stage][l.row + 8 * h] = st.max[h], sh.factor[stage][l.row + 8 * h] = f[h];
+  }
+  exponentiate(s, st.max, st);
+}
+
+// Warpgroup 0's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of A in s;
+// ends with those of the next pair's A in s when there is one.
+__device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, int round,
+                           float scale, float (&s)[32], float (&o)[128], Softmax& st) {
+  const bool has_b = page + 1 < r.last, has_next = page + 2 < r.last;
+  const int valid_a = valid_of(r, page);
+  float f[2];
+  const float prev[2] = {st.max[0], st.max[1]}, one[2] = {1.f, 1.f};
+  softmax_page(sh, l, 0, s, valid_a, scale, prev, st, f);
+  scale_outputs(o, f);
+  store_p(sh.kv[0][kPBlock], l, s, one);
+  if (valid_a < kTokens) clear_values(sh.kv[0], l, valid_a);
+  device::fence_proxy_async();
+  device::named_barrier_sync(kOwnP, 128);
+  device::named_barrier_arrive(kReadyA, kConsumers);
+  issue_values(sh, 0, 0, o);
+  device::named_barrier_sync(kReadyB, kConsumers);
   device::wgmma_wait<0>();
   device::fence_registers(o);
+  device::mbarrier_arrive(&sh.empty[0][kValues0]);
+  float g[2];
+  read_published(sh, l, 1, g, st.max);
+  store_p(sh.kv[0][kPBlock], l, s, g);  // A's P at the maxima after B, for warpgroup 1
+  device::fence_proxy_async();
+  device::mbarrier_arrive(&sh.empty[0][kP]);
+  device::named_barrier_arrive(kReadyRescaledA, kConsumers);
+  scale_outputs(o, g);
+  for (int h = 0; h < 2; ++h) st.sum[h] *= g[h];
+  if (has_next) {  // then B is a whole page
+    issue_values(sh, 1, 0, o);
+    issue_scores<0, kValueBlocks>(sh, 0, (round + 1) & 1, s);
+    device::wgmma_wait<1>();
+    device::fence_registers(o);
+    device::mbarrier_arrive(&sh.empty[1][kValues0]);
+    device::mbarrier_arrive(&sh.empty[1][kP]);
+    issue_scores<kValueBlocks, kBlocks>(sh, 0, (round + 1) & 1, s);
+    device::wgmma_wait<0>();
+    device::fence_registers(s);
+  } else if (has_b) {
+    clear_tail(sh.kv[1], l, valid_of(r, page + 1));
+    issue_values(sh, 1, 0, o);
+    device::wgmma_wait<0>();
+    device::fence_registers(o);
+    device::mbarrier_arrive(&sh.empty[1][kValues0]);
+    device::mbarrier_arrive(&sh.empty[1][kP]);
+  }
+}
+
+// Warpgroup 1's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of B in s;
+// ends with those of the next pair's B in s when there is one.
+__device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page, int round,
+                            float scale, float (&s)[32], float (&o)[128], Softmax& st) {
+  const bool has_b = page + 1 < r.last, has_next = page + 3 < r.last;
+  const int valid_b = has_b ? valid_of(r, page + 1) : 0;
+  device::named_barrier_sync(kReadyA, kConsumers);
+  float f[2], prev[2], g[2];
+  read_published(sh, l, 0, f, prev);
+  for (int h = 0; h < 2; ++h) st.sum[h] *= f[h];
+  softmax_page(sh, l, 1, s, valid_b, scale, prev, st, g);
+  for (int h = 0; h < 2; ++h) f[h] *= g[h];
+  scale_outputs(o, f);
+  if (has_b) {
+    const float one[2] = {1.f, 1.f};
+    store_p(sh.kv[1][kPBlock], l, s, one);
+    if (valid_b < kTokens) clear_values(sh.kv[1], l, valid_b);
+  }
+  device::fence_proxy_async();
+  device::named_barrier_arrive(kReadyB, kConsumers);
+  if (has_b) {
+    device::named_barrier_sync(kOwnP + 1, 128);
+    issue_values(sh, 1, 1, o);
+  }
+  device::named_barrier_sync(kReadyRescaledA, kConsumers);
+  clear_tail(sh.kv[0], l, valid_of(r, page));
+  issue_values(sh, 0, 1, o);
+  if (has_b) {
+    device::wgmma_wait<1>();
+    device::mbarrier_arrive(&sh.empty[1][kValues1]);
+    device::mbarrier_arrive(&sh.empty[1][kP]);
+  }
+  device::wgmma_wait<0>();
+  device::fence_registers(o);
+  device::mbarrier_arrive(&sh.empty[0][kValues1]);
+  device::mbarrier_arrive(&sh.empty[0][kP]);
+  if (has_next) scores(sh, 1, (round + 1) & 1, s);
 }
 
 // This range's result for this thread's two heads: BF16 output when the context is one range,
@@ -202,7 +369,7 @@ __device__ void write_result(const MlaDecodeParams& p, Shared& sh, const Lane& l
     for (int x = 1; x <= 2; x *= 2) st.sum[h] += __shfl_xor_sync(0xffffffffu, st.sum[h], x);
     if (l.col == 0) sh.sum[l.wg][l.row + 8 * h] = st.sum[h];
   }
-  device::named_barrier_sync(kSyncId, kConsumers);
+  device::named_barrier_sync(kSums, kConsumers);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const float total = st.sum[h] + sh.sum[l.wg ^ 1][l.row + 8 * h];
@@ -232,28 +399,15 @@ __device__ void consume(const MlaDecodeParams& p, Shared& sh, int b, int head0, 
                         const Range& r) {
   const Lane l = lane_of();
   const float scale = p.scale * kLog2e;
-  float o[128] = {};
+  float o[128] = {}, s[32] = {};
   Softmax st;
   device::mbarrier_wait(&sh.q_full, 0);
-  for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
-    const int stage = i % kStages;
-    device::mbarrier_wait(&sh.full[stage], i / kStages & 1);
-    float s[16] = {};
-    score(sh, stage, l.wg, s);
-    const int valid =
-        static_cast<int>(min(std::int64_t{kTokens}, r.ctx - std::int64_t{page} * kTokens));
-    float alpha[2];
-    softmax_tile(sh, l, s, valid, scale, st, alpha);  // both warpgroups are past their scores
-    if (valid < kTokens) clear_values(sh.kv[stage], l, valid);
-    if (alpha[0] != 1.f || alpha[1] != 1.f)
-#pragma unroll
-      for (int j = 0; j < kHalfDims / 8; ++j)
-        o[4 * j] *= alpha[0], o[4 * j + 1] *= alpha[0], o[4 * j + 2] *= alpha[1],
-            o[4 * j + 3] *= alpha[1];
-    device::fence_proxy_async();  // P and the cleared rows, before wgmma reads them
-    device::named_barrier_sync(kSyncId, kConsumers);
-    accumulate(sh, stage, l.wg, o);
-    device::mbarrier_arrive(&sh.empty[stage]);
+  if (r.first + l.wg < r.last) scores(sh, l.wg, 0, s);  // the first pair's A or B
+  for (int page = r.first, round = 0; page < r.last; page += 2, ++round) {
+    if (l.wg == 0)
+      pair_first(sh, l, r, page, round, scale, s, o, st);
+    else
+      pair_second(sh, l, r, page, round, scale, s, o, st);
   }
   write_result(p, sh, l, b, head0, split, st, o);
 }
@@ -272,8 +426,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (threadIdx.x == 0) {
     device::mbarrier_init(&sh.q_full, 1);
     for (int s = 0; s < kStages; ++s) {
-      device::mbarrier_init(&sh.full[s], 1);
-      device::mbarrier_init(&sh.empty[s], kConsumers);
+      for (int j = 0; j < kBlocks; ++j) device::mbarrier_init(&sh.full[s][j], 1);
+      device::mbarrier_init(&sh.empty[s][kValues0], 128);
+      device::mbarrier_init(&sh.empty[s][kValues1], 128);
+      device::mbarrier_init(&sh.empty[s][kP], kConsumers);
     }
     device::fence_shared_for_async();
   }

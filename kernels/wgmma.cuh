@@ -59,6 +59,12 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Arrives at barrier `id` without waiting: the threads that bar.sync on it (with the same count)
+// see this thread's earlier shared-memory writes once they pass.
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 // Raises (kInc) or lowers this warpgroup's per-thread register limit to kRegs (a multiple of 8 in
 // 24-256); every warp of the warpgroup executes it. Lets the consumer warpgroups of a kernel hold
 // more accumulators than the launch's even split allows, the producer giving up its share.

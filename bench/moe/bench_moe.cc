@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/elementwise.h"
 #include "kernels/moe_gemm.h"
 #include "model/init_model.h"
 #include "model/layers.h"
@@ -117,6 +118,16 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
                                                     GroupedKernel::kWgmmaLarge);
         },
         reps);
+    // the same with torch's grouped GEMMs and the SwiGLU kernel between them
+    const double torch_gemms = median_seconds(
+        [&] {
+          const auto& w = *layer->moe.stacked;
+          const at::Tensor gate_up = at::_grouped_mm(sorted_rows, w.gate_up.transpose(1, 2), ends);
+          const at::Tensor hidden =
+              ponder::kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
+          return at::_grouped_mm(hidden, w.down.transpose(1, 2), ends);
+        },
+        reps);
     // a kernel's largest difference to torch's grouped GEMM, relative to the largest output
     const at::Tensor torch_out = layer->moe.routed_grouped(x, routing, ExpertGemm::kTorchGrouped);
     const auto error_of = [&](ExpertGemm gemm) {
@@ -143,10 +154,18 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
         expert_bytes / grouped / 1e9, expert_bytes / few / 1e9, expert_bytes / wgmma / 1e9);
     fmt::print(
         "{:>6} | vs torch grouped, max |difference| / max |output|: wgmma {:.1e}, large {:.1e}; "
-        "dense {:.1f} TFLOP/s; large-tile GEMMs alone {:.3f} ms, {:.1f} TFLOP/s, {:.2f} of "
+        "dense {:.1f} TFLOP/s\n{:>6} | GEMMs alone on sorted rows: large tiles {:.3f} ms, {:.1f} "
+        "TFLOP/s, {:.2f} of dense; torch grouped + SwiGLU {:.3f} ms, {:.1f} TFLOP/s, {:.2f} of "
         "dense\n",
-        t, error_of(ExpertGemm::kWgmma), error_of(ExpertGemm::kWgmmaLarge), flops / dense / 1e12,
-        gemms * 1e3, flops / gemms / 1e12, dense / gemms);
+        t, error_of(ExpertGemm::kWgmma), error_of(ExpertGemm::kWgmmaLarge), flops / dense / 1e12, t,
+        gemms * 1e3, flops / gemms / 1e12, dense / gemms, torch_gemms * 1e3,
+        flops / torch_gemms / 1e12, dense / torch_gemms);
+    const ExpertGemm picked = ponder::model::pick_expert_gemm(x, k, *layer->moe.stacked);
+    fmt::print("{:>6} | {:.0f} rows per expert, the automatic choice: {}\n", t,
+               static_cast<double>(t * k) / static_cast<double>(c.n_routed_experts),
+               picked == ExpertGemm::kWgmma        ? "wgmma"
+               : picked == ExpertGemm::kWgmmaLarge ? "large"
+                                                   : "torch grouped");
   }
 }
 
@@ -165,10 +184,10 @@ int main(int argc, char** argv) {
   fmt::print(
       "ms = median wall time of a synced call; dense = two BF16 GEMMs with the routed experts' "
       "FLOPs (6 T k hidden inner); grouped/few-rows/wgmma/large/loop = routed experts only "
-      "(routing given, sort and combine included) through torch's grouped GEMM, "
+      "(routing given, permutation and combine included) through torch's grouped GEMM, "
       "kernels::grouped_gemm (SwiGLU fused; few-rows = cp.async + mma.sync, wgmma = TMA + wgmma "
-      "picking the few-rows or large-tile kernel by rows per expert, large = TMA + wgmma 128 x "
-      "256 tiles) or the per-expert loop; layer = routing + routed experts (torch grouped) + "
+      "for few rows, large = TMA + wgmma in 128 x 256 tiles) or the per-expert loop; layer = "
+      "routing + routed experts (the automatic choice) + "
       "shared experts; TFLOP/s of the grouped path and (lg TF/s) the large-tile path; vs dense "
       "= dense ms / grouped ms, few/dns, wg/dns, lg/dns = dense ms / few-rows, wgmma, large ms; "
       "GB/s = weights of the experts hit / time\n");

@@ -3,8 +3,9 @@
 // ignored) in the same run, the decode roofline (weights + KV bytes per step / device-to-device
 // copy bandwidth measured here) and a kernel-time profile of one decode step.
 // Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64);
-// PONDER_BENCH_NO_HF=1 skips the HF baseline; PONDER_BENCH_EXPERT_GEMM=few-rows|wgmma also runs
-// the full workload and the step profile with the routed experts on that kernels::grouped_gemm.
+// PONDER_BENCH_NO_HF=1 skips the HF baseline; PONDER_BENCH_EXPERT_GEMM=torch|few-rows|wgmma also
+// runs the full workload and the step profile with the routed experts forced onto that GEMM
+// (the main run takes model::pick_expert_gemm's automatic choice).
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -291,19 +292,20 @@ void report_eager(const Shape& w, const Ids& prompts, const Run& first, const Ru
 }
 
 // The full workload on a fresh engine (its graphs record the kernel) with the routed experts on
-// PONDER_BENCH_EXPERT_GEMM's kernel, against `full` (torch's grouped GEMM) from this run, then
-// the decode-step profile with it; the model is back on torch's grouped GEMM after.
+// PONDER_BENCH_EXPERT_GEMM's GEMM, against `full` (the automatic choice) from this run, then the
+// decode-step profile with it; the model is back on the automatic choice after.
 void compare_expert_gemm(const Shape& w, const Ids& prompts, const Run& first, const Run& full,
                          ponder::model::CausalLM& lm, std::int64_t blocks) {
   using ponder::model::ExpertGemm;
   const char* env = std::getenv("PONDER_BENCH_EXPERT_GEMM");
   if (!env) return;
-  const std::map<std::string, ExpertGemm> kernels = {{"few-rows", ExpertGemm::kFewRows},
+  const std::map<std::string, ExpertGemm> kernels = {{"torch", ExpertGemm::kTorchGrouped},
+                                                     {"few-rows", ExpertGemm::kFewRows},
                                                      {"wgmma", ExpertGemm::kWgmma}};
   const auto it = kernels.find(env);
   if (it == kernels.end())
-    throw ponder::Error(std::string("PONDER_BENCH_EXPERT_GEMM: expected few-rows or wgmma, got ") +
-                        env);
+    throw ponder::Error(
+        std::string("PONDER_BENCH_EXPERT_GEMM: expected torch, few-rows or wgmma, got ") + env);
   lm.set_expert_gemm(it->second);
   {
     ponder::engine::RolloutEngine engine(lm, nullptr,
@@ -321,12 +323,12 @@ void compare_expert_gemm(const Shape& w, const Ids& prompts, const Run& first, c
     for (std::size_t s = 0; s < prompts.size(); ++s) same += alt.ids[s] == full.ids[s];
     fmt::print(
         "\nrouted experts on {}: {} tokens in {:.2f} s = {:.0f} tokens/s, decode {:.2f} ms per "
-        "step vs {:.2f} with torch's grouped GEMM ({:.2f}x); {}/{} sequences with its tokens\n",
+        "step vs {:.2f} with the automatic choice ({:.2f}x); {}/{} sequences with its tokens\n",
         env, w.new_tokens, alt.seconds, static_cast<double>(w.batch * w.new_tokens) / alt.seconds,
         alt_ms, base_ms, base_ms / alt_ms, same, prompts.size());
   }
   profile_decode(lm, w.batch, w.prompt + w.new_tokens / 2, "");
-  lm.set_expert_gemm(ExpertGemm::kTorchGrouped);
+  lm.set_expert_gemm(ExpertGemm::kAuto);
 }
 
 void bench(const Shape& w, const fs::path& dir, const std::string& trace) {

@@ -58,11 +58,12 @@ enum class Fp8Weights { kDequantise, kKeep };
 // The routed MoE experts' GEMMs without gradients: torch's grouped GEMM (CUTLASS on Hopper)
 // then the SwiGLU kernel; or a kernels::grouped_gemm kernel with SwiGLU fused, each expert's
 // weights read once per 64 of its rows (decode's few rows per expert): kFewRows (cp.async +
-// mma.sync; 4% more GPU time than torch's in a V2-Lite decode step on the H200, see
-// bench/RESULTS.md) or kWgmma (TMA + wgmma, Hopper only); kWgmmaLarge: TMA + wgmma in 128 x 256
-// tiles (Hopper only), compute-bound from a few hundred rows per expert (prefill, scoring) and
-// ahead of kWgmma from ~32 rows per expert on average on the H200.
-enum class ExpertGemm { kTorchGrouped, kFewRows, kWgmma, kWgmmaLarge };
+// mma.sync) or kWgmma (TMA + wgmma, Hopper only); kWgmmaLarge: TMA + wgmma in 128 x 256 tiles
+// (Hopper only), compute-bound from a few hundred rows per expert (prefill, scoring). kAuto (the
+// default) picks per call with model::pick_expert_gemm: kWgmma for few rows per expert and
+// kWgmmaLarge for more on compute capability 9.0, torch's grouped GEMM otherwise (see
+// bench/RESULTS.md, "MoE layer on one GPU").
+enum class ExpertGemm { kAuto, kTorchGrouped, kFewRows, kWgmma, kWgmmaLarge };
 
 // How forward_hidden behaves while training.
 struct TrainingOptions {
@@ -116,7 +117,7 @@ class CausalLM {
   virtual void set_linear_precision(LinearPrecision precision) = 0;
 
   virtual void set_training_options(const TrainingOptions& options) = 0;
-  // The GEMMs of every MoE layer's routed experts in inference (kTorchGrouped by default).
+  // The GEMMs of every MoE layer's routed experts in inference (kAuto by default).
   virtual void set_expert_gemm(ExpertGemm gemm) = 0;
 
   // Sum over MoE layers of the sequence-wise balance loss of the last forward_hidden with

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/fp8.h"
 #include "kernels/moe_gemm.h"
+#include "kernels/moe_permute.h"
 #include "kernels/side_stream.h"
 #include "model/fp8_linear.h"
 
@@ -224,65 +225,51 @@ at::Tensor Moe::routed_loop(const at::Tensor& x, const MoeRouting& routing) cons
   return out;
 }
 
-namespace {
-
-// (token, choice) pairs sorted by expert: order [T k] of pair indices, experts[order] and ends[e]
-// = pairs routed to experts 0..e (int32, the grouped GEMM's offsets).
-struct ExpertOrder {
-  at::Tensor order, sorted, ends;
-};
-
-ExpertOrder sort_by_expert(const MoeRouting& routing, std::int64_t experts) {
-  const at::Tensor flat = routing.experts.reshape(-1);
-  const at::Tensor order = std::get<1>(at::sort(flat, std::optional<bool>(true), 0));
-  const at::Tensor sorted = flat.index_select(0, order);
-  return {order, sorted,
-          at::searchsorted(sorted, at::arange(experts, flat.options()), /*out_int32=*/true,
-                           /*right=*/true)};
+ExpertGemm pick_expert_gemm(const at::Tensor& x, std::int64_t top_k,
+                            const StackedExperts& weights) {
+  if (!x.is_cuda()) return ExpertGemm::kTorchGrouped;
+  const bool few = x.size(0) * top_k <= kWgmmaMaxRowsPerExpert * weights.gate_up.size(0);
+  const auto kernel = few ? kernels::GroupedKernel::kWgmma : kernels::GroupedKernel::kWgmmaLarge;
+  // the down GEMM's input [rows, inner] comes from the kernel: contiguous and aligned
+  const bool fits = kernels::grouped_gemm_supported(x, weights.gate_up, kernel) &&
+                    kernels::grouped_gemm_supported(
+                        at::empty({0, weights.down.size(2)}, x.options()), weights.down, kernel);
+  if (!fits) return ExpertGemm::kTorchGrouped;
+  return few ? ExpertGemm::kWgmma : ExpertGemm::kWgmmaLarge;
 }
-
-// Expert outputs y [T k, hidden] in sorted order back to (token, choice) order, then each token's
-// weighted sum over its k experts.
-at::Tensor combine(const at::Tensor& y, const at::Tensor& order, const MoeRouting& routing) {
-  const std::int64_t k = routing.experts.size(1);
-  const at::Tensor unsorted = at::empty_like(y).index_copy_(0, order, y);
-  return (unsorted.view({-1, k, y.size(1)}) * routing.weights.to(y.scalar_type()).unsqueeze(-1))
-      .sum(1);
-}
-
-}  // namespace
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                                ExpertGemm gemm) const {
+  if (gemm == ExpertGemm::kAuto) gemm = pick_expert_gemm(x, routing.experts.size(1), *stacked);
   if (gemm == ExpertGemm::kTorchGrouped) return routed_grouped(x, routing, *stacked);
-  const ExpertOrder o = sort_by_expert(routing, stacked->gate_up.size(0));
-  const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)));
+  const kernels::ExpertPermutation p =
+      kernels::permute_by_expert(x, routing.experts, stacked->gate_up.size(0));
   using kernels::GroupedKernel;
   const auto kernel = gemm == ExpertGemm::kWgmmaLarge ? GroupedKernel::kWgmmaLarge
                       : gemm == ExpertGemm::kWgmma    ? GroupedKernel::kWgmma
                                                       : GroupedKernel::kFewRows;
-  const at::Tensor hidden = kernels::grouped_gemm(rows, stacked->gate_up, o.ends, true, kernel);
-  return combine(kernels::grouped_gemm(hidden, stacked->down, o.ends, false, kernel), o.order,
-                 routing);
+  const at::Tensor hidden = kernels::grouped_gemm(p.rows, stacked->gate_up, p.ends, true, kernel);
+  return kernels::combine_experts(
+      kernels::grouped_gemm(hidden, stacked->down, p.ends, false, kernel), p.position,
+      routing.weights);
 }
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                                const StackedExperts& weights) const {
   const std::int64_t inner = weights.down.size(2);
-  const ExpertOrder o = sort_by_expert(routing, weights.gate_up.size(0));
-  const at::Tensor rows = x.index_select(0, at::floor_divide(o.order, routing.experts.size(1)))
-                              .to(weights.gate_up.scalar_type());
-  const at::Tensor gate_up = at::_grouped_mm(rows, weights.gate_up.transpose(1, 2), o.ends);
+  const kernels::ExpertPermutation p = kernels::permute_by_expert(
+      x.to(weights.gate_up.scalar_type()), routing.experts, weights.gate_up.size(0));
+  const at::Tensor gate_up = at::_grouped_mm(p.rows, weights.gate_up.transpose(1, 2), p.ends);
   const at::Tensor hidden =
       kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
-  const at::Tensor y = at::_grouped_mm(hidden, weights.down.transpose(1, 2), o.ends);
-  return combine(y.to(x.scalar_type()), o.order, routing);
+  const at::Tensor y = at::_grouped_mm(hidden, weights.down.transpose(1, 2), p.ends);
+  return kernels::combine_experts(y.to(x.scalar_type()), p.position, routing.weights);
 }
 
 at::Tensor Moe::routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routing) const {
   const StackedExperts w = trainable_stacked();
   const std::int64_t n_experts = w.gate_up.size(0), inner = w.down.size(2);
-  const ExpertOrder o = sort_by_expert(routing, n_experts);
+  const kernels::ExpertPermutation o = kernels::permute_by_expert(x, routing.experts, n_experts);
   // Each expert's rows start on a 1x128 tile boundary (the weight gradient's K runs over them):
   // expert e's sorted rows move by `shift[e]` into zero-padded groups ending at padded_ends.
   const at::Tensor ends = o.ends.to(at::kCPU).to(at::kLong);  // the one host sync
@@ -297,17 +284,16 @@ at::Tensor Moe::routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routin
     start = end;
   }
   const auto longs = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor sorted = routing.experts.reshape(-1).index_select(0, o.order);
   const at::Tensor row_of =
-      at::arange(o.sorted.size(0), longs.device(x.device())) +
-      at::tensor(shift, longs).to(x.device()).index_select(0, o.sorted);  // [T k] padded rows
-  const at::Tensor token = at::floor_divide(o.order, routing.experts.size(1));
-  const at::Tensor rows =
-      at::zeros({padded, x.size(1)}, x.options()).index_copy(0, row_of, x.index_select(0, token));
+      at::arange(sorted.size(0), longs.device(x.device())) +
+      at::tensor(shift, longs).to(x.device()).index_select(0, sorted);  // [T k] padded rows
+  const at::Tensor rows = at::zeros({padded, x.size(1)}, x.options()).index_copy(0, row_of, o.rows);
   const at::Tensor gate_up = fp8_grouped_linear(rows, w.gate_up, padded_ends);
   const at::Tensor hidden =
       kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
   const at::Tensor y = fp8_grouped_linear(hidden.contiguous(), w.down, padded_ends);
-  return combine(y.index_select(0, row_of), o.order, routing);
+  return kernels::combine_experts(y.index_select(0, row_of), o.position, routing.weights);
 }
 
 std::optional<StackedExperts> stack_experts(

@@ -97,7 +97,7 @@ struct Moe {
   // Grouped GEMMs for the routed experts while training (FP8 or BF16 linears, stacked weights).
   bool grouped_training = true;
   // The routed experts' GEMMs of operator() without gradients (CausalLM::set_expert_gemm).
-  ExpertGemm inference_gemm = ExpertGemm::kTorchGrouped;
+  ExpertGemm inference_gemm = ExpertGemm::kAuto;
   // Routed experts plus shared ones. The routed part runs as grouped GEMMs over stacked weights:
   // without gradients when the experts compute in the weights' dtype (BF16 on a GPU, any dtype on
   // the CPU); for FP8 linears when hidden and expert widths are multiples of 128 (with gradients
@@ -115,7 +115,7 @@ struct Moe {
   // host sync).
   at::Tensor routed_loop(const at::Tensor& x, const MoeRouting& routing) const;
   at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
-                            ExpertGemm gemm = ExpertGemm::kTorchGrouped) const;
+                            ExpertGemm gemm = ExpertGemm::kAuto) const;
   // torch's grouped GEMMs on `weights` in their dtype (x converted there and back):
   // differentiable, the BF16 training path.
   at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
@@ -127,6 +127,16 @@ struct Moe {
   // The experts' linears (the router `gate` is not a Linear: it stays in high precision).
   void for_each_linear(const LinearVisitor& visit);
 };
+
+// What ExpertGemm::kAuto runs for `x` [T, hidden] routed to `top_k` experts each of `weights`:
+// kWgmma when the kernel takes these shapes on a compute capability 9.0 GPU and the experts get
+// few rows each (at most kWgmmaMaxRowsPerExpert on average), kWgmmaLarge (128 x 256 tiles) when
+// they get more and it takes the shapes there, else kTorchGrouped. The few-rows kernel reads
+// an expert's weights once per 64 of its rows; at a mean of 48 (balanced routing) almost no
+// expert passes 64. bench_moe on the H200 (bench/RESULTS.md): V2-Lite 1.39x and 1.33x torch's at
+// 24 and 48 rows, 0.71x at 96.
+inline constexpr std::int64_t kWgmmaMaxRowsPerExpert = 48;
+ExpertGemm pick_expert_gemm(const at::Tensor& x, std::int64_t top_k, const StackedExperts& weights);
 
 // DeepSeek-V3's complementary sequence-wise balance loss (without its alpha), averaged over the
 // packed sequences of cu_seqlens [B+1]: sum_i f_i P_i with f_i = E / (k T) * (tokens routing to

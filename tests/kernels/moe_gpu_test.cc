@@ -56,8 +56,9 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
     const model::MoeRouting routing = cpu_layer.route(x);
     const at::Tensor want = cpu_layer.routed_loop(x, routing);
     const model::MoeRouting on_gpu{routing.weights.to(at::kCUDA), routing.experts.to(at::kCUDA)};
-    for (const auto gemm : {model::ExpertGemm::kTorchGrouped, model::ExpertGemm::kFewRows,
-                            model::ExpertGemm::kWgmma, model::ExpertGemm::kWgmmaLarge}) {
+    for (const auto gemm :
+         {model::ExpertGemm::kAuto, model::ExpertGemm::kTorchGrouped, model::ExpertGemm::kFewRows,
+          model::ExpertGemm::kWgmma, model::ExpertGemm::kWgmmaLarge}) {
       const at::Tensor got = gpu_layer.routed_grouped(x.to(at::kCUDA, at::kBFloat16), on_gpu, gemm);
       EXPECT_LT(testing::relative_error(got, want), 1e-2)
           << tokens << " tokens, gemm " << static_cast<int>(gemm);
@@ -82,6 +83,31 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
   }();
   const at::Tensor got = gpu->forward_hidden(input, positions, cu);
   EXPECT_LT(testing::relative_error(got, want), 1e-2);
+}
+
+// kAuto: the wgmma kernel up to kWgmmaMaxRowsPerExpert mean rows per expert on compute capability
+// 9.0 (16 experts, top-4: 4 tokens per row of each expert), the large-tile wgmma kernel past it
+// (hidden 256 and inner 128 suit its 256-wide tiles); torch's grouped GEMM on other GPUs and on
+// the CPU.
+TEST(MoeOnGpu, AutoPicksWgmmaForFewRowsPerExpertOnHopper) {
+  PONDER_REQUIRE_GPU();
+  testing_util::ScratchDir dir("moe_auto");
+  model::init_model(small_moe_config(), dir / "m", {.seed = 9});
+  auto gpu = model::load_causal_lm(dir / "m", at::kCUDA, at::kBFloat16);
+  const model::Moe layer = layer_of(*gpu, "model.layers.1.mlp");
+  const auto pick = [&](std::int64_t tokens, at::Device device) {
+    const at::Tensor x = at::zeros({tokens, 256}, at::TensorOptions(at::kBFloat16).device(device));
+    return model::pick_expert_gemm(x, 4, *layer.stacked);
+  };
+  const bool hopper = compute_capability() == 90;
+  const auto few = hopper ? model::ExpertGemm::kWgmma : model::ExpertGemm::kTorchGrouped;
+  const auto many = hopper ? model::ExpertGemm::kWgmmaLarge : model::ExpertGemm::kTorchGrouped;
+  EXPECT_EQ(pick(1, at::kCUDA), few);
+  const std::int64_t most = model::kWgmmaMaxRowsPerExpert * 16 / 4;
+  EXPECT_EQ(pick(most, at::kCUDA), few);
+  EXPECT_EQ(pick(most + 1, at::kCUDA), many);
+  EXPECT_EQ(pick(16384, at::kCUDA), many);
+  EXPECT_EQ(pick(1, at::kCPU), model::ExpertGemm::kTorchGrouped);
 }
 
 struct MoeGrads {
