@@ -150,15 +150,6 @@ __device__ void multiply(const GroupedGemmParams& p, Shared& sh, int half, int& 
   device::mbarrier_arrive(&sh.empty[previous]);
 }
 
-// The item's stages passed on untouched, by a warpgroup whose 64 rows all lie past the group
-// (leaving the tensor cores to the other one).
-__device__ void pass_on(const GroupedGemmParams& p, Shared& sh, int& it) {
-  for (int kt = 0; kt < p.k / kBK; ++kt, ++it) {
-    device::mbarrier_wait(&sh.full[stage_of(it)], round_parity(it));
-    device::mbarrier_arrive(&sh.empty[stage_of(it)]);
-  }
-}
-
 // This thread's accumulators to y, rows before the group's end only: two adjacent columns a store.
 __device__ void store(const GroupedGemmParams& p, const Item& m, int half,
                       const float (&acc)[kBN / 2]) {
@@ -190,18 +181,17 @@ __device__ void store(const GroupedGemmParams& p, const Item& m, int half,
   }
 }
 
+// Both warpgroups multiply every item, rows past the group too: letting the one whose 64 rows all
+// lie past the group skip its wgmmas left it running ahead of the other on the ring, waiting on
+// each copy as it landed, and lost 10-25% on the H200 (bench/RESULTS.md).
 __device__ void consume(const GroupedGemmParams& p, Shared& sh, int half) {
   const int items = item_count(p, sh);
   int it = 0;
   float acc[kBN / 2];
   for (int item = blockIdx.x; item < items; item += gridDim.x) {
     const Item m = item_of(p, sh, item);
-    if (m.row0 + 64 * half >= m.row_end) {
-      pass_on(p, sh, it);
-    } else {
-      multiply(p, sh, half, it, acc);
-      store(p, m, half, acc);
-    }
+    multiply(p, sh, half, it, acc);
+    store(p, m, half, acc);
   }
 }
 
