@@ -3,8 +3,8 @@
 // ignored) in the same run, the decode roofline (weights + KV bytes per step / device-to-device
 // copy bandwidth measured here) and a kernel-time profile of one decode step.
 // Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64);
-// PONDER_BENCH_NO_HF=1 skips the HF baseline; PONDER_BENCH_EXPERT_GEMM=torch|few-rows|wgmma also
-// runs the full workload and the step profile with the routed experts forced onto that GEMM
+// PONDER_BENCH_NO_HF=1 skips the HF baseline; PONDER_BENCH_EXPERT_GEMM=torch|few-rows|wgmma|large
+// also runs the full workload and the step profile with the routed experts forced onto that GEMM
 // (the main run takes model::pick_expert_gemm's automatic choice).
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
@@ -301,11 +301,13 @@ void compare_expert_gemm(const Shape& w, const Ids& prompts, const Run& first, c
   if (!env) return;
   const std::map<std::string, ExpertGemm> kernels = {{"torch", ExpertGemm::kTorchGrouped},
                                                      {"few-rows", ExpertGemm::kFewRows},
-                                                     {"wgmma", ExpertGemm::kWgmma}};
+                                                     {"wgmma", ExpertGemm::kWgmma},
+                                                     {"large", ExpertGemm::kWgmmaLarge}};
   const auto it = kernels.find(env);
   if (it == kernels.end())
     throw ponder::Error(
-        std::string("PONDER_BENCH_EXPERT_GEMM: expected torch, few-rows or wgmma, got ") + env);
+        std::string("PONDER_BENCH_EXPERT_GEMM: expected torch, few-rows, wgmma or large, got ") +
+        env);
   lm.set_expert_gemm(it->second);
   {
     ponder::engine::RolloutEngine engine(lm, nullptr,
