@@ -417,10 +417,8 @@ __device__ void consume(const MlaDecodeParams& p, Shared& sh, int b, int head0, 
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_wgmma_kernel(const __grid_constant__ Maps maps, MlaDecodeParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  // 1024-byte alignment of the shared-window offset (what TMA and the descriptors see)
   extern __shared__ unsigned char smem_raw[];
-  const std::uint32_t pad = (1024 - device::shared_address(smem_raw) % 1024) % 1024;
-  auto& sh = *reinterpret_cast<Shared*>(smem_raw + pad);
+  auto& sh = device::aligned_shared<Shared>(smem_raw);
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const Range r = range_of(p, split, b);
   if (threadIdx.x == 0) {

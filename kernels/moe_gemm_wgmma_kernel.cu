@@ -194,18 +194,9 @@ __device__ void consume(const GroupedGemmParams& p, Shared& sh) {
 __global__ void __launch_bounds__(kThreads, 2)
     grouped_gemm_wgmma_kernel(const __grid_constant__ Maps maps, GroupedGemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  // 1024-byte alignment of the shared-window offset (what TMA and the descriptors see), not of
-  // the generic address
   extern __shared__ unsigned char smem_raw[];
-  const std::uint32_t pad = (1024 - device::shared_address(smem_raw) % 1024) % 1024;
-  auto& sh = *reinterpret_cast<Shared*>(smem_raw + pad);
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      device::mbarrier_init(&sh.full[s], 1);
-      device::mbarrier_init(&sh.empty[s], kConsumerThreads);
-    }
-    device::fence_shared_for_async();
-  }
+  auto& sh = device::aligned_shared<Shared>(smem_raw);
+  device::init_ring(sh.full, sh.empty, kConsumerThreads);
   __syncthreads();
   if (threadIdx.x < kConsumerThreads) {
     consume(p, sh);

@@ -13,6 +13,28 @@
 
 namespace ponder::kernels::device {
 
+// The dynamic shared memory as a T at a 1024-byte aligned shared-window offset (what TMA's 128-byte
+// swizzle and the descriptors' base offset 0 need; the generic address may differ). The launch
+// reserves 1 KB more than sizeof(T).
+template <typename T>
+__device__ __forceinline__ T& aligned_shared(unsigned char* smem_raw) {
+  const std::uint32_t pad = (1024 - shared_address(smem_raw) % 1024) % 1024;
+  return *reinterpret_cast<T*>(smem_raw + pad);
+}
+
+// Thread 0 arms a TMA ring: `full` barriers take the producer's one arrival (plus the copies'
+// bytes), `empty` ones `consumers` arrivals; then makes them visible to the async proxy.
+template <int kStages>
+__device__ __forceinline__ void init_ring(std::uint64_t (&full)[kStages],
+                                          std::uint64_t (&empty)[kStages], int consumers) {
+  if (threadIdx.x != 0) return;
+  for (int s = 0; s < kStages; ++s) {
+    mbarrier_init(&full[s], 1);
+    mbarrier_init(&empty[s], consumers);
+  }
+  fence_shared_for_async();
+}
+
 // Copy engine: the box of `map` at element coordinates (inner, outer) -> shared `dst` (laid out
 // as the map's swizzle says), its bytes counted on `bar`. Rows past the tensor arrive as zeros.
 __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int inner, int outer,

@@ -268,27 +268,46 @@ void report(const Shape& w, const nlohmann::json& hf, const Run& first, const Ru
   report_roofline(w, first, full, lm, bandwidth);
 }
 
+// Milliseconds per decode step of `run` (new_tokens each) minus the 1-token run `first`.
+double ms_per_step(const Run& first, const Run& run, std::int64_t new_tokens) {
+  return (run.seconds - first.seconds) / static_cast<double>(new_tokens - 1) * 1e3;
+}
+
+// A fresh engine (warmed up) over the same prompts: its run of `new_tokens`, its ms per decode
+// step, and how many sequences have `reference`'s tokens.
+struct SecondEngine {
+  Run run;
+  double ms = 0;
+  std::size_t same = 0;
+};
+SecondEngine run_second_engine(ponder::model::CausalLM& lm, const Ids& prompts, std::int64_t blocks,
+                               std::int64_t batch, bool cuda_graphs, std::int64_t new_tokens,
+                               const Run& reference) {
+  ponder::engine::RolloutEngine engine(lm, nullptr,
+                                       {.num_blocks = blocks,
+                                        .max_batch_tokens = 16384,
+                                        .max_running = batch,
+                                        .show_progress = false,
+                                        .cuda_graphs = cuda_graphs});
+  run_ponder(engine, prompts, 2);  // warm-up (records the full batch's decode graph)
+  const Run first = run_ponder(engine, prompts, 1);
+  SecondEngine second{run_ponder(engine, prompts, new_tokens)};
+  second.ms = ms_per_step(first, second.run, new_tokens);
+  for (std::size_t s = 0; s < prompts.size(); ++s)
+    second.same += second.run.ids[s] == reference.ids[s];
+  return second;
+}
+
 // The same engine with CUDA graphs off on the short workload: decode rate with and without.
 void report_eager(const Shape& w, const Ids& prompts, const Run& first, const Run& short_run,
                   std::size_t graphs, ponder::model::CausalLM& lm, std::int64_t blocks) {
-  ponder::engine::RolloutEngine eager(lm, nullptr,
-                                      {.num_blocks = blocks,
-                                       .max_batch_tokens = 16384,
-                                       .max_running = w.batch,
-                                       .show_progress = false,
-                                       .cuda_graphs = false});
-  run_ponder(eager, prompts, 2);  // warm-up
-  const Run eager_first = run_ponder(eager, prompts, 1);
-  const Run eager_short = run_ponder(eager, prompts, w.hf_new);
-  const double steps = static_cast<double>(w.hf_new - 1);
-  const double graph_ms = (short_run.seconds - first.seconds) / steps * 1e3;
-  const double eager_ms = (eager_short.seconds - eager_first.seconds) / steps * 1e3;
-  std::size_t same = 0;
-  for (std::size_t s = 0; s < prompts.size(); ++s) same += eager_short.ids[s] == short_run.ids[s];
+  const SecondEngine eager =
+      run_second_engine(lm, prompts, blocks, w.batch, false, w.hf_new, short_run);
+  const double graph_ms = ms_per_step(first, short_run, w.hf_new);
   fmt::print(
       "\ndecode steps as CUDA graphs ({} buckets recorded): {:.2f} ms per step over {} tokens; "
       "eager engine {:.2f} ms per step ({:.2f}x); {}/{} sequences with the eager engine's tokens\n",
-      graphs, graph_ms, w.hf_new, eager_ms, eager_ms / graph_ms, same, prompts.size());
+      graphs, graph_ms, w.hf_new, eager.ms, eager.ms / graph_ms, eager.same, prompts.size());
 }
 
 // The full workload on a fresh engine (its graphs record the kernel) with the routed experts on
@@ -309,26 +328,15 @@ void compare_expert_gemm(const Shape& w, const Ids& prompts, const Run& first, c
         std::string("PONDER_BENCH_EXPERT_GEMM: expected torch, few-rows, wgmma or large, got ") +
         env);
   lm.set_expert_gemm(it->second);
-  {
-    ponder::engine::RolloutEngine engine(lm, nullptr,
-                                         {.num_blocks = blocks,
-                                          .max_batch_tokens = 16384,
-                                          .max_running = w.batch,
-                                          .show_progress = false});
-    run_ponder(engine, prompts, 2);  // warm-up (records the full batch's decode graph)
-    const Run alt_first = run_ponder(engine, prompts, 1);
-    const Run alt = run_ponder(engine, prompts, w.new_tokens);
-    const double steps = static_cast<double>(w.new_tokens - 1);
-    const double base_ms = (full.seconds - first.seconds) / steps * 1e3;
-    const double alt_ms = (alt.seconds - alt_first.seconds) / steps * 1e3;
-    std::size_t same = 0;
-    for (std::size_t s = 0; s < prompts.size(); ++s) same += alt.ids[s] == full.ids[s];
-    fmt::print(
-        "\nrouted experts on {}: {} tokens in {:.2f} s = {:.0f} tokens/s, decode {:.2f} ms per "
-        "step vs {:.2f} with the automatic choice ({:.2f}x); {}/{} sequences with its tokens\n",
-        env, w.new_tokens, alt.seconds, static_cast<double>(w.batch * w.new_tokens) / alt.seconds,
-        alt_ms, base_ms, base_ms / alt_ms, same, prompts.size());
-  }
+  const SecondEngine alt =
+      run_second_engine(lm, prompts, blocks, w.batch, true, w.new_tokens, full);
+  const double base_ms = ms_per_step(first, full, w.new_tokens);
+  fmt::print(
+      "\nrouted experts on {}: {} tokens in {:.2f} s = {:.0f} tokens/s, decode {:.2f} ms per "
+      "step vs {:.2f} with the automatic choice ({:.2f}x); {}/{} sequences with its tokens\n",
+      env, w.new_tokens, alt.run.seconds,
+      static_cast<double>(w.batch * w.new_tokens) / alt.run.seconds, alt.ms, base_ms,
+      base_ms / alt.ms, alt.same, prompts.size());
   profile_decode(lm, w.batch, w.prompt + w.new_tokens / 2, "");
   lm.set_expert_gemm(ExpertGemm::kAuto);
 }
