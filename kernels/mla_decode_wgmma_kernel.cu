@@ -58,9 +58,9 @@ struct Maps {
 
 constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
 constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
-// Named barriers: A's maxima and factors published, B's published (with P of B), A's P rescaled
-// to the maxima after B, each warpgroup's own P written (4 + w), the final sums exchanged.
-constexpr int kReadyA = 1, kReadyB = 2, kReadyRescaledA = 3, kOwnP = 4, kSums = 6;
+// Named barriers: A's maxima and factors published (with P of A), B's published (with P of B),
+// each warpgroup's own P written (4 + w), the final sums exchanged.
+constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6;
 constexpr float kLog2e = 1.4426950408889634f;
 // Registers per thread: consumers 232 (128 accumulators for P V, 32 for the scores), the
 // producer warpgroup 40: 64,512 of the SM's 65,536 for the CTA's 384 threads.
@@ -289,16 +289,13 @@ __device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, 
   device::named_barrier_sync(kOwnP, 128);
   device::named_barrier_arrive(kReadyA, kConsumers);
   issue_values(sh, 0, 0, o);
-  device::named_barrier_sync(kReadyB, kConsumers);
   device::wgmma_wait<0>();
   device::fence_registers(o);
   device::mbarrier_arrive(&sh.empty[0][kValues0]);
+  device::mbarrier_arrive(&sh.empty[0][kP]);
+  device::named_barrier_sync(kReadyB, kConsumers);
   float g[2];
   read_published(sh, l, 1, g, st.max);
-  store_p(sh.kv[0][kPBlock], l, s, g);  // A's P at the maxima after B, for warpgroup 1
-  device::fence_proxy_async();
-  device::mbarrier_arrive(&sh.empty[0][kP]);
-  device::named_barrier_arrive(kReadyRescaledA, kConsumers);
   scale_outputs(o, g);
   for (int h = 0; h < 2; ++h) st.sum[h] *= g[h];
   if (has_next) {  // then B is a whole page
@@ -321,8 +318,9 @@ __device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, 
   }
 }
 
-// Warpgroup 1's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of B in s;
-// ends with those of the next pair's B in s when there is one.
+// Warpgroup 1's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of B in s:
+// A's P V (at A's maxima) runs behind B's softmax, so A's stage frees early; ends with the scores
+// of the next pair's B in s when there is one.
 __device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page, int round,
                             float scale, float (&s)[32], float (&o)[128], Softmax& st) {
   const bool has_b = page + 1 < r.last, has_next = page + 3 < r.last;
@@ -331,9 +329,10 @@ __device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page,
   float f[2], prev[2], g[2];
   read_published(sh, l, 0, f, prev);
   for (int h = 0; h < 2; ++h) st.sum[h] *= f[h];
-  softmax_page(sh, l, 1, s, valid_b, scale, prev, st, g);
-  for (int h = 0; h < 2; ++h) f[h] *= g[h];
   scale_outputs(o, f);
+  clear_tail(sh.kv[0], l, valid_of(r, page));
+  issue_values(sh, 0, 1, o);
+  softmax_page(sh, l, 1, s, valid_b, scale, prev, st, g);
   if (has_b) {
     const float one[2] = {1.f, 1.f};
     store_p(sh.kv[1][kPBlock], l, s, one);
@@ -341,22 +340,19 @@ __device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page,
   }
   device::fence_proxy_async();
   device::named_barrier_arrive(kReadyB, kConsumers);
-  if (has_b) {
-    device::named_barrier_sync(kOwnP + 1, 128);
-    issue_values(sh, 1, 1, o);
-  }
-  device::named_barrier_sync(kReadyRescaledA, kConsumers);
-  clear_tail(sh.kv[0], l, valid_of(r, page));
-  issue_values(sh, 0, 1, o);
-  if (has_b) {
-    device::wgmma_wait<1>();
-    device::mbarrier_arrive(&sh.empty[1][kValues1]);
-    device::mbarrier_arrive(&sh.empty[1][kP]);
-  }
   device::wgmma_wait<0>();
   device::fence_registers(o);
   device::mbarrier_arrive(&sh.empty[0][kValues1]);
   device::mbarrier_arrive(&sh.empty[0][kP]);
+  scale_outputs(o, g);
+  if (has_b) {
+    device::named_barrier_sync(kOwnP + 1, 128);
+    issue_values(sh, 1, 1, o);
+    device::wgmma_wait<0>();
+    device::fence_registers(o);
+    device::mbarrier_arrive(&sh.empty[1][kValues1]);
+    device::mbarrier_arrive(&sh.empty[1][kP]);
+  }
   if (has_next) scores(sh, 1, (round + 1) & 1, s);
 }
 
