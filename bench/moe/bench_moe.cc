@@ -3,7 +3,8 @@
 // and the kernels::grouped_gemm kernels (few rows: cp.async + mma.sync, TMA + wgmma on Hopper;
 // many rows: TMA + wgmma in 128 x 256 tiles) against the per-expert loop and against a dense BF16
 // GEMM pair of the same FLOPs, same run.
-// Usage: bench_moe [TOKENS...]  (default 256 4096 16384)
+// Usage: bench_moe [TOKENS...]  (default 256 4096 16384); PONDER_BENCH_ROUTE_ONLY=1 times only
+// Moe::route (fused routing kernel) against the previous ATen routing chain.
 #include <c10/core/GradMode.h>
 #include <fmt/core.h>
 
@@ -18,6 +19,7 @@
 
 #include "kernels/elementwise.h"
 #include "kernels/moe_gemm.h"
+#include "kernels/moe_route.h"
 #include "model/init_model.h"
 #include "model/layers.h"
 
@@ -69,6 +71,70 @@ std::unique_ptr<Layer> make_layer(const std::string& preset) {
       },
       prefix, std::move(stacked));
   return layer;
+}
+
+// Median seconds per call of fn() over `reps` bursts of 20 calls, each burst synced once (the
+// routing ops are short: per-call syncs would time the host).
+double burst_seconds(const std::function<at::Tensor()>& fn, int reps) {
+  constexpr int kCalls = 20;
+  return median_seconds(
+             [&] {
+               at::Tensor last;
+               for (int i = 0; i < kCalls; ++i) last = fn();
+               return last;
+             },
+             reps) /
+         kCalls;
+}
+
+// Moe::route (BF16 router GEMM with FP32 output + the fused kernel) against the previous ATen
+// chain (x and the weight converted to FP32, an FP32 GEMM, then the reference ops), and the
+// logits alone three ways (the third keeps an FP32 copy of the weight and converts x only).
+void bench_route(const std::string& preset, const std::vector<std::int64_t>& token_counts) {
+  const auto layer = make_layer(preset);
+  const ponder::model::Moe& moe = layer->moe;
+  const at::Tensor gate_f32 = moe.gate.to(at::kFloat);
+  const ponder::kernels::RouteOptions options{
+      moe.config->scoring_func == "sigmoid" ? ponder::kernels::RouteScoring::kSigmoid
+                                            : ponder::kernels::RouteScoring::kSoftmax,
+      moe.config->topk_method == "noaux_tc" ? ponder::kernels::RouteGroups::kTopTwoSum
+                                            : ponder::kernels::RouteGroups::kNone,
+      moe.config->n_group,
+      moe.config->topk_group,
+      moe.config->num_experts_per_tok,
+      moe.config->norm_topk_prob,
+      moe.config->routed_scaling_factor};
+  fmt::print(
+      "\n{} routing: ms per call (bursts of 20 calls)\n{:>6} | {:>9} {:>9} {:>6} | {:>9} "
+      "{:>9} {:>9} {:>9}\n",
+      preset, "tokens", "old route", "new route", "ratio", "fp32 gemm", "bf16->f32", "f32 wt",
+      "kernel");
+  for (const std::int64_t t : token_counts) {
+    const at::Tensor x = at::randn({t, layer->config.hidden_size}, moe.gate.options());
+    const auto old_logits = [&] { return at::linear(x.to(at::kFloat), moe.gate.to(at::kFloat)); };
+    const at::Tensor logits = old_logits();
+    const auto old_route = [&] {
+      return ponder::kernels::route_experts_reference(old_logits(), moe.correction_bias, options)
+          .weights;
+    };
+    const double old_ms = burst_seconds(old_route, 5) * 1e3;
+    const double new_ms = burst_seconds([&] { return moe.route(x).weights; }, 5) * 1e3;
+    const double fp32 = burst_seconds(old_logits, 5) * 1e3;
+    const double bf16 =
+        burst_seconds([&] { return ponder::kernels::router_logits(x, moe.gate); }, 5) * 1e3;
+    const double f32_weight =
+        burst_seconds([&] { return at::linear(x.to(at::kFloat), gate_f32); }, 5) * 1e3;
+    const double kernel =
+        burst_seconds(
+            [&] {
+              return ponder::kernels::route_experts_cuda(logits, moe.correction_bias, options)
+                  .weights;
+            },
+            5) *
+        1e3;
+    fmt::print("{:>6} | {:>9.4f} {:>9.4f} {:>5.2f}x | {:>9.4f} {:>9.4f} {:>9.4f} {:>9.4f}\n", t,
+               old_ms, new_ms, old_ms / new_ms, fp32, bf16, f32_weight, kernel);
+  }
 }
 
 void bench_shape(const std::string& preset, const std::vector<std::int64_t>& token_counts) {
@@ -192,6 +258,11 @@ int main(int argc, char** argv) {
       "= dense ms / grouped ms, few/dns, wg/dns, lg/dns = dense ms / few-rows, wgmma, large ms; "
       "GB/s = weights of the experts hit / time\n");
   try {
+    if (std::getenv("PONDER_BENCH_ROUTE_ONLY")) {
+      bench_route("deepseek-v2-lite", tokens);
+      bench_route("deepseek-v3", tokens);
+      return 0;
+    }
     bench_shape("deepseek-v2-lite", tokens);
     bench_shape("deepseek-v3", tokens);
   } catch (const std::exception& e) {

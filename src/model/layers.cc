@@ -112,30 +112,18 @@ Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std:
 
 MoeRouting Moe::route(const at::Tensor& x) const {
   const ModelConfig& c = *config;
-  const at::Tensor logits = at::linear(x.to(at::kFloat), gate.to(at::kFloat));  // [T, E]
-  const at::Tensor scores = c.scoring_func == "sigmoid" ? logits.sigmoid() : logits.softmax(-1);
-  const std::int64_t tokens = x.size(0), experts = gate.size(0);
-  const std::int64_t per_group = experts / c.n_group;
-  at::Tensor choice = scores;
-  if (c.topk_method != "greedy") {
-    if (correction_bias) choice = scores + correction_bias->to(at::kFloat);
-    const at::Tensor grouped = choice.view({tokens, c.n_group, per_group});
-    // noaux_tc ranks groups by the sum of their top-2 experts; group_limited_greedy by the max.
-    const at::Tensor group_scores = c.topk_method == "noaux_tc"
-                                        ? std::get<0>(grouped.topk(2, -1)).sum(-1)
-                                        : std::get<0>(grouped.max(-1));
-    const at::Tensor top_groups = std::get<1>(group_scores.topk(c.topk_group, -1));
-    const at::Tensor group_mask = at::zeros_like(group_scores).scatter_(1, top_groups, 1.0);
-    const at::Tensor expert_mask =
-        group_mask.unsqueeze(-1).expand({tokens, c.n_group, per_group}).reshape({tokens, experts});
-    const double fill = c.topk_method == "noaux_tc" ? -INFINITY : 0.0;
-    choice = choice.masked_fill(expert_mask == 0, fill);
-  }
-  const at::Tensor chosen = std::get<1>(choice.topk(c.num_experts_per_tok, -1));
-  at::Tensor weights = scores.gather(1, chosen);
-  if (c.norm_topk_prob && c.num_experts_per_tok > 1)
-    weights = weights / (weights.sum(-1, /*keepdim=*/true) + 1e-20);
-  return {weights * c.routed_scaling_factor, chosen, scores};
+  const kernels::RouteOptions options{c.scoring_func == "sigmoid" ? kernels::RouteScoring::kSigmoid
+                                                                  : kernels::RouteScoring::kSoftmax,
+                                      c.topk_method == "greedy" ? kernels::RouteGroups::kNone
+                                      : c.topk_method == "noaux_tc"
+                                          ? kernels::RouteGroups::kTopTwoSum
+                                          : kernels::RouteGroups::kMax,
+                                      c.n_group,
+                                      c.topk_group,
+                                      c.num_experts_per_tok,
+                                      c.norm_topk_prob,
+                                      c.routed_scaling_factor};
+  return kernels::route_experts(kernels::router_logits(x, gate), correction_bias, options);
 }
 
 at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu_seqlens) {

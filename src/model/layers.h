@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/elementwise.h"
+#include "kernels/moe_route.h"
 #include "kernels/rms_norm.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
@@ -71,11 +72,8 @@ struct Mlp {
 
 Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix);
 
-struct MoeRouting {
-  at::Tensor weights;  // [T, k] float32
-  at::Tensor experts;  // [T, k] int64
-  at::Tensor scores;   // [T, E] float32 affinities (softmax or sigmoid), before bias and top-k
-};
+// weights [T, k] float32, experts [T, k] int64, scores [T, E] float32 (before bias and top-k).
+using MoeRouting = kernels::ExpertRouting;
 
 // Every routed expert's weights in two tensors, the per-expert Mlp weights being views of them:
 // gate_up [experts, 2 * inner, hidden] (gate rows then up rows), down [experts, hidden, inner].
@@ -93,6 +91,7 @@ struct Moe {
   // Tokens routed to each expert [experts] by forwards with gradients enabled (training) since
   // the last reset; shared so copies of the layer count into one place.
   std::shared_ptr<at::Tensor> training_load;
+  // FP32 router logits, then kernels::route_experts (the fused kernel without gradients on a GPU).
   MoeRouting route(const at::Tensor& x) const;
   // Grouped GEMMs for the routed experts while training (FP8 or BF16 linears, stacked weights).
   bool grouped_training = true;
