@@ -2,6 +2,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#ifdef PONDER_WITH_CUDA
+#include <c10/cuda/CUDAGraphsC10Utils.h>
+#endif
 
 #include "core/error.h"
 #include "kernels/mla_decode_kernel.h"
@@ -42,6 +49,24 @@ void check_pages(const at::Tensor& tables, const at::Tensor& lens, std::int64_t 
         "cache");
 }
 
+// Arrival counters of the fused combine for `groups` (sequence, 16 heads) groups, all zero: the
+// kernel leaves them zero, so one buffer per device serves every call without a memset (decode
+// runs on one stream at a time). It only grows and is never freed, so a CUDA graph that captured
+// it keeps a valid buffer; one too small while a graph is being captured is not replaced then
+// (its zeroing would run only on replays): that call gets its own, zeroed in the graph.
+at::Tensor arrival_counters(std::int64_t groups, const at::TensorOptions& options) {
+  static std::mutex mutex;
+  // per device, the last the largest; never destroyed (no frees after CUDA's teardown at exit)
+  static auto* buffers = new std::map<int, std::vector<at::Tensor>>;
+  const std::lock_guard lock(mutex);
+  std::vector<at::Tensor>& kept = (*buffers)[options.device().index()];
+  if (!kept.empty() && kept.back().numel() >= groups) return kept.back();
+  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None)
+    return at::zeros({groups}, options);
+  kept.push_back(at::zeros({std::max<std::int64_t>(groups, 4096)}, options));
+  return kept.back();
+}
+
 }  // namespace
 #endif
 
@@ -77,8 +102,9 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
       at::empty({batch, heads, kept, kMlaLatent}, query.options().dtype(at::kFloat));
   at::Tensor lse = at::empty({batch, heads, kept}, query.options().dtype(at::kFloat));
   const bool fused = !wgmma && splits > 1 && splits <= kMlaFusedSplits;
-  at::Tensor arrivals =
-      at::empty({fused ? batch * heads / 16 : 0}, query.options().dtype(at::kInt));
+  const at::Tensor arrivals =
+      fused ? arrival_counters(batch * heads / 16, lse.options().dtype(at::kInt))
+            : at::empty({0}, query.options().dtype(at::kInt));
   MlaDecodeParams p{q.data_ptr(),
                     c.data_ptr(),
                     tables.data_ptr<std::int64_t>(),

@@ -27,7 +27,9 @@ using device::pack_bf16x2;
 // Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
 // on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. A split
 // context's ranges write FP32 results; with up to kMlaFusedSplits ranges, the last CTA of the
-// (sequence, 16 heads) to finish (an atomic count) combines them, else a combine kernel does.
+// (sequence, 16 heads) to finish (an atomic count that wraps back to zero) combines them, else a
+// combine kernel does. Launched as a programmatic dependent (PDL): its CTAs take SM slots as the
+// previous kernel's retire and wait for that kernel's results before their first global read.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -263,13 +265,15 @@ __device__ void combine_row(const MlaDecodeParams& p, std::int64_t row, int lane
 }
 
 // Whether this CTA is the last of its (sequence, 16 heads) to have written its range's result:
-// every thread's writes are made visible device-wide before thread 0 counts the CTA in.
+// every thread's writes are made visible device-wide before thread 0 counts the CTA in. The
+// count wraps to zero at the last arrival (atomicInc), so the counters need no zeroing per call.
 __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& flag) {
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
     const std::int64_t group = std::int64_t{b} * (p.heads / kHeads) + head0 / kHeads;
-    flag = atomicAdd(p.arrivals + group, 1u) == static_cast<unsigned>(p.splits - 1);
+    const auto last = static_cast<unsigned>(p.splits - 1);
+    flag = atomicInc(p.arrivals + group, last) == last;
   }
   __syncthreads();
   if (flag == 0) return false;
@@ -280,6 +284,9 @@ __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& 
 __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& s = *reinterpret_cast<Smem*>(smem_raw);
+  // The next kernel may be scheduled now (its CTAs get slots as these retire); this one reads
+  // nothing in global memory before the previous kernel has finished.
+  asm volatile("griddepcontrol.launch_dependents;\ngriddepcontrol.wait;\n" ::: "memory");
   const Lane l = lane_of();
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const std::int64_t ctx = p.context_lens[b];
@@ -287,8 +294,6 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   const int per_split = (tiles + p.splits - 1) / p.splits;
   const int first = min(tiles, split * per_split), last = min(tiles, first + per_split);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
-  load_query(s.q, p, b, head0);
-  device::cp_async_commit();
   const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
     if (threadIdx.x == 0 && tile < last)
       device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
@@ -307,6 +312,8 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   }
   __syncthreads();  // the mbarriers are set up and armed
   for (int i = 0; i < kStages - 1; ++i) copy(first + i);
+  load_query(s.q, p, b, head0);  // behind the first tile's copies
+  device::cp_async_commit();
   device::cp_async_wait<0>();  // the query, published by the first barrier below
   Acc acc;
   for (int tile = first; tile < last; ++tile) {
@@ -365,15 +372,19 @@ int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   cudaError_t rc = allow_shared_memory();
   if (rc != cudaSuccess) return static_cast<int>(rc);
-  const bool fused = p.splits > 1 && p.splits <= kMlaFusedSplits;
-  if (fused) {
-    rc = cudaMemsetAsync(p.arrivals, 0, sizeof(unsigned) * p.batch * (p.heads / kHeads), st);
-    if (rc != cudaSuccess) return static_cast<int>(rc);
-  }
-  const dim3 grid(p.heads / kHeads, p.splits, p.batch);
-  mla_decode_split_kernel<<<grid, kThreads, sizeof(Smem), st>>>(p);
-  rc = cudaGetLastError();
-  if (rc != cudaSuccess || p.splits == 1 || fused) return static_cast<int>(rc);
+  cudaLaunchAttribute pdl{};
+  pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  pdl.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(p.heads / kHeads, p.splits, p.batch);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = sizeof(Smem);
+  config.stream = st;
+  config.attrs = &pdl;
+  config.numAttrs = 1;
+  rc = cudaLaunchKernelEx(&config, mla_decode_split_kernel, p);
+  if (rc != cudaSuccess || p.splits == 1 || p.splits <= kMlaFusedSplits)
+    return static_cast<int>(rc);
   return launch_mla_decode_combine(p, stream);
 }
 

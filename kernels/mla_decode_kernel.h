@@ -22,14 +22,15 @@ struct MlaDecodeParams {
   void* out = nullptr;                         // [batch, heads, 512] bf16
   float* partial_out = nullptr;                // [batch, heads, splits, 512] (splits > 1)
   float* partial_lse = nullptr;                // [batch, heads, splits] (log2 units, splits > 1)
-  unsigned* arrivals = nullptr;                // [batch, heads / 16] (1 < splits <= fused limit)
-  int batch = 0, heads = 0, splits = 1;        // heads: a multiple of 16
+  unsigned* arrivals = nullptr;  // [batch, heads / 16], zero (1 < splits <= fused limit): left zero
+  int batch = 0, heads = 0, splits = 1;  // heads: a multiple of 16
   float scale = 1.f;
 };
 
 // Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,
-// sequence), then combines the ranges (splits > 1; the workspace is unused when splits == 1;
-// `arrivals` is zeroed on the stream first when the combine is fused).
+// sequence), then combines the ranges (splits > 1; the workspace is unused when splits == 1).
+// With a fused combine the `arrivals` counters must be zero and are left zero, so calls sharing
+// them must not run concurrently. Launched with programmatic stream serialization (PDL).
 // Returns the CUDA error code (0 on success).
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
 // Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.

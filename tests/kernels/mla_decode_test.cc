@@ -2,13 +2,14 @@
 // decode path (model::gather_padded_pages + kernels::mla_decode_reference) on random paged
 // caches whose unused slots hold NaN, for 16 to 256 heads (from 64 on, the wgmma kernel on an
 // H100/H200, and the mma.sync kernel when asked), ragged lengths and several splits (combined in
-// the kernel itself and by the separate combine kernel).
+// the kernel itself and by the separate combine kernel), calls back to back and in CUDA graphs.
 #include "kernels/mla_decode.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "kernels/cuda_graph.h"
 #include "model/layers.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -123,6 +124,48 @@ TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
     ASSERT_FALSE(got.isnan().any().item<bool>()) << "splits " << splits;
     for (std::int64_t b = 0; b < 64; ++b)
       EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << "splits " << splits << " sequence " << b;
+  }
+}
+
+TEST(MlaDecodeCuda, BackToBackCallsAndGraphReplaysShareTheCounters) {
+  // Calls queued with no host sync between them (each may be scheduled while the previous one
+  // runs) share one buffer of arrival counters that every fused combine leaves zero: different
+  // batches, 16 and 32 heads, ragged lengths 1..N and 0-16 ranges (many of them empty) in a row,
+  // then the same calls recorded as a CUDA graph and replayed twice.
+  PONDER_REQUIRE_GPU();
+  std::vector<Case> cases;
+  std::vector<at::Tensor> wants;
+  const std::vector<std::int64_t> splits = {0, 16, 3, 1, 7, 16, 2};
+  for (std::size_t i = 0; i < splits.size(); ++i) {
+    std::vector<std::int64_t> lengths;
+    const auto batch = static_cast<std::int64_t>(5 + 23 * i % 40);
+    for (std::int64_t b = 0; b < batch; ++b) lengths.push_back(1 + (b + 7 * i) * 389 % 1300);
+    cases.push_back(make_case(lengths, i % 2 == 0 ? 16 : 32));
+    wants.push_back(oracle(cases.back(), 0.08));
+  }
+  std::vector<at::Tensor> outs(cases.size());
+  const auto call_all = [&] {
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      outs[i] = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits[i], false);
+    }
+  };
+  const auto check = [&](const std::string& when) {
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      ASSERT_FALSE(outs[i].isnan().any().item<bool>()) << when << " call " << i;
+      for (std::int64_t b = 0; b < outs[i].size(0); ++b)
+        EXPECT_LT(relative_error(outs[i][b], wants[i][b]), 1e-2)
+            << when << " call " << i << " sequence " << b;
+    }
+  };
+  call_all();
+  check("eager");
+  CudaGraph graph;
+  graph.capture(call_all, CudaGraph::new_pool());
+  for (const char* when : {"replay 1", "replay 2"}) {
+    for (at::Tensor& out : outs) out.fill_(NAN);
+    graph.replay();
+    check(when);
   }
 }
 
