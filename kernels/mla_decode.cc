@@ -8,6 +8,7 @@
 
 #ifdef PONDER_WITH_CUDA
 #include <c10/cuda/CUDAGraphsC10Utils.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 #include "core/error.h"
@@ -50,16 +51,19 @@ void check_pages(const at::Tensor& tables, const at::Tensor& lens, std::int64_t 
 }
 
 // Arrival counters of the fused combine for `groups` (sequence, 16 heads) groups, all zero: the
-// kernel leaves them zero, so one buffer per device serves every call without a memset (decode
-// runs on one stream at a time). It only grows and is never freed, so a CUDA graph that captured
-// it keeps a valid buffer; one too small while a graph is being captured is not replaced then
-// (its zeroing would run only on replays): that call gets its own, zeroed in the graph.
+// kernel leaves them zero, so one buffer per stream serves every call on it without a memset
+// (calls on one stream never overlap; calls on different streams, e.g. two engines on two
+// threads, get different buffers). It only grows and is never freed, so a CUDA graph that
+// captured it keeps a valid buffer; one too small while a graph is being captured is not replaced
+// then (its zeroing would run only on replays): that call gets its own, zeroed in the graph.
 at::Tensor arrival_counters(std::int64_t groups, const at::TensorOptions& options) {
   static std::mutex mutex;
-  // per device, the last the largest; never destroyed (no frees after CUDA's teardown at exit)
-  static auto* buffers = new std::map<int, std::vector<at::Tensor>>;
+  // per (device, stream), the last the largest; never destroyed (no frees after CUDA's teardown)
+  static auto* buffers = new std::map<std::pair<int, c10::StreamId>, std::vector<at::Tensor>>;
   const std::lock_guard lock(mutex);
-  std::vector<at::Tensor>& kept = (*buffers)[options.device().index()];
+  const c10::DeviceIndex device = options.device().index();
+  std::vector<at::Tensor>& kept =
+      (*buffers)[{device, c10::cuda::getCurrentCUDAStream(device).id()}];
   if (!kept.empty() && kept.back().numel() >= groups) return kept.back();
   if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None)
     return at::zeros({groups}, options);
