@@ -37,8 +37,8 @@ std::pair<at::Tensor, at::Tensor> run_beside(const std::function<at::Tensor()>& 
 #else
   (void)device;
 #endif
-  at::Tensor side_result = side();
-  return {main(), std::move(side_result)};
+  at::Tensor main_result = main();
+  return {std::move(main_result), side()};
 }
 
 }  // namespace ponder::kernels

@@ -12,7 +12,7 @@ namespace ponder::kernels {
 // Queues `side` on a pooled side stream, ordered after the work queued so far on the current
 // stream, then `main` on the current stream, which is then ordered after both; returns
 // {main(), side()}. Legal inside CUDA graph capture (the side stream joins the recording). On the
-// CPU, or in a build without CUDA, the two run one after the other.
+// CPU, or in a build without CUDA, `main` runs and then `side`.
 std::pair<at::Tensor, at::Tensor> run_beside(const std::function<at::Tensor()>& main,
                                              const std::function<at::Tensor()>& side,
                                              const at::Device& device);

@@ -146,7 +146,11 @@ at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu
 
 at::Tensor Moe::operator()(const at::Tensor& x) const {
   if (!shared) return routed_experts(x);
-  if (c10::GradMode::is_enabled()) return routed_experts(x) + (*shared)(x);
+  if (c10::GradMode::is_enabled()) {
+    // routed first: the order of autograd's nodes fixes the order in which x's gradient sums
+    const at::Tensor routed = routed_experts(x);
+    return routed + (*shared)(x);
+  }
   // Without gradients on a GPU the shared experts' GEMMs run beside the routing, the expert sort
   // and the routed GEMMs, filling the SMs that the small routing kernels leave idle.
   const auto [routed, shared_out] = kernels::run_beside([&] { return routed_experts(x); },
