@@ -29,7 +29,7 @@ using device::pack_bf16x2;
 // context's ranges write FP32 results; with up to kMlaFusedSplits ranges, the last CTA of the
 // (sequence, 16 heads) to finish (an atomic count that wraps back to zero) combines them, else a
 // combine kernel does. Launched as a programmatic dependent (PDL): its CTAs take SM slots as the
-// previous kernel's retire and wait for that kernel's results before their first global read.;
+// previous kernel's retire and wait for that kernel's results before their first global read;
 // it lets the next kernel launch once all its CTAs have left their loops.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
