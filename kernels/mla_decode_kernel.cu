@@ -29,7 +29,8 @@ using device::pack_bf16x2;
 // context's ranges write FP32 results; with up to kMlaFusedSplits ranges, the last CTA of the
 // (sequence, 16 heads) to finish (an atomic count that wraps back to zero) combines them, else a
 // combine kernel does. Launched as a programmatic dependent (PDL): its CTAs take SM slots as the
-// previous kernel's retire and wait for that kernel's results before their first global read.
+// previous kernel's retire and wait for that kernel's results before their first global read;
+// it lets the next kernel launch once all its CTAs have left their loops.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -284,9 +285,8 @@ __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& 
 __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& s = *reinterpret_cast<Smem*>(smem_raw);
-  // The next kernel may be scheduled now (its CTAs get slots as these retire); this one reads
-  // nothing in global memory before the previous kernel has finished.
-  asm volatile("griddepcontrol.launch_dependents;\ngriddepcontrol.wait;\n" ::: "memory");
+  // Nothing in global memory is read before the previous kernel has finished.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
   const Lane l = lane_of();
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const std::int64_t ctx = p.context_lens[b];
@@ -329,6 +329,9 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
     softmax_tile(s.score, l, acc, pa);
     accumulate_tile(kv, l, pa, acc);
   }
+  // Once every CTA is here, the next kernel's CTAs may take the slots of those that retire (not
+  // earlier: waiting CTAs of it would hold slots that this grid's later CTAs need, unevenly).
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   write_result(p, b, head0, split, l, acc);
   if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
     return;
