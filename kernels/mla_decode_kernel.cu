@@ -1,7 +1,9 @@
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 #include "kernels/mla_decode_kernel.h"
@@ -25,12 +27,16 @@ using device::pack_bf16x2;
 // the two halves of all the scores, runs the same online softmax (no cross-warp reduction) and
 // accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in registers.
 // Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
-// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. A split
-// context's ranges write FP32 results; with up to kMlaFusedSplits ranges, the last CTA of the
-// (sequence, 16 heads) to finish (an atomic count that wraps back to zero) combines them, else a
-// combine kernel does. Launched as a programmatic dependent (PDL): its CTAs take SM slots as the
-// previous kernel's retire and wait for that kernel's results before their first global read;
-// it lets the next kernel launch once all its CTAs have left their loops.
+// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. Both
+// stages start filling before the query load. With up to kMlaClusterSplits ranges, the ranges of
+// a (sequence, 16 heads) form one thread-block cluster: each keeps its FP32 result in shared
+// memory and every CTA combines a slice of the outputs from all of them (distributed shared
+// memory), so no partial result goes through global memory. With more ranges they write FP32
+// results; up to kMlaFusedSplits, the last CTA of the (sequence, 16 heads) to finish (an atomic
+// count that wraps back to zero) combines them, else a combine kernel does. Launched as a
+// programmatic dependent (PDL): its CTAs take SM slots as the previous kernel's retire and wait for
+// that kernel's results before their first global read; it lets the next kernel launch once all its
+// CTAs have left their loops.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -43,12 +49,23 @@ constexpr float kLog2e = 1.4426950408889634f;
 using Tile = __nv_bfloat16[kTile][kRow];
 using Scores = float[2][kHeads][kScoreRow];  // the two halves of the dims
 
+// A range's result kept in shared memory for its cluster's combine: o / sum per head (rows
+// padded against bank conflicts) and the log2-sum-exp.
+struct Partial {
+  float o[kHeads][kMlaLatent + 4];
+  float lse[kHeads];
+};
+
 struct Smem {
-  Tile kv[kStages];
+  union {
+    Tile kv[kStages];
+    Partial partial;  // after the last tile
+  };
   __nv_bfloat16 q[kHeads][kRow];
   Scores score;
   std::uint64_t full[kStages];  // mbarriers: the stage's tile landed
   int combines;                 // this CTA is the last of its sequence's ranges to finish
+  int next_tile;                // thread 0's claim, for every thread
 };
 
 // This thread's place: warp, lane, and its mma fragment row g / column t.
@@ -205,9 +222,10 @@ __device__ void accumulate_tile(const Tile& kv, const Lane& l, const std::uint32
 }
 
 // This range's result for heads (head + g, head + g + 8): the output itself in BF16 when the
-// context is one range, else o / sum in FP32 and the log2-sum-exp (-inf for an empty range).
+// context is one range, else o / sum in FP32 and the log2-sum-exp (-inf for an empty range), into
+// `partial` (shared memory) for a cluster's combine or to global memory.
 __device__ void write_result(const MlaDecodeParams& p, int b, int head, int split, const Lane& l,
-                             Acc& acc) {
+                             Acc& acc, Partial* partial) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     for (int o = 1; o <= 2; o *= 2) acc.sum[r] += __shfl_xor_sync(0xffffffffu, acc.sum[r], o);
@@ -220,6 +238,16 @@ __device__ void write_result(const MlaDecodeParams& p, int b, int head, int spli
       for (int nt = 0; nt < kDims / 8; ++nt)
         *reinterpret_cast<__nv_bfloat162*>(out + 8 * nt) =
             __floats2bfloat162_rn(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+      continue;
+    }
+    if (partial != nullptr) {
+      float* out = &partial->o[l.g + 8 * r][d0];
+#pragma unroll
+      for (int nt = 0; nt < kDims / 8; ++nt)
+        *reinterpret_cast<float2*>(out + 8 * nt) =
+            make_float2(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+      if (l.warp == 0 && l.t == 0)
+        partial->lse[l.g + 8 * r] = acc.sum[r] > 0.f ? acc.max[r] + log2f(acc.sum[r]) : -INFINITY;
       continue;
     }
     const std::int64_t at = row * p.splits + split;
@@ -265,6 +293,44 @@ __device__ void combine_row(const MlaDecodeParams& p, std::int64_t row, int lane
         pack_bf16x2(acc[v].x * inv, acc[v].y * inv), pack_bf16x2(acc[v].z * inv, acc[v].w * inv));
 }
 
+// Combines the ranges of a cluster (one CTA per range of one (sequence, 16 heads)) from their
+// shared memory: CTA `rank` of `ranks` takes every ranks-th group of 256 float4 chunks of the 16
+// heads' outputs. Called by every thread after a cluster barrier that published the partials.
+__device__ void combine_cluster(const MlaDecodeParams& p, std::int64_t row0, Partial& mine) {
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank()), ranks = p.splits;
+  constexpr int kVecsPerHead = kMlaLatent / 4;
+  const Partial* peer[kMlaClusterSplits];
+#pragma unroll
+  for (int i = 0; i < kMlaClusterSplits; ++i)
+    peer[i] = i < ranks ? cluster.map_shared_rank(&mine, i) : nullptr;
+  for (int c = rank * kThreads + static_cast<int>(threadIdx.x); c < kHeads * kVecsPerHead;
+       c += ranks * kThreads) {
+    const int head = c / kVecsPerHead, vec = c % kVecsPerHead;
+    float lse[kMlaClusterSplits], m = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < kMlaClusterSplits; ++i) {
+      lse[i] = i < ranks ? peer[i]->lse[head] : -INFINITY;
+      m = fmaxf(m, lse[i]);
+    }
+    float4 acc = {0.f, 0.f, 0.f, 0.f};
+    float total = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMlaClusterSplits; ++i) {
+      if (i >= ranks) break;
+      const float w = exp2f(lse[i] - m);  // 0 for an empty range (-inf)
+      const float4 x = *reinterpret_cast<const float4*>(&peer[i]->o[head][4 * vec]);
+      total += w;
+      acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+    }
+    const float inv = 1.f / total;
+    auto* out = static_cast<__nv_bfloat16*>(p.out) + (row0 + head) * kMlaLatent + 4 * vec;
+    *reinterpret_cast<uint2*>(out) =
+        make_uint2(pack_bf16x2(acc.x * inv, acc.y * inv), pack_bf16x2(acc.z * inv, acc.w * inv));
+  }
+}
+
 // Whether this CTA is the last of its (sequence, 16 heads) to have written its range's result:
 // every thread's writes are made visible device-wide before thread 0 counts the CTA in. The
 // count wraps to zero at the last arrival (atomicInc), so the counters need no zeroing per call.
@@ -282,6 +348,68 @@ __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& 
   return true;
 }
 
+// Which tiles of its sequence a CTA streams: range `split` starts with page `split` (its two
+// tiles, one per stage); tiles from 2 * splits on go one at a time to whichever range of the
+// (sequence, 16 heads) asks first (a counter per group in global memory, claimed one tile ahead
+// by thread 0), so ranges that stream slower take fewer and all finish together.
+struct TileQueue {
+  int tiles, pool;    // tiles of the context; the first one handed out by the counter
+  unsigned* counter;  // claims so far (splits > 1; zeroed by the CTA that ends the group's work)
+  unsigned claimed;   // thread 0: the pending claim's result (a tile index minus `pool`)
+  unsigned taken;     // thread 0, one range (splits == 1): claims so far, counted here
+  int held[2];        // the tile each stage holds (-1: none); read by stage through selects
+  static_assert(kStages == 2);
+
+  __device__ int tile(int stage) const { return stage == 0 ? held[0] : held[1]; }
+  __device__ void hold(int stage, int tile) {
+    held[0] = stage == 0 ? tile : held[0], held[1] = stage == 0 ? held[1] : tile;
+  }
+  __device__ void start(const MlaDecodeParams& p, int split, std::int64_t group) {
+    counter =
+        p.splits > 1 ? p.arrivals + std::int64_t{p.batch} * (p.heads / kHeads) + group : nullptr;
+    pool = 2 * p.splits;
+    claimed = taken = 0;
+    for (int i = 0; i < kStages; ++i) held[i] = 2 * split + i < tiles ? 2 * split + i : -1;
+    if (threadIdx.x == 0 && pool < tiles) claim(p);
+  }
+  __device__ void claim(const MlaDecodeParams& p) {  // thread 0
+    claimed = p.splits == 1 ? taken++ : atomicAdd(counter, 1u);
+  }
+  // Thread 0: the tile after the pending claim (-1 once the pool is empty), claiming the next.
+  __device__ int next(const MlaDecodeParams& p) {
+    const int tile = pool + static_cast<int>(claimed);  // pool itself if nothing was claimed
+    if (tile >= tiles) return -1;
+    claim(p);
+    return tile;
+  }
+};
+
+// After the loop: this range's result, then the combine of the group's ranges (through the
+// cluster's shared memory, by the last CTA of the group to finish, or, with more than
+// kMlaFusedSplits ranges, by the combine kernel). The CTA that sees every range done claiming
+// tiles zeroes the group's counter for the next call.
+__device__ void finish(const MlaDecodeParams& p, int b, int head0, int split, const Lane& l,
+                       Acc& acc, Smem& s, unsigned* counter) {
+  namespace cg = cooperative_groups;
+  const bool in_cluster = p.splits > 1 && cg::this_cluster().num_blocks() == p.splits;
+  if (in_cluster) __syncthreads();  // every warp is done with the stages the partial overlays
+  write_result(p, b, head0, split, l, acc, in_cluster ? &s.partial : nullptr);
+  const std::int64_t row0 = std::int64_t{b} * p.heads + head0;
+  if (in_cluster) {
+    cg::this_cluster().sync();  // every range's partial published, every claim made
+    if (split == 0 && threadIdx.x == 0) *counter = 0;
+    combine_cluster(p, row0, s.partial);
+    cg::this_cluster().sync();  // no CTA leaves while a peer reads its partial
+    return;
+  }
+  if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
+    return;
+  if (threadIdx.x == 0) *counter = 0;
+  constexpr int kLanes = kThreads / kHeads;  // per head
+  const int tid = static_cast<int>(threadIdx.x);
+  combine_row<kLanes>(p, row0 + tid / kLanes, tid % kLanes);
+}
+
 __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& s = *reinterpret_cast<Smem*>(smem_raw);
@@ -289,39 +417,51 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
   const Lane l = lane_of();
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
-  const std::int64_t ctx = p.context_lens[b];
-  const int tiles = static_cast<int>((ctx + kTile - 1) / kTile);
-  const int per_split = (tiles + p.splits - 1) / p.splits;
-  const int first = min(tiles, split * per_split), last = min(tiles, first + per_split);
+  const std::int64_t group = std::int64_t{b} * (p.heads / kHeads) + head0 / kHeads;
   const std::int64_t* table = p.block_tables + b * p.table_stride;
-  const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
-    if (threadIdx.x == 0 && tile < last)
-      device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
-                                     valid_tokens(ctx, tile) * kEntryBytes);
+  // the first page's id is loaded beside the context length, not after it
+  const std::int64_t first_page = split < p.table_stride ? table[split] : 0;
+  const std::int64_t ctx = p.context_lens[b];
+  TileQueue queue{static_cast<int>((ctx + kTile - 1) / kTile)};
+  queue.start(p, split, group);
+  const auto arm = [&](int stage, int tile) {  // thread 0, before the barrier preceding the copies
+    device::mbarrier_arrive_expect(&s.full[stage], valid_tokens(ctx, tile) * kEntryBytes);
   };
-  const auto copy = [&](int tile) {  // every thread, after a block barrier
-    if (tile >= last) return;
-    const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
+  const auto copy = [&](int stage, int tile, std::int64_t page) {  // every thread, after a barrier
+    const int valid = valid_tokens(ctx, tile);
     if (valid < kTile) clear_rows(s.kv[stage], valid);
-    copy_tile(s.kv[stage], s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
+    copy_tile(s.kv[stage], s.full[stage], p.cache, page, tile % 2, valid);
   };
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) device::mbarrier_init(&s.full[i], 1);
-    for (int i = 0; i < kStages - 1; ++i) arm(first + i);
+    for (int i = 0; i < kStages; ++i)
+      if (queue.tile(i) >= 0) arm(i, queue.tile(i));
     device::fence_shared_for_async();
   }
-  __syncthreads();  // the mbarriers are set up and armed
-  for (int i = 0; i < kStages - 1; ++i) copy(first + i);
-  load_query(s.q, p, b, head0);  // behind the first tile's copies
+  __syncthreads();                   // the mbarriers are set up and armed
+  for (int i = 0; i < kStages; ++i)  // every stage filling from the start
+    if (queue.tile(i) >= 0) copy(i, queue.tile(i), first_page);
+  load_query(s.q, p, b, head0);  // behind the first tiles' copies
   device::cp_async_commit();
   device::cp_async_wait<0>();  // the query, published by the first barrier below
   Acc acc;
-  for (int tile = first; tile < last; ++tile) {
-    const int stage = (tile - first) % kStages;
-    device::mbarrier_wait(&s.full[stage], (tile - first) / kStages % 2);
-    arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
+  for (int i = 0;; ++i) {
+    const int stage = i % kStages, tile = queue.tile(stage);
+    if (tile < 0) break;
+    device::mbarrier_wait(&s.full[stage], i / kStages % 2);
+    // the previous tile's stage, its phase completed, takes the next tile from the queue
+    const int refill = (i + kStages - 1) % kStages;
+    if (i > 0 && threadIdx.x == 0) {
+      const int next = queue.next(p);
+      if (next >= 0) arm(refill, next);
+      s.next_tile = next;
+    }
     __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
-    copy(tile + kStages - 1);
+    if (i > 0) {
+      const int next = s.next_tile;
+      queue.hold(refill, next);
+      if (next >= 0) copy(refill, next, table[next / 2]);
+    }
     const Tile& kv = s.kv[stage];
     score_tile(kv, s.q, s.score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
     __syncthreads();
@@ -332,16 +472,14 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   // Once every CTA is here, the next kernel's CTAs may take the slots of those that retire (not
   // earlier: waiting CTAs of it would hold slots that this grid's later CTAs need, unevenly).
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-  write_result(p, b, head0, split, l, acc);
-  if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
-    return;
-  constexpr int kLanes = kThreads / kHeads;  // per head
-  const int tid = static_cast<int>(threadIdx.x);
-  combine_row<kLanes>(p, std::int64_t{b} * p.heads + head0 + tid / kLanes, tid % kLanes);
+  finish(p, b, head0, split, l, acc, s, queue.counter);
 }
 
 // Ranges beyond kMlaFusedSplits: one CTA of 128 threads per (sequence, head).
+// Zeroes the split kernel's tile counters (`arrivals`, when given).
 __global__ void __launch_bounds__(kMlaLatent / 4) mla_decode_combine_kernel(MlaDecodeParams p) {
+  if (p.arrivals != nullptr && blockIdx.x % kHeads == 0 && threadIdx.x == 0)
+    p.arrivals[std::int64_t{p.batch} * (p.heads / kHeads) + blockIdx.x / kHeads] = 0;
   combine_row<kMlaLatent / 4>(p, blockIdx.x, static_cast<int>(threadIdx.x));
 }
 
@@ -364,7 +502,35 @@ int ctas_per_sm() {
   return per_sm;
 }
 
+// Clusters of `size` CTAs of the kernel that the device holds at once, computed once per size.
+int cluster_capacity(int size) {
+  static const auto capacity = [] {
+    std::array<int, kMlaClusterSplits + 1> n{};
+    for (int size = 2; size <= kMlaClusterSplits; ++size) {
+      cudaLaunchAttribute cluster{};
+      cluster.id = cudaLaunchAttributeClusterDimension;
+      cluster.val.clusterDim = {1, static_cast<unsigned>(size), 1};
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(1, size, 1);
+      config.blockDim = dim3(kThreads);
+      config.dynamicSmemBytes = sizeof(Smem);
+      config.attrs = &cluster;
+      config.numAttrs = 1;
+      if (allow_shared_memory() != cudaSuccess ||
+          cudaOccupancyMaxActiveClusters(&n[size], mla_decode_split_kernel, &config) != cudaSuccess)
+        n[size] = 0;
+    }
+    cudaGetLastError();  // a failed query leaves no error behind
+    return n;
+  }();
+  return capacity[size];
+}
+
 }  // namespace
+
+int mla_decode_cluster_capacity(int size) {
+  return size >= 2 && size <= kMlaClusterSplits ? cluster_capacity(size) : 0;
+}
 
 int mla_decode_default_splits(int batch, int heads, int multiprocessors) {
   const int ctas = batch * (heads / kHeads);
@@ -383,8 +549,14 @@ int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = sizeof(Smem);
   config.stream = st;
-  config.attrs = &pdl;
-  config.numAttrs = 1;
+  cudaLaunchAttribute attrs[2] = {pdl, {}};
+  attrs[1].id = cudaLaunchAttributeClusterDimension;
+  attrs[1].val.clusterDim = {1, static_cast<unsigned>(p.splits), 1};
+  config.attrs = attrs;
+  // clusters only where all of them fit on the device at once (else some would wait a wave)
+  const bool clusters = p.splits > 1 && p.splits <= kMlaClusterSplits &&
+                        std::int64_t{p.batch} * (p.heads / kHeads) <= cluster_capacity(p.splits);
+  config.numAttrs = clusters ? 2 : 1;
   rc = cudaLaunchKernelEx(&config, mla_decode_split_kernel, p);
   if (rc != cudaSuccess || p.splits == 1 || p.splits <= kMlaFusedSplits)
     return static_cast<int>(rc);

@@ -17,6 +17,7 @@
 #include "kernels/cuda_graph.h"
 #include "kernels/elementwise.h"
 #include "kernels/mla_decode.h"
+#include "kernels/mla_decode_kernel.h"
 #include "kernels/rms_norm.h"
 #include "kernels/sampling.h"
 
@@ -303,8 +304,14 @@ int main(int argc, char** argv) {
   if (wanted("elementwise")) bench_elementwise(copy_gbs);
   if (wanted("sampling")) bench_sampling(copy_gbs);
   if (wanted("logprobs")) bench_logprobs(copy_gbs);
-  if (wanted("mla_decode"))
+  if (wanted("mla_decode")) {
+    std::string capacity;
+    for (int size = 2; size <= kMlaClusterSplits; ++size)
+      capacity += fmt::format(" {}: {}", size, mla_decode_cluster_capacity(size));
+    fmt::print("mla_decode 16-head kernel: clusters of n ranges the device holds at once:{}\n",
+               capacity);
     for (const MlaShape& m : mla_shapes(only))
       bench_mla_shape(m, copy_gbs, std::find(only.begin(), only.end(), "quick") != only.end());
+  }
   return 0;
 }

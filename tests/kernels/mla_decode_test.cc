@@ -127,15 +127,40 @@ TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
   }
 }
 
+TEST(MlaDecodeCuda, RangesShareOutTilesAtEveryPoolSize) {
+  // Range s streams page s, then tiles claimed at run time: contexts of 1-32 tiles against 1-24
+  // ranges give pools of no tile, one tile and many, ranges with one or no tile, and ranges whose
+  // first page lies past the table (24 ranges, 17 table columns). Three calls back to back (no
+  // sync) must each leave the claim counters zero for the next; each sequence against the FP64
+  // oracle. 8 ranges: cluster combine (when the device holds them); 9, 16: the last CTA's; 17,
+  // 24: the combine kernel's.
+  PONDER_REQUIRE_GPU();
+  const std::vector<std::int64_t> lengths = {1,   32,  33,  64,  65,  96,  127,
+                                             128, 129, 200, 255, 256, 257, 1000};
+  const Case c = make_case(lengths, 16);
+  const at::Tensor want = oracle(c, 0.08);
+  for (const std::int64_t splits : {1, 2, 3, 4, 8, 9, 16, 17, 24}) {
+    std::vector<at::Tensor> got;
+    for (int call = 0; call < 3; ++call)
+      got.push_back(mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits, false));
+    for (int call = 0; call < 3; ++call) {
+      ASSERT_FALSE(got[call].isnan().any().item<bool>()) << "splits " << splits;
+      for (std::size_t b = 0; b < lengths.size(); ++b)
+        EXPECT_LT(relative_error(got[call][b], want[b]), 1e-2)
+            << "splits " << splits << " call " << call << " length " << lengths[b];
+    }
+  }
+}
+
 TEST(MlaDecodeCuda, BackToBackCallsAndGraphReplaysShareTheCounters) {
   // Calls queued with no host sync between them (each may be scheduled while the previous one
-  // runs) share one buffer of arrival counters that every fused combine leaves zero: different
-  // batches, 16 and 32 heads, ragged lengths 1..N and 0-16 ranges (many of them empty) in a row,
+  // runs) share one buffer of arrival and tile counters that every call leaves zero: different
+  // batches, 16 and 32 heads, ragged lengths 1..N and 0-40 ranges (many of them empty) in a row,
   // then the same calls recorded as a CUDA graph and replayed twice.
   PONDER_REQUIRE_GPU();
   std::vector<Case> cases;
   std::vector<at::Tensor> wants;
-  const std::vector<std::int64_t> splits = {0, 16, 3, 1, 7, 16, 2};
+  const std::vector<std::int64_t> splits = {0, 16, 3, 1, 7, 17, 2, 40, 4};
   for (std::size_t i = 0; i < splits.size(); ++i) {
     std::vector<std::int64_t> lengths;
     const auto batch = static_cast<std::int64_t>(5 + 23 * i % 40);
