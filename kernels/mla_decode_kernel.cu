@@ -27,16 +27,16 @@ using device::pack_bf16x2;
 // the two halves of all the scores, runs the same online softmax (no cross-warp reduction) and
 // accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in registers.
 // Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
-// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. Both
-// stages start filling before the query load. With up to kMlaClusterSplits ranges, the ranges of
-// a (sequence, 16 heads) form one thread-block cluster: each keeps its FP32 result in shared
-// memory and every CTA combines a slice of the outputs from all of them (distributed shared
-// memory), so no partial result goes through global memory. With more ranges they write FP32
-// results; up to kMlaFusedSplits, the last CTA of the (sequence, 16 heads) to finish (an atomic
-// count that wraps back to zero) combines them, else a combine kernel does. Launched as a
-// programmatic dependent (PDL): its CTAs take SM slots as the previous kernel's retire and wait for
-// that kernel's results before their first global read; it lets the next kernel launch once all its
-// CTAs have left their loops.
+// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. With up to
+// kMlaClusterSplits ranges, where the device holds all the clusters at once, the ranges of a
+// (sequence, 16 heads) form one thread-block cluster: each keeps its FP32 result in shared memory
+// and every CTA combines a slice of the outputs from all of them (distributed shared memory), so
+// no partial result goes through global memory. Otherwise the ranges write FP32 results; with up
+// to kMlaFusedSplits ranges, the last CTA of the (sequence, 16 heads) to finish (an atomic count
+// that wraps back to zero) combines them, else a combine kernel does. Launched as a programmatic
+// dependent (PDL): its CTAs take SM slots as the previous kernel's retire and wait for that
+// kernel's results before their first global read; it lets the next kernel launch once all its CTAs
+// have left their loops.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -65,7 +65,6 @@ struct Smem {
   Scores score;
   std::uint64_t full[kStages];  // mbarriers: the stage's tile landed
   int combines;                 // this CTA is the last of its sequence's ranges to finish
-  int next_tile;                // thread 0's claim, for every thread
 };
 
 // This thread's place: warp, lane, and its mma fragment row g / column t.
@@ -348,68 +347,6 @@ __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& 
   return true;
 }
 
-// Which tiles of its sequence a CTA streams: range `split` starts with page `split` (its two
-// tiles, one per stage); tiles from 2 * splits on go one at a time to whichever range of the
-// (sequence, 16 heads) asks first (a counter per group in global memory, claimed one tile ahead
-// by thread 0), so ranges that stream slower take fewer and all finish together.
-struct TileQueue {
-  int tiles, pool;    // tiles of the context; the first one handed out by the counter
-  unsigned* counter;  // claims so far (splits > 1; zeroed by the CTA that ends the group's work)
-  unsigned claimed;   // thread 0: the pending claim's result (a tile index minus `pool`)
-  unsigned taken;     // thread 0, one range (splits == 1): claims so far, counted here
-  int held[2];        // the tile each stage holds (-1: none); read by stage through selects
-  static_assert(kStages == 2);
-
-  __device__ int tile(int stage) const { return stage == 0 ? held[0] : held[1]; }
-  __device__ void hold(int stage, int tile) {
-    held[0] = stage == 0 ? tile : held[0], held[1] = stage == 0 ? held[1] : tile;
-  }
-  __device__ void start(const MlaDecodeParams& p, int split, std::int64_t group) {
-    counter =
-        p.splits > 1 ? p.arrivals + std::int64_t{p.batch} * (p.heads / kHeads) + group : nullptr;
-    pool = 2 * p.splits;
-    claimed = taken = 0;
-    for (int i = 0; i < kStages; ++i) held[i] = 2 * split + i < tiles ? 2 * split + i : -1;
-    if (threadIdx.x == 0 && pool < tiles) claim(p);
-  }
-  __device__ void claim(const MlaDecodeParams& p) {  // thread 0
-    claimed = p.splits == 1 ? taken++ : atomicAdd(counter, 1u);
-  }
-  // Thread 0: the tile after the pending claim (-1 once the pool is empty), claiming the next.
-  __device__ int next(const MlaDecodeParams& p) {
-    const int tile = pool + static_cast<int>(claimed);  // pool itself if nothing was claimed
-    if (tile >= tiles) return -1;
-    claim(p);
-    return tile;
-  }
-};
-
-// After the loop: this range's result, then the combine of the group's ranges (through the
-// cluster's shared memory, by the last CTA of the group to finish, or, with more than
-// kMlaFusedSplits ranges, by the combine kernel). The CTA that sees every range done claiming
-// tiles zeroes the group's counter for the next call.
-__device__ void finish(const MlaDecodeParams& p, int b, int head0, int split, const Lane& l,
-                       Acc& acc, Smem& s, unsigned* counter) {
-  namespace cg = cooperative_groups;
-  const bool in_cluster = p.splits > 1 && cg::this_cluster().num_blocks() == p.splits;
-  if (in_cluster) __syncthreads();  // every warp is done with the stages the partial overlays
-  write_result(p, b, head0, split, l, acc, in_cluster ? &s.partial : nullptr);
-  const std::int64_t row0 = std::int64_t{b} * p.heads + head0;
-  if (in_cluster) {
-    cg::this_cluster().sync();  // every range's partial published, every claim made
-    if (split == 0 && threadIdx.x == 0) *counter = 0;
-    combine_cluster(p, row0, s.partial);
-    cg::this_cluster().sync();  // no CTA leaves while a peer reads its partial
-    return;
-  }
-  if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
-    return;
-  if (threadIdx.x == 0) *counter = 0;
-  constexpr int kLanes = kThreads / kHeads;  // per head
-  const int tid = static_cast<int>(threadIdx.x);
-  combine_row<kLanes>(p, row0 + tid / kLanes, tid % kLanes);
-}
-
 __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& s = *reinterpret_cast<Smem*>(smem_raw);
@@ -417,51 +354,39 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
   const Lane l = lane_of();
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
-  const std::int64_t group = std::int64_t{b} * (p.heads / kHeads) + head0 / kHeads;
-  const std::int64_t* table = p.block_tables + b * p.table_stride;
-  // the first page's id is loaded beside the context length, not after it
-  const std::int64_t first_page = split < p.table_stride ? table[split] : 0;
   const std::int64_t ctx = p.context_lens[b];
-  TileQueue queue{static_cast<int>((ctx + kTile - 1) / kTile)};
-  queue.start(p, split, group);
-  const auto arm = [&](int stage, int tile) {  // thread 0, before the barrier preceding the copies
-    device::mbarrier_arrive_expect(&s.full[stage], valid_tokens(ctx, tile) * kEntryBytes);
+  const int tiles = static_cast<int>((ctx + kTile - 1) / kTile);
+  const int per_split = (tiles + p.splits - 1) / p.splits;
+  const int first = min(tiles, split * per_split), last = min(tiles, first + per_split);
+  const std::int64_t* table = p.block_tables + b * p.table_stride;
+  const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
+    if (threadIdx.x == 0 && tile < last)
+      device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
+                                     valid_tokens(ctx, tile) * kEntryBytes);
   };
-  const auto copy = [&](int stage, int tile, std::int64_t page) {  // every thread, after a barrier
-    const int valid = valid_tokens(ctx, tile);
+  const auto copy = [&](int tile) {  // every thread, after a block barrier
+    if (tile >= last) return;
+    const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
     if (valid < kTile) clear_rows(s.kv[stage], valid);
-    copy_tile(s.kv[stage], s.full[stage], p.cache, page, tile % 2, valid);
+    copy_tile(s.kv[stage], s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
   };
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) device::mbarrier_init(&s.full[i], 1);
-    for (int i = 0; i < kStages; ++i)
-      if (queue.tile(i) >= 0) arm(i, queue.tile(i));
+    for (int i = 0; i < kStages - 1; ++i) arm(first + i);
     device::fence_shared_for_async();
   }
-  __syncthreads();                   // the mbarriers are set up and armed
-  for (int i = 0; i < kStages; ++i)  // every stage filling from the start
-    if (queue.tile(i) >= 0) copy(i, queue.tile(i), first_page);
-  load_query(s.q, p, b, head0);  // behind the first tiles' copies
+  __syncthreads();  // the mbarriers are set up and armed
+  for (int i = 0; i < kStages - 1; ++i) copy(first + i);
+  load_query(s.q, p, b, head0);  // behind the first tile's copies
   device::cp_async_commit();
   device::cp_async_wait<0>();  // the query, published by the first barrier below
   Acc acc;
-  for (int i = 0;; ++i) {
-    const int stage = i % kStages, tile = queue.tile(stage);
-    if (tile < 0) break;
-    device::mbarrier_wait(&s.full[stage], i / kStages % 2);
-    // the previous tile's stage, its phase completed, takes the next tile from the queue
-    const int refill = (i + kStages - 1) % kStages;
-    if (i > 0 && threadIdx.x == 0) {
-      const int next = queue.next(p);
-      if (next >= 0) arm(refill, next);
-      s.next_tile = next;
-    }
+  for (int tile = first; tile < last; ++tile) {
+    const int stage = (tile - first) % kStages;
+    device::mbarrier_wait(&s.full[stage], (tile - first) / kStages % 2);
+    arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
     __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
-    if (i > 0) {
-      const int next = s.next_tile;
-      queue.hold(refill, next);
-      if (next >= 0) copy(refill, next, table[next / 2]);
-    }
+    copy(tile + kStages - 1);
     const Tile& kv = s.kv[stage];
     score_tile(kv, s.q, s.score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
     __syncthreads();
@@ -472,14 +397,26 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   // Once every CTA is here, the next kernel's CTAs may take the slots of those that retire (not
   // earlier: waiting CTAs of it would hold slots that this grid's later CTAs need, unevenly).
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-  finish(p, b, head0, split, l, acc, s, queue.counter);
+  // launched as clusters of the sequence's ranges (a plain launch has clusters of one CTA)
+  const bool in_cluster =
+      p.splits > 1 && cooperative_groups::this_cluster().num_blocks() == p.splits;
+  if (in_cluster) __syncthreads();  // every warp is done with the stages the partial overlays
+  write_result(p, b, head0, split, l, acc, in_cluster ? &s.partial : nullptr);
+  if (in_cluster) {
+    cooperative_groups::this_cluster().sync();  // every range's partial published
+    combine_cluster(p, std::int64_t{b} * p.heads + head0, s.partial);
+    cooperative_groups::this_cluster().sync();  // no CTA leaves while a peer reads its partial
+    return;
+  }
+  if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
+    return;
+  constexpr int kLanes = kThreads / kHeads;  // per head
+  const int tid = static_cast<int>(threadIdx.x);
+  combine_row<kLanes>(p, std::int64_t{b} * p.heads + head0 + tid / kLanes, tid % kLanes);
 }
 
 // Ranges beyond kMlaFusedSplits: one CTA of 128 threads per (sequence, head).
-// Zeroes the split kernel's tile counters (`arrivals`, when given).
 __global__ void __launch_bounds__(kMlaLatent / 4) mla_decode_combine_kernel(MlaDecodeParams p) {
-  if (p.arrivals != nullptr && blockIdx.x % kHeads == 0 && threadIdx.x == 0)
-    p.arrivals[std::int64_t{p.batch} * (p.heads / kHeads) + blockIdx.x / kHeads] = 0;
   combine_row<kMlaLatent / 4>(p, blockIdx.x, static_cast<int>(threadIdx.x));
 }
 
@@ -506,19 +443,20 @@ int ctas_per_sm() {
 int cluster_capacity(int size) {
   static const auto capacity = [] {
     std::array<int, kMlaClusterSplits + 1> n{};
-    for (int size = 2; size <= kMlaClusterSplits; ++size) {
+    for (int ranks = 2; ranks <= kMlaClusterSplits; ++ranks) {
       cudaLaunchAttribute cluster{};
       cluster.id = cudaLaunchAttributeClusterDimension;
-      cluster.val.clusterDim = {1, static_cast<unsigned>(size), 1};
+      cluster.val.clusterDim = {1, static_cast<unsigned>(ranks), 1};
       cudaLaunchConfig_t config{};
-      config.gridDim = dim3(1, size, 1);
+      config.gridDim = dim3(1, ranks, 1);
       config.blockDim = dim3(kThreads);
       config.dynamicSmemBytes = sizeof(Smem);
       config.attrs = &cluster;
       config.numAttrs = 1;
       if (allow_shared_memory() != cudaSuccess ||
-          cudaOccupancyMaxActiveClusters(&n[size], mla_decode_split_kernel, &config) != cudaSuccess)
-        n[size] = 0;
+          cudaOccupancyMaxActiveClusters(&n[ranks], mla_decode_split_kernel, &config) !=
+              cudaSuccess)
+        n[ranks] = 0;
     }
     cudaGetLastError();  // a failed query leaves no error behind
     return n;

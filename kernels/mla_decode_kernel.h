@@ -24,18 +24,16 @@ struct MlaDecodeParams {
   void* out = nullptr;                         // [batch, heads, 512] bf16
   float* partial_out = nullptr;                // [batch, heads, splits, 512] (splits > 1)
   float* partial_lse = nullptr;                // [batch, heads, splits] (log2 units, splits > 1)
-  // [2, batch, heads / 16] (16 heads, splits > 1; else null): all zero, left zero
-  unsigned* arrivals = nullptr;
+  unsigned* arrivals = nullptr;  // [batch, heads / 16], zero (1 < splits <= fused limit): left zero
   int batch = 0, heads = 0, splits = 1;  // heads: a multiple of 16
   float scale = 1.f;
 };
 
 // Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,
 // sequence), then combines the ranges (splits > 1; the workspace is unused when splits == 1).
-// The ranges of a sequence share its tiles out at run time (so results may differ in the last
-// bits from call to call). The `arrivals` counters (arrivals, then tile claims) must be zero and
-// are left zero, so calls sharing them must not run concurrently. Launched with programmatic stream
-// serialization (PDL). Returns the CUDA error code (0 on success).
+// With a combine by the last CTA the `arrivals` counters must be zero and are left zero, so calls
+// sharing them must not run concurrently. Launched with programmatic stream serialization (PDL).
+// Returns the CUDA error code (0 on success).
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
 // Clusters of `size` ranges (2..kMlaClusterSplits) the device holds at once (0 otherwise); a
 // launch whose clusters do not all fit uses the global-memory combine instead.

@@ -112,14 +112,15 @@ TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
 }
 
 TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
-  // 64 ragged sequences: many CTAs race to finish each sequence's ranges. Up to 16 ranges the
-  // last one combines them in the same kernel; 17 takes the separate combine kernel.
+  // 64 ragged sequences: many CTAs race to finish each sequence's ranges. 2 ranges combine
+  // inside clusters; 4 and 8 would need more clusters than an H200 holds at once (62 of 4, 30 of
+  // 8), so there, as up to 16 ranges, the last CTA combines them; 17 takes the combine kernel.
   PONDER_REQUIRE_GPU();
   std::vector<std::int64_t> lengths;
   for (std::int64_t b = 0; b < 64; ++b) lengths.push_back(1 + b * 997 % 2048);
   const Case c = make_case(lengths, 16);
   const at::Tensor want = oracle(c, 0.08);
-  for (const std::int64_t splits : {0, 2, 16, 17}) {
+  for (const std::int64_t splits : {0, 2, 4, 8, 16, 17}) {
     const at::Tensor got = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits);
     ASSERT_FALSE(got.isnan().any().item<bool>()) << "splits " << splits;
     for (std::int64_t b = 0; b < 64; ++b)
@@ -127,13 +128,11 @@ TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
   }
 }
 
-TEST(MlaDecodeCuda, RangesShareOutTilesAtEveryPoolSize) {
-  // Range s streams page s, then tiles claimed at run time: contexts of 1-32 tiles against 1-24
-  // ranges give pools of no tile, one tile and many, ranges with one or no tile, and ranges whose
-  // first page lies past the table (24 ranges, 17 table columns). Three calls back to back (no
-  // sync) must each leave the claim counters zero for the next; each sequence against the FP64
-  // oracle. 8 ranges: cluster combine (when the device holds them); 9, 16: the last CTA's; 17,
-  // 24: the combine kernel's.
+TEST(MlaDecodeCuda, EveryCombinePathOverShortAndRaggedContexts) {
+  // 16 heads, 14 sequences of 1-1000 tokens (1-32 tiles, so ranges with one tile, a partial
+  // tile or none) at 1-24 ranges: 2-8 ranges combine inside a cluster (the device holds 14
+  // clusters of up to 8), 9 and 16 by the last CTA to finish, 17 and 24 by the combine kernel.
+  // Three calls back to back (no sync), each against the FP64 oracle.
   PONDER_REQUIRE_GPU();
   const std::vector<std::int64_t> lengths = {1,   32,  33,  64,  65,  96,  127,
                                              128, 129, 200, 255, 256, 257, 1000};
