@@ -342,6 +342,16 @@ void RolloutEngine::run_step(const std::vector<Sequence*>& batch, std::vector<Se
   for (std::size_t i = 0; i < sampling.size(); ++i) finish_token(*sampling[i], sampled[i], stream);
 }
 
+std::int64_t RolloutEngine::longest_table(std::span<const Request> requests) const {
+  std::int64_t tokens = 1;
+  for (const Request& req : requests)
+    tokens =
+        std::max(tokens, static_cast<std::int64_t>(req.prompt_ids.size()) + req.params.max_tokens);
+  // One page of the cache is the decode graphs' scratch page.
+  return table_width(tokens, options_.block_size, model_.config().max_position_embeddings,
+                     allocator_.num_blocks() - 1);
+}
+
 std::vector<Completion> RolloutEngine::generate(std::span<const Request> requests,
                                                 const StreamCallback& stream,
                                                 const FinishCallback& on_finish) {
@@ -371,6 +381,7 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
       s.out.sample = k;
     }
   }
+  if (graphs_) graphs_->reserve(longest_table(requests));
   std::optional<Progress> progress;
   if (options_.show_progress)
     progress.emplace("generate", static_cast<std::int64_t>(all.size()), "seq");

@@ -78,8 +78,10 @@ class RolloutEngine {
   // The engine computes with the model's own tensors, so weights updated in place need no copy;
   // this drops what holds their addresses (the recorded decode graphs) for weights replaced.
   void update_weights();
-  // Decode graphs recorded so far (0 when the engine runs eagerly).
+  // Decode graphs held now, and recorded since the cache was reserved, re-recordings included
+  // (0 when the engine runs eagerly).
   std::size_t captured_graphs() const { return graphs_ ? graphs_->captured() : 0; }
+  std::int64_t graph_recordings() const { return graphs_ ? graphs_->recordings() : 0; }
 
   const BlockAllocator& allocator() const { return allocator_; }
   std::int64_t block_size() const { return options_.block_size; }
@@ -94,6 +96,9 @@ class RolloutEngine {
   std::vector<Sequence*> schedule(std::vector<Sequence>& all);
   void run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
                 const StreamCallback& stream);
+  // The block-table width (pages) of the requests' longest sequence, prompt + max_tokens,
+  // within the model's context and the cache: the decode graphs' tables are reserved that wide.
+  std::int64_t longest_table(std::span<const Request> requests) const;
   // A step where every sequence decodes one token and has sampled before (no forks): replays
   // the bucket's CUDA graph. False when graphs are off, the step does not qualify or its bucket
   // is not recorded yet (DecodeGraphs::kRecordAfter).
