@@ -62,9 +62,19 @@ nlohmann::json GenerateMetrics::to_json() const {
           {"mean_batch_sequences", mean_batch_sequences}};
 }
 
+std::int64_t default_batch_tokens(const at::Device& device) {
+  return device.is_cpu() ? 1024 : 16384;
+}
+
 RolloutEngine::RolloutEngine(model::CausalLM& model, const model::Tokenizer* tokenizer,
                              EngineOptions options)
     : model_(model), tokenizer_(tokenizer), options_(options), allocator_(0) {
+  if (options_.max_batch_tokens < 0)
+    throw Error("RolloutEngine: max_batch_tokens " + std::to_string(options_.max_batch_tokens) +
+                ", expected > 0 (or 0 for the device's default)");
+  if (options_.max_batch_tokens == 0)
+    options_.max_batch_tokens =
+        default_batch_tokens(model.named_parameters().front().second.device());
   eos_id_ = tokenizer && tokenizer->eos_id() ? tokenizer->eos_id() : model.config().eos_token_id;
   reserve_cache();
 }
