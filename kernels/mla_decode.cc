@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #ifdef PONDER_WITH_CUDA
@@ -26,11 +27,63 @@ at::Tensor mla_decode_reference(const at::Tensor& query, const at::Tensor& entri
   return at::bmm(probs, entries.narrow(-1, 0, lora));
 }
 
+namespace {
+
+constexpr float kFp8Max = 448.f;  // largest finite e4m3
+
+void check_fp8_rows(std::int64_t lora, std::int64_t width) {
+  const std::int64_t rope_bytes = width - lora - 4 * (lora / kMlaFp8Group);
+  if (lora <= 0 || lora % kMlaFp8Group != 0 || rope_bytes < 0 || rope_bytes % 2 != 0)
+    throw Error("FP8 latent cache: kv_lora_rank must be a positive multiple of " +
+                std::to_string(kMlaFp8Group) + " (got " + std::to_string(lora) + ", rows of " +
+                std::to_string(width) + " bytes)");
+}
+
+}  // namespace
+
+at::Tensor mla_cache_quantize(const at::Tensor& latent, const at::Tensor& rope) {
+  const std::int64_t lora = latent.size(-1), groups = lora / kMlaFp8Group;
+  check_fp8_rows(lora, mla_cache_fp8_bytes(lora, rope.size(-1)));
+  const at::Tensor values = latent.to(at::kFloat).reshape({-1, groups, kMlaFp8Group});
+  const at::Tensor amax = values.abs().amax(-1, /*keepdim=*/true);
+  const at::Tensor scale = at::where(amax > 0, amax / kFp8Max, at::ones_like(amax));
+  const at::Tensor fp8 = (values / scale).clamp(-kFp8Max, kFp8Max).to(at::kFloat8_e4m3fn);
+  const std::int64_t rows = values.size(0);
+  return at::cat(
+      {fp8.view(at::kByte).reshape({rows, lora}), scale.reshape({rows, groups}).view(at::kByte),
+       rope.to(at::kBFloat16).reshape({rows, -1}).contiguous().view(at::kByte)},
+      -1);
+}
+
+at::Tensor mla_cache_dequantize(const at::Tensor& rows, std::int64_t lora, at::ScalarType dtype) {
+  const std::int64_t width = rows.size(-1), groups = lora / kMlaFp8Group;
+  check_fp8_rows(lora, width);
+  const std::int64_t scale_bytes = 4 * groups, rope_bytes = width - lora - scale_bytes;
+  const at::Tensor flat = rows.reshape({-1, width});
+  const at::Tensor fp8 = flat.narrow(1, 0, lora).contiguous().view(at::kFloat8_e4m3fn);
+  const at::Tensor scale = flat.narrow(1, lora, scale_bytes).contiguous().view(at::kFloat);
+  const at::Tensor latent =
+      (fp8.to(at::kFloat).view({-1, groups, kMlaFp8Group}) * scale.unsqueeze(-1)).to(dtype);
+  const at::Tensor rope =
+      flat.narrow(1, lora + scale_bytes, rope_bytes).contiguous().view(at::kBFloat16).to(dtype);
+  std::vector<std::int64_t> shape = rows.sizes().vec();
+  shape.back() = lora + rope_bytes / 2;
+  return at::cat({latent.view({-1, lora}), rope}, -1).view(shape);
+}
+
+at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::ScalarType dtype) {
+  return rows.scalar_type() == at::kByte ? mla_cache_dequantize(rows, lora, dtype) : rows.to(dtype);
+}
+
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache) {
-  return use_kernel({query, cache}) && query.scalar_type() == at::kBFloat16 &&
-         cache.scalar_type() == at::kBFloat16 && query.dim() == 3 && query.size(1) % 16 == 0 &&
-         query.size(2) == kMlaEntry && cache.dim() == 3 && cache.size(1) == kMlaPage &&
-         cache.size(2) == kMlaEntry;
+  if (!use_kernel({query, cache}) || query.scalar_type() != at::kBFloat16 || query.dim() != 3 ||
+      query.size(1) % 16 != 0 || query.size(2) != kMlaEntry || cache.dim() != 3 ||
+      cache.size(1) != kMlaPage)
+    return false;
+  if (cache.scalar_type() == at::kByte)
+    return cache.size(2) == kMlaFp8Entry &&
+           reinterpret_cast<std::uintptr_t>(cache.data_ptr()) % 16 == 0;
+  return cache.scalar_type() == at::kBFloat16 && cache.size(2) == kMlaEntry;
 }
 
 #ifdef PONDER_WITH_CUDA
@@ -81,7 +134,9 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   const char* who = "mla_decode_cuda";
   require_cuda(who, {query, cache, block_tables, context_lens});
   if (!mla_decode_supported(query, cache))
-    throw Error("mla_decode_cuda: expected bf16 query [D, 16k heads, 576], cache [pages, 64, 576]");
+    throw Error(
+        "mla_decode_cuda: expected bf16 query [D, 16k heads, 576], cache [pages, 64, 576] bf16 or "
+        "[pages, 64, 656] uint8 (FP8 rows, 16-byte aligned)");
   const std::int64_t batch = query.size(0), heads = query.size(1);
   if (block_tables.dim() != 2 || block_tables.size(0) != batch || context_lens.dim() != 1 ||
       context_lens.size(0) != batch)
@@ -92,13 +147,14 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   const at::Tensor lens = context_lens.to(at::kLong).contiguous();
   if (check_inputs) check_pages(tables, lens, cache.size(0));
   const at::Tensor q = query.contiguous(), c = cache.contiguous();
-  const bool wgmma = allow_wgmma && heads % 64 == 0 && compute_capability() == 90 &&
+  const bool fp8 = cache.scalar_type() == at::kByte;
+  const bool wgmma = !fp8 && allow_wgmma && heads % 64 == 0 && compute_capability() == 90 &&
                      reinterpret_cast<std::uintptr_t>(q.data_ptr()) % 16 == 0 &&
                      reinterpret_cast<std::uintptr_t>(c.data_ptr()) % 16 == 0;
   const int sms = multiprocessor_count(), b = static_cast<int>(batch), h = static_cast<int>(heads);
   if (splits <= 0)
-    splits =
-        wgmma ? mla_decode_wgmma_default_splits(b, h, sms) : mla_decode_default_splits(b, h, sms);
+    splits = wgmma ? mla_decode_wgmma_default_splits(b, h, sms)
+                   : mla_decode_default_splits(b, h, sms, fp8);
   // ranges of whole pages (wgmma) or of 32-token tiles
   splits = std::clamp<std::int64_t>(splits, 1, (wgmma ? 1 : 2) * tables.size(1));
   const std::int64_t kept = splits > 1 ? splits : 0;
@@ -121,7 +177,8 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                     b,
                     h,
                     static_cast<int>(splits),
-                    static_cast<float>(scale)};
+                    static_cast<float>(scale),
+                    fp8};
   const int rc = wgmma ? launch_mla_decode_wgmma(p, cache.size(0), current_stream())
                        : launch_mla_decode(p, current_stream());
   check_launch(rc, who);

@@ -1,6 +1,7 @@
 // MLA decode attention with absorbed weights: each decoding sequence's query (W_UK folded in,
 // 512 latent + 64 RoPE wide) against its paged latent cache, values being the latent. An ATen
-// reference on gathered pages (any dtype/device) and the CUDA kernel for BF16 pages of 64.
+// reference on gathered pages (any dtype/device), the CUDA kernel for BF16 or FP8 pages of 64, and
+// the FP8 cache rows' quantisation (ATen, any device).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -14,10 +15,21 @@ namespace ponder::kernels {
 // probabilities back in the query's dtype, as the model's absorbed decode path computes them.
 at::Tensor mla_decode_reference(const at::Tensor& query, const at::Tensor& entries,
                                 const at::Tensor& valid, double scale, std::int64_t lora);
-// True when mla_decode_cuda takes these shapes: BF16 query [D, h % 16 == 0, 576], BF16 cache
-// [pages, 64, 576], and use_kernel() holds.
+// FP8 cache rows (the layout of kMlaFp8Entry, for any lora % 128 == 0 and rope): latent [T, lora]
+// and rope [T, rope] -> uint8 [T, lora + 4 lora / 128 + 2 rope]: the latent in FP8 e4m3 with one
+// FP32 scale per 128 values (amax / 448; 1 for an all-zero group), then the RoPE dims in BF16.
+at::Tensor mla_cache_quantize(const at::Tensor& latent, const at::Tensor& rope);
+// Rows [..., bytes] of mla_cache_quantize -> [..., lora + rope] in `dtype`: fp8 * scale in FP32,
+// rounded once to dtype; the RoPE dims from BF16.
+at::Tensor mla_cache_dequantize(const at::Tensor& rows, std::int64_t lora, at::ScalarType dtype);
+// Cache entries [..., width] as dtype: the rows themselves (converted), or dequantised FP8 rows.
+at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::ScalarType dtype);
+
+// True when mla_decode_cuda takes these shapes: BF16 query [D, h % 16 == 0, 576], a BF16 cache
+// [pages, 64, 576] or a 16-byte aligned FP8 one (uint8 [pages, 64, 656]), and use_kernel() holds.
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
-// query [D, h, 576] bf16, cache [pages, 64, 576] bf16, block_tables [D, max_pages] int64,
+// query [D, h, 576] bf16, cache [pages, 64, 576] bf16 or [pages, 64, 656] uint8 (FP8 rows:
+// always the mma.sync kernel, any heads % 16), block_tables [D, max_pages] int64,
 // context_lens [D] int64 (1 .. 64 * max_pages) -> [D, h, 512] bf16. splits: KV ranges per
 // sequence, at most 2 * max_pages (0: enough CTAs to fill the GPU's resident slots once).
 // check_inputs: verify on the device (one synchronisation) that the contexts fit the tables and

@@ -1,5 +1,7 @@
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -36,7 +38,9 @@ using device::pack_bf16x2;
 // that wraps back to zero) combines them, else a combine kernel does. Launched as a programmatic
 // dependent (PDL): its CTAs take SM slots as the previous kernel's retire and wait for that
 // kernel's results before their first global read; it lets the next kernel launch once all its CTAs
-// have left their loops.
+// have left their loops. An FP8 cache (kFp8) lands its rows of kMlaFp8Entry bytes in two raw
+// stages the same way; each landed tile is then dequantised by all threads into one BF16 tile of
+// the padded rows above (one more barrier per tile), and the math runs unchanged.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -48,6 +52,23 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 using Tile = __nv_bfloat16[kTile][kRow];
 using Scores = float[2][kHeads][kScoreRow];  // the two halves of the dims
+using RawTile = std::uint8_t[kTile][kMlaFp8Entry];
+
+// Where the copies land: BF16 tiles read in place, or FP8 rows dequantised into one BF16 tile.
+template <bool kFp8>
+struct Stages {
+  static constexpr int kRowBytes = kEntryBytes;
+  Tile kv[kStages];
+  __device__ void* row(int stage, int r) { return &kv[stage][r][0]; }
+};
+template <>
+struct Stages<true> {
+  static constexpr int kRowBytes = kMlaFp8Entry;
+  RawTile raw[kStages];
+  Tile kv;
+  __device__ void* row(int stage, int r) { return &raw[stage][r][0]; }
+};
+static_assert(kMlaFp8Entry % 16 == 0, "bulk copies move multiples of 16 bytes");
 
 // A range's result kept in shared memory for its cluster's combine: o / sum per head (rows
 // padded against bank conflicts) and the log2-sum-exp.
@@ -56,9 +77,10 @@ struct Partial {
   float lse[kHeads];
 };
 
+template <bool kFp8>
 struct Smem {
   union {
-    Tile kv[kStages];
+    Stages<kFp8> stages;
     Partial partial;  // after the last tile
   };
   __nv_bfloat16 q[kHeads][kRow];
@@ -98,20 +120,74 @@ __device__ void clear_rows(Tile& tile, int valid) {
 }
 
 // Called by every warp: lane 0 copies its share of tokens [32 * half, 32 * half + valid) of a
-// page into `tile`, one bulk copy per token, counted on `full` (armed beforehand by
+// page into stage `stage`, one bulk copy per token, counted on `full` (armed beforehand by
 // the kernel's `arm`, ordered before this by a block barrier).
-__device__ void copy_tile(Tile& tile, std::uint64_t& full, const void* cache, std::int64_t page,
-                          int half, int valid) {
-  constexpr int kRows = kTile / kWarps;
+template <bool kFp8>
+__device__ void copy_tile(Stages<kFp8>& stages, int stage, std::uint64_t& full, const void* cache,
+                          std::int64_t page, int half, int valid) {
+  constexpr int kRows = kTile / kWarps, kBytes = Stages<kFp8>::kRowBytes;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   if (threadIdx.x % 32 != 0) return;
   const int row0 = kRows * warp;
-  const auto* src = static_cast<const __nv_bfloat16*>(cache) +
-                    (page * kMlaPage + half * kTile + row0) * std::int64_t{kMlaEntry};
+  const auto* src = static_cast<const std::uint8_t*>(cache) +
+                    (page * kMlaPage + half * kTile + row0) * std::int64_t{kBytes};
 #pragma unroll
   for (int i = 0; i < kRows; ++i)
     if (row0 + i < valid)
-      device::bulk_copy(&tile[row0 + i][0], src + i * kMlaEntry, kEntryBytes, &full);
+      device::bulk_copy(stages.row(stage, row0 + i), src + i * kBytes, kBytes, &full);
+}
+
+// Eight FP8 e4m3 values (two words) times `scale`, rounded to BF16: fp8 -> FP16 is exact, the
+// product is one FP32 rounding, then round-to-nearest-even, as the ATen mla_cache_dequantize.
+__device__ __forceinline__ uint4 dequantize8(std::uint32_t lo, std::uint32_t hi, float scale) {
+  std::uint32_t out[4];
+  const std::uint32_t words[2] = {lo, hi};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const auto pair = static_cast<__nv_fp8x2_storage_t>(words[i / 2] >> (16 * (i % 2)));
+    const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
+    out[i] = device::pack_bf16x2(f.x * scale, f.y * scale);
+  }
+  return make_uint4(out[0], out[1], out[2], out[3]);
+}
+
+// Every thread: FP8 rows [0, valid) of `raw` into BF16 rows of `kv` (rows past `valid` zeroed:
+// never copied, they may hold anything). 16 latent bytes or 8 RoPE dims per step.
+__device__ void dequantize_tile(const RawTile& raw, Tile& kv, int valid) {
+  constexpr int kLatentSteps = kMlaLatent / 16, kSteps = kLatentSteps + kMlaRope / 8;
+  for (int i = threadIdx.x; i < kTile * kSteps; i += kThreads) {
+    const int r = i / kSteps, step = i % kSteps;
+    auto* dst = reinterpret_cast<uint4*>(step < kLatentSteps ? &kv[r][16 * step]
+                                                             : &kv[r][8 * step + kMlaLatent / 2]);
+    if (r >= valid) {
+      dst[0] = uint4{};
+      if (step < kLatentSteps) dst[1] = uint4{};
+      continue;
+    }
+    if (step >= kLatentSteps) {  // RoPE: BF16 bytes as they are
+      dst[0] = *reinterpret_cast<const uint4*>(
+          &raw[r][kMlaFp8Entry - 2 * kMlaRope + 16 * (step - kLatentSteps)]);
+      continue;
+    }
+    const uint4 bytes = *reinterpret_cast<const uint4*>(&raw[r][16 * step]);
+    const float scale =
+        *reinterpret_cast<const float*>(&raw[r][kMlaLatent + 4 * (16 * step / kMlaFp8Group)]);
+    dst[0] = dequantize8(bytes.x, bytes.y, scale);
+    dst[1] = dequantize8(bytes.z, bytes.w, scale);
+  }
+}
+
+// The BF16 tile of stage `stage` for the math: in place, or (FP8) dequantised by every thread and
+// published by a block barrier (the previous tile's readers are past the loop's first barrier).
+template <bool kFp8>
+__device__ const Tile& ready_tile(Stages<kFp8>& stages, int stage, int valid) {
+  if constexpr (kFp8) {
+    dequantize_tile(stages.raw[stage], stages.kv, valid);
+    __syncthreads();
+    return stages.kv;
+  } else {
+    return stages.kv[stage];
+  }
 }
 
 __device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, int b, int head0) {
@@ -347,9 +423,10 @@ __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& 
   return true;
 }
 
+template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  auto& s = *reinterpret_cast<Smem*>(smem_raw);
+  auto& s = *reinterpret_cast<Smem<kFp8>*>(smem_raw);
   // Nothing in global memory is read before the previous kernel has finished.
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
   const Lane l = lane_of();
@@ -362,13 +439,14 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
     if (threadIdx.x == 0 && tile < last)
       device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
-                                     valid_tokens(ctx, tile) * kEntryBytes);
+                                     valid_tokens(ctx, tile) * Stages<kFp8>::kRowBytes);
   };
   const auto copy = [&](int tile) {  // every thread, after a block barrier
     if (tile >= last) return;
     const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
-    if (valid < kTile) clear_rows(s.kv[stage], valid);
-    copy_tile(s.kv[stage], s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
+    if constexpr (!kFp8)  // FP8 rows past `valid` are zeroed as they are dequantised
+      if (valid < kTile) clear_rows(s.stages.kv[stage], valid);
+    copy_tile(s.stages, stage, s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
   };
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) device::mbarrier_init(&s.full[i], 1);
@@ -387,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
     arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
     __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
     copy(tile + kStages - 1);
-    const Tile& kv = s.kv[stage];
+    const Tile& kv = ready_tile(s.stages, stage, valid_tokens(ctx, tile));
     score_tile(kv, s.q, s.score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
     __syncthreads();
     std::uint32_t pa[2][4];
@@ -421,18 +499,20 @@ __global__ void __launch_bounds__(kMlaLatent / 4) mla_decode_combine_kernel(MlaD
 }
 
 // Raises the kernel's shared-memory limit (per device, so on every launch).
+template <bool kFp8>
 cudaError_t allow_shared_memory() {
-  return cudaFuncSetAttribute(mla_decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              sizeof(Smem));
+  return cudaFuncSetAttribute(mla_decode_split_kernel<kFp8>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, sizeof(Smem<kFp8>));
 }
 
 // CTAs of the kernel that fit on one SM (two on Hopper), computed once.
+template <bool kFp8>
 int ctas_per_sm() {
   static const int per_sm = [] {
     int n = 1;
-    if (allow_shared_memory() != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mla_decode_split_kernel, kThreads,
-                                                      sizeof(Smem)) != cudaSuccess)
+    if (allow_shared_memory<kFp8>() != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mla_decode_split_kernel<kFp8>, kThreads,
+                                                      sizeof(Smem<kFp8>)) != cudaSuccess)
       n = 1;
     return std::max(n, 1);
   }();
@@ -440,6 +520,7 @@ int ctas_per_sm() {
 }
 
 // Clusters of `size` CTAs of the kernel that the device holds at once, computed once per size.
+template <bool kFp8>
 int cluster_capacity(int size) {
   static const auto capacity = [] {
     std::array<int, kMlaClusterSplits + 1> n{};
@@ -450,11 +531,11 @@ int cluster_capacity(int size) {
       cudaLaunchConfig_t config{};
       config.gridDim = dim3(1, ranks, 1);
       config.blockDim = dim3(kThreads);
-      config.dynamicSmemBytes = sizeof(Smem);
+      config.dynamicSmemBytes = sizeof(Smem<kFp8>);
       config.attrs = &cluster;
       config.numAttrs = 1;
-      if (allow_shared_memory() != cudaSuccess ||
-          cudaOccupancyMaxActiveClusters(&n[ranks], mla_decode_split_kernel, &config) !=
+      if (allow_shared_memory<kFp8>() != cudaSuccess ||
+          cudaOccupancyMaxActiveClusters(&n[ranks], mla_decode_split_kernel<kFp8>, &config) !=
               cudaSuccess)
         n[ranks] = 0;
     }
@@ -464,38 +545,46 @@ int cluster_capacity(int size) {
   return capacity[size];
 }
 
-}  // namespace
-
-int mla_decode_cluster_capacity(int size) {
-  return size >= 2 && size <= kMlaClusterSplits ? cluster_capacity(size) : 0;
-}
-
-int mla_decode_default_splits(int batch, int heads, int multiprocessors) {
-  const int ctas = batch * (heads / kHeads);
-  return std::max(1, ctas_per_sm() * multiprocessors / std::max(ctas, 1));
-}
-
-int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
-  auto st = static_cast<cudaStream_t>(stream);
-  cudaError_t rc = allow_shared_memory();
-  if (rc != cudaSuccess) return static_cast<int>(rc);
+template <bool kFp8>
+cudaError_t launch_split(const MlaDecodeParams& p, cudaStream_t st) {
+  cudaError_t rc = allow_shared_memory<kFp8>();
+  if (rc != cudaSuccess) return rc;
   cudaLaunchAttribute pdl{};
   pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   pdl.val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(p.heads / kHeads, p.splits, p.batch);
   config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = sizeof(Smem);
+  config.dynamicSmemBytes = sizeof(Smem<kFp8>);
   config.stream = st;
   cudaLaunchAttribute attrs[2] = {pdl, {}};
   attrs[1].id = cudaLaunchAttributeClusterDimension;
   attrs[1].val.clusterDim = {1, static_cast<unsigned>(p.splits), 1};
   config.attrs = attrs;
   // clusters only where all of them fit on the device at once (else some would wait a wave)
-  const bool clusters = p.splits > 1 && p.splits <= kMlaClusterSplits &&
-                        std::int64_t{p.batch} * (p.heads / kHeads) <= cluster_capacity(p.splits);
+  const bool clusters =
+      p.splits > 1 && p.splits <= kMlaClusterSplits &&
+      std::int64_t{p.batch} * (p.heads / kHeads) <= cluster_capacity<kFp8>(p.splits);
   config.numAttrs = clusters ? 2 : 1;
-  rc = cudaLaunchKernelEx(&config, mla_decode_split_kernel, p);
+  return cudaLaunchKernelEx(&config, mla_decode_split_kernel<kFp8>, p);
+}
+
+}  // namespace
+
+int mla_decode_cluster_capacity(int size, bool cache_fp8) {
+  if (size < 2 || size > kMlaClusterSplits) return 0;
+  return cache_fp8 ? cluster_capacity<true>(size) : cluster_capacity<false>(size);
+}
+
+int mla_decode_default_splits(int batch, int heads, int multiprocessors, bool cache_fp8) {
+  const int ctas = batch * (heads / kHeads);
+  const int per_sm = cache_fp8 ? ctas_per_sm<true>() : ctas_per_sm<false>();
+  return std::max(1, per_sm * multiprocessors / std::max(ctas, 1));
+}
+
+int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
+  auto st = static_cast<cudaStream_t>(stream);
+  const cudaError_t rc = p.cache_fp8 ? launch_split<true>(p, st) : launch_split<false>(p, st);
   if (rc != cudaSuccess || p.splits == 1 || p.splits <= kMlaFusedSplits)
     return static_cast<int>(rc);
   return launch_mla_decode_combine(p, stream);

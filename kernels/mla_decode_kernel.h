@@ -1,7 +1,7 @@
 // Raw-pointer interface of the MLA decode attention CUDA kernel (no LibTorch here): one new
 // query token per sequence against its paged latent cache (BF16, 576-wide entries = 512 latent +
-// 64 RoPE, pages of 64 tokens), values being the latent itself (absorbed weights), split over the
-// context with a combine step.
+// 64 RoPE, or FP8 rows of 656 bytes; pages of 64 tokens), values being the latent itself (absorbed
+// weights), split over the context with a combine step.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,13 @@
 namespace ponder::kernels {
 
 inline constexpr int kMlaLatent = 512, kMlaRope = 64, kMlaEntry = 576, kMlaPage = 64;
+// FP8 cache rows (bytes): the 512 latent values in FP8 e4m3, one FP32 scale per kMlaFp8Group of
+// them, then the 64 RoPE dims in BF16; a latent value is fp8 * scale rounded to BF16.
+inline constexpr int kMlaFp8Group = 128;
+constexpr std::int64_t mla_cache_fp8_bytes(std::int64_t lora, std::int64_t rope) {
+  return lora + 4 * (lora / kMlaFp8Group) + 2 * rope;
+}
+inline constexpr int kMlaFp8Entry = static_cast<int>(mla_cache_fp8_bytes(kMlaLatent, kMlaRope));
 // Up to kMlaClusterSplits ranges per sequence, the ranges of each (sequence, 16 heads) run as one
 // thread-block cluster and combine their results through distributed shared memory; up to
 // kMlaFusedSplits, the last CTA of each (sequence, 16 heads) to finish combines them from global
@@ -17,7 +24,7 @@ inline constexpr int kMlaClusterSplits = 8, kMlaFusedSplits = 16;
 
 struct MlaDecodeParams {
   const void* q = nullptr;                     // [batch, heads, 576] bf16, contiguous
-  const void* cache = nullptr;                 // [pages, 64, 576] bf16, contiguous
+  const void* cache = nullptr;                 // [pages, 64, 576] bf16 or [pages, 64, 656] u8
   const std::int64_t* block_tables = nullptr;  // [batch, table_stride] page ids
   std::int64_t table_stride = 0;
   const std::int64_t* context_lens = nullptr;  // [batch], >= 1
@@ -27,6 +34,7 @@ struct MlaDecodeParams {
   unsigned* arrivals = nullptr;  // [batch, heads / 16], zero (1 < splits <= fused limit): left zero
   int batch = 0, heads = 0, splits = 1;  // heads: a multiple of 16
   float scale = 1.f;
+  bool cache_fp8 = false;  // FP8 rows (kMlaFp8Entry bytes, 16-byte aligned; mma.sync kernel only)
 };
 
 // Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,
@@ -37,9 +45,9 @@ struct MlaDecodeParams {
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
 // Clusters of `size` ranges (2..kMlaClusterSplits) the device holds at once (0 otherwise); a
 // launch whose clusters do not all fit uses the global-memory combine instead.
-int mla_decode_cluster_capacity(int size);
+int mla_decode_cluster_capacity(int size, bool cache_fp8 = false);
 // Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.
-int mla_decode_default_splits(int batch, int heads, int multiprocessors);
+int mla_decode_default_splits(int batch, int heads, int multiprocessors, bool cache_fp8 = false);
 // The combine step alone: out = the ranges' partial results weighted by their sums (splits > 1).
 int launch_mla_decode_combine(const MlaDecodeParams& params, void* stream);
 

@@ -1,7 +1,8 @@
 // Times each CUDA kernel against the ATen path it replaces on the current GPU (CUDA events, median
 // of repeats after warm-up) and prints achieved bandwidth against a device-to-device copy.
 // Usage: bench_kernels [rms_norm|elementwise|sampling|logprobs|mla_decode ...] [quick: no
-// baselines, no ranges sweep] [HEADSxBATCHxCONTEXT ...: only those MLA decode shapes].
+// baselines, no ranges sweep] [HEADSxBATCHxCONTEXT ...: only those MLA decode shapes]. Each MLA
+// shape also runs on an FP8 latent cache (the same entries quantised).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -227,6 +228,34 @@ std::string splits_sweep(const std::function<void(int)>& call) {
   return line;
 }
 
+// The kernel over the same entries as an FP8 cache (656 bytes a token: bytes read are counted
+// that way), against the ATen reference over those pages dequantised, and its speed-up over the
+// BF16 kernel's `bf16_ms` from the same run.
+void bench_mla_fp8(const MlaShape& m, const at::Tensor& cache, const at::Tensor& tables,
+                   const at::Tensor& lens, const at::Tensor& q, double bf16_ms, double copy_gbs) {
+  const double scale = 1.0 / std::sqrt(192.0);
+  const at::Tensor flat = cache.view({-1, 576});
+  const at::Tensor fp8 = mla_cache_quantize(flat.narrow(1, 0, 512), flat.narrow(1, 512, 64))
+                             .view({cache.size(0), 64, kMlaFp8Entry});
+  const at::Tensor pages =
+      mla_cache_dequantize(fp8, 512, at::kBFloat16).index_select(0, tables.reshape(-1));
+  const at::Tensor want =
+      mla_decode_reference(q, pages.view({m.batch, m.context, 576}),
+                           at::ones({m.batch, m.context}, gpu(at::kBool)), scale, 512)
+          .to(at::kFloat);
+  const at::Tensor got = mla_decode_cuda(q, fp8, tables, lens, scale).to(at::kFloat);
+  const double err = (got - want).norm().item<double>() / want.norm().item<double>();
+  const auto call = [&] { mla_decode_cuda(q, fp8, tables, lens, scale, 0, false); };
+  const double ms = per_call_ms(call), graph_ms = graph_call_ms(call);
+  const double bytes = 1.0 * fp8.nbytes() + q.nbytes() + m.batch * m.heads * 512.0 * 2;
+  fmt::print(
+      "  fp8 cache (656 B a token) kernel {:.4f} ms  {:.0f} GB/s  {:.2f} of copy  graph {:.4f} ms "
+      "({:.2f} of copy)  rel err {:.1e} vs the reference over the dequantised pages  x{:.2f} vs "
+      "the bf16-cache kernel\n",
+      ms, bytes / ms / 1e6, bytes / ms / 1e6 / copy_gbs, graph_ms,
+      bytes / graph_ms / 1e6 / copy_gbs, err, bf16_ms / ms);
+}
+
 // MLA decode of one shape against its baselines: the model's absorbed ATen path (gather pages,
 // two batched GEMMs) and the expanded-K/V SDPA path (skipped when `quick`, as the ranges sweep).
 // Bytes: the cache and queries read, the output written once. The kernel is timed as the engine
@@ -276,6 +305,7 @@ void bench_mla_shape(const MlaShape& m, double copy_gbs, bool quick) {
         "x{:.2f}\n",
         mma_ms, bytes / mma_ms / 1e6 / copy_gbs, flop / mma_ms / 1e9, mma_err, mma_ms / ms);
   }
+  bench_mla_fp8(m, cache, tables, lens, q, ms, copy_gbs);
   if (heads == 16 && context <= 4096 && !quick)
     fmt::print("  ms per call by ranges per sequence:{}\n", splits_sweep([&](int splits) {
                  mla_decode_cuda(q, cache, tables, lens, scale, splits, false);

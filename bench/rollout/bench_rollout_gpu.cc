@@ -7,7 +7,8 @@
 // times the prefill (the 1-token run) with engine steps of each size;
 // PONDER_BENCH_EXPERT_GEMM=torch|few-rows|wgmma|large also runs the full workload and the step
 // profile with the routed experts forced onto that GEMM (the main run takes
-// model::pick_expert_gemm's automatic choice).
+// model::pick_expert_gemm's automatic choice); PONDER_BENCH_KV_CACHE=fp8 runs every engine and
+// step profile on the FP8 latent cache (default auto: BF16 pages).
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "engine/rollout_engine.h"
+#include "kernels/mla_decode.h"
 #include "model/init_model.h"
 
 namespace {
@@ -89,6 +91,25 @@ Run run_ponder(ponder::engine::RolloutEngine& engine, const Ids& prompts, std::i
   return run;
 }
 
+// The cache format of every engine and step profile here: PONDER_BENCH_KV_CACHE (auto | fp8).
+ponder::model::KvCacheDtype bench_cache_dtype() {
+  const char* env = std::getenv("PONDER_BENCH_KV_CACHE");
+  return ponder::model::parse_kv_cache_dtype(env ? env : "auto", "PONDER_BENCH_KV_CACHE");
+}
+
+// Pages [blocks, 64, ...] of `layout` on the GPU holding normal random entries (FP8 rows: those
+// entries quantised).
+at::Tensor random_pages(ponder::model::CausalLM& lm, const ponder::model::KvLayout& layout,
+                        const std::vector<std::int64_t>& full) {
+  const auto options = at::TensorOptions(at::kFloat).device(at::kCUDA);
+  if (layout.dtype != at::kByte) return at::randn(full, options.dtype(layout.dtype));
+  const ponder::model::ModelConfig& c = lm.config();
+  const std::int64_t rows = full[0] * full[1];
+  return ponder::kernels::mla_cache_quantize(at::randn({rows, c.kv_lora_rank}, options),
+                                             at::randn({rows, c.qk_rope_head_dim}, options))
+      .view(full);
+}
+
 // One decode step of `batch` sequences at context `ctx` on a synthetic cache: forward_paged,
 // logits and argmax, as the engine runs it.
 struct DecodeStep {
@@ -96,7 +117,7 @@ struct DecodeStep {
   ponder::model::StepBatch batch;
 
   DecodeStep(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t ctx) {
-    const auto layout = lm.kv_layout();
+    const auto layout = lm.kv_layout(bench_cache_dtype());
     const std::int64_t per_seq = (ctx + 63) / 64, blocks = sequences * per_seq;
     cache.block_size = 64;
     for (std::int64_t l = 0; l < layout.num_layers; ++l) {
@@ -104,7 +125,7 @@ struct DecodeStep {
       for (const auto& shape : layout.per_token_shapes) {
         std::vector<std::int64_t> full = {blocks, 64};
         full.insert(full.end(), shape.begin(), shape.end());
-        tensors.push_back(at::randn(full, at::TensorOptions(layout.dtype).device(at::kCUDA)));
+        tensors.push_back(random_pages(lm, layout, full));
       }
       cache.layers.push_back(std::move(tensors));
     }
@@ -179,7 +200,7 @@ struct PrefillStep {
   at::Tensor last;  // [sequences] row of each sequence's last token
 
   PrefillStep(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t prompt) {
-    const auto layout = lm.kv_layout();
+    const auto layout = lm.kv_layout(bench_cache_dtype());
     const std::int64_t per_seq = (prompt + 63) / 64, blocks = sequences * per_seq;
     cache.block_size = 64;
     for (std::int64_t l = 0; l < layout.num_layers; ++l) {
@@ -261,7 +282,7 @@ struct Shape {
 };
 
 double kv_bytes_per_token(ponder::model::CausalLM& lm) {
-  const auto layout = lm.kv_layout();
+  const auto layout = lm.kv_layout(bench_cache_dtype());
   double elements = 0;
   for (const auto& shape : layout.per_token_shapes) {
     double n = 1;
@@ -368,7 +389,8 @@ SecondEngine run_second_engine(ponder::model::CausalLM& lm, const Ids& prompts, 
                                         .max_batch_tokens = kChunk,
                                         .max_running = batch,
                                         .show_progress = false,
-                                        .cuda_graphs = cuda_graphs});
+                                        .cuda_graphs = cuda_graphs,
+                                        .kv_cache_dtype = bench_cache_dtype()});
   warm_up(engine, prompts, new_tokens);
   const Run first = run_ponder(engine, prompts, 1);
   SecondEngine second{run_ponder(engine, prompts, new_tokens)};
@@ -437,7 +459,8 @@ void sweep_prefill_chunks(const Shape& w, const Ids& prompts, ponder::model::Cau
                                          {.num_blocks = w.batch * (w.prompt / 64 + 1) + 1,
                                           .max_batch_tokens = chunk,
                                           .max_running = w.batch,
-                                          .show_progress = false});
+                                          .show_progress = false,
+                                          .kv_cache_dtype = bench_cache_dtype()});
     run_ponder(engine, prompts, 1);
     const Run run = run_ponder(engine, prompts, 1);
     fmt::print("  {:>6} tokens per step: {:.3f} s = {:.0f} prompt tokens/s ({} steps)\n", chunk,
@@ -472,7 +495,8 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
                                        {.num_blocks = blocks,
                                         .max_batch_tokens = kChunk,
                                         .max_running = w.batch,
-                                        .show_progress = false});
+                                        .show_progress = false,
+                                        .kv_cache_dtype = bench_cache_dtype()});
   warm_up(engine, prompts, w.new_tokens);
   const Run first = run_ponder(engine, prompts, 1);
   const Run short_run = run_ponder(engine, prompts, w.hf_new);

@@ -12,7 +12,7 @@ namespace ponder::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, prompt, prompts_file, out, chat_format;
+  std::string model, prompt, prompts_file, out, chat_format, kv_cache_dtype = "auto";
   std::int64_t n = 1;
   engine::SamplingParams params{.temperature = 0.6, .top_p = 0.95, .max_tokens = 256};
   bool chat = false;
@@ -44,7 +44,10 @@ void run_generate(const GenerateArgs& a) {
     const std::string prompt = a.chat ? model::render_chat(format, {{"user", text}}, true) : text;
     requests.push_back({tokenizer.encode(prompt), a.n, a.params});
   }
-  engine::RolloutEngine engine(*lm, &tokenizer, {.show_progress = a.out.empty() ? false : true});
+  engine::RolloutEngine engine(
+      *lm, &tokenizer,
+      {.show_progress = a.out.empty() ? false : true,
+       .kv_cache_dtype = model::parse_kv_cache_dtype(a.kv_cache_dtype, "--kv-cache-dtype")});
   const bool streaming = requests.size() == 1 && a.n == 1;
   const auto completions = engine.generate(
       requests,
@@ -100,6 +103,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--chat", a.chat, "Wrap prompts in the model's chat template");
   cmd->add_option("--chat-format", a.chat_format,
                   "chatml | qwen3 | smollm2 | deepseek_v3 | llama3 | r1_zero (default: detect)");
+  cmd->add_option("--kv-cache-dtype", a.kv_cache_dtype,
+                  "auto (the model's dtype) | fp8 (MLA models: FP8 latent cache, ~half the memory)")
+      ->capture_default_str();
   cmd->add_option("--out", a.out,
                   "Write completions as JSONL (ids, text, logprobs, finish reason)");
   cmd->callback([] {

@@ -57,6 +57,7 @@ nlohmann::json GenerateMetrics::to_json() const {
           {"preemptions", preemptions},
           {"peak_blocks_used", peak_blocks_used},
           {"num_blocks", num_blocks},
+          {"cache_bytes", cache_bytes},
           {"seconds", seconds},
           {"tokens_per_second", tokens_per_second},
           {"mean_batch_sequences", mean_batch_sequences}};
@@ -80,7 +81,7 @@ RolloutEngine::RolloutEngine(model::CausalLM& model, const model::Tokenizer* tok
 }
 
 void RolloutEngine::reserve_cache() {
-  const model::KvLayout layout = model_.kv_layout();
+  const model::KvLayout layout = model_.kv_layout(options_.kv_cache_dtype);
   std::int64_t per_token = 0;
   for (const auto& shape : layout.per_token_shapes)
     per_token += std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
@@ -103,11 +104,22 @@ void RolloutEngine::reserve_cache() {
     cache_.layers.push_back(std::move(tensors));
   }
   allocator_ = BlockAllocator(blocks);
+  log::info(
+      "KV cache: {} blocks of {} tokens ({} tokens, {:.3f} GiB, {})", blocks, options_.block_size,
+      blocks * options_.block_size, static_cast<double>(cache_bytes()) / (1 << 30),
+      options_.kv_cache_dtype == model::KvCacheDtype::kFp8 ? "FP8 latent rows" : "model dtype");
   if (options_.cuda_graphs && model_.graph_capturable()) {
     const auto scratch = allocator_.allocate();  // padding rows of the graphs' buckets
     if (scratch)
       graphs_ = std::make_unique<DecodeGraphs>(model_, cache_, options_.max_running, *scratch);
   }
+}
+
+std::int64_t RolloutEngine::cache_bytes() const {
+  std::int64_t bytes = 0;
+  for (const auto& layer : cache_.layers)
+    for (const auto& tensor : layer) bytes += tensor.nbytes();
+  return bytes;
 }
 
 void RolloutEngine::update_weights() {
@@ -370,6 +382,7 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
     throw Error("generate: the KV cache is released; call reserve_cache() first");
   metrics_ = {};
   metrics_.num_blocks = allocator_.num_blocks();
+  metrics_.cache_bytes = cache_bytes();
   const auto start = std::chrono::steady_clock::now();
   std::vector<Sequence> all;
   for (std::size_t r = 0; r < requests.size(); ++r) {

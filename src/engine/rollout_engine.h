@@ -40,6 +40,7 @@ struct Completion {
 struct GenerateMetrics {
   std::int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0, preemptions = 0;
   std::int64_t peak_blocks_used = 0, num_blocks = 0;
+  std::int64_t cache_bytes = 0;  // the KV cache's pages, all layers
   double seconds = 0, tokens_per_second = 0, mean_batch_sequences = 0;
   nlohmann::json to_json() const;
 };
@@ -55,6 +56,9 @@ struct EngineOptions {
   // Steps where every sequence decodes one token replay CUDA graphs per batch bucket when the
   // model allows it (weights on a GPU, MoE on its grouped path); false: always eager.
   bool cuda_graphs = true;
+  // auto: pages in the model's dtype; fp8 (MLA models only): FP8 latent rows, ~1.75x the blocks
+  // of BF16 pages in the same memory (model::parse_kv_cache_dtype reads the option's name).
+  model::KvCacheDtype kv_cache_dtype = model::KvCacheDtype::kAuto;
 };
 
 // Tokens per step by default: 1,024 on the CPU, 16,384 on a GPU, where larger prefill chunks
@@ -90,6 +94,8 @@ class RolloutEngine {
   std::int64_t graph_recordings() const { return graphs_ ? graphs_->recordings() : 0; }
 
   const BlockAllocator& allocator() const { return allocator_; }
+  // Bytes of the reserved KV pages, all layers (0 while released).
+  std::int64_t cache_bytes() const;
   std::int64_t block_size() const { return options_.block_size; }
 
  private:

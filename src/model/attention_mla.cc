@@ -87,8 +87,9 @@ at::Tensor MlaAttention::decode(const at::Tensor& q_latent, const at::Tensor& q_
                                         0, /*check_inputs=*/false)
              : kernels::mla_decode_reference(
                    query,
-                   gather_padded_pages(cache, step.decode_tables, step.decode_valid)
-                       .to(query.scalar_type()),
+                   kernels::mla_cache_entries(
+                       gather_padded_pages(cache, step.decode_tables, step.decode_valid),
+                       c.kv_lora_rank, query.scalar_type()),
                    step.decode_valid, scale_, c.kv_lora_rank);
   return at::einsum("dhc,hvc->dhv", {out_latent, w_uv});
 }
@@ -98,7 +99,11 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
   const ModelConfig& c = *c_;
   const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
   const Projected p = project(x, rot);
-  scatter_pages(cache[0], step.batch->slot_mapping, at::cat({p.latent, p.k_rope}, -1));
+  // an FP8 cache (uint8 rows) stores the latent quantised, the RoPE key in BF16
+  scatter_pages(cache[0], step.batch->slot_mapping,
+                cache[0].scalar_type() == at::kByte
+                    ? kernels::mla_cache_quantize(p.latent, p.k_rope)
+                    : at::cat({p.latent, p.k_rope}, -1));
   // W_UK [h, nope, lora] and W_UV [h, v, lora] are slices of kv_b_proj
   const at::Tensor w_kv = kv_b_proj_.dense_weight(x.scalar_type())
                               .view({heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank});
@@ -128,9 +133,9 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
     const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
     const std::int64_t ctx = step.context_lens[s];
     // entries [ctx, lora + rope]
-    const at::Tensor entries =
-        gather_pages(cache[0], step.batch->block_tables[static_cast<std::int64_t>(s)], ctx)
-            .to(x.scalar_type());
+    const at::Tensor entries = kernels::mla_cache_entries(
+        gather_pages(cache[0], step.batch->block_tables[static_cast<std::int64_t>(s)], ctx),
+        c.kv_lora_rank, x.scalar_type());
     const at::Tensor latent = entries.narrow(-1, 0, c.kv_lora_rank);
     const at::Tensor k_rope = entries.narrow(-1, c.kv_lora_rank, c.qk_rope_head_dim);
     // scores [h, n, ctx]

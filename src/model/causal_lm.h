@@ -15,8 +15,15 @@
 
 namespace ponder::model {
 
+// How the paged KV cache stores its tokens: in the model's dtype (auto), or (MLA only) as FP8
+// latent rows of bytes (kernels::mla_cache_quantize: about half the memory of BF16).
+enum class KvCacheDtype { kAuto, kFp8 };
+// "auto" | "fp8"; anything else throws an Error naming `field`.
+KvCacheDtype parse_kv_cache_dtype(const std::string& value, const std::string& field);
+
 // What one layer stores per cached token, so the engine can allocate pages without knowing the
-// architecture. MLA: one tensor [kv_lora_rank + qk_rope_head_dim] (latent then RoPE key).
+// architecture. MLA: one tensor [kv_lora_rank + qk_rope_head_dim] (latent then RoPE key), or with
+// an FP8 cache one uint8 row [kv_lora_rank + kv_lora_rank / 32 + 2 qk_rope_head_dim].
 // GQA: two tensors, K and V, each [num_key_value_heads, head_dim].
 struct KvLayout {
   std::int64_t num_layers = 0;
@@ -92,7 +99,8 @@ class CausalLM {
   // returns final-normed hidden states [T, hidden]. Equal to forward_hidden on the same tokens.
   virtual at::Tensor forward_paged(const StepBatch& batch, PagedKvCache& cache) = 0;
 
-  virtual KvLayout kv_layout() const = 0;
+  // Throws for an FP8 cache on a model that has none (GQA, kv_lora_rank not a multiple of 128).
+  virtual KvLayout kv_layout(KvCacheDtype cache_dtype) const = 0;
 
   // True when a decode_only forward_paged and logits run on the GPU without host synchronisation
   // (no per-expert loop), so the engine may capture them as CUDA graphs (MLA models today).

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "kernels/mla_decode_kernel.h"
 #include "kernels/sampling.h"
 #include "model/checkpointing.h"
 #include "model/safetensors.h"
@@ -222,11 +223,28 @@ at::Tensor TransformerLM::forward_paged(const StepBatch& batch, PagedKvCache& ca
                         std::size_t l) { return attention.paged(x, rot, step, cache.layers[l]); });
 }
 
-KvLayout TransformerLM::kv_layout() const {
-  return {
-      config_.num_hidden_layers,
-      config_.is_mla() ? MlaAttention::cache_shapes(config_) : GqaAttention::cache_shapes(config_),
-      embed_.scalar_type()};
+KvCacheDtype parse_kv_cache_dtype(const std::string& value, const std::string& field) {
+  if (value == "auto") return KvCacheDtype::kAuto;
+  if (value == "fp8") return KvCacheDtype::kFp8;
+  throw Error(field + ": unsupported value '" + value + "' (expected one of: auto, fp8)");
+}
+
+KvLayout TransformerLM::kv_layout(KvCacheDtype cache_dtype) const {
+  if (cache_dtype == KvCacheDtype::kAuto)
+    return {config_.num_hidden_layers,
+            config_.is_mla() ? MlaAttention::cache_shapes(config_)
+                             : GqaAttention::cache_shapes(config_),
+            embed_.scalar_type()};
+  if (!config_.is_mla())
+    throw Error("kv_cache_dtype fp8: only MLA models (DeepSeek V2/V3) have an FP8 latent cache; " +
+                config_.model_type + " uses GQA attention (use auto)");
+  if (config_.kv_lora_rank % kernels::kMlaFp8Group != 0)
+    throw Error("kv_cache_dtype fp8: kv_lora_rank must be a multiple of " +
+                std::to_string(kernels::kMlaFp8Group) +
+                " (this model: " + std::to_string(config_.kv_lora_rank) + ")");
+  return {config_.num_hidden_layers,
+          {{kernels::mla_cache_fp8_bytes(config_.kv_lora_rank, config_.qk_rope_head_dim)}},
+          at::kByte};
 }
 
 bool TransformerLM::graph_capturable() const {

@@ -20,7 +20,7 @@ class TransformerLM : public CausalLM {
   at::Tensor forward_hidden(const at::Tensor& input_ids, const at::Tensor& positions,
                             const at::Tensor& cu_seqlens) override;
   at::Tensor forward_paged(const StepBatch& batch, PagedKvCache& cache) override;
-  KvLayout kv_layout() const override;
+  KvLayout kv_layout(KvCacheDtype cache_dtype) const override;
   bool graph_capturable() const override;
   at::Tensor logits(const at::Tensor& hidden) override;
   at::Tensor token_logprobs(const at::Tensor& hidden, const at::Tensor& targets) override;

@@ -483,6 +483,15 @@ Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, st
   return out;
 }
 
+// The policy's engines: pages of 16 tokens, a fixed count, the recipe's cache dtype.
+engine::EngineOptions rollout_engine_options(const GrpoRecipe& recipe) {
+  return {.block_size = 16,
+          .num_blocks = 4096,
+          .show_progress = false,
+          .kv_cache_dtype =
+              model::parse_kv_cache_dtype(recipe.rollout.kv_cache_dtype, "rollout.kv_cache_dtype")};
+}
+
 // One-step off-policy generation (rollout.off_policy_steps = 1): step t+1's batch is generated
 // by a copy of the weights from before step t's update, on a side thread (and a side stream on
 // GPU), while step t trains. The batch's collectives would interleave with the update's, so this
@@ -494,8 +503,7 @@ class RolloutAhead {
       : c_(c),
         pool_(pool),
         generator_(model::load_causal_lm(c.model_dir, c.device, at::kFloat)),
-        engine_(*generator_, c.tokenizer.get(),
-                {.block_size = 16, .num_blocks = 4096, .show_progress = false}) {
+        engine_(*generator_, c.tokenizer.get(), rollout_engine_options(c.recipe)) {
     generator_->set_linear_precision(linear_precision(c.recipe.train));
     if (checkpoint && load_generator_weights(*checkpoint, *generator_))
       generator_step_ = step - 1;  // what step `step`'s checkpoint was generating with
@@ -786,8 +794,7 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
     c.rewards.emplace_back(spec.name, training_rewards().create(spec.name, spec.options));
     c.reward_weights.push_back(spec.weight);
   }
-  engine::RolloutEngine engine(*c.policy, c.tokenizer.get(),
-                               {.block_size = 16, .num_blocks = 4096, .show_progress = false});
+  engine::RolloutEngine engine(*c.policy, c.tokenizer.get(), rollout_engine_options(c.recipe));
   dist::DataParallel optimizer(group, c.trainable,
                                {.lr = recipe.optim.lr,
                                 .beta1 = recipe.optim.beta1,

@@ -6,6 +6,7 @@
 #include "core/json_file.h"
 #include "core/json_struct.h"
 #include "datasets/eval_tasks.h"
+#include "model/causal_lm.h"
 #include "train/run_setup.h"
 
 namespace ponder::train {
@@ -41,6 +42,7 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
     require_one_of("optim.schedule", recipe.optim.schedule, {"constant", "cosine"});
     require_one_of("train.device", recipe.train.device, {"auto", "cpu", "cuda"});
     linear_precision(recipe.train);
+    model::parse_kv_cache_dtype(recipe.rollout.kv_cache_dtype, "rollout.kv_cache_dtype");
     if (recipe.train.micro_batch_size < 0)
       throw Error("train.micro_batch_size: expected 0 (whole minibatch) or a positive count");
     if (recipe.optim.balance_loss_coef < 0)

@@ -58,6 +58,7 @@ struct RolloutSection {
   double top_p = 1.0;
   std::int64_t max_tokens = 48;
   std::int64_t off_policy_steps = 0;
+  std::string kv_cache_dtype = "auto";
   template <class V>
   void fields(V& v) {
     v("prompts_per_step", prompts_per_step, "prompts sampled per RL step");
@@ -69,6 +70,9 @@ struct RolloutSection {
       "0: generate each step's batch with the current weights, then train | 1: generate step "
       "t+1's batch on a copy of the weights from before step t's update while step t trains "
       "(one-step off-policy; one process)");
+    v("kv_cache_dtype", kv_cache_dtype,
+      "auto: KV cache in the model's dtype | fp8: FP8 latent cache (MLA models: ~half the "
+      "memory, more sequences at once)");
   }
 };
 

@@ -1,7 +1,8 @@
 // The whole GPU path end to end: a random-init tiny DeepSeek (MLA + MoE) model generating on the
 // GPU (kernels for norms, RoPE, SwiGLU, sampling, token logprobs) gives the CPU engine's tokens
 // for the same seeds, greedy and under top-k/top-p/min-p, and the same log-probabilities; its
-// decode steps replayed as CUDA graphs give the eager steps' tokens and log-probabilities.
+// decode steps replayed as CUDA graphs give the eager steps' tokens and log-probabilities. The same
+// with the FP8 latent cache (quantised by ATen on either device, read by the decode kernel).
 #include <gtest/gtest.h>
 
 #include "engine/rollout_engine.h"
@@ -12,12 +13,16 @@
 namespace ponder::kernels {
 namespace {
 
-std::vector<engine::Completion> generate(const std::filesystem::path& dir, at::Device device,
-                                         const engine::SamplingParams& params) {
+std::vector<engine::Completion> generate(
+    const std::filesystem::path& dir, at::Device device, const engine::SamplingParams& params,
+    model::KvCacheDtype cache_dtype = model::KvCacheDtype::kAuto) {
   auto lm = model::load_causal_lm(dir, device, at::kFloat);
-  engine::RolloutEngine engine(
-      *lm, nullptr,
-      {.block_size = 4, .num_blocks = 96, .max_batch_tokens = 16, .show_progress = false});
+  engine::RolloutEngine engine(*lm, nullptr,
+                               {.block_size = 4,
+                                .num_blocks = 96,
+                                .max_batch_tokens = 16,
+                                .show_progress = false,
+                                .kv_cache_dtype = cache_dtype});
   std::vector<engine::Request> requests;
   for (const auto& prompt : std::vector<std::vector<std::int64_t>>{
            {5, 17, 99, 1024, 7, 3, 250, 11, 42, 8}, {8, 9, 10}, {300, 301, 302, 303, 304}})
@@ -25,10 +30,16 @@ std::vector<engine::Completion> generate(const std::filesystem::path& dir, at::D
   return engine.generate(requests);
 }
 
-TEST(EngineOnGpu, SameTokensAndLogprobsAsCpu) {
+class EngineOnGpu : public ::testing::TestWithParam<model::KvCacheDtype> {};
+
+// FP8: kv_lora_rank 128 (a multiple of the 128-value scale groups); both engines FP32, so both
+// decode with the reference over dequantised pages.
+TEST_P(EngineOnGpu, SameTokensAndLogprobsAsCpu) {
   PONDER_REQUIRE_GPU();
   testing_util::ScratchDir dir("engine_gpu");
-  model::init_model(model::preset_config("tiny-mla"), dir / "m", {.seed = 3});
+  nlohmann::json config = model::preset_config("tiny-mla");
+  if (GetParam() == model::KvCacheDtype::kFp8) config["kv_lora_rank"] = 128;
+  model::init_model(config, dir / "m", {.seed = 3});
   engine::SamplingParams greedy{.temperature = 0, .max_tokens = 10, .ignore_eos = true};
   engine::SamplingParams filtered{.temperature = 0.9,
                                   .top_p = 0.9,
@@ -38,8 +49,8 @@ TEST(EngineOnGpu, SameTokensAndLogprobsAsCpu) {
                                   .ignore_eos = true,
                                   .seed = 11};
   for (const auto& params : {greedy, filtered}) {
-    const auto cpu = generate(dir / "m", at::kCPU, params);
-    const auto gpu = generate(dir / "m", at::kCUDA, params);
+    const auto cpu = generate(dir / "m", at::kCPU, params, GetParam());
+    const auto gpu = generate(dir / "m", at::kCUDA, params, GetParam());
     ASSERT_EQ(cpu.size(), gpu.size());
     for (std::size_t i = 0; i < cpu.size(); ++i) {
       EXPECT_EQ(gpu[i].ids, cpu[i].ids) << "completion " << i << " T " << params.temperature;
@@ -56,8 +67,8 @@ TEST(EngineOnGpu, SameTokensAndLogprobsAsCpu) {
 // in BF16: seven sequences of four requests (forks after the prompts, contexts crossing pages,
 // greedy and filtered sampling) finish at different lengths, so the decode steps run in buckets
 // of 8 (padded), 4, 2 and 1 rows, each eagerly for its first steps and then replayed. The eager
-// engine is the reference.
-TEST(EngineOnGpu, DecodeGraphsMatchEager) {
+// engine is the reference. With FP8 the decode kernel reads FP8 pages in both.
+TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
   PONDER_REQUIRE_GPU();
   testing_util::ScratchDir dir("engine_graphs");
   nlohmann::json config = model::preset_config("tiny-mla");
@@ -90,7 +101,8 @@ TEST(EngineOnGpu, DecodeGraphsMatchEager) {
                                   .max_batch_tokens = 512,
                                   .max_running = 16,
                                   .show_progress = false,
-                                  .cuda_graphs = graphs});
+                                  .cuda_graphs = graphs,
+                                  .kv_cache_dtype = GetParam()});
     auto completions = engine.generate(requests);
     *captured = engine.captured_graphs();
     recordings = engine.graph_recordings();
@@ -114,6 +126,12 @@ TEST(EngineOnGpu, DecodeGraphsMatchEager) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(CacheDtypes, EngineOnGpu,
+                         ::testing::Values(model::KvCacheDtype::kAuto, model::KvCacheDtype::kFp8),
+                         [](const auto& info) {
+                           return info.param == model::KvCacheDtype::kFp8 ? "fp8" : "auto";
+                         });
 
 }  // namespace
 }  // namespace ponder::kernels

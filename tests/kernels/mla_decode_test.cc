@@ -3,12 +3,15 @@
 // caches whose unused slots hold NaN, for 16 to 256 heads (from 64 on, the wgmma kernel on an
 // H100/H200, and the mma.sync kernel when asked), ragged lengths and several splits (combined in
 // the kernel itself and by the separate combine kernel), calls back to back and in CUDA graphs.
+// The FP8 latent cache: its rows against hand-computed bytes and values (CPU), and the kernel
+// over FP8 pages against the reference over the same pages dequantised.
 #include "kernels/mla_decode.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "core/error.h"
 #include "kernels/cuda_graph.h"
 #include "model/layers.h"
 #include "tests/kernels/kernel_test_util.h"
@@ -82,6 +85,116 @@ TEST(MlaDecodeReference, MatchesFp64OracleOnCpu) {
   const at::Tensor want = at::mm((at::mm(q[1], e[1].narrow(0, 0, 7).t()) * 0.05).softmax(-1),
                                  e[1].narrow(0, 0, 7).narrow(1, 0, 512));
   EXPECT_LT((got[1] - want).abs().max().item<double>(), 1e-5);
+}
+
+// e4m3 bytes: sign, 4 exponent bits (bias 7), 3 mantissa bits.
+TEST(MlaCacheFp8, RowsHoldHandComputedBytesAndValues) {
+  at::Tensor latent = at::zeros({2, 512});
+  // group 0: amax 896 -> scale 2; 3 / 2 = 1.5 exactly, 2.125 / 2 = 1.0625 ties to even (1.0)
+  latent[0].narrow(0, 0, 4).copy_(at::tensor({896.f, -896.f, 3.f, 2.125f}));
+  // group 1 all zero -> scale 1; group 2: amax 448 -> scale 1, the subnormal edges: 2^-9 is the
+  // smallest, 2^-10 ties to even (0), 3 * 2^-10 ties to even (2^-8)
+  latent[0].narrow(0, 256, 6).copy_(
+      at::tensor({448.f, -448.f, std::ldexp(1.f, -9), -std::ldexp(1.f, -9), std::ldexp(1.f, -10),
+                  3 * std::ldexp(1.f, -10)}));
+  // group 3: amax 1 -> scale 1 / 448; 0.5 -> 224 = 1.75 * 2^7
+  latent[0].narrow(0, 384, 2).copy_(at::tensor({1.f, 0.5f}));
+  latent[1].normal_();
+  const at::Tensor rope = at::randn({2, 64}).to(at::kBFloat16);
+  const at::Tensor rows = mla_cache_quantize(latent, rope);
+  ASSERT_EQ(rows.sizes(), (at::IntArrayRef{2, 656}));
+  ASSERT_EQ(rows.scalar_type(), at::kByte);
+  const auto byte = [&](std::int64_t i) { return rows[0][i].item<int>(); };
+  EXPECT_EQ(byte(0), 0x7E);  // 448
+  EXPECT_EQ(byte(1), 0xFE);  // -448
+  EXPECT_EQ(byte(2), 0x3C);  // 1.5
+  EXPECT_EQ(byte(3), 0x38);  // 1.0
+  for (std::int64_t i = 128; i < 256; ++i) EXPECT_EQ(byte(i), 0) << i;
+  const std::vector<int> group2 = {0x7E, 0xFE, 0x01, 0x81, 0x00, 0x02};
+  for (std::size_t i = 0; i < group2.size(); ++i) EXPECT_EQ(byte(256 + i), group2[i]) << i;
+  EXPECT_EQ(byte(384), 0x7E);
+  EXPECT_EQ(byte(385), 0x76);
+  const at::Tensor scales = rows[0].narrow(0, 512, 16).clone().view(at::kFloat);
+  EXPECT_EQ(scales[0].item<float>(), 2.f);
+  EXPECT_EQ(scales[1].item<float>(), 1.f);
+  EXPECT_EQ(scales[2].item<float>(), 1.f);
+  EXPECT_EQ(scales[3].item<float>(), 1.f / 448.f);
+  EXPECT_TRUE(at::equal(rows.narrow(1, 528, 128), rope.view(at::kByte)));
+
+  const at::Tensor back = mla_cache_dequantize(rows, 512, at::kFloat);
+  ASSERT_EQ(back.sizes(), (at::IntArrayRef{2, 576}));
+  const auto value = [&](std::int64_t i) { return back[0][i].item<float>(); };
+  const std::vector<float> group0 = {896.f, -896.f, 3.f, 2.f};
+  for (std::size_t i = 0; i < group0.size(); ++i) EXPECT_EQ(value(i), group0[i]) << i;
+  const std::vector<float> edges = {
+      448.f, -448.f, std::ldexp(1.f, -9), -std::ldexp(1.f, -9), 0.f, std::ldexp(1.f, -8)};
+  for (std::size_t i = 0; i < edges.size(); ++i) EXPECT_EQ(value(256 + i), edges[i]) << i;
+  // 448 and 224 times the FP32 scale 1/448, then rounded to BF16: exactly 1 and 0.5
+  const at::Tensor bf16 = mla_cache_dequantize(rows, 512, at::kBFloat16);
+  EXPECT_EQ(bf16[0][384].item<float>(), 1.f);
+  EXPECT_EQ(bf16[0][385].item<float>(), 0.5f);
+  // the RoPE dims come back bit for bit; normal values within e4m3's half step (2^-4 relative)
+  EXPECT_TRUE(at::equal(bf16.narrow(1, 512, 64), rope));
+  const at::Tensor err = (back[1].narrow(0, 0, 512) - latent[1]).abs();
+  EXPECT_TRUE((err <= latent[1].abs() * 0.0625 + 1e-3).all().item<bool>()) << err.max();
+  // leading dims are kept; a kv_lora_rank that is not a multiple of 128 is refused
+  EXPECT_EQ(mla_cache_dequantize(rows.view({2, 1, 656}), 512, at::kFloat).sizes(),
+            (at::IntArrayRef{2, 1, 576}));
+  EXPECT_THROW(mla_cache_quantize(at::zeros({1, 64}), at::zeros({1, 16})), Error);
+}
+
+// The model's reference decode reads FP8 pages through model::gather_padded_pages then
+// kernels::mla_cache_entries: exactly the reference over the whole cache dequantised to BF16 first
+// (gathering and dequantising commute; masked slots, random bytes here, become zeros), on the CPU.
+TEST(MlaCacheFp8, ReferenceOverFp8PagesEqualsReferenceOverDequantisedPages) {
+  at::Tensor fp8 = at::randint(0, 256, {6, 64, 656}, at::kByte);  // garbage everywhere
+  const at::Tensor flat = fp8.view({-1, 656});
+  const at::Tensor tables = at::tensor({3, 1, 0, 5, 2, 4}, at::kLong).view({2, 3});
+  const at::Tensor lens = at::tensor({150, 70}, at::kLong);
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t t = 0; t < lens[b].item<std::int64_t>(); ++t) {
+      const std::int64_t slot = tables[b][t / 64].item<std::int64_t>() * 64 + t % 64;
+      flat[slot].copy_(mla_cache_quantize(at::randn({1, 512}), at::randn({1, 64}))[0]);
+    }
+  const at::Tensor valid = at::arange(150, at::kLong).unsqueeze(0) < lens.unsqueeze(1);
+  const at::Tensor query = at::randn({2, 16, 576}).to(at::kBFloat16);
+  const at::Tensor over_fp8 = mla_decode_reference(
+      query, mla_cache_entries(model::gather_padded_pages(fp8, tables, valid), 512, at::kBFloat16),
+      valid, 0.08, 512);
+  const at::Tensor dequantised = mla_cache_dequantize(fp8, 512, at::kBFloat16);
+  const at::Tensor over_bf16 = mla_decode_reference(
+      query, model::gather_padded_pages(dequantised, tables, valid), valid, 0.08, 512);
+  EXPECT_FALSE(over_fp8.isnan().any().item<bool>());
+  EXPECT_TRUE(at::equal(over_fp8, over_bf16));
+}
+
+// The kernel over FP8 pages (NaN bytes in every unused slot) against the FP64 oracle and the
+// model's reference path over the same pages dequantised (kernels::mla_cache_dequantize), with
+// the BF16 test's tolerances: 16, 32 and 128 heads (FP8 always takes the mma.sync kernel), ragged
+// lengths, one range, ranges combined in clusters (2-8), by the last CTA (9, 16) and by the
+// combine kernel (17).
+TEST(MlaDecodeCuda, Fp8CacheMatchesReferenceOverDequantisedCache) {
+  PONDER_REQUIRE_GPU();
+  const double scale = 0.08;
+  for (const std::int64_t heads : {16, 32, 128})
+    for (const auto& lengths : std::vector<std::vector<std::int64_t>>{
+             {1, 63, 64, 65, 200}, {1000, 3000, 17, 129}, {33, 4096}}) {
+      Case c = make_case(lengths, heads);
+      const at::Tensor flat = c.cache.view({-1, 576});
+      const at::Tensor fp8 = mla_cache_quantize(flat.narrow(1, 0, 512), flat.narrow(1, 512, 64))
+                                 .view({c.cache.size(0), 64, 656});
+      ASSERT_TRUE(mla_decode_supported(c.query, fp8));
+      c.cache = mla_cache_dequantize(fp8, 512, at::kBFloat16);
+      const at::Tensor want = oracle(c, scale), model = model_path(c, scale);
+      for (const std::int64_t splits : {0, 1, 2, 5, 8, 9, 16, 17}) {
+        const at::Tensor got = mla_decode_cuda(c.query, fp8, c.tables, c.lens, scale, splits);
+        const std::string what = "heads " + std::to_string(heads) + " first length " +
+                                 std::to_string(lengths[0]) + " splits " + std::to_string(splits);
+        ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
+        EXPECT_LT(relative_error(got, want), 1e-2) << what;
+        EXPECT_LT(relative_error(got, model), 3e-2) << what;
+      }
+    }
 }
 
 TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {

@@ -156,7 +156,7 @@ TEST(Fp8Checkpoint, KeptFp8WeightsGiveTheDequantisedLogits) {
 // One engine step prefilling `ids` as a single sequence into a fresh one-block paged cache.
 at::Tensor paged_prefill(CausalLM& model, const at::Tensor& ids) {
   const std::int64_t n = ids.size(0);
-  const KvLayout layout = model.kv_layout();
+  const KvLayout layout = model.kv_layout(KvCacheDtype::kAuto);
   PagedKvCache cache{.block_size = n};
   for (std::int64_t l = 0; l < layout.num_layers; ++l) {
     std::vector<std::int64_t> shape = {1, n};

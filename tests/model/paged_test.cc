@@ -19,7 +19,7 @@ struct Harness {
   std::vector<std::int64_t> lengths;
 
   Harness(CausalLM& m, std::int64_t sequences, std::int64_t blocks_per_sequence) : model(m) {
-    const KvLayout layout = model.kv_layout();
+    const KvLayout layout = model.kv_layout(KvCacheDtype::kAuto);
     const std::int64_t blocks = sequences * blocks_per_sequence;
     cache.block_size = block_size;
     for (std::int64_t l = 0; l < layout.num_layers; ++l) {

@@ -34,6 +34,9 @@ TEST(Recipe, ErrorsNameTheFieldAndWhatWasExpected) {
             "r.json: grpo.kl_estimator: unsupported value 'k9' (expected one of: k1, k2, k3)");
   EXPECT_EQ(error_of(R"({"train": {"precision": "fp16"}})"),
             "r.json: train.precision: unsupported value 'fp16' (expected one of: fp32, bf16, fp8)");
+  EXPECT_EQ(
+      error_of(R"({"rollout": {"kv_cache_dtype": "int8"}})"),
+      "r.json: rollout.kv_cache_dtype: unsupported value 'int8' (expected one of: auto, fp8)");
   EXPECT_EQ(error_of("{}", {"rollout.n=1"}),
             "r.json: rollout.n: GRPO needs at least 2 samples per prompt");
   EXPECT_THROW(load_recipe("/nonexistent/recipe.json", {}), Error);
