@@ -1,11 +1,13 @@
 // Rollout throughput on one GPU: a random-init DeepSeek-V2-Lite-shaped BF16 model, ponder's
 // RolloutEngine against HF transformers `generate` on the same weights and prompts (greedy, EOS
 // ignored) in the same run, the decode roofline (weights + KV bytes per step / device-to-device
-// copy bandwidth measured here) and a kernel-time profile of one decode step.
+// copy bandwidth measured here) and kernel-time profiles of one decode step and one prefill chunk.
 // Usage: bench_rollout_gpu [BATCH PROMPT NEW HF_NEW [TRACE.json]]  (defaults 256 512 1024 64);
-// PONDER_BENCH_NO_HF=1 skips the HF baseline; PONDER_BENCH_EXPERT_GEMM=torch|few-rows|wgmma|large
-// also runs the full workload and the step profile with the routed experts forced onto that GEMM
-// (the main run takes model::pick_expert_gemm's automatic choice).
+// PONDER_BENCH_NO_HF=1 skips the HF baseline; PONDER_BENCH_PREFILL_CHUNKS=2048,4096,... also
+// times the prefill (the 1-token run) with engine steps of each size;
+// PONDER_BENCH_EXPERT_GEMM=torch|few-rows|wgmma|large also runs the full workload and the step
+// profile with the routed experts forced onto that GEMM (the main run takes
+// model::pick_expert_gemm's automatic choice).
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -119,23 +122,23 @@ struct DecodeStep {
   }
 };
 
-// Prints model-only ms per decode step and the GPU kernel time by kernel over 3 profiled steps.
-void profile_decode(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t ctx,
-                    const std::string& trace_path) {
+// Milliseconds per synced call of `step` (mean of 10 after one untimed call), then the GPU
+// kernel time by kernel over 3 profiled calls (the top `rows` kernels) under `title`.
+void print_profile(const std::string& title, const std::function<at::Tensor()>& step,
+                   const std::string& trace_path, std::size_t rows = 18) {
   namespace profiler = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
   using torch::profiler::impl::ProfilerConfig;
   using torch::profiler::impl::ProfilerState;
-  DecodeStep step(lm, sequences, ctx);
-  sync(step(lm));
+  sync(step());
   const auto start = Clock::now();
-  for (int i = 0; i < 10; ++i) sync(step(lm));
+  for (int i = 0; i < 10; ++i) sync(step());
   const double step_ms = since(start) * 100;
   const ProfilerConfig config(ProfilerState::KINETO);
   const std::set<ActivityType> activities = {ActivityType::CPU, ActivityType::CUDA};
   profiler::prepareProfiler(config, activities);
   profiler::enableProfiler(config, activities);
-  for (int i = 0; i < 3; ++i) sync(step(lm));
+  for (int i = 0; i < 3; ++i) sync(step());
   const auto result = profiler::disableProfiler();
   if (!trace_path.empty()) result->save(trace_path);
   std::map<std::string, std::pair<double, int>> by_kernel;  // name -> (ms, launches)
@@ -147,17 +150,83 @@ void profile_decode(ponder::model::CausalLM& lm, std::int64_t sequences, std::in
     ++count;
     gpu_ms += static_cast<double>(e.durationNs()) / 1e6 / 3;
   }
-  std::vector<std::pair<std::string, std::pair<double, int>>> rows(by_kernel.begin(),
-                                                                   by_kernel.end());
-  std::sort(rows.begin(), rows.end(),
+  std::vector<std::pair<std::string, std::pair<double, int>>> sorted(by_kernel.begin(),
+                                                                     by_kernel.end());
+  std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  fmt::print(
-      "\ndecode step alone ({} sequences, context {}): {:.2f} ms per step (forward + logits + "
-      "argmax, synced), GPU kernels {:.2f} ms per step\n",
-      sequences, ctx, step_ms, gpu_ms);
-  for (std::size_t i = 0; i < std::min<std::size_t>(rows.size(), 18); ++i)
-    fmt::print("  {:7.3f} ms {:5.1f}% {:5} launches  {}\n", rows[i].second.first,
-               100 * rows[i].second.first / gpu_ms, rows[i].second.second / 3, rows[i].first);
+  fmt::print("\n{}: {:.2f} ms per call (synced), GPU kernels {:.2f} ms per call\n", title, step_ms,
+             gpu_ms);
+  for (std::size_t i = 0; i < std::min(sorted.size(), rows); ++i)
+    fmt::print("  {:7.3f} ms {:5.1f}% {:5} launches  {}\n", sorted[i].second.first,
+               100 * sorted[i].second.first / gpu_ms, sorted[i].second.second / 3, sorted[i].first);
+}
+
+void profile_decode(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t ctx,
+                    const std::string& trace_path) {
+  DecodeStep step(lm, sequences, ctx);
+  print_profile(
+      fmt::format("decode step alone ({} sequences, context {}; forward + logits + "
+                  "argmax)",
+                  sequences, ctx),
+      [&] { return step(lm); }, trace_path);
+}
+
+// One prefill chunk as the engine runs it: `sequences` fresh prompts of `prompt` tokens through
+// forward_paged, then logits and argmax of each sequence's last token only.
+struct PrefillStep {
+  ponder::model::PagedKvCache cache;
+  ponder::model::StepBatch batch;
+  at::Tensor last;  // [sequences] row of each sequence's last token
+
+  PrefillStep(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t prompt) {
+    const auto layout = lm.kv_layout();
+    const std::int64_t per_seq = (prompt + 63) / 64, blocks = sequences * per_seq;
+    cache.block_size = 64;
+    for (std::int64_t l = 0; l < layout.num_layers; ++l) {
+      std::vector<at::Tensor> tensors;
+      for (const auto& shape : layout.per_token_shapes) {
+        std::vector<std::int64_t> full = {blocks, 64};
+        full.insert(full.end(), shape.begin(), shape.end());
+        tensors.push_back(at::zeros(full, at::TensorOptions(layout.dtype).device(at::kCUDA)));
+      }
+      cache.layers.push_back(std::move(tensors));
+    }
+    const auto i64 = at::TensorOptions(at::kLong).device(at::kCUDA);
+    const at::Tensor pos = at::arange(prompt, i64).repeat({sequences});
+    const at::Tensor seq = at::arange(sequences, i64).repeat_interleave(prompt);
+    batch = {at::randint(3, lm.config().vocab_size, {sequences * prompt}, i64),
+             pos,
+             seq * per_seq * 64 + pos,
+             at::arange(sequences + 1, i64) * prompt,
+             at::full({sequences}, prompt, i64),
+             at::arange(blocks, i64).view({sequences, per_seq})};
+    last = at::arange(1, sequences + 1, i64) * prompt - 1;
+  }
+  at::Tensor operator()(ponder::model::CausalLM& lm) {
+    return lm.logits(lm.forward_paged(batch, cache).index_select(0, last)).argmax(-1);
+  }
+};
+
+// The kernel profile of one prefill chunk of `tokens` tokens (the bench's engine chunk), and
+// its time with the routed experts on torch's grouped GEMM and on the large wgmma kernel.
+void profile_prefill(ponder::model::CausalLM& lm, std::int64_t tokens, std::int64_t prompt) {
+  using ponder::model::ExpertGemm;
+  PrefillStep step(lm, std::max<std::int64_t>(1, tokens / prompt), prompt);
+  print_profile(
+      fmt::format("prefill chunk alone ({} x {}-token prompts; forward + last-token "
+                  "logits + argmax)",
+                  tokens / prompt, prompt),
+      [&] { return step(lm); }, "", 24);
+  for (const auto& [name, gemm] : {std::pair{"torch grouped", ExpertGemm::kTorchGrouped},
+                                   {"wgmma large", ExpertGemm::kWgmmaLarge}}) {
+    lm.set_expert_gemm(gemm);
+    sync(step(lm));
+    const auto start = Clock::now();
+    for (int i = 0; i < 5; ++i) sync(step(lm));
+    fmt::print("  prefill chunk with the routed experts on {}: {:.2f} ms\n", name,
+               since(start) * 200);
+  }
+  lm.set_expert_gemm(ExpertGemm::kAuto);
 }
 
 double weight_bytes(ponder::model::CausalLM& lm) {
@@ -183,6 +252,9 @@ std::string agreement(const Ids& ours, const Ids& theirs) {
   return fmt::format("first token same as HF in {}/{} sequences, mean common prefix {:.1f} tokens",
                      first, theirs.size(), prefix / static_cast<double>(theirs.size()));
 }
+
+// Tokens per engine step (prefill chunks + decode tokens) in the bench's engines.
+constexpr std::int64_t kChunk = 16384;
 
 struct Shape {
   std::int64_t batch = 256, prompt = 512, new_tokens = 1024, hf_new = 64;
@@ -293,7 +365,7 @@ SecondEngine run_second_engine(ponder::model::CausalLM& lm, const Ids& prompts, 
                                const Run& reference) {
   ponder::engine::RolloutEngine engine(lm, nullptr,
                                        {.num_blocks = blocks,
-                                        .max_batch_tokens = 16384,
+                                        .max_batch_tokens = kChunk,
                                         .max_running = batch,
                                         .show_progress = false,
                                         .cuda_graphs = cuda_graphs});
@@ -349,6 +421,31 @@ void compare_expert_gemm(const Shape& w, const Ids& prompts, const Run& first, c
   lm.set_expert_gemm(ExpertGemm::kAuto);
 }
 
+// The 1-token workload (the prompts' prefill) on fresh engines whose steps take each number of
+// tokens in PONDER_BENCH_PREFILL_CHUNKS (comma-separated), one untimed run first.
+void sweep_prefill_chunks(const Shape& w, const Ids& prompts, ponder::model::CausalLM& lm) {
+  const char* env = std::getenv("PONDER_BENCH_PREFILL_CHUNKS");
+  if (!env || !*env) return;
+  fmt::print("\nprefill of {} x {}-token prompts (1-token run) by engine step size:\n", w.batch,
+             w.prompt);
+  std::string list = env;
+  for (std::size_t at = 0; at < list.size();) {
+    const std::size_t comma = std::min(list.find(',', at), list.size());
+    const std::int64_t chunk = std::stoll(list.substr(at, comma - at));
+    at = comma + 1;
+    ponder::engine::RolloutEngine engine(lm, nullptr,
+                                         {.num_blocks = w.batch * (w.prompt / 64 + 1) + 1,
+                                          .max_batch_tokens = chunk,
+                                          .max_running = w.batch,
+                                          .show_progress = false});
+    run_ponder(engine, prompts, 1);
+    const Run run = run_ponder(engine, prompts, 1);
+    fmt::print("  {:>6} tokens per step: {:.3f} s = {:.0f} prompt tokens/s ({} steps)\n", chunk,
+               run.seconds, static_cast<double>(w.batch * w.prompt) / run.seconds,
+               run.metrics.steps);
+  }
+}
+
 void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const double bandwidth = copy_bandwidth_gbs() * 1e9;
   fmt::print("device-to-device copy: {:.0f} GB/s (read + write)\n", bandwidth / 1e9);
@@ -373,7 +470,7 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const std::int64_t blocks = w.batch * ((w.prompt + w.new_tokens + 63) / 64) + 1;
   ponder::engine::RolloutEngine engine(*lm, nullptr,
                                        {.num_blocks = blocks,
-                                        .max_batch_tokens = 16384,
+                                        .max_batch_tokens = kChunk,
                                         .max_running = w.batch,
                                         .show_progress = false});
   warm_up(engine, prompts, w.new_tokens);
@@ -383,6 +480,8 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   report(w, hf, first, short_run, full, *lm, bandwidth);
   report_eager(w, prompts, first, short_run, engine.captured_graphs(), *lm, blocks);
   profile_decode(*lm, w.batch, w.prompt + w.new_tokens / 2, trace);
+  profile_prefill(*lm, kChunk, w.prompt);
+  sweep_prefill_chunks(w, prompts, *lm);
   compare_expert_gemm(w, prompts, first, full, *lm, blocks);
 }
 

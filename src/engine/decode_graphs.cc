@@ -33,6 +33,14 @@ std::int64_t decode_bucket(std::int64_t n, std::int64_t max_batch) {
   return std::min(b, max_batch);
 }
 
+std::int64_t table_width(std::int64_t tokens, std::int64_t block_size, std::int64_t max_context,
+                         std::int64_t max_pages) {
+  if (block_size < 1) throw Error("table_width: block size " + std::to_string(block_size));
+  const std::int64_t capped = std::min(tokens, std::max<std::int64_t>(max_context, 1));
+  return std::clamp<std::int64_t>((capped + block_size - 1) / block_size, 1,
+                                  std::max<std::int64_t>(max_pages, 1));
+}
+
 at::Tensor DecodeGraphs::ints(std::int64_t field, std::int64_t rows) const {
   return ints_.narrow(0, field * max_batch_, rows);
 }
@@ -51,6 +59,10 @@ void DecodeGraphs::clear() {
   graphs_.clear();
   asked_.clear();
   pool_ = kernels::CudaGraph::new_pool();
+}
+
+void DecodeGraphs::reserve(std::int64_t width) {
+  if (width > width_) resize(width);
 }
 
 // New static buffers for block tables `width` pages wide; graphs recorded on the old ones go.
@@ -95,7 +107,8 @@ void DecodeGraphs::upload(const DecodeStepInputs& step, const SamplingSettings& 
     std::copy(first, first + used, row);
     std::fill(row + used, row + width_, scratch_page_);
   }
-  ints_.copy_(host_ints_, /*non_blocking=*/true);
+  const std::int64_t filled = kIntFields * max_batch_ + rows * width_;  // the tables' used rows
+  ints_.narrow(0, 0, filled).copy_(host_ints_.narrow(0, 0, filled), /*non_blocking=*/true);
   reals_.copy_(host_reals_, /*non_blocking=*/true);
 }
 
@@ -135,7 +148,10 @@ std::optional<std::vector<SampledToken>> DecodeGraphs::run(
   auto it = graphs_.find(rows);
   if (it == graphs_.end() && ++asked_[rows] < kRecordAfter) return std::nullopt;
   upload(step, sampling(), rows);
-  if (it == graphs_.end()) it = graphs_.emplace(rows, capture(rows)).first;
+  if (it == graphs_.end()) {
+    it = graphs_.emplace(rows, capture(rows)).first;
+    ++recordings_;
+  }
   it->second.graph.replay();
   const at::Tensor out = it->second.out.narrow(1, 0, n).to(at::kCPU).contiguous();
   const double* token = out.data_ptr<double>();

@@ -27,6 +27,12 @@ struct DecodeStepInputs {
 // to 8, then multiples of 8 up to 64, then multiples of 32, capped at max_batch.
 std::int64_t decode_bucket(std::int64_t n, std::int64_t max_batch);
 
+// The block-table width (pages of block_size tokens) that holds a sequence of `tokens` tokens
+// (prompt + new tokens), bounded by the model's context (max_context tokens) and the cache
+// (max_pages); at least one page.
+std::int64_t table_width(std::int64_t tokens, std::int64_t block_size, std::int64_t max_context,
+                         std::int64_t max_pages);
+
 class DecodeGraphs {
  public:
   // The model must be graph_capturable(); scratch_page: a cache page no sequence owns.
@@ -42,10 +48,17 @@ class DecodeGraphs {
   static constexpr int kRecordAfter = 3;
   std::optional<std::vector<SampledToken>> run(const DecodeStepInputs& step,
                                                const std::function<SamplingSettings()>& sampling);
+  // Makes the static block tables at least `width` pages wide (a run reserves its longest
+  // sequence's width at its start, so no graph is re-recorded mid-run); widening drops the
+  // recorded graphs. A step with wider tables than reserved still widens them (to a power of 2).
+  void reserve(std::int64_t width);
   // Drops the recorded graphs (they hold the addresses of the weights and the cache) and starts
   // a fresh memory pool for the next ones.
   void clear();
   std::size_t captured() const { return graphs_.size(); }
+  // Graphs recorded since construction, re-recordings included.
+  std::int64_t recordings() const { return recordings_; }
+  std::int64_t width() const { return width_; }
 
  private:
   struct Graph {
@@ -61,7 +74,7 @@ class DecodeGraphs {
 
   model::CausalLM& model_;
   model::PagedKvCache& cache_;
-  std::int64_t max_batch_, scratch_page_, width_ = 0;
+  std::int64_t max_batch_, scratch_page_, width_ = 0, recordings_ = 0;
   std::shared_ptr<kernels::CudaGraph::Pool> pool_;
   // Static inputs on the device and their pinned host mirrors: ints [5 + width, max_batch] (ids,
   // positions, slots, context lengths, top-k, then the block tables [max_batch, width]); reals

@@ -62,9 +62,19 @@ nlohmann::json GenerateMetrics::to_json() const {
           {"mean_batch_sequences", mean_batch_sequences}};
 }
 
+std::int64_t default_batch_tokens(const at::Device& device) {
+  return device.is_cpu() ? 1024 : 16384;
+}
+
 RolloutEngine::RolloutEngine(model::CausalLM& model, const model::Tokenizer* tokenizer,
                              EngineOptions options)
     : model_(model), tokenizer_(tokenizer), options_(options), allocator_(0) {
+  if (options_.max_batch_tokens < 0)
+    throw Error("RolloutEngine: max_batch_tokens " + std::to_string(options_.max_batch_tokens) +
+                ", expected > 0 (or 0 for the device's default)");
+  if (options_.max_batch_tokens == 0)
+    options_.max_batch_tokens =
+        default_batch_tokens(model.named_parameters().front().second.device());
   eos_id_ = tokenizer && tokenizer->eos_id() ? tokenizer->eos_id() : model.config().eos_token_id;
   reserve_cache();
 }
@@ -342,6 +352,16 @@ void RolloutEngine::run_step(const std::vector<Sequence*>& batch, std::vector<Se
   for (std::size_t i = 0; i < sampling.size(); ++i) finish_token(*sampling[i], sampled[i], stream);
 }
 
+std::int64_t RolloutEngine::longest_table(std::span<const Request> requests) const {
+  std::int64_t tokens = 1;
+  for (const Request& req : requests)
+    tokens =
+        std::max(tokens, static_cast<std::int64_t>(req.prompt_ids.size()) + req.params.max_tokens);
+  // One page of the cache is the decode graphs' scratch page.
+  return table_width(tokens, options_.block_size, model_.config().max_position_embeddings,
+                     allocator_.num_blocks() - 1);
+}
+
 std::vector<Completion> RolloutEngine::generate(std::span<const Request> requests,
                                                 const StreamCallback& stream,
                                                 const FinishCallback& on_finish) {
@@ -371,6 +391,7 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
       s.out.sample = k;
     }
   }
+  if (graphs_) graphs_->reserve(longest_table(requests));
   std::optional<Progress> progress;
   if (options_.show_progress)
     progress.emplace("generate", static_cast<std::int64_t>(all.size()), "seq");

@@ -14,12 +14,17 @@
 namespace ponder::model {
 
 // Per-step inputs shared by every layer's paged attention. Sequences that decode one token run
-// as one padded batch (per-sequence ATen calls dominate CPU decode); prefill chunks run one by one.
+// as one padded batch (per-sequence ATen calls dominate CPU decode); prefill chunks that start
+// their sequence attend among themselves as packed sequences (one batched attention, no cache
+// reads); prefill chunks after cached tokens run one by one over their pages.
 struct PagedStep {
   const StepBatch* batch;
   std::vector<std::int64_t> query_start;  // host copies of the batch's index tensors
   std::vector<std::int64_t> context_lens;
-  std::vector<std::size_t> prefill;  // sequences with more than one new token
+  std::vector<std::size_t> prefill;  // more than one new token after cached ones
+  PackedSequences fresh;             // chunks of more than one token from position 0
+  at::Tensor fresh_rows;             // [fresh.tokens] their rows; undefined when consecutive
+  std::int64_t fresh_first = 0;      // their first row when consecutive
   at::Tensor decode_rows;            // [D] rows of the step's tokens that decode one token
   at::Tensor decode_tables;          // [D, max_blocks] their block tables
   at::Tensor decode_valid;           // [D, decode_context] key position < context length
@@ -29,6 +34,9 @@ struct PagedStep {
   // Host copies of the index tensors (one synchronisation), or none for a decode_only batch
   // (its decode_context is then the block tables' capacity).
   static PagedStep from(const StepBatch& batch, std::int64_t block_size);
+  // The fresh chunks' rows of t [T, ...], and writing their results back into out [T, ...].
+  at::Tensor fresh_of(const at::Tensor& t) const;
+  void put_fresh(at::Tensor& out, const at::Tensor& rows) const;
 };
 
 class GqaAttention {
@@ -69,6 +77,8 @@ class MlaAttention {
     at::Tensor k_rope;  // [T, rope] (rotated)
   };
   Projected project(const at::Tensor& x, const RotaryTables& rot) const;
+  // Causal attention of packed sequences in the expanded form: [T, h, v_head_dim].
+  at::Tensor expanded(const Projected& p, const PackedSequences& packed) const;
   // Attention of decoding rows over their pages, then W_UV: [D, h, v_head_dim].
   at::Tensor decode(const at::Tensor& q_latent, const at::Tensor& q_rope, const PagedStep& step,
                     const at::Tensor& cache, const at::Tensor& w_uv) const;

@@ -35,9 +35,10 @@ at::Tensor GqaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
                                std::vector<at::Tensor>& cache) const {
   const std::int64_t tokens = x.size(0), group = heads_ / kv_heads_;
   const at::Tensor q = apply_rotary_half(q_(x).view({tokens, heads_, head_dim_}), rot);
-  scatter_pages(cache[0], step.batch->slot_mapping,
-                apply_rotary_half(k_(x).view({tokens, kv_heads_, head_dim_}), rot));
-  scatter_pages(cache[1], step.batch->slot_mapping, v_(x).view({tokens, kv_heads_, head_dim_}));
+  const at::Tensor k = apply_rotary_half(k_(x).view({tokens, kv_heads_, head_dim_}), rot);
+  const at::Tensor v = v_(x).view({tokens, kv_heads_, head_dim_});
+  scatter_pages(cache[0], step.batch->slot_mapping, k);
+  scatter_pages(cache[1], step.batch->slot_mapping, v);
   // keys/values [S, heads, ctx, d] from pages [S, ctx, kv_heads, d]
   auto heads_first = [&](const at::Tensor& pages) {
     return pages.to(x.scalar_type()).repeat_interleave(group, -2).transpose(-3, -2);
@@ -52,6 +53,9 @@ at::Tensor GqaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
         step.decode_valid.unsqueeze(1).unsqueeze(1), 0.0, false, scale_);
     out.index_copy_(0, step.decode_rows, o.squeeze(2));
   }
+  if (step.fresh.tokens > 0)  // chunks from position 0 attend among their own rows
+    step.put_fresh(out, packed_causal_attention(step.fresh_of(q), step.fresh_of(k),
+                                                step.fresh_of(v), step.fresh, scale_));
   for (const std::size_t s : step.prefill) {
     const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
     const std::int64_t ctx = step.context_lens[s];

@@ -53,11 +53,9 @@ MlaAttention::Projected MlaAttention::project(const at::Tensor& x, const RotaryT
   return p;
 }
 
-at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
-                                const PackedSequences& packed) const {
+at::Tensor MlaAttention::expanded(const Projected& p, const PackedSequences& packed) const {
   const ModelConfig& c = *c_;
-  const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
-  const Projected p = project(x, rot);
+  const std::int64_t tokens = p.latent.size(0), heads = c.num_attention_heads;
   // kv [T, h, nope + v] from the latent
   const at::Tensor kv =
       kv_b_proj_(p.latent).view({tokens, heads, c.qk_nope_head_dim + c.v_head_dim});
@@ -66,8 +64,13 @@ at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
                                -1);
   const at::Tensor v = kv.narrow(-1, c.qk_nope_head_dim, c.v_head_dim);
   const at::Tensor q = at::cat({p.q_nope, p.q_rope}, -1);
-  const at::Tensor out = packed_causal_attention(q, k, v, packed, scale_);
-  return o_proj_(out.reshape({tokens, heads * c.v_head_dim}));
+  return packed_causal_attention(q, k, v, packed, scale_);
+}
+
+at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
+                                const PackedSequences& packed) const {
+  const at::Tensor out = expanded(project(x, rot), packed);
+  return o_proj_(out.reshape({x.size(0), -1}));
 }
 
 at::Tensor MlaAttention::decode(const at::Tensor& q_latent, const at::Tensor& q_rope,
@@ -101,16 +104,26 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
                               .view({heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank});
   const at::Tensor w_uk = w_kv.narrow(1, 0, c.qk_nope_head_dim);
   const at::Tensor w_uv = w_kv.narrow(1, c.qk_nope_head_dim, c.v_head_dim);
-  // q_latent [T, h, lora]: W_UK folded into the query
-  const at::Tensor q_latent = at::einsum("thd,hdc->thc", {p.q_nope, w_uk});
+  // q_latent [n, h, lora]: W_UK folded into the queries q_nope [n, h, nope]
+  const auto absorb = [&](const at::Tensor& q_nope) {
+    return at::einsum("thd,hdc->thc", {q_nope, w_uk});
+  };
   // A step of decoding tokens only (rows in order) skips the gathers and the scatter of the rows.
-  if (step.prefill.empty() && step.decode_rows.defined())
-    return o_proj_(decode(q_latent, p.q_rope, step, cache[0], w_uv).reshape({tokens, -1}));
+  if (step.prefill.empty() && step.fresh.tokens == 0 && step.decode_rows.defined())
+    return o_proj_(decode(absorb(p.q_nope), p.q_rope, step, cache[0], w_uv).reshape({tokens, -1}));
   at::Tensor out = at::empty({tokens, heads, c.v_head_dim}, x.options());
   if (step.decode_rows.defined())
     out.index_copy_(0, step.decode_rows,
-                    decode(q_latent.index_select(0, step.decode_rows),
+                    decode(absorb(p.q_nope.index_select(0, step.decode_rows)),
                            p.q_rope.index_select(0, step.decode_rows), step, cache[0], w_uv));
+  if (step.fresh.tokens > 0) {
+    // Chunks from position 0 need no cache reads: the expanded form over their own rows.
+    const Projected rows{step.fresh_of(p.q_nope), step.fresh_of(p.q_rope), step.fresh_of(p.latent),
+                         step.fresh_of(p.k_rope)};
+    const at::Tensor fresh = expanded(rows, step.fresh);
+    if (step.fresh.tokens == tokens) return o_proj_(fresh.reshape({tokens, -1}));
+    step.put_fresh(out, fresh);
+  }
   for (const std::size_t s : step.prefill) {
     const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
     const std::int64_t ctx = step.context_lens[s];
@@ -121,9 +134,10 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
     const at::Tensor latent = entries.narrow(-1, 0, c.kv_lora_rank);
     const at::Tensor k_rope = entries.narrow(-1, c.kv_lora_rank, c.qk_rope_head_dim);
     // scores [h, n, ctx]
-    const at::Tensor scores = (at::einsum("nhc,kc->hnk", {q_latent.narrow(0, start, n), latent}) +
-                               at::einsum("nhr,kr->hnk", {p.q_rope.narrow(0, start, n), k_rope})) *
-                              scale_;
+    const at::Tensor scores =
+        (at::einsum("nhc,kc->hnk", {absorb(p.q_nope.narrow(0, start, n)), latent}) +
+         at::einsum("nhr,kr->hnk", {p.q_rope.narrow(0, start, n), k_rope})) *
+        scale_;
     const at::Tensor masked =
         scores.masked_fill(decode_causal_mask(n, ctx, x.device()).logical_not(), -INFINITY);
     const at::Tensor probs = masked.to(at::kFloat).softmax(-1).to(x.scalar_type());

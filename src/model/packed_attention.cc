@@ -46,9 +46,19 @@ std::vector<std::int64_t> sequence_lengths(const std::int64_t* cu, std::int64_t 
 
 PackedSequences PackedSequences::from(const at::Tensor& cu_seqlens, const at::Device& device) {
   const at::Tensor host = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
-  const std::int64_t* cu = host.data_ptr<std::int64_t>();
-  const std::vector<std::int64_t> lengths = sequence_lengths(cu, host.numel() - 1);
-  PackedSequences packed{cu_seqlens, {}, {}, cu[lengths.size()]};
+  PackedSequences packed = from_host(
+      {host.data_ptr<std::int64_t>(), host.data_ptr<std::int64_t>() + host.numel()}, device);
+  packed.cu_seqlens = cu_seqlens;
+  return packed;
+}
+
+PackedSequences PackedSequences::from_host(const std::vector<std::int64_t>& cu_seqlens,
+                                           const at::Device& device) {
+  if (cu_seqlens.empty()) throw Error("cu_seqlens: expected at least one offset (0)");
+  const std::int64_t* cu = cu_seqlens.data();
+  const std::vector<std::int64_t> lengths =
+      sequence_lengths(cu, static_cast<std::int64_t>(cu_seqlens.size()) - 1);
+  PackedSequences packed{{}, {}, {}, cu[lengths.size()]};
   std::vector<std::int64_t> restore(packed.tokens);
   std::int64_t row = 0;
   for (const std::vector<std::int64_t>& members : length_groups(lengths)) {

@@ -26,6 +26,9 @@ struct PackedSequences {
   std::int64_t tokens = 0;
 
   static PackedSequences from(const at::Tensor& cu_seqlens, const at::Device& device);
+  // From offsets already on the host (cu_seqlens stays undefined).
+  static PackedSequences from_host(const std::vector<std::int64_t>& cu_seqlens,
+                                   const at::Device& device);
 };
 
 // q [T, h, dk], k [T, g, dk], v [T, g, dv] -> [T, h, dv], each key/value head shared by h / g

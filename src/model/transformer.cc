@@ -55,9 +55,15 @@ PagedStep PagedStep::from(const StepBatch& batch, std::int64_t block_size) {
     return step;
   }
   PagedStep step{&batch, to_host(batch.query_start), to_host(batch.context_lens)};
-  std::vector<std::int64_t> decoding, rows;
+  std::vector<std::int64_t> decoding, rows, fresh_cu = {0}, fresh_rows;
   for (std::size_t s = 0; s < step.context_lens.size(); ++s) {
-    if (step.query_start[s + 1] - step.query_start[s] != 1) {
+    const std::int64_t start = step.query_start[s], n = step.query_start[s + 1] - start;
+    if (n > 1 && n == step.context_lens[s]) {
+      for (std::int64_t r = start; r < start + n; ++r) fresh_rows.push_back(r);
+      fresh_cu.push_back(fresh_cu.back() + n);
+      continue;
+    }
+    if (n != 1) {
       step.prefill.push_back(s);
       continue;
     }
@@ -65,8 +71,14 @@ PagedStep PagedStep::from(const StepBatch& batch, std::int64_t block_size) {
     rows.push_back(step.query_start[s]);
     step.decode_context = std::max(step.decode_context, step.context_lens[s]);
   }
-  if (decoding.empty()) return step;
   const at::Device device = batch.input_ids.device();
+  step.fresh = PackedSequences::from_host(fresh_cu, device);
+  if (!fresh_rows.empty()) {
+    step.fresh_first = fresh_rows.front();
+    if (fresh_rows.back() - fresh_rows.front() + 1 != static_cast<std::int64_t>(fresh_rows.size()))
+      step.fresh_rows = at::tensor(fresh_rows, at::kLong).to(device);
+  }
+  if (decoding.empty()) return step;
   const at::Tensor index = at::tensor(decoding, at::kLong).to(device);
   step.decode_rows = at::tensor(rows, at::kLong).to(device);
   step.decode_tables = batch.block_tables.index_select(0, index);
@@ -75,6 +87,18 @@ PagedStep PagedStep::from(const StepBatch& batch, std::int64_t block_size) {
       at::arange(step.decode_context, at::TensorOptions(at::kLong).device(device)).unsqueeze(0) <
       step.decode_lens.unsqueeze(1);
   return step;
+}
+
+at::Tensor PagedStep::fresh_of(const at::Tensor& t) const {
+  return fresh_rows.defined() ? t.index_select(0, fresh_rows)
+                              : t.narrow(0, fresh_first, fresh.tokens);
+}
+
+void PagedStep::put_fresh(at::Tensor& out, const at::Tensor& rows) const {
+  if (fresh_rows.defined())
+    out.index_copy_(0, fresh_rows, rows);
+  else
+    out.narrow(0, fresh_first, fresh.tokens).copy_(rows);
 }
 
 TransformerLM::TransformerLM(ModelConfig config,

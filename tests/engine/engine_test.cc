@@ -184,6 +184,25 @@ TEST(RolloutEngine, FinishCallbackReportsEachCompletionWhileOthersRun) {
   EXPECT_LT(long_tokens_when_reported[0], 2 * 10 + 3) << "reported only after everything ended";
 }
 
+// Tokens per step when the options leave it 0: a 2,500-token prompt on the CPU prefills in chunks
+// of 1,024 (3 steps), then decodes 2 more tokens one step each; on a GPU the default is 16,384.
+TEST(RolloutEngine, DefaultTokensPerStepByDevice) {
+  EXPECT_EQ(default_batch_tokens(at::kCPU), 1024);
+  EXPECT_EQ(default_batch_tokens(at::Device(at::kCUDA, 0)), 16384);
+  ScratchDir dir("default_chunk");
+  model::init_model(model::preset_config("tiny-qwen2"), dir / "m", {.seed = 6});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine engine(*lm, nullptr, {.block_size = 16, .num_blocks = 200, .show_progress = false});
+  std::vector<std::int64_t> prompt(2500);
+  for (std::size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = 3 + static_cast<std::int64_t>(i * 7 % 6000);
+  engine.generate(
+      std::vector<Request>{{prompt, 1, {.temperature = 0, .max_tokens = 3, .ignore_eos = true}}});
+  EXPECT_EQ(engine.last_metrics().steps, 3 + 2);
+  EXPECT_THROW(RolloutEngine(*lm, nullptr, {.max_batch_tokens = -1, .show_progress = false}),
+               Error);
+}
+
 // Resident set size of this process, from the kernel's page accounting.
 std::int64_t resident_bytes() {
   std::ifstream statm("/proc/self/statm");

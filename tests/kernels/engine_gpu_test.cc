@@ -72,7 +72,7 @@ TEST(EngineOnGpu, DecodeGraphsMatchEager) {
   std::vector<engine::Request> requests;
   // prompt length, samples, new tokens, sampled (else greedy)
   const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, bool>> shapes = {
-      {10, 3, 12, false}, {70, 2, 20, true}, {40, 1, 24, true}, {130, 1, 28, false}};
+      {10, 3, 12, false}, {70, 2, 20, true}, {40, 1, 24, true}, {130, 1, 200, false}};
   for (const auto& [prompt, n, new_tokens, sampled] : shapes) {
     engine::SamplingParams p = sampled ? filtered : engine::SamplingParams{.temperature = 0};
     p.max_tokens = new_tokens;
@@ -82,6 +82,7 @@ TEST(EngineOnGpu, DecodeGraphsMatchEager) {
     requests.push_back(
         {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
   }
+  std::int64_t recordings = 0;
   auto run = [&](bool graphs, std::size_t* captured) {
     engine::RolloutEngine engine(*lm, nullptr,
                                  {.block_size = 64,
@@ -92,6 +93,7 @@ TEST(EngineOnGpu, DecodeGraphsMatchEager) {
                                   .cuda_graphs = graphs});
     auto completions = engine.generate(requests);
     *captured = engine.captured_graphs();
+    recordings = engine.graph_recordings();
     return completions;
   };
   std::size_t eager_graphs = 0, graphs = 0;
@@ -99,6 +101,9 @@ TEST(EngineOnGpu, DecodeGraphsMatchEager) {
   const auto replayed = run(true, &graphs);
   EXPECT_EQ(eager_graphs, 0u);
   EXPECT_EQ(graphs, 4u) << "buckets 8, 4, 2 and 1";
+  // The tables are reserved for the longest sequence (130 + 200 tokens: 6 pages) at the start, so
+  // bucket 1 is not re-recorded when that sequence's tables outgrow 4 pages (at 257 tokens).
+  EXPECT_EQ(recordings, 4) << "each bucket recorded once";
   ASSERT_EQ(eager.size(), replayed.size());
   for (std::size_t i = 0; i < eager.size(); ++i) {
     EXPECT_EQ(replayed[i].ids, eager[i].ids) << "completion " << i;

@@ -116,6 +116,55 @@ TEST_P(PagedVsPacked, ChunkedPrefillAndDecodeEqualFullRecompute) {
     }
 }
 
+// One step mixing every kind of row (a decoding sequence, chunks from position 0 on either side of
+// a chunk after cached tokens, so the fresh chunks' rows are not consecutive) after a step of
+// fresh chunks only: every row of both steps equals the packed forward on the full sequences.
+TEST_P(PagedVsPacked, MixedStepEqualsFullRecompute) {
+  ScratchDir dir("paged_mixed_" + GetParam());
+  at::manual_seed(6);
+  init_model(preset_config(GetParam()), dir / "m", {.seed = 10});
+  auto model = load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  const std::vector<std::vector<std::int64_t>> full = {{5, 17, 99, 1024, 7, 3},
+                                                       {8, 9, 10, 11, 12, 13},
+                                                       {300, 301, 302, 303, 304, 305, 306},
+                                                       {40, 41, 42, 43}};
+  // tokens each sequence feeds in step 1 and step 2 (0: none)
+  const std::vector<std::pair<std::size_t, std::size_t>> feeds = {{5, 1}, {0, 6}, {3, 4}, {0, 4}};
+  Harness h(*model, 4, 4);
+  std::vector<std::vector<std::int64_t>> first, second;
+  for (std::size_t s = 0; s < full.size(); ++s) {
+    const auto begin = full[s].begin();
+    first.emplace_back(begin, begin + feeds[s].first);
+    second.emplace_back(begin + feeds[s].first, begin + feeds[s].first + feeds[s].second);
+  }
+  const at::Tensor hidden1 = h.step(first), hidden2 = h.step(second);
+  std::vector<std::int64_t> ids, pos, cu = {0};
+  for (const auto& seq : full) {
+    for (std::size_t i = 0; i < seq.size(); ++i) {
+      ids.push_back(seq[i]);
+      pos.push_back(static_cast<std::int64_t>(i));
+    }
+    cu.push_back(static_cast<std::int64_t>(ids.size()));
+  }
+  const at::Tensor reference = model->forward_hidden(
+      at::tensor(ids, at::kLong), at::tensor(pos, at::kLong), at::tensor(cu, at::kLong));
+  std::int64_t row1 = 0, row2 = 0;
+  for (std::size_t s = 0; s < full.size(); ++s) {
+    const auto [n1, n2] = feeds[s];
+    const auto expect = [&](const at::Tensor& hidden, std::int64_t& row, std::size_t from,
+                            std::size_t n, int step) {
+      const at::Tensor want = reference.narrow(0, cu[s] + static_cast<std::int64_t>(from),
+                                               static_cast<std::int64_t>(n));
+      const at::Tensor got = hidden.narrow(0, row, static_cast<std::int64_t>(n));
+      EXPECT_LT((got - want).abs().max().item<double>(), 1e-5)
+          << "step " << step << " sequence " << s;
+      row += static_cast<std::int64_t>(n);
+    };
+    if (n1 > 0) expect(hidden1, row1, 0, n1, 1);
+    expect(hidden2, row2, n1, n2, 2);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, PagedVsPacked,
                          ::testing::Values("tiny-mla", "tiny-qwen2", "tiny-llama"));
 
