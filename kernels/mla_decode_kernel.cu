@@ -1,7 +1,9 @@
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 #include "kernels/mla_decode_kernel.h"
@@ -25,12 +27,16 @@ using device::pack_bf16x2;
 // the two halves of all the scores, runs the same online softmax (no cross-warp reduction) and
 // accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in registers.
 // Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
-// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. A split
-// context's ranges write FP32 results; with up to kMlaFusedSplits ranges, the last CTA of the
-// (sequence, 16 heads) to finish (an atomic count that wraps back to zero) combines them, else a
-// combine kernel does. Launched as a programmatic dependent (PDL): its CTAs take SM slots as the
-// previous kernel's retire and wait for that kernel's results before their first global read;
-// it lets the next kernel launch once all its CTAs have left their loops.
+// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. With up to
+// kMlaClusterSplits ranges, where the device holds all the clusters at once, the ranges of a
+// (sequence, 16 heads) form one thread-block cluster: each keeps its FP32 result in shared memory
+// and every CTA combines a slice of the outputs from all of them (distributed shared memory), so
+// no partial result goes through global memory. Otherwise the ranges write FP32 results; with up
+// to kMlaFusedSplits ranges, the last CTA of the (sequence, 16 heads) to finish (an atomic count
+// that wraps back to zero) combines them, else a combine kernel does. Launched as a programmatic
+// dependent (PDL): its CTAs take SM slots as the previous kernel's retire and wait for that
+// kernel's results before their first global read; it lets the next kernel launch once all its CTAs
+// have left their loops.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -43,8 +49,18 @@ constexpr float kLog2e = 1.4426950408889634f;
 using Tile = __nv_bfloat16[kTile][kRow];
 using Scores = float[2][kHeads][kScoreRow];  // the two halves of the dims
 
+// A range's result kept in shared memory for its cluster's combine: o / sum per head (rows
+// padded against bank conflicts) and the log2-sum-exp.
+struct Partial {
+  float o[kHeads][kMlaLatent + 4];
+  float lse[kHeads];
+};
+
 struct Smem {
-  Tile kv[kStages];
+  union {
+    Tile kv[kStages];
+    Partial partial;  // after the last tile
+  };
   __nv_bfloat16 q[kHeads][kRow];
   Scores score;
   std::uint64_t full[kStages];  // mbarriers: the stage's tile landed
@@ -205,9 +221,10 @@ __device__ void accumulate_tile(const Tile& kv, const Lane& l, const std::uint32
 }
 
 // This range's result for heads (head + g, head + g + 8): the output itself in BF16 when the
-// context is one range, else o / sum in FP32 and the log2-sum-exp (-inf for an empty range).
+// context is one range, else o / sum in FP32 and the log2-sum-exp (-inf for an empty range), into
+// `partial` (shared memory) for a cluster's combine or to global memory.
 __device__ void write_result(const MlaDecodeParams& p, int b, int head, int split, const Lane& l,
-                             Acc& acc) {
+                             Acc& acc, Partial* partial) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     for (int o = 1; o <= 2; o *= 2) acc.sum[r] += __shfl_xor_sync(0xffffffffu, acc.sum[r], o);
@@ -220,6 +237,16 @@ __device__ void write_result(const MlaDecodeParams& p, int b, int head, int spli
       for (int nt = 0; nt < kDims / 8; ++nt)
         *reinterpret_cast<__nv_bfloat162*>(out + 8 * nt) =
             __floats2bfloat162_rn(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+      continue;
+    }
+    if (partial != nullptr) {
+      float* out = &partial->o[l.g + 8 * r][d0];
+#pragma unroll
+      for (int nt = 0; nt < kDims / 8; ++nt)
+        *reinterpret_cast<float2*>(out + 8 * nt) =
+            make_float2(acc.o[nt][2 * r] * inv, acc.o[nt][2 * r + 1] * inv);
+      if (l.warp == 0 && l.t == 0)
+        partial->lse[l.g + 8 * r] = acc.sum[r] > 0.f ? acc.max[r] + log2f(acc.sum[r]) : -INFINITY;
       continue;
     }
     const std::int64_t at = row * p.splits + split;
@@ -263,6 +290,44 @@ __device__ void combine_row(const MlaDecodeParams& p, std::int64_t row, int lane
   for (int v = 0; v < kVecs; ++v)
     *reinterpret_cast<uint2*>(out + 4 * (lane + kLanes * v)) = make_uint2(
         pack_bf16x2(acc[v].x * inv, acc[v].y * inv), pack_bf16x2(acc[v].z * inv, acc[v].w * inv));
+}
+
+// Combines the ranges of a cluster (one CTA per range of one (sequence, 16 heads)) from their
+// shared memory: CTA `rank` of `ranks` takes every ranks-th group of 256 float4 chunks of the 16
+// heads' outputs. Called by every thread after a cluster barrier that published the partials.
+__device__ void combine_cluster(const MlaDecodeParams& p, std::int64_t row0, Partial& mine) {
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank()), ranks = p.splits;
+  constexpr int kVecsPerHead = kMlaLatent / 4;
+  const Partial* peer[kMlaClusterSplits];
+#pragma unroll
+  for (int i = 0; i < kMlaClusterSplits; ++i)
+    peer[i] = i < ranks ? cluster.map_shared_rank(&mine, i) : nullptr;
+  for (int c = rank * kThreads + static_cast<int>(threadIdx.x); c < kHeads * kVecsPerHead;
+       c += ranks * kThreads) {
+    const int head = c / kVecsPerHead, vec = c % kVecsPerHead;
+    float lse[kMlaClusterSplits], m = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < kMlaClusterSplits; ++i) {
+      lse[i] = i < ranks ? peer[i]->lse[head] : -INFINITY;
+      m = fmaxf(m, lse[i]);
+    }
+    float4 acc = {0.f, 0.f, 0.f, 0.f};
+    float total = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMlaClusterSplits; ++i) {
+      if (i >= ranks) break;
+      const float w = exp2f(lse[i] - m);  // 0 for an empty range (-inf)
+      const float4 x = *reinterpret_cast<const float4*>(&peer[i]->o[head][4 * vec]);
+      total += w;
+      acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+    }
+    const float inv = 1.f / total;
+    auto* out = static_cast<__nv_bfloat16*>(p.out) + (row0 + head) * kMlaLatent + 4 * vec;
+    *reinterpret_cast<uint2*>(out) =
+        make_uint2(pack_bf16x2(acc.x * inv, acc.y * inv), pack_bf16x2(acc.z * inv, acc.w * inv));
+  }
 }
 
 // Whether this CTA is the last of its (sequence, 16 heads) to have written its range's result:
@@ -332,7 +397,17 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   // Once every CTA is here, the next kernel's CTAs may take the slots of those that retire (not
   // earlier: waiting CTAs of it would hold slots that this grid's later CTAs need, unevenly).
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-  write_result(p, b, head0, split, l, acc);
+  // launched as clusters of the sequence's ranges (a plain launch has clusters of one CTA)
+  const bool in_cluster =
+      p.splits > 1 && cooperative_groups::this_cluster().num_blocks() == p.splits;
+  if (in_cluster) __syncthreads();  // every warp is done with the stages the partial overlays
+  write_result(p, b, head0, split, l, acc, in_cluster ? &s.partial : nullptr);
+  if (in_cluster) {
+    cooperative_groups::this_cluster().sync();  // every range's partial published
+    combine_cluster(p, std::int64_t{b} * p.heads + head0, s.partial);
+    cooperative_groups::this_cluster().sync();  // no CTA leaves while a peer reads its partial
+    return;
+  }
   if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
     return;
   constexpr int kLanes = kThreads / kHeads;  // per head
@@ -364,7 +439,36 @@ int ctas_per_sm() {
   return per_sm;
 }
 
+// Clusters of `size` CTAs of the kernel that the device holds at once, computed once per size.
+int cluster_capacity(int size) {
+  static const auto capacity = [] {
+    std::array<int, kMlaClusterSplits + 1> n{};
+    for (int ranks = 2; ranks <= kMlaClusterSplits; ++ranks) {
+      cudaLaunchAttribute cluster{};
+      cluster.id = cudaLaunchAttributeClusterDimension;
+      cluster.val.clusterDim = {1, static_cast<unsigned>(ranks), 1};
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(1, ranks, 1);
+      config.blockDim = dim3(kThreads);
+      config.dynamicSmemBytes = sizeof(Smem);
+      config.attrs = &cluster;
+      config.numAttrs = 1;
+      if (allow_shared_memory() != cudaSuccess ||
+          cudaOccupancyMaxActiveClusters(&n[ranks], mla_decode_split_kernel, &config) !=
+              cudaSuccess)
+        n[ranks] = 0;
+    }
+    cudaGetLastError();  // a failed query leaves no error behind
+    return n;
+  }();
+  return capacity[size];
+}
+
 }  // namespace
+
+int mla_decode_cluster_capacity(int size) {
+  return size >= 2 && size <= kMlaClusterSplits ? cluster_capacity(size) : 0;
+}
 
 int mla_decode_default_splits(int batch, int heads, int multiprocessors) {
   const int ctas = batch * (heads / kHeads);
@@ -383,8 +487,14 @@ int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = sizeof(Smem);
   config.stream = st;
-  config.attrs = &pdl;
-  config.numAttrs = 1;
+  cudaLaunchAttribute attrs[2] = {pdl, {}};
+  attrs[1].id = cudaLaunchAttributeClusterDimension;
+  attrs[1].val.clusterDim = {1, static_cast<unsigned>(p.splits), 1};
+  config.attrs = attrs;
+  // clusters only where all of them fit on the device at once (else some would wait a wave)
+  const bool clusters = p.splits > 1 && p.splits <= kMlaClusterSplits &&
+                        std::int64_t{p.batch} * (p.heads / kHeads) <= cluster_capacity(p.splits);
+  config.numAttrs = clusters ? 2 : 1;
   rc = cudaLaunchKernelEx(&config, mla_decode_split_kernel, p);
   if (rc != cudaSuccess || p.splits == 1 || p.splits <= kMlaFusedSplits)
     return static_cast<int>(rc);

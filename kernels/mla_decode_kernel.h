@@ -9,9 +9,11 @@
 namespace ponder::kernels {
 
 inline constexpr int kMlaLatent = 512, kMlaRope = 64, kMlaEntry = 576, kMlaPage = 64;
-// Up to this many ranges per sequence, the last CTA of each (sequence, 16 heads) to finish
-// combines them; more go to a separate combine kernel.
-inline constexpr int kMlaFusedSplits = 16;
+// Up to kMlaClusterSplits ranges per sequence, the ranges of each (sequence, 16 heads) run as one
+// thread-block cluster and combine their results through distributed shared memory; up to
+// kMlaFusedSplits, the last CTA of each (sequence, 16 heads) to finish combines them from global
+// memory; more go to a separate combine kernel.
+inline constexpr int kMlaClusterSplits = 8, kMlaFusedSplits = 16;
 
 struct MlaDecodeParams {
   const void* q = nullptr;                     // [batch, heads, 576] bf16, contiguous
@@ -29,10 +31,13 @@ struct MlaDecodeParams {
 
 // Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,
 // sequence), then combines the ranges (splits > 1; the workspace is unused when splits == 1).
-// With a fused combine the `arrivals` counters must be zero and are left zero, so calls sharing
-// them must not run concurrently. Launched with programmatic stream serialization (PDL).
+// With a combine by the last CTA the `arrivals` counters must be zero and are left zero, so calls
+// sharing them must not run concurrently. Launched with programmatic stream serialization (PDL).
 // Returns the CUDA error code (0 on success).
 int launch_mla_decode(const MlaDecodeParams& params, void* stream);
+// Clusters of `size` ranges (2..kMlaClusterSplits) the device holds at once (0 otherwise); a
+// launch whose clusters do not all fit uses the global-memory combine instead.
+int mla_decode_cluster_capacity(int size);
 // Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.
 int mla_decode_default_splits(int batch, int heads, int multiprocessors);
 // The combine step alone: out = the ranges' partial results weighted by their sums (splits > 1).

@@ -1,5 +1,7 @@
 // Times each CUDA kernel against the ATen path it replaces on the current GPU (CUDA events, median
 // of repeats after warm-up) and prints achieved bandwidth against a device-to-device copy.
+// Usage: bench_kernels [rms_norm|elementwise|sampling|logprobs|mla_decode ...] [quick: no
+// baselines, no ranges sweep] [HEADSxBATCHxCONTEXT ...: only those MLA decode shapes].
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -15,6 +17,7 @@
 #include "kernels/cuda_graph.h"
 #include "kernels/elementwise.h"
 #include "kernels/mla_decode.h"
+#include "kernels/mla_decode_kernel.h"
 #include "kernels/rms_norm.h"
 #include "kernels/sampling.h"
 
@@ -147,6 +150,19 @@ struct MlaShape {
   std::int64_t heads, batch, context;
 };
 
+// Shapes named on the command line as HEADSxBATCHxCONTEXT (e.g. 16x64x1024); none: all of them.
+std::vector<MlaShape> mla_shapes(const std::vector<std::string>& args) {
+  std::vector<MlaShape> all, named;
+  for (const std::int64_t heads : {16, 128})
+    for (const std::int64_t batch : {64, 128})
+      for (const std::int64_t context : {1024, 4096, 16384}) all.push_back({heads, batch, context});
+  for (const MlaShape& m : all)
+    if (std::find(args.begin(), args.end(), fmt::format("{}x{}x{}", m.heads, m.batch, m.context)) !=
+        args.end())
+      named.push_back(m);
+  return named.empty() ? all : named;
+}
+
 // Median ms of the expanded path, or NaN where its per-head K/V would not fit comfortably.
 double time_expanded(const MlaShape& m, const at::Tensor& cache, const at::Tensor& tables,
                      double scale) {
@@ -182,6 +198,15 @@ double per_call_ms(const std::function<void()>& call, int warmup = 3, int reps =
          10;
 }
 
+// Median ms per call of a device-to-device copy moving `bytes` in all (half read, half written),
+// ten back-to-back per timing as the kernels: what any kernel of that working set pays in launch
+// and ramp-up.
+double size_matched_copy_ms(double bytes) {
+  const auto n = static_cast<std::int64_t>(bytes / 2);
+  const at::Tensor src = at::empty({n}, gpu(at::kByte)).fill_(1), dst = at::empty_like(src);
+  return per_call_ms([&] { dst.copy_(src); });
+}
+
 // Median ms per call of ten calls recorded as one CUDA graph, as the engine replays decode steps
 // (no host launch time in it).
 double graph_call_ms(const std::function<void()>& call) {
@@ -202,63 +227,59 @@ std::string splits_sweep(const std::function<void(int)>& call) {
   return line;
 }
 
-// MLA decode against its baselines: the model's absorbed ATen path (gather pages, two batched
-// GEMMs) and the expanded-K/V SDPA path. Bytes: the cache and queries read, the output written
-// once. The kernel is timed as the engine calls it, the page check (one device sync) once per
-// step rather than per call; "checked" is a single call with it.
-void bench_mla_decode(double copy_gbs) {
-  for (const std::int64_t heads : {16, 128})
-    for (const std::int64_t batch : {64, 128})
-      for (const std::int64_t context : {1024, 4096, 16384}) {
-        const MlaShape m{heads, batch, context};
-        const auto [cache, tables, lens, q] = make_mla_case(m);
-        const at::Tensor valid = at::ones({batch, context}, gpu(at::kBool));
-        const double scale = 1.0 / std::sqrt(192.0);
-        const double bytes = 1.0 * cache.nbytes() + q.nbytes() + batch * heads * 512.0 * 2;
-        const auto aten = [&] {
-          return mla_decode_reference(
-              q, cache.index_select(0, tables.reshape(-1)).view({batch, context, 576}), valid,
-              scale, 512);
-        };
-        const at::Tensor want = aten().to(at::kFloat);
-        const double err = (mla_decode_cuda(q, cache, tables, lens, scale).to(at::kFloat) - want)
-                               .norm()
-                               .item<double>() /
-                           want.norm().item<double>();
-        const double aten_ms = per_call_ms(aten, 1, 5);
-        const double sdpa_ms = time_expanded(m, cache, tables, scale);
-        const double ms =
-            per_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
-        const double checked_ms =
-            median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); });
-        const double graph_ms =
-            graph_call_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); });
-        const double gbs = bytes / ms / 1e6;
-        const double flop = 2.0 * batch * heads * context * (576 + 512);
-        fmt::print(
-            "mla_decode h {} batch {} ctx {}  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.3f} ms  "
-            "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  {:.0f} TFLOP/s  rel err "
-            "{:.1e}  checked {:.3f} ms  graph {:.4f} ms ({:.2f} of copy)\n",
-            heads, batch, context, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs,
-            gbs / copy_gbs, flop / ms / 1e9, err, checked_ms, graph_ms,
-            bytes / graph_ms / 1e6 / copy_gbs);
-        if (heads % 64 == 0) {  // the mma.sync kernel the wgmma one replaces, same inputs
-          const auto mma_sync = [&] {
-            return mla_decode_cuda(q, cache, tables, lens, scale, 0, false, false);
-          };
-          const double mma_err =
-              (mma_sync().to(at::kFloat) - want).norm().item<double>() / want.norm().item<double>();
-          const double mma_ms = per_call_ms(mma_sync);
-          fmt::print(
-              "  mma.sync kernel {:.3f} ms  {:.2f} of copy  {:.0f} TFLOP/s  rel err {:.1e}  "
-              "wgmma x{:.2f}\n",
-              mma_ms, bytes / mma_ms / 1e6 / copy_gbs, flop / mma_ms / 1e9, mma_err, mma_ms / ms);
-        }
-        if (heads == 16 && context <= 4096)
-          fmt::print("  ms per call by ranges per sequence:{}\n", splits_sweep([&](int splits) {
-                       mla_decode_cuda(q, cache, tables, lens, scale, splits, false);
-                     }));
-      }
+// MLA decode of one shape against its baselines: the model's absorbed ATen path (gather pages,
+// two batched GEMMs) and the expanded-K/V SDPA path (skipped when `quick`, as the ranges sweep).
+// Bytes: the cache and queries read, the output written once. The kernel is timed as the engine
+// calls it, the page check (one device sync) once per step rather than per call; "checked" is a
+// single call with it; "size-matched copy": a copy moving the same bytes, timed the same way.
+void bench_mla_shape(const MlaShape& m, double copy_gbs, bool quick) {
+  const auto [heads, batch, context] = m;
+  const auto [cache, tables, lens, q] = make_mla_case(m);
+  const at::Tensor valid = at::ones({batch, context}, gpu(at::kBool));
+  const double scale = 1.0 / std::sqrt(192.0);
+  const double bytes = 1.0 * cache.nbytes() + q.nbytes() + batch * heads * 512.0 * 2;
+  const auto aten = [&] {
+    return mla_decode_reference(
+        q, cache.index_select(0, tables.reshape(-1)).view({batch, context, 576}), valid, scale,
+        512);
+  };
+  const at::Tensor want = aten().to(at::kFloat);
+  const auto rel_err = [&](const at::Tensor& got) {
+    return (got.to(at::kFloat) - want).norm().item<double>() / want.norm().item<double>();
+  };
+  const double err = rel_err(mla_decode_cuda(q, cache, tables, lens, scale));
+  const double aten_ms = quick ? NAN : per_call_ms(aten, 1, 5);
+  const double sdpa_ms = quick ? NAN : time_expanded(m, cache, tables, scale);
+  const auto call = [&] { mla_decode_cuda(q, cache, tables, lens, scale, 0, false); };
+  const double ms = per_call_ms(call);
+  const double checked_ms = median_ms([&] { mla_decode_cuda(q, cache, tables, lens, scale); });
+  const double graph_ms = graph_call_ms(call);
+  const double matched_ms = size_matched_copy_ms(bytes);
+  const double gbs = bytes / ms / 1e6;
+  const double flop = 2.0 * batch * heads * context * (576 + 512);
+  fmt::print(
+      "mla_decode h {} batch {} ctx {}  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.4f} ms  "
+      "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  {:.0f} TFLOP/s  rel err {:.1e}  "
+      "checked {:.3f} ms  graph {:.4f} ms ({:.2f} of copy)  size-matched copy {:.4f} ms ({:.2f} "
+      "of copy)\n",
+      heads, batch, context, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs, gbs / copy_gbs,
+      flop / ms / 1e9, err, checked_ms, graph_ms, bytes / graph_ms / 1e6 / copy_gbs, matched_ms,
+      bytes / matched_ms / 1e6 / copy_gbs);
+  if (heads % 64 == 0) {  // the mma.sync kernel the wgmma one replaces, same inputs
+    const auto mma_sync = [&] {
+      return mla_decode_cuda(q, cache, tables, lens, scale, 0, false, false);
+    };
+    const double mma_err = rel_err(mma_sync());
+    const double mma_ms = per_call_ms(mma_sync);
+    fmt::print(
+        "  mma.sync kernel {:.3f} ms  {:.2f} of copy  {:.0f} TFLOP/s  rel err {:.1e}  wgmma "
+        "x{:.2f}\n",
+        mma_ms, bytes / mma_ms / 1e6 / copy_gbs, flop / mma_ms / 1e9, mma_err, mma_ms / ms);
+  }
+  if (heads == 16 && context <= 4096 && !quick)
+    fmt::print("  ms per call by ranges per sequence:{}\n", splits_sweep([&](int splits) {
+                 mla_decode_cuda(q, cache, tables, lens, scale, splits, false);
+               }));
 }
 
 }  // namespace
@@ -283,6 +304,14 @@ int main(int argc, char** argv) {
   if (wanted("elementwise")) bench_elementwise(copy_gbs);
   if (wanted("sampling")) bench_sampling(copy_gbs);
   if (wanted("logprobs")) bench_logprobs(copy_gbs);
-  if (wanted("mla_decode")) bench_mla_decode(copy_gbs);
+  if (wanted("mla_decode")) {
+    std::string capacity;
+    for (int size = 2; size <= kMlaClusterSplits; ++size)
+      capacity += fmt::format(" {}: {}", size, mla_decode_cluster_capacity(size));
+    fmt::print("mla_decode 16-head kernel: clusters of n ranges the device holds at once:{}\n",
+               capacity);
+    for (const MlaShape& m : mla_shapes(only))
+      bench_mla_shape(m, copy_gbs, std::find(only.begin(), only.end(), "quick") != only.end());
+  }
   return 0;
 }

@@ -112,14 +112,15 @@ TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
 }
 
 TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
-  // 64 ragged sequences: many CTAs race to finish each sequence's ranges. Up to 16 ranges the
-  // last one combines them in the same kernel; 17 takes the separate combine kernel.
+  // 64 ragged sequences: many CTAs race to finish each sequence's ranges. 2 ranges combine
+  // inside clusters; 4 and 8 would need more clusters than an H200 holds at once (62 of 4, 30 of
+  // 8), so there, as up to 16 ranges, the last CTA combines them; 17 takes the combine kernel.
   PONDER_REQUIRE_GPU();
   std::vector<std::int64_t> lengths;
   for (std::int64_t b = 0; b < 64; ++b) lengths.push_back(1 + b * 997 % 2048);
   const Case c = make_case(lengths, 16);
   const at::Tensor want = oracle(c, 0.08);
-  for (const std::int64_t splits : {0, 2, 16, 17}) {
+  for (const std::int64_t splits : {0, 2, 4, 8, 16, 17}) {
     const at::Tensor got = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits);
     ASSERT_FALSE(got.isnan().any().item<bool>()) << "splits " << splits;
     for (std::int64_t b = 0; b < 64; ++b)
@@ -127,15 +128,38 @@ TEST(MlaDecodeCuda, CombinesRangesOfManySequencesInOneLaunch) {
   }
 }
 
+TEST(MlaDecodeCuda, EveryCombinePathOverShortAndRaggedContexts) {
+  // 16 heads, 14 sequences of 1-1000 tokens (1-32 tiles, so ranges with one tile, a partial
+  // tile or none) at 1-24 ranges: 2-8 ranges combine inside a cluster (the device holds 14
+  // clusters of up to 8), 9 and 16 by the last CTA to finish, 17 and 24 by the combine kernel.
+  // Three calls back to back (no sync), each against the FP64 oracle.
+  PONDER_REQUIRE_GPU();
+  const std::vector<std::int64_t> lengths = {1,   32,  33,  64,  65,  96,  127,
+                                             128, 129, 200, 255, 256, 257, 1000};
+  const Case c = make_case(lengths, 16);
+  const at::Tensor want = oracle(c, 0.08);
+  for (const std::int64_t splits : {1, 2, 3, 4, 8, 9, 16, 17, 24}) {
+    std::vector<at::Tensor> got;
+    for (int call = 0; call < 3; ++call)
+      got.push_back(mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits, false));
+    for (int call = 0; call < 3; ++call) {
+      ASSERT_FALSE(got[call].isnan().any().item<bool>()) << "splits " << splits;
+      for (std::size_t b = 0; b < lengths.size(); ++b)
+        EXPECT_LT(relative_error(got[call][b], want[b]), 1e-2)
+            << "splits " << splits << " call " << call << " length " << lengths[b];
+    }
+  }
+}
+
 TEST(MlaDecodeCuda, BackToBackCallsAndGraphReplaysShareTheCounters) {
   // Calls queued with no host sync between them (each may be scheduled while the previous one
-  // runs) share one buffer of arrival counters that every fused combine leaves zero: different
-  // batches, 16 and 32 heads, ragged lengths 1..N and 0-16 ranges (many of them empty) in a row,
+  // runs) share one buffer of arrival and tile counters that every call leaves zero: different
+  // batches, 16 and 32 heads, ragged lengths 1..N and 0-40 ranges (many of them empty) in a row,
   // then the same calls recorded as a CUDA graph and replayed twice.
   PONDER_REQUIRE_GPU();
   std::vector<Case> cases;
   std::vector<at::Tensor> wants;
-  const std::vector<std::int64_t> splits = {0, 16, 3, 1, 7, 16, 2};
+  const std::vector<std::int64_t> splits = {0, 16, 3, 1, 7, 17, 2, 40, 4};
   for (std::size_t i = 0; i < splits.size(); ++i) {
     std::vector<std::int64_t> lengths;
     const auto batch = static_cast<std::int64_t>(5 + 23 * i % 40);
