@@ -2,7 +2,7 @@
 // context range, sequence) reads each cache page once for its 64 heads. The queries stay in
 // shared memory, pages stream in by TMA (128-byte swizzle) through an mbarrier ring fed by a
 // producer thread, and two warpgroups run S = Q K^T and O += P V on wgmma, each the softmax of
-// every other page while the other's tensor work runs.
+// every other page while the other's tensor work runs; the output leaves by TMA as well.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -20,9 +20,11 @@ namespace {
 // warpgroup 0 computes the scores of A (m64n64k16 over the 576 dims) and their softmax, warpgroup 1
 // those of B, so one warpgroup's softmax runs while the other's tensor work is in flight; warpgroup
 // w owns output dims [256 w, 256 w + 256) (m64n256k16, V = the page's first 512 columns read
-// MN-major: wgmma's transpose bit) and adds P V of both pages. The probabilities of a page go to
-// its RoPE block, free once its scores are done; the maxima and rescale factors go through shared
-// memory, ordered by named barriers. Each 64 x 64 block has its own landed barrier and each
+// MN-major: wgmma's transpose bit) and adds P V of both pages, its own page's P from registers
+// (the scores' accumulator fragments packed to BF16), the other's from shared memory: each
+// warpgroup also writes its P to the page's RoPE block, free once the scores are done. The maxima
+// and rescale factors go through shared memory, ordered by named barriers; outputs are rescaled
+// only where a maximum moved. Each 64 x 64 block has its own landed barrier and each
 // warpgroup's value blocks their own release, so the next page starts loading before the whole
 // stage is free. Warpgroup 2 issues the copies (one thread). Tiles are [9][64][64] blocks of
 // 128-byte rows (one TMA box each); a page's rows past its context are cleared in the value
@@ -51,7 +53,8 @@ constexpr int kSmem = static_cast<int>(sizeof(Shared)) + 1024;  // + room to ali
 static_assert(kSmem <= 227 * 1024, "fits an H100/H200 CTA's shared memory");
 
 struct Maps {
-  CUtensorMap q, cache;  // [batch * heads, 576] and [pages * 64, 576], boxes of 64 x 64
+  // [batch * heads, 576], [pages * 64, 576] and the output [batch * heads, 512], boxes of 64 x 64
+  CUtensorMap q, cache, out;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device code: the sm_90a pass only
@@ -169,20 +172,21 @@ __device__ void issue_values(const Shared& sh, int stage, int wg, float (&o)[128
   device::wgmma_commit();
 }
 
-// Masks and scales the scores of a page with `valid` tokens in the context; returns each of this
-// thread's rows' maximum (-inf with none valid).
+// Masks (a partial page only) and scales the scores of a page with `valid` tokens in the context;
+// returns each of this thread's rows' maximum (-inf with none valid).
 __device__ void mask_and_max(const Lane& l, float (&s)[32], int valid, float scale, float (&m)[2]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) s[i] *= scale;
+  if (valid < kTokens) {
+#pragma unroll
+    for (int i = 0; i < 32; ++i)
+      if (8 * (i / 4) + l.col + i % 2 >= valid) s[i] = -INFINITY;
+  }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     m[h] = -INFINITY;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        float& x = s[4 * j + 2 * h + c];
-        x = 8 * j + l.col + c < valid ? x * scale : -INFINITY;
-        m[h] = fmaxf(m[h], x);
-      }
+    for (int j = 0; j < 8; ++j) m[h] = fmaxf(m[h], fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
     for (int o = 1; o <= 2; o *= 2) m[h] = fmaxf(m[h], __shfl_xor_sync(0xffffffffu, m[h], o));
   }
 }
@@ -209,15 +213,49 @@ __device__ __forceinline__ int swizzled(int row, int col) {
   return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
 }
 
-// Writes f s (BF16, f per row) into the P block `p`.
-__device__ void store_p(Block& p, const Lane& l, const float (&s)[32], const float (&f)[2]) {
+// This thread's probabilities s as the BF16 A fragments of P V (wgmma's A from registers): a[k]
+// holds tokens [16 k, 16 k + 16) as the pairs at (row, c), (row + 8, c), (row, c + 8) and
+// (row + 8, c + 8), c = 16 k + its first column.
+__device__ __forceinline__ void pack_p(const float (&s)[32], std::uint32_t (&a)[4][4]) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      a[k][i] = device::pack_bf16x2(s[8 * k + 2 * i], s[8 * k + 2 * i + 1]);
+}
+
+// Writes the packed probabilities a into the P block `p` (for the other warpgroup).
+__device__ void store_packed_p(Block& p, const Lane& l, const std::uint32_t (&a)[4][4]) {
   auto* bytes = reinterpret_cast<unsigned char*>(&p[0][0]);
 #pragma unroll
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int h = 0; h < 2; ++h)
       *reinterpret_cast<std::uint32_t*>(bytes + swizzled(l.row + 8 * h, 8 * j + l.col)) =
-          device::pack_bf16x2(f[h] * s[4 * j + 2 * h], f[h] * s[4 * j + 2 * h + 1]);
+          a[j / 2][2 * (j % 2) + h];
+}
+
+// Keeps the registers of a, read by an asynchronous wgmma, alive until its wait.
+__device__ __forceinline__ void fence_packed(std::uint32_t (&a)[4][4]) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[k][i])::"memory");
+}
+
+// Issues o += P V for this warpgroup's 256 output dims over `stage`'s page, P from registers.
+__device__ void issue_values_rs(const Shared& sh, int stage, int wg, std::uint32_t (&a)[4][4],
+                                float (&o)[128]) {
+  fence_packed(a);
+  device::fence_registers(o);
+  device::wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const std::uint64_t b =
+        device::smem_descriptor(&sh.kv[stage][kValueBlocks * wg][16 * k][0], sizeof(Block));
+    device::wgmma_m64n256k16_rs(o, a[k], b);
+  }
+  device::wgmma_commit();
 }
 
 // Zeroes rows [valid, 64) of this warpgroup's value blocks of a page (whole 128-byte rows, so the
@@ -239,7 +277,9 @@ __device__ void clear_tail(Block (&kv)[kBlocks], const Lane& l, int valid) {
   device::named_barrier_sync(kOwnP + l.wg, 128);
 }
 
+// o *= f (per row); nothing to do where no maximum moved (f 1), as on most pages.
 __device__ void scale_outputs(float (&o)[128], const float (&f)[2]) {
+  if (f[0] == 1.f && f[1] == 1.f) return;
 #pragma unroll
   for (int j = 0; j < kHalfDims / 8; ++j)
     o[4 * j] *= f[0], o[4 * j + 1] *= f[0], o[4 * j + 2] *= f[1], o[4 * j + 3] *= f[1];
@@ -280,17 +320,19 @@ __device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, 
   const bool has_b = page + 1 < r.last, has_next = page + 2 < r.last;
   const int valid_a = valid_of(r, page);
   float f[2];
-  const float prev[2] = {st.max[0], st.max[1]}, one[2] = {1.f, 1.f};
+  const float prev[2] = {st.max[0], st.max[1]};
   softmax_page(sh, l, 0, s, valid_a, scale, prev, st, f);
   scale_outputs(o, f);
-  store_p(sh.kv[0][kPBlock], l, s, one);
-  if (valid_a < kTokens) clear_values(sh.kv[0], l, valid_a);
+  std::uint32_t pa[4][4];
+  pack_p(s, pa);
+  clear_tail(sh.kv[0], l, valid_a);
+  issue_values_rs(sh, 0, 0, pa, o);
+  store_packed_p(sh.kv[0][kPBlock], l, pa);
   device::fence_proxy_async();
-  device::named_barrier_sync(kOwnP, 128);
   device::named_barrier_arrive(kReadyA, kConsumers);
-  issue_values(sh, 0, 0, o);
   device::wgmma_wait<0>();
   device::fence_registers(o);
+  fence_packed(pa);
   device::mbarrier_arrive(&sh.empty[0][kValues0]);
   device::mbarrier_arrive(&sh.empty[0][kP]);
   device::named_barrier_sync(kReadyB, kConsumers);
@@ -333,9 +375,10 @@ __device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page,
   clear_tail(sh.kv[0], l, valid_of(r, page));
   issue_values(sh, 0, 1, o);
   softmax_page(sh, l, 1, s, valid_b, scale, prev, st, g);
+  std::uint32_t pb[4][4];
+  pack_p(s, pb);
   if (has_b) {
-    const float one[2] = {1.f, 1.f};
-    store_p(sh.kv[1][kPBlock], l, s, one);
+    store_packed_p(sh.kv[1][kPBlock], l, pb);
     if (valid_b < kTokens) clear_values(sh.kv[1], l, valid_b);
   }
   device::fence_proxy_async();
@@ -346,53 +389,80 @@ __device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page,
   device::mbarrier_arrive(&sh.empty[0][kP]);
   scale_outputs(o, g);
   if (has_b) {
-    device::named_barrier_sync(kOwnP + 1, 128);
-    issue_values(sh, 1, 1, o);
+    if (valid_b < kTokens) device::named_barrier_sync(kOwnP + 1, 128);
+    issue_values_rs(sh, 1, 1, pb, o);
     device::wgmma_wait<0>();
     device::fence_registers(o);
+    fence_packed(pb);
     device::mbarrier_arrive(&sh.empty[1][kValues1]);
     device::mbarrier_arrive(&sh.empty[1][kP]);
   }
-  if (has_next) scores(sh, 1, (round + 1) & 1, s);
+  if (has_next) {  // the first half (its own value blocks, freed first) runs while the rest lands
+    issue_scores<0, kValueBlocks>(sh, 1, (round + 1) & 1, s);
+    issue_scores<kValueBlocks, kBlocks>(sh, 1, (round + 1) & 1, s);
+    device::wgmma_wait<0>();
+    device::fence_registers(s);
+  }
+}
+
+// This warpgroup's BF16 outputs (o times inv per row) staged in the query tile, whose blocks 4 w to
+// 4 w + 3 hold its 256 columns, then stored by the copy engine (whole 128-byte rows, coalesced).
+__device__ void store_outputs(const Maps& maps, Shared& sh, const Lane& l, int row0,
+                              const float (&o)[128], const float (&inv)[2]) {
+#pragma unroll
+  for (int j = 0; j < kHalfDims / 8; ++j) {
+    auto* bytes = reinterpret_cast<unsigned char*>(&sh.q[kValueBlocks * l.wg + j / 8][0][0]);
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      *reinterpret_cast<std::uint32_t*>(bytes + swizzled(l.row + 8 * h, 8 * (j % 8) + l.col)) =
+          device::pack_bf16x2(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
+  }
+  device::fence_proxy_async();
+  device::named_barrier_sync(kOwnP + l.wg, 128);
+  if (l.tid != 0) return;
+  for (int i = 0; i < kValueBlocks; ++i)
+    device::tma_store_2d(&maps.out, &sh.q[kValueBlocks * l.wg + i][0][0], kHalfDims * l.wg + 64 * i,
+                         row0);
+  device::tma_store_wait();
 }
 
 // This range's result for this thread's two heads: BF16 output when the context is one range,
 // else o / sum in FP32 and the log2-sum-exp (-inf for an empty range).
-__device__ void write_result(const MlaDecodeParams& p, Shared& sh, const Lane& l, int b, int head0,
-                             int split, Softmax& st, const float (&o)[128]) {
+__device__ void write_result(const MlaDecodeParams& p, const Maps& maps, Shared& sh, const Lane& l,
+                             int b, int head0, int split, Softmax& st, const float (&o)[128]) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     for (int x = 1; x <= 2; x *= 2) st.sum[h] += __shfl_xor_sync(0xffffffffu, st.sum[h], x);
     if (l.col == 0) sh.sum[l.wg][l.row + 8 * h] = st.sum[h];
   }
-  device::named_barrier_sync(kSums, kConsumers);
+  device::named_barrier_sync(kSums, kConsumers);  // also: both warpgroups' wgmmas are done
+  float inv[2], total[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const float total = st.sum[h] + sh.sum[l.wg ^ 1][l.row + 8 * h];
-    const float inv = total > 0.f ? 1.f / total : 0.f;
+    total[h] = st.sum[h] + sh.sum[l.wg ^ 1][l.row + 8 * h];
+    inv[h] = total[h] > 0.f ? 1.f / total[h] : 0.f;
+  }
+  if (p.splits == 1) {
+    store_outputs(maps, sh, l, b * p.heads + head0, o, inv);
+    return;
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
     const std::int64_t row = std::int64_t{b} * p.heads + head0 + l.row + 8 * h;
     const int d0 = kHalfDims * l.wg + l.col;
-    if (p.splits == 1) {
-      auto* out = static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent + d0;
-#pragma unroll
-      for (int j = 0; j < kHalfDims / 8; ++j)
-        *reinterpret_cast<std::uint32_t*>(out + 8 * j) =
-            device::pack_bf16x2(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
-      continue;
-    }
     const std::int64_t at = row * p.splits + split;
     float* out = p.partial_out + at * kMlaLatent + d0;
 #pragma unroll
     for (int j = 0; j < kHalfDims / 8; ++j)
       *reinterpret_cast<float2*>(out + 8 * j) =
-          make_float2(o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv);
+          make_float2(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
     if (l.wg == 0 && l.col == 0)
-      p.partial_lse[at] = total > 0.f ? st.max[h] + log2f(total) : -INFINITY;
+      p.partial_lse[at] = total[h] > 0.f ? st.max[h] + log2f(total[h]) : -INFINITY;
   }
 }
 
-__device__ void consume(const MlaDecodeParams& p, Shared& sh, int b, int head0, int split,
-                        const Range& r) {
+__device__ void consume(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
+                        int split, const Range& r) {
   const Lane l = lane_of();
   const float scale = p.scale * kLog2e;
   float o[128] = {}, s[32] = {};
@@ -405,7 +475,7 @@ __device__ void consume(const MlaDecodeParams& p, Shared& sh, int b, int head0, 
     else
       pair_second(sh, l, r, page, round, scale, s, o, st);
   }
-  write_result(p, sh, l, b, head0, split, st, o);
+  write_result(p, maps, sh, l, b, head0, split, st, o);
 }
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
@@ -430,13 +500,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   __syncthreads();
   if (threadIdx.x < kConsumers) {
     device::set_max_registers<kConsumerRegs, true>();
-    consume(p, sh, b, head0, split, r);
+    consume(p, maps, sh, b, head0, split, r);
     return;
   }
   device::set_max_registers<kProducerRegs, false>();
   if (threadIdx.x == kConsumers) {
     device::tma_prefetch(&maps.q);
     device::tma_prefetch(&maps.cache);
+    device::tma_prefetch(&maps.out);
     produce(p, maps, sh, b, head0, r);
   }
 #else
@@ -455,7 +526,8 @@ int mla_decode_wgmma_default_splits(int batch, int heads, int multiprocessors) {
 int launch_mla_decode_wgmma(const MlaDecodeParams& p, std::int64_t cache_pages, void* stream) {
   Maps maps;
   if (!encode_tensor_map(maps.q, p.q, std::int64_t{p.batch} * p.heads, kMlaEntry, 64) ||
-      !encode_tensor_map(maps.cache, p.cache, cache_pages * kTokens, kMlaEntry, 64))
+      !encode_tensor_map(maps.cache, p.cache, cache_pages * kTokens, kMlaEntry, 64) ||
+      !encode_tensor_map(maps.out, p.out, std::int64_t{p.batch} * p.heads, kMlaLatent, 64))
     return static_cast<int>(cudaErrorInvalidValue);
   const cudaError_t rc = cudaFuncSetAttribute(mla_decode_wgmma_kernel,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);

@@ -47,6 +47,18 @@ at::TensorOptions gpu(at::ScalarType dtype) {
   return at::TensorOptions().device(at::kCUDA).dtype(dtype);
 }
 
+// A dense BF16 GEMM (8192 cubed, cuBLAS through at::mm): the compute roofline the many-head MLA
+// decode is held against, measured once per run.
+double dense_bf16_tflops() {
+  static const double tflops = [] {
+    const std::int64_t n = 8192;
+    const at::Tensor a = at::randn({n, n}, gpu(at::kBFloat16)),
+                     b = at::randn({n, n}, gpu(at::kBFloat16));
+    return 2.0 * n * n * n / median_ms([&] { at::mm(a, b); }) / 1e9;
+  }();
+  return tflops;
+}
+
 void bench_rms_norm(double copy_gbs) {
   for (const auto dtype : {at::kBFloat16, at::kFloat})
     for (const std::int64_t cols : {2048, 7168}) {
@@ -304,6 +316,12 @@ void bench_mla_shape(const MlaShape& m, double copy_gbs, bool quick) {
         "  mma.sync kernel {:.3f} ms  {:.2f} of copy  {:.0f} TFLOP/s  rel err {:.1e}  wgmma "
         "x{:.2f}\n",
         mma_ms, bytes / mma_ms / 1e6 / copy_gbs, flop / mma_ms / 1e9, mma_err, mma_ms / ms);
+    // Compute-bound: 0.85 of copy would need flop / bytes * 0.85 * copy_gbs of tensor throughput.
+    const double dense = dense_bf16_tflops(), needed = flop / bytes * 0.85 * copy_gbs / 1e3;
+    fmt::print(
+        "  compute roofline: dense BF16 GEMM {:.0f} TFLOP/s here; kernel {:.2f} of it; 0.85 of "
+        "copy would need {:.0f} TFLOP/s ({:.2f} of the dense GEMM)\n",
+        dense, flop / ms / 1e9 / dense, needed, needed / dense);
   }
   bench_mla_fp8(m, cache, tables, lens, q, ms, copy_gbs);
   if (heads == 16 && context <= 4096 && !quick)

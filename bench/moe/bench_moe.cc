@@ -235,6 +235,34 @@ void bench_shape(const std::string& preset, const std::vector<std::int64_t>& tok
   }
 }
 
+// Few-rows wgmma against the large tiles under a balanced router (token t takes experts t k ..
+// t k + k - 1 mod E, so every expert gets T k / E rows), the routing a trained model's load
+// balancing aims at; the random router above hits fewer experts with more rows each.
+void bench_balanced(const std::string& preset, const std::vector<std::int64_t>& token_counts) {
+  const auto layer = make_layer(preset);
+  const ModelConfig& c = layer->config;
+  const std::int64_t k = c.num_experts_per_tok, experts = c.n_routed_experts;
+  const auto opts = at::TensorOptions(at::kBFloat16).device(at::kCUDA);
+  fmt::print("\n{}, balanced router\n{:>6} | {:>8} {:>8} {:>8} | {}\n", preset, "tokens",
+             "rows/exp", "wgmma ms", "large ms", "the automatic choice");
+  using ponder::model::ExpertGemm;
+  for (const std::int64_t t : token_counts) {
+    if (t * k > 64 * experts) continue;  // past the few-rows regime
+    const at::Tensor x = at::randn({t, c.hidden_size}, opts);
+    const at::Tensor slots = at::arange(t * k, opts.dtype(at::kLong)).view({t, k});
+    const ponder::model::MoeRouting routing{
+        at::full({t, k}, 1.0 / static_cast<double>(k), opts.dtype(at::kFloat)),
+        slots.remainder(experts), at::Tensor()};
+    const auto time = [&](ExpertGemm gemm) {
+      return median_seconds([&] { return layer->moe.routed_grouped(x, routing, gemm); }, 20) * 1e3;
+    };
+    const ExpertGemm picked = ponder::model::pick_expert_gemm(x, k, *layer->moe.stacked);
+    fmt::print("{:>6} | {:>8.1f} {:>8.3f} {:>8.3f} | {}\n", t,
+               static_cast<double>(t * k) / static_cast<double>(experts), time(ExpertGemm::kWgmma),
+               time(ExpertGemm::kWgmmaLarge), picked == ExpertGemm::kWgmma ? "wgmma" : "large");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -265,6 +293,8 @@ int main(int argc, char** argv) {
     }
     bench_shape("deepseek-v2-lite", tokens);
     bench_shape("deepseek-v3", tokens);
+    bench_balanced("deepseek-v2-lite", tokens);
+    bench_balanced("deepseek-v3", tokens);
   } catch (const std::exception& e) {
     fmt::print(stderr, "bench_moe: {}\n", e.what());
     return 1;

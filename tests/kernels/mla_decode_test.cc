@@ -329,6 +329,44 @@ TEST(MlaDecodeCuda, ManyHeadsOverRaggedPagesAndRanges) {
       }
 }
 
+// Scores that rise (or fall) with the token position: the 64 RoPE dims of every query are 1 and a
+// key's are 4 t / n (or 4 (n - t) / n) at position t of n, which outweighs the random rest.
+void ramp_scores(Case& c, bool rising) {
+  c.query.narrow(2, 512, 64).fill_(1.0);
+  const at::Tensor flat = c.cache.view({-1, 576});
+  for (std::int64_t b = 0; b < c.query.size(0); ++b) {
+    const std::int64_t n = c.lens[b].item<std::int64_t>();
+    const at::Tensor t = at::arange(n, at::TensorOptions().dtype(at::kDouble));
+    const at::Tensor ramp = (rising ? t : n - t) * (4.0 / static_cast<double>(n));
+    for (std::int64_t j = 0; j < (n + 63) / 64; ++j) {
+      const std::int64_t m = std::min<std::int64_t>(64, n - 64 * j);
+      flat.narrow(0, c.tables[b][j].item<std::int64_t>() * 64, m)
+          .narrow(1, 512, 64)
+          .copy_(ramp.narrow(0, 64 * j, m).unsqueeze(1).expand({m, 64}));
+    }
+  }
+}
+
+TEST(MlaDecodeCuda, ManyHeadsWithMaximaMovingOnMostPagesOrNone) {
+  // The wgmma kernel rescales its outputs only where a row's running maximum moved: rising scores
+  // move it on most pages, falling ones hardly ever after the first (the rescale skipped); a
+  // negative scale turns one into the other. Partial last pages and several ranges included.
+  PONDER_REQUIRE_GPU();
+  for (const bool rising : {true, false})
+    for (const double scale : {0.08, -0.08})
+      for (const std::int64_t splits : {0, 1, 3}) {
+        Case c = make_case({1, 700, 576, 1500, 64}, 128);
+        ramp_scores(c, rising);
+        const at::Tensor got = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, scale, splits);
+        const at::Tensor want = oracle(c, scale);
+        const std::string what = std::string(rising ? "rising" : "falling") + " scale " +
+                                 std::to_string(scale) + " splits " + std::to_string(splits);
+        ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
+        for (std::int64_t b = 0; b < c.query.size(0); ++b)
+          EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << what << " sequence " << b;
+      }
+}
+
 TEST(MlaDecodeCuda, RejectsContextsBeyondTheTable) {
   PONDER_REQUIRE_GPU();
   const Case c = make_case({100}, 16);
