@@ -108,6 +108,12 @@ void RolloutEngine::reserve_cache() {
       "KV cache: {} blocks of {} tokens ({} tokens, {:.3f} GiB, {})", blocks, options_.block_size,
       blocks * options_.block_size, static_cast<double>(cache_bytes()) / (1 << 30),
       options_.kv_cache_dtype == model::KvCacheDtype::kFp8 ? "FP8 latent rows" : "model dtype");
+  if (options_.kv_cache_dtype == model::KvCacheDtype::kFp8 && device.is_cuda() &&
+      model_.config().num_attention_heads >= 64)
+    log::warn(
+        "KV cache: FP8 pages with {} heads decode on the mma.sync kernel, ~6x slower than BF16 "
+        "pages on the wgmma kernel (H200, bench/RESULTS.md): FP8 buys capacity here, not speed",
+        model_.config().num_attention_heads);
   if (options_.cuda_graphs && model_.graph_capturable()) {
     const auto scratch = allocator_.allocate();  // padding rows of the graphs' buckets
     if (scratch)
