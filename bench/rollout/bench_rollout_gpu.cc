@@ -110,6 +110,27 @@ at::Tensor random_pages(ponder::model::CausalLM& lm, const ponder::model::KvLayo
       .view(full);
 }
 
+// A cache of `blocks` pages of 64 tokens in `lm`'s layout for the bench's cache format: random
+// entries (a decode step's context) or zeros (a prefill chunk writes its own).
+ponder::model::PagedKvCache bench_cache(ponder::model::CausalLM& lm, std::int64_t blocks,
+                                        bool random) {
+  const auto layout = lm.kv_layout(bench_cache_dtype());
+  ponder::model::PagedKvCache cache;
+  cache.block_size = 64;
+  for (std::int64_t l = 0; l < layout.num_layers; ++l) {
+    std::vector<at::Tensor> tensors;
+    for (const auto& shape : layout.per_token_shapes) {
+      std::vector<std::int64_t> full = {blocks, 64};
+      full.insert(full.end(), shape.begin(), shape.end());
+      tensors.push_back(random
+                            ? random_pages(lm, layout, full)
+                            : at::zeros(full, at::TensorOptions(layout.dtype).device(at::kCUDA)));
+    }
+    cache.layers.push_back(std::move(tensors));
+  }
+  return cache;
+}
+
 // One decode step of `batch` sequences at context `ctx` on a synthetic cache: forward_paged,
 // logits and argmax, as the engine runs it.
 struct DecodeStep {
@@ -117,18 +138,8 @@ struct DecodeStep {
   ponder::model::StepBatch batch;
 
   DecodeStep(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t ctx) {
-    const auto layout = lm.kv_layout(bench_cache_dtype());
     const std::int64_t per_seq = (ctx + 63) / 64, blocks = sequences * per_seq;
-    cache.block_size = 64;
-    for (std::int64_t l = 0; l < layout.num_layers; ++l) {
-      std::vector<at::Tensor> tensors;
-      for (const auto& shape : layout.per_token_shapes) {
-        std::vector<std::int64_t> full = {blocks, 64};
-        full.insert(full.end(), shape.begin(), shape.end());
-        tensors.push_back(random_pages(lm, layout, full));
-      }
-      cache.layers.push_back(std::move(tensors));
-    }
+    cache = bench_cache(lm, blocks, true);
     const auto i64 = at::TensorOptions(at::kLong).device(at::kCUDA);
     const at::Tensor seq = at::arange(sequences, i64);
     batch = {at::randint(3, lm.config().vocab_size, {sequences}, i64),
@@ -200,18 +211,8 @@ struct PrefillStep {
   at::Tensor last;  // [sequences] row of each sequence's last token
 
   PrefillStep(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t prompt) {
-    const auto layout = lm.kv_layout(bench_cache_dtype());
     const std::int64_t per_seq = (prompt + 63) / 64, blocks = sequences * per_seq;
-    cache.block_size = 64;
-    for (std::int64_t l = 0; l < layout.num_layers; ++l) {
-      std::vector<at::Tensor> tensors;
-      for (const auto& shape : layout.per_token_shapes) {
-        std::vector<std::int64_t> full = {blocks, 64};
-        full.insert(full.end(), shape.begin(), shape.end());
-        tensors.push_back(at::zeros(full, at::TensorOptions(layout.dtype).device(at::kCUDA)));
-      }
-      cache.layers.push_back(std::move(tensors));
-    }
+    cache = bench_cache(lm, blocks, false);
     const auto i64 = at::TensorOptions(at::kLong).device(at::kCUDA);
     const at::Tensor pos = at::arange(prompt, i64).repeat({sequences});
     const at::Tensor seq = at::arange(sequences, i64).repeat_interleave(prompt);

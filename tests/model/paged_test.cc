@@ -64,6 +64,23 @@ struct Harness {
   }
 };
 
+// The packed forward over whole sequences: hidden states [total tokens, H] and the sequences'
+// first rows (cu_seqlens).
+std::pair<at::Tensor, std::vector<std::int64_t>> packed_reference(
+    CausalLM& model, const std::vector<std::vector<std::int64_t>>& full) {
+  std::vector<std::int64_t> ids, pos, cu = {0};
+  for (const auto& seq : full) {
+    for (std::size_t i = 0; i < seq.size(); ++i) {
+      ids.push_back(seq[i]);
+      pos.push_back(static_cast<std::int64_t>(i));
+    }
+    cu.push_back(static_cast<std::int64_t>(ids.size()));
+  }
+  return {model.forward_hidden(at::tensor(ids, at::kLong), at::tensor(pos, at::kLong),
+                               at::tensor(cu, at::kLong)),
+          cu};
+}
+
 class PagedVsPacked : public ::testing::TestWithParam<std::string> {};
 
 // Chunked prefill then token-by-token decode through the paged cache (MLA: absorbed form) must
@@ -97,16 +114,7 @@ TEST_P(PagedVsPacked, ChunkedPrefillAndDecodeEqualFullRecompute) {
     decoded.push_back(h.step(tokens));  // [3, H], one row per sequence
   }
   // Packed reference over the full sequences; compare each decode step's hidden state.
-  std::vector<std::int64_t> ids, pos, cu = {0};
-  for (const auto& seq : full) {
-    for (std::size_t i = 0; i < seq.size(); ++i) {
-      ids.push_back(seq[i]);
-      pos.push_back(static_cast<std::int64_t>(i));
-    }
-    cu.push_back(static_cast<std::int64_t>(ids.size()));
-  }
-  const at::Tensor reference = model->forward_hidden(
-      at::tensor(ids, at::kLong), at::tensor(pos, at::kLong), at::tensor(cu, at::kLong));
+  const auto [reference, cu] = packed_reference(*model, full);
   for (int t = 0; t < 6; ++t)
     for (std::size_t s = 0; s < prompts.size(); ++s) {
       const std::int64_t row = cu[s] + static_cast<std::int64_t>(prompts[s].size()) + t;
@@ -138,16 +146,7 @@ TEST_P(PagedVsPacked, MixedStepEqualsFullRecompute) {
     second.emplace_back(begin + feeds[s].first, begin + feeds[s].first + feeds[s].second);
   }
   const at::Tensor hidden1 = h.step(first), hidden2 = h.step(second);
-  std::vector<std::int64_t> ids, pos, cu = {0};
-  for (const auto& seq : full) {
-    for (std::size_t i = 0; i < seq.size(); ++i) {
-      ids.push_back(seq[i]);
-      pos.push_back(static_cast<std::int64_t>(i));
-    }
-    cu.push_back(static_cast<std::int64_t>(ids.size()));
-  }
-  const at::Tensor reference = model->forward_hidden(
-      at::tensor(ids, at::kLong), at::tensor(pos, at::kLong), at::tensor(cu, at::kLong));
+  const auto [reference, cu] = packed_reference(*model, full);
   std::int64_t row1 = 0, row2 = 0;
   for (std::size_t s = 0; s < full.size(); ++s) {
     const auto [n1, n2] = feeds[s];
