@@ -18,6 +18,20 @@ std::vector<std::vector<std::int64_t>> prompts() {
   return {{5, 17, 99, 1024, 7, 3, 250, 11, 42, 8}, {8, 9, 10}, {300, 301, 302, 303, 304, 305, 306}};
 }
 
+// The training forward's exact log-probabilities of a completion's tokens after its prompt.
+at::Tensor recompute_logprobs(model::CausalLM& lm, const std::vector<std::int64_t>& prompt_ids,
+                              const std::vector<std::int64_t>& completion) {
+  std::vector<std::int64_t> full = prompt_ids;
+  full.insert(full.end(), completion.begin(), completion.end());
+  const auto n = static_cast<std::int64_t>(full.size());
+  const at::Tensor ids = at::tensor(full, at::kLong);
+  const at::Tensor hidden =
+      lm.forward_hidden(ids, at::arange(n, at::kLong), at::tensor(std::vector<std::int64_t>{0, n}));
+  const auto prompt = static_cast<std::int64_t>(prompt_ids.size());
+  return lm.token_logprobs(hidden.narrow(0, prompt - 1, n - prompt),
+                           ids.narrow(0, prompt, n - prompt));
+}
+
 nlohmann::json family(const std::string& name) {
   auto j = model::preset_config(name == "qwen2" ? "tiny-qwen2" : "tiny-mla");
   if (name == "deepseek_v2")
@@ -73,15 +87,7 @@ TEST(RolloutEngine, RawLogprobsEqualTrainingRecomputeAcrossPreemption) {
   const auto completions = engine.generate(requests);
   EXPECT_GT(engine.last_metrics().preemptions, 0) << "the cache was meant to force preemption";
   for (const auto& c : completions) {
-    std::vector<std::int64_t> full = requests[c.request].prompt_ids;
-    full.insert(full.end(), c.ids.begin(), c.ids.end());
-    const auto n = static_cast<std::int64_t>(full.size());
-    const at::Tensor ids = at::tensor(full, at::kLong);
-    const at::Tensor hidden = lm->forward_hidden(ids, at::arange(n, at::kLong),
-                                                 at::tensor(std::vector<std::int64_t>{0, n}));
-    const auto prompt = static_cast<std::int64_t>(requests[c.request].prompt_ids.size());
-    const at::Tensor recompute = lm->token_logprobs(hidden.narrow(0, prompt - 1, n - prompt),
-                                                    ids.narrow(0, prompt, n - prompt));
+    const at::Tensor recompute = recompute_logprobs(*lm, requests[c.request].prompt_ids, c.ids);
     const at::Tensor engine_lp = at::tensor(c.raw_logprobs, at::kDouble).to(at::kFloat);
     EXPECT_LT((recompute - engine_lp).abs().max().item<double>(), 1e-5)
         << "request " << c.request << " sample " << c.sample;
@@ -94,8 +100,8 @@ TEST(RolloutEngine, RawLogprobsEqualTrainingRecomputeAcrossPreemption) {
 // preemption; the engine's raw logprobs against the training forward's exact recompute, within
 // FP8's precision (e4m3 rounds each latent value by up to 1/16 of it; measured here 0.12 nats at
 // worst, 0.012 on average, against 1e-5 with the FP32 cache in the test above): |diff| < 0.3
-// per token and < 0.03 on average, and not bit-equal (the cache really is FP8). The pages hold 128 FP8 bytes + one FP32 scale + 16 BF16 RoPE dims = 164
-// bytes per token and layer.
+// per token and < 0.03 on average, and not bit-equal (the cache really is FP8). The pages hold
+// 128 FP8 bytes + one FP32 scale + 16 BF16 RoPE dims = 164 bytes per token and layer.
 TEST(RolloutEngine, Fp8CacheLogprobsCloseToExactRecompute) {
   ScratchDir dir("fp8_cache");
   nlohmann::json config = model::preset_config("tiny-mla");
@@ -119,15 +125,8 @@ TEST(RolloutEngine, Fp8CacheLogprobsCloseToExactRecompute) {
   double worst = 0, total = 0;
   std::int64_t tokens = 0;
   for (const auto& comp : completions) {
-    std::vector<std::int64_t> full = requests[comp.request].prompt_ids;
-    full.insert(full.end(), comp.ids.begin(), comp.ids.end());
-    const auto n = static_cast<std::int64_t>(full.size());
-    const at::Tensor ids = at::tensor(full, at::kLong);
-    const at::Tensor hidden = lm->forward_hidden(ids, at::arange(n, at::kLong),
-                                                 at::tensor(std::vector<std::int64_t>{0, n}));
-    const auto prompt = static_cast<std::int64_t>(requests[comp.request].prompt_ids.size());
-    const at::Tensor recompute = lm->token_logprobs(hidden.narrow(0, prompt - 1, n - prompt),
-                                                    ids.narrow(0, prompt, n - prompt));
+    const at::Tensor recompute =
+        recompute_logprobs(*lm, requests[comp.request].prompt_ids, comp.ids);
     const at::Tensor diff =
         (recompute.to(at::kDouble) - at::tensor(comp.raw_logprobs, at::kDouble)).abs();
     worst = std::max(worst, diff.max().item<double>());
