@@ -38,9 +38,15 @@ using device::pack_bf16x2;
 // that wraps back to zero) combines them, else a combine kernel does. Launched as a programmatic
 // dependent (PDL): its CTAs take SM slots as the previous kernel's retire and wait for that
 // kernel's results before their first global read; it lets the next kernel launch once all its CTAs
-// have left their loops. An FP8 cache (kFp8) lands its rows of kMlaFp8Entry bytes in two raw
-// stages the same way; each landed tile is then dequantised by all threads into one BF16 tile of
-// the padded rows above (one more barrier per tile), and the math runs unchanged.
+// have left their loops. An FP8 cache (kFp8, rows of kMlaFp8Entry bytes) lands each tile as one
+// bulk copy (its rows are contiguous in a page) in two raw stages. The scoring warps read the e4m3
+// bytes as their B fragments, convert them exactly to BF16 in registers (every e4m3 value is a
+// BF16 value) and store the converted latent into one BF16 value tile for P @ latent; each
+// 128-value group's scale multiplies that group's products per token after the MMAs, and the
+// probabilities are multiplied by their token's scale (of the warp's output group) before they are
+// rounded to BF16. So the scores use the dequantised entries before their BF16 rounding (the
+// reference rounds them: a difference of at most 2^-9 relative per entry), P @ latent rounds P
+// times the scale instead of P, and no pass over the tile and no barrier is added to the loop.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
 constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
 constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
@@ -53,22 +59,40 @@ constexpr float kLog2e = 1.4426950408889634f;
 using Tile = __nv_bfloat16[kTile][kRow];
 using Scores = float[2][kHeads][kScoreRow];  // the two halves of the dims
 using RawTile = std::uint8_t[kTile][kMlaFp8Entry];
+// The converted latent of an FP8 tile (rows padded for conflict-free ldmatrix).
+using ValueTile = __nv_bfloat16[kTile][kMlaLatent + 8];
+constexpr int kScaleOffset = kMlaLatent;                  // a row's FP32 scales (bytes)
+constexpr int kRopeOffset = kMlaFp8Entry - 2 * kMlaRope;  // a row's BF16 RoPE dims (bytes)
 
-// Where the copies land: BF16 tiles read in place, or FP8 rows dequantised into one BF16 tile.
+// Where the copies land: BF16 tiles read in place, or FP8 tiles (contiguous rows) whose latent
+// the scoring warps convert into one value tile.
 template <bool kFp8>
 struct Stages {
   static constexpr int kRowBytes = kEntryBytes;
   Tile kv[kStages];
+  __device__ Tile& tile(int stage) { return kv[stage]; }
   __device__ void* row(int stage, int r) { return &kv[stage][r][0]; }
 };
 template <>
 struct Stages<true> {
   static constexpr int kRowBytes = kMlaFp8Entry;
   RawTile raw[kStages];
-  Tile kv;
-  __device__ void* row(int stage, int r) { return &raw[stage][r][0]; }
+  ValueTile values;
+  __device__ RawTile& tile(int stage) { return raw[stage]; }
 };
 static_assert(kMlaFp8Entry % 16 == 0, "bulk copies move multiples of 16 bytes");
+
+// The query: BF16 rows (ldmatrix fragments) or, for FP8 tiles, the A fragments of the scoring
+// MMAs in lane order, [32-dim step][MMA][lane] (see score_tile_fp8): one 16-byte load each.
+using QueryFragments = uint4[kMlaEntry / 32][2][32];
+template <bool kFp8>
+struct QueryTile {
+  using Type = __nv_bfloat16[kHeads][kRow];
+};
+template <>
+struct QueryTile<true> {
+  using Type = QueryFragments;
+};
 
 // A range's result kept in shared memory for its cluster's combine: o / sum per head (rows
 // padded against bank conflicts) and the log2-sum-exp.
@@ -83,7 +107,7 @@ struct Smem {
     Stages<kFp8> stages;
     Partial partial;  // after the last tile
   };
-  __nv_bfloat16 q[kHeads][kRow];
+  typename QueryTile<kFp8>::Type q;
   Scores score;
   std::uint64_t full[kStages];  // mbarriers: the stage's tile landed
   int combines;                 // this CTA is the last of its sequence's ranges to finish
@@ -113,19 +137,19 @@ __device__ __forceinline__ int valid_tokens(std::int64_t ctx, int tile) {
 // Zeroes rows [valid, kTile) of a stage before a context's last, partial tile is copied into it:
 // those rows are never copied, and NaN left there would reach the output as P = 0 times a value.
 // Called by every thread after a block barrier; later barriers order it before the reads.
-__device__ void clear_rows(Tile& tile, int valid) {
+template <typename T, int kLen>
+__device__ void clear_rows(T (&tile)[kTile][kLen], int valid) {
   auto* words = reinterpret_cast<uint4*>(&tile[valid][0]);
-  const int count = (kTile - valid) * kRow / 8;
+  const int count = (kTile - valid) * (kLen * static_cast<int>(sizeof(T)) / 16);
   for (int i = threadIdx.x; i < count; i += kThreads) words[i] = uint4{};
 }
 
 // Called by every warp: lane 0 copies its share of tokens [32 * half, 32 * half + valid) of a
 // page into stage `stage`, one bulk copy per token, counted on `full` (armed beforehand by
 // the kernel's `arm`, ordered before this by a block barrier).
-template <bool kFp8>
-__device__ void copy_tile(Stages<kFp8>& stages, int stage, std::uint64_t& full, const void* cache,
+__device__ void copy_tile(Stages<false>& stages, int stage, std::uint64_t& full, const void* cache,
                           std::int64_t page, int half, int valid) {
-  constexpr int kRows = kTile / kWarps, kBytes = Stages<kFp8>::kRowBytes;
+  constexpr int kRows = kTile / kWarps, kBytes = Stages<false>::kRowBytes;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   if (threadIdx.x % 32 != 0) return;
   const int row0 = kRows * warp;
@@ -137,57 +161,35 @@ __device__ void copy_tile(Stages<kFp8>& stages, int stage, std::uint64_t& full, 
       device::bulk_copy(stages.row(stage, row0 + i), src + i * kBytes, kBytes, &full);
 }
 
-// Eight FP8 e4m3 values (two words) times `scale`, rounded to BF16: fp8 -> FP16 is exact, the
-// product is one FP32 rounding, then round-to-nearest-even, as the ATen mla_cache_dequantize.
-__device__ __forceinline__ uint4 dequantize8(std::uint32_t lo, std::uint32_t hi, float scale) {
-  std::uint32_t out[4];
-  const std::uint32_t words[2] = {lo, hi};
+// The same for FP8 rows: thread 0 copies the tile's rows, contiguous in the page, at once.
+__device__ void copy_tile(Stages<true>& stages, int stage, std::uint64_t& full, const void* cache,
+                          std::int64_t page, int half, int valid) {
+  constexpr int kBytes = Stages<true>::kRowBytes;
+  if (threadIdx.x == 0)
+    device::bulk_copy(&stages.raw[stage][0][0],
+                      static_cast<const std::uint8_t*>(cache) +
+                          (page * kMlaPage + half * kTile) * std::int64_t{kBytes},
+                      valid * kBytes, &full);
+}
+
+// Four e4m3 values (one word, lowest byte first) as two BF16 pairs, exactly: each byte with its
+// sign byte replicated above it (prmt), shifted to BF16's places (sign, exponent field 0-15,
+// mantissa: the value times 2^-120, subnormals included), then times 2^120 (exact; BF16
+// arithmetic keeps subnormals). NaN bytes (never written by mla_cache_quantize from finite
+// entries) come out finite.
+__device__ __forceinline__ uint2 e4m3x4_to_bf16(std::uint32_t word) {
+  std::uint32_t pair[2];
+  asm("prmt.b32 %0, %1, 0, 0x9180;" : "=r"(pair[0]) : "r"(word));
+  asm("prmt.b32 %0, %1, 0, 0xB3A2;" : "=r"(pair[1]) : "r"(word));
+  const __nv_bfloat162 two120 =
+      __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const auto pair = static_cast<__nv_fp8x2_storage_t>(words[i / 2] >> (16 * (i % 2)));
-    const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
-    out[i] = device::pack_bf16x2(f.x * scale, f.y * scale);
+  for (auto& bits : pair) {
+    bits = (bits << 4) & 0x87F087F0u;
+    const __nv_bfloat162 v = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&bits), two120);
+    bits = *reinterpret_cast<const std::uint32_t*>(&v);
   }
-  return make_uint4(out[0], out[1], out[2], out[3]);
-}
-
-// Every thread: FP8 rows [0, valid) of `raw` into BF16 rows of `kv` (rows past `valid` zeroed:
-// never copied, they may hold anything). 16 latent bytes or 8 RoPE dims per step.
-__device__ void dequantize_tile(const RawTile& raw, Tile& kv, int valid) {
-  constexpr int kLatentSteps = kMlaLatent / 16, kSteps = kLatentSteps + kMlaRope / 8;
-  for (int i = threadIdx.x; i < kTile * kSteps; i += kThreads) {
-    const int r = i / kSteps, step = i % kSteps;
-    auto* dst = reinterpret_cast<uint4*>(step < kLatentSteps ? &kv[r][16 * step]
-                                                             : &kv[r][8 * step + kMlaLatent / 2]);
-    if (r >= valid) {
-      dst[0] = uint4{};
-      if (step < kLatentSteps) dst[1] = uint4{};
-      continue;
-    }
-    if (step >= kLatentSteps) {  // RoPE: BF16 bytes as they are
-      dst[0] = *reinterpret_cast<const uint4*>(
-          &raw[r][kMlaFp8Entry - 2 * kMlaRope + 16 * (step - kLatentSteps)]);
-      continue;
-    }
-    const uint4 bytes = *reinterpret_cast<const uint4*>(&raw[r][16 * step]);
-    const float scale =
-        *reinterpret_cast<const float*>(&raw[r][kMlaLatent + 4 * (16 * step / kMlaFp8Group)]);
-    dst[0] = dequantize8(bytes.x, bytes.y, scale);
-    dst[1] = dequantize8(bytes.z, bytes.w, scale);
-  }
-}
-
-// The BF16 tile of stage `stage` for the math: in place, or (FP8) dequantised by every thread and
-// published by a block barrier (the previous tile's readers are past the loop's first barrier).
-template <bool kFp8>
-__device__ const Tile& ready_tile(Stages<kFp8>& stages, int stage, int valid) {
-  if constexpr (kFp8) {
-    dequantize_tile(stages.raw[stage], stages.kv, valid);
-    __syncthreads();
-    return stages.kv;
-  } else {
-    return stages.kv[stage];
-  }
+  return make_uint2(pair[0], pair[1]);
 }
 
 __device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, int b, int head0) {
@@ -196,6 +198,21 @@ __device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, i
   for (int c = threadIdx.x; c < kHeads * kChunks; c += kThreads) {
     const int h = c / kChunks, col = c % kChunks * 8;
     cp_async16(&q[h][col], src + h * kMlaEntry + col, 16);
+  }
+}
+
+// The FP8 path's query fragments: dims [8c, 8c + 8) of head h = g + 8 hi (step c / 4, t = c % 4)
+// are the pairs of lane 4g + t at registers hi and hi + 2 of MMA 0 (dims 8t to 8t + 3 of the
+// step) and MMA 1 (the next four).
+__device__ void load_query(QueryFragments& q, const MlaDecodeParams& p, int b, int head0) {
+  const auto* src =
+      static_cast<const __nv_bfloat16*>(p.q) + (std::int64_t{b} * p.heads + head0) * kMlaEntry;
+  for (int c = threadIdx.x; c < kHeads * kChunks; c += kThreads) {
+    const int h = c / kChunks, chunk = c % kChunks, lane = 4 * (h % 8) + chunk % 4, hi = h / 8;
+    const uint4 v = *reinterpret_cast<const uint4*>(src + h * kMlaEntry + 8 * chunk);
+    auto* mma0 = reinterpret_cast<std::uint32_t*>(&q[chunk / 4][0][lane]);
+    auto* mma1 = reinterpret_cast<std::uint32_t*>(&q[chunk / 4][1][lane]);
+    mma0[hi] = v.x, mma0[hi + 2] = v.y, mma1[hi] = v.z, mma1[hi + 2] = v.w;
   }
 }
 
@@ -227,10 +244,74 @@ __device__ void score_tile(const Tile& kv, const __nv_bfloat16 (*q)[kRow], Score
   }
 }
 
+// score_tile over an FP8 tile, for the warps of dims part kPart: thread (g, t) takes dims
+// [k + 8t, +8) of each 32 as its B fragments of two MMAs (token g's e4m3 bytes converted, or its
+// BF16 RoPE dims) and the same dims of heads g, g + 8 as their A fragments (load_query; any order
+// of the summed dims gives the dot product); it stores the converted latent into `values`. Each
+// 128-dim group's two accumulators are scaled by their tokens' scales and summed when the group
+// ends.
+template <int kPart>
+__device__ void score_tile_fp8(const RawTile& raw, ValueTile& values, const QueryFragments& q,
+                               Scores& scores, const Lane& l, int valid, float scale) {
+  constexpr int kBegin = kHalf * kPart, kEnd = kBegin + kHalf;
+  const int token0 = 8 * (l.warp % 4), token = token0 + 2 * l.t;
+  const std::uint8_t* key = raw[token0 + l.g];
+  float total[4] = {}, acc[2][4] = {};
+#pragma unroll
+  for (int k = kBegin; k < kEnd; k += 32) {
+    std::uint32_t b[4];
+    if (k < kMlaLatent) {
+      const uint2 bytes = *reinterpret_cast<const uint2*>(key + k + 8 * l.t);
+      const uint2 lo = e4m3x4_to_bf16(bytes.x), hi = e4m3x4_to_bf16(bytes.y);
+      b[0] = lo.x, b[1] = lo.y, b[2] = hi.x, b[3] = hi.y;
+      *reinterpret_cast<uint4*>(&values[token0 + l.g][k + 8 * l.t]) =
+          make_uint4(b[0], b[1], b[2], b[3]);
+    } else {
+      const uint4 rope =
+          *reinterpret_cast<const uint4*>(key + kRopeOffset + 2 * (k - kMlaLatent) + 16 * l.t);
+      b[0] = rope.x, b[1] = rope.y, b[2] = rope.z, b[3] = rope.w;
+    }
+    const uint4 q0 = q[k / 32][0][l.lane], q1 = q[k / 32][1][l.lane];
+    const std::uint32_t a0[4] = {q0.x, q0.y, q0.z, q0.w}, a1[4] = {q1.x, q1.y, q1.z, q1.w};
+    mma(acc[0], a0, b[0], b[1]);
+    mma(acc[1], a1, b[2], b[3]);
+    if ((k + 32) % kMlaFp8Group != 0 && k + 32 != kEnd) continue;
+    const int at = kScaleOffset + 4 * (k / kMlaFp8Group);  // the group's scale (RoPE: none)
+    const float s0 = k < kMlaLatent ? *reinterpret_cast<const float*>(&raw[token][at]) : 1.f;
+    const float s1 = k < kMlaLatent ? *reinterpret_cast<const float*>(&raw[token + 1][at]) : 1.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      total[i] += (acc[0][i] + acc[1][i]) * (i % 2 == 0 ? s0 : s1);
+      acc[0][i] = acc[1][i] = 0.f;
+    }
+  }
+  auto& score = scores[kPart];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float s0 = token < valid ? total[2 * r] * scale : -INFINITY;
+    const float s1 = token + 1 < valid ? total[2 * r + 1] * scale : -INFINITY;
+    *reinterpret_cast<float2*>(&score[l.g + 8 * r][token]) = make_float2(s0, s1);
+  }
+}
+
+// The scales of this thread's probability columns (tokens 16 kk + 2t + {0, 1, 8, 9}) for the
+// group of this warp's output dims; 0 past the tile's valid rows (zeroed).
+__device__ void value_scales(const RawTile& raw, const Lane& l, float (&out)[2][4]) {
+  const int at = kScaleOffset + 4 * (kDims * l.warp / kMlaFp8Group);
+#pragma unroll
+  for (int kk = 0; kk < 2; ++kk)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+      out[kk][j] =
+          *reinterpret_cast<const float*>(&raw[16 * kk + 2 * l.t + j % 2 + 8 * (j / 2)][at]);
+}
+
 // The online softmax step of one tile from all its scores: new maxima, the output rescaled,
-// the sums updated, and P = 2^(score - max) in BF16 as the A fragments `pa` of P @ latent.
+// the sums updated, and P = 2^(score - max) in BF16 as the A fragments `pa` of P @ latent (FP8:
+// times the value scales of its columns, after the sums).
+template <bool kFp8>
 __device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
-                             std::uint32_t (&pa)[2][4]) {
+                             std::uint32_t (&pa)[2][4], const float (&value_scale)[2][4]) {
   float v[2][2][4];  // [16-token step][head g or g + 8][columns 2t, 2t + 1, 2t + 8, 2t + 9]
   float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -270,6 +351,9 @@ __device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
         e[j] = exp2_approx(v[kk][r][j] - base[r]);
         acc.sum[r] += e[j];  // FP32 sums of the unrounded terms, as the reference's softmax
       }
+      if constexpr (kFp8)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) e[j] *= value_scale[kk][j];
       pa[kk][r] = pack_bf16x2(e[0], e[1]);
       pa[kk][r + 2] = pack_bf16x2(e[2], e[3]);
     }
@@ -281,8 +365,9 @@ __device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
 }
 
 // acc.o += P (16 heads x 32 tokens) @ latent (32 tokens x this warp's 64 dims).
-__device__ void accumulate_tile(const Tile& kv, const Lane& l, const std::uint32_t (&pa)[2][4],
-                                Acc& acc) {
+template <int kLen>
+__device__ void accumulate_tile(const __nv_bfloat16 (&kv)[kTile][kLen], const Lane& l,
+                                const std::uint32_t (&pa)[2][4], Acc& acc) {
   const __nv_bfloat16* value =
       &kv[l.lane % 8 + 8 * (l.lane / 8 % 2)][kDims * l.warp + 8 * (l.lane / 16)];
 #pragma unroll
@@ -290,10 +375,36 @@ __device__ void accumulate_tile(const Tile& kv, const Lane& l, const std::uint32
 #pragma unroll
     for (int np = 0; np < kDims / 16; ++np) {
       std::uint32_t b[4];
-      ldmatrix_x4_trans(b, value + 16 * kk * kRow + 16 * np);
+      ldmatrix_x4_trans(b, value + 16 * kk * kLen + 16 * np);
       mma(acc.o[2 * np], pa[kk], b[0], b[1]);
       mma(acc.o[2 * np + 1], pa[kk], b[2], b[3]);
     }
+}
+
+// One landed tile's scores, softmax step and P @ latent (stage `stage`, `valid` tokens); its block
+// barrier publishes the scores (and an FP8 tile's value tile).
+template <bool kFp8>
+__device__ void tile_math(Smem<kFp8>& s, int stage, const Lane& l, int valid, float scale,
+                          Acc& acc) {
+  std::uint32_t pa[2][4];
+  if constexpr (kFp8) {
+    const RawTile& raw = s.stages.raw[stage];
+    if (l.warp < kWarps / 2)
+      score_tile_fp8<0>(raw, s.stages.values, s.q, s.score, l, valid, scale);
+    else
+      score_tile_fp8<1>(raw, s.stages.values, s.q, s.score, l, valid, scale);
+    float value_scale[2][4];
+    value_scales(raw, l, value_scale);
+    __syncthreads();
+    softmax_tile<true>(s.score, l, acc, pa, value_scale);
+    accumulate_tile(s.stages.values, l, pa, acc);
+  } else {
+    const Tile& kv = s.stages.kv[stage];
+    score_tile(kv, s.q, s.score, l, valid, scale);
+    __syncthreads();
+    softmax_tile<false>(s.score, l, acc, pa, {});
+    accumulate_tile(kv, l, pa, acc);
+  }
 }
 
 // This range's result for heads (head + g, head + g + 8): the output itself in BF16 when the
@@ -444,8 +555,7 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   const auto copy = [&](int tile) {  // every thread, after a block barrier
     if (tile >= last) return;
     const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
-    if constexpr (!kFp8)  // FP8 rows past `valid` are zeroed as they are dequantised
-      if (valid < kTile) clear_rows(s.stages.kv[stage], valid);
+    if (valid < kTile) clear_rows(s.stages.tile(stage), valid);
     copy_tile(s.stages, stage, s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
   };
   if (threadIdx.x == 0) {
@@ -465,12 +575,7 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
     arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
     __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
     copy(tile + kStages - 1);
-    const Tile& kv = ready_tile(s.stages, stage, valid_tokens(ctx, tile));
-    score_tile(kv, s.q, s.score, l, valid_tokens(ctx, tile), p.scale * kLog2e);
-    __syncthreads();
-    std::uint32_t pa[2][4];
-    softmax_tile(s.score, l, acc, pa);
-    accumulate_tile(kv, l, pa, acc);
+    tile_math(s, stage, l, valid_tokens(ctx, tile), p.scale * kLog2e, acc);
   }
   // Once every CTA is here, the next kernel's CTAs may take the slots of those that retire (not
   // earlier: waiting CTAs of it would hold slots that this grid's later CTAs need, unevenly).

@@ -197,6 +197,40 @@ TEST(MlaDecodeCuda, Fp8CacheMatchesReferenceOverDequantisedCache) {
     }
 }
 
+// One token per sequence: P = 1, so every head's output is the token's dequantised latent, bit for
+// bit where the values are BF16 values. The rows hold all 254 finite e4m3 codes (subnormals and
+// signed zeros included), rotated per sequence, under power-of-two scales (exact products); each
+// sequence reads its own page of a cache that holds NaN codes everywhere else.
+TEST(MlaDecodeCuda, Fp8LatentOfOneTokenComesBackExactly) {
+  PONDER_REQUIRE_GPU();
+  const std::int64_t batch = 6;
+  at::Tensor codes = at::arange(512, at::kLong).remainder(256).to(at::kByte);
+  codes.masked_fill_((codes == 0x7F).logical_or(codes == 0xFF), 0);  // the NaN codes
+  at::Tensor rows = at::zeros({batch, 656}, at::kByte);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    rows[b].narrow(0, 0, 512).copy_(codes.roll(37 * b));
+    const int e = static_cast<int>(b);
+    const at::Tensor scales =
+        at::tensor({std::ldexp(1.f, -3 - e), 1.f, std::ldexp(1.f, 5 + e), std::ldexp(1.f, -10)});
+    rows[b].narrow(0, 512, 16).copy_(scales.view(at::kByte));
+    rows[b].narrow(0, 528, 128).copy_(at::randn({64}).to(at::kBFloat16).view(at::kByte));
+  }
+  at::Tensor cache = at::full({2 * batch, 64, 656}, 0x7F, at::kByte);  // NaN everywhere else
+  at::Tensor tables = at::zeros({batch, 1}, at::kLong);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    tables[b][0] = 2 * b + 1;
+    cache[2 * b + 1][0].copy_(rows[b]);
+  }
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  const at::Tensor query = at::randn({batch, 16, 576}, cuda.dtype(at::kBFloat16));
+  const at::Tensor got = mla_decode_cuda(query, cache.to(at::kCUDA), tables.to(at::kCUDA),
+                                         at::ones({batch}, at::kLong).to(at::kCUDA), 0.08);
+  const at::Tensor want = mla_cache_dequantize(rows, 512, at::kBFloat16).narrow(1, 0, 512);
+  for (std::int64_t b = 0; b < batch; ++b)
+    EXPECT_TRUE(at::equal(got[b].cpu(), want[b].unsqueeze(0).expand({16, 512})))
+        << "sequence " << b;
+}
+
 TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
   PONDER_REQUIRE_GPU();
   const double scale = 0.08;
