@@ -6,6 +6,8 @@
 
 #ifdef PONDER_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -69,6 +71,21 @@ int compute_capability() {
   return prop->major * 10 + prop->minor;
 #else
   no_cuda("compute_capability");
+#endif
+}
+
+std::int64_t free_device_memory(const at::Device& device) {
+#ifdef PONDER_WITH_CUDA
+  const c10::cuda::CUDAGuard on_device(device);
+  std::size_t free = 0, total = 0;
+  check_launch(cudaMemGetInfo(&free, &total), "free_device_memory");
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  constexpr auto kAll = static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  return static_cast<std::int64_t>(free) + stats.reserved_bytes[kAll].current -
+         stats.allocated_bytes[kAll].current;
+#else
+  (void)device;
+  no_cuda("free_device_memory");
 #endif
 }
 

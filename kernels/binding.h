@@ -25,6 +25,9 @@ void* current_stream();
 int multiprocessor_count();
 // Compute capability of the current CUDA device as 10 major + minor (90 on H100/H200).
 int compute_capability();
+// Bytes of CUDA device `device` that new allocations can take: what the driver reports free plus
+// what the caching allocator holds unused (sizing caches).
+std::int64_t free_device_memory(const at::Device& device);
 // Throws ponder::Error naming `who` when a launcher returned a CUDA error code.
 void check_launch(int rc, const char* who);
 // Throws ponder::Error: `who` was called in a build without CUDA.

@@ -10,11 +10,14 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "kernels/binding.h"
 
 namespace ponder::engine {
 namespace {
 
-std::int64_t available_memory_bytes() {
+// Free memory where the cache goes: the GPU's, or the host's available memory.
+std::int64_t available_memory_bytes(const at::Device& device) {
+  if (device.is_cuda()) return kernels::free_device_memory(device);
   std::ifstream meminfo("/proc/meminfo");
   std::string key;
   std::int64_t kb = 0;
@@ -87,12 +90,13 @@ void RolloutEngine::reserve_cache() {
     per_token += std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
   const std::int64_t block_bytes = per_token * layout.num_layers * options_.block_size *
                                    static_cast<std::int64_t>(c10::elementSize(layout.dtype));
+  const at::Device device = model_.named_parameters().front().second.device();
   std::int64_t blocks = options_.num_blocks;
   if (blocks <= 0)
     blocks = std::max<std::int64_t>(
-        16, static_cast<std::int64_t>(available_memory_bytes() * options_.memory_fraction) /
+        16, static_cast<std::int64_t>(static_cast<double>(available_memory_bytes(device)) *
+                                      options_.memory_fraction) /
                 block_bytes);
-  const at::Device device = model_.named_parameters().front().second.device();
   cache_ = {options_.block_size, {}};
   for (std::int64_t l = 0; l < layout.num_layers; ++l) {
     std::vector<at::Tensor> tensors;

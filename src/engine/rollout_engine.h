@@ -47,7 +47,8 @@ struct GenerateMetrics {
 
 struct EngineOptions {
   std::int64_t block_size = 64;
-  std::int64_t num_blocks = 0;  // 0: sized from free memory x memory_fraction
+  // 0: sized from free memory (the GPU's for a model on one, else the host's) x memory_fraction
+  std::int64_t num_blocks = 0;
   double memory_fraction = 0.25;
   // Prefill chunk + decode tokens per step; 0: default_batch_tokens for the model's device.
   std::int64_t max_batch_tokens = 0;

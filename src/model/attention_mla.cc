@@ -1,10 +1,27 @@
 // Multi-head Latent Attention (DeepSeek-V2 §2.1): keys and values are up-projected from a shared
 // kv_lora_rank latent; a small decoupled RoPE key is shared by all heads.
+#include <atomic>
+
+#include "core/log.h"
 #include "kernels/mla_decode.h"
 #include "kernels/mla_decode_kernel.h"
 #include "model/attention.h"
 
 namespace ponder::model {
+namespace {
+
+// Says once per process and path which attention the paged decode runs (the CUDA kernel wants a
+// BF16 query and 64-token pages; anything else takes the ATen reference).
+void log_decode_path(bool kernel, const at::Tensor& query, const at::Tensor& cache) {
+  static std::atomic<bool> logged[2];
+  if (logged[kernel ? 1 : 0].exchange(true)) return;
+  log::info("MLA decode attention: {} ({} query on {}, {} cache pages of {} tokens)",
+            kernel ? "CUDA kernel (kernels::mla_decode_cuda)" : "ATen reference",
+            c10::toString(query.scalar_type()), query.device().str(),
+            c10::toString(cache.scalar_type()), cache.size(1));
+}
+
+}  // namespace
 
 MlaAttention::MlaAttention(const ModelConfig& c, const ParamLookup& get,
                            const OptionalParamLookup& find, const std::string& prefix)
@@ -82,6 +99,7 @@ at::Tensor MlaAttention::decode(const at::Tensor& q_latent, const at::Tensor& q_
   const bool kernel = c.kv_lora_rank == kernels::kMlaLatent &&
                       c.qk_rope_head_dim == kernels::kMlaRope &&
                       kernels::mla_decode_supported(query, cache);
+  log_decode_path(kernel, query, cache);
   const at::Tensor out_latent =
       kernel ? kernels::mla_decode_cuda(query, cache, step.decode_tables, step.decode_lens, scale_,
                                         0, /*check_inputs=*/false)

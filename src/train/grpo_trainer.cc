@@ -1,6 +1,8 @@
 // One RL step, top to bottom: sample prompts -> generate n each -> rewards on the CPU pool ->
 // group advantages -> clipped policy update -> log to the run store. SFT warm-up and held-out
-// evaluation use the same model object as the engine, so there is never a weight copy.
+// evaluation use the same model object as the engine (rollout.dtype fp32, the CPU default), or the
+// engine generates with a BF16 copy of the policy refreshed in place after every optimizer step
+// (bf16, the CUDA default: the decode kernels' path).
 // Data parallel: each rank generates and scores its share of every step's prompts (whole groups,
 // per-prompt seeds), trains on its rows of each minibatch with the whole minibatch's loss
 // denominators, and sums gradients over ranks (ZeRO-1); rank 0 alone writes the run directory.
@@ -41,6 +43,7 @@
 #include "train/checkpoint.h"
 #include "train/grpo_loss.h"
 #include "train/parallel.h"
+#include "train/rollout_model.h"
 #include "train/run_setup.h"
 
 namespace ponder::train {
@@ -53,6 +56,9 @@ struct Context {
   const GrpoRecipe& recipe;
   at::Device device;
   std::unique_ptr<model::CausalLM> policy;
+  at::ScalarType rollout_dtype;  // rollout.dtype resolved on `device`
+  // the policy cast to rollout_dtype, which the engine generates with; null when that is FP32
+  std::unique_ptr<model::CausalLM> rollout;
   std::unique_ptr<model::CausalLM> reference;  // frozen post-SFT policy, only when kl_coef > 0
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatFormat format;
@@ -67,6 +73,9 @@ struct Context {
   std::filesystem::path model_dir;         // the weights the policy was loaded from
   std::unique_ptr<store::RunStore> store;  // rank 0's; none on the other ranks
 };
+
+// What the engine generates with: the policy or its rollout copy.
+model::CausalLM& rollout_model(Context& c) { return c.rollout ? *c.rollout : *c.policy; }
 
 std::vector<std::int64_t> prompt_ids(const Context& c, const datasets::Example& e) {
   return c.tokenizer->encode(model::render_chat(c.format, {{"user", e.question}}, true));
@@ -84,6 +93,11 @@ void load_policy(Context& c, const std::optional<std::filesystem::path>& checkpo
       {.activation_checkpointing = c.recipe.train.activation_checkpointing,
        .sequence_balance_loss = c.recipe.optim.balance_loss_coef > 0});
   c.policy->set_linear_precision(linear_precision(c.recipe.train));
+  if (c.rollout_dtype != at::kFloat) {
+    c.rollout = model::load_causal_lm(files.weights, c.device, c.rollout_dtype);
+    c.rollout->set_linear_precision(linear_precision(c.recipe.train));
+    copy_weights(*c.policy, *c.rollout);
+  }
   c.tokenizer_dir = files.tokenizer;
   c.tokenizer =
       std::make_unique<model::Tokenizer>(model::Tokenizer::from_directory(c.tokenizer_dir));
@@ -138,8 +152,8 @@ at::Tensor response_logprobs(model::CausalLM& model, at::Device device,
 }
 
 // Collective: sum gradients over ranks, clip, step, then rebalance the MoE routing biases on the
-// experts' load summed over ranks; returns the gradient norm and the experts' load balance (max
-// load / mean load, averaged over MoE layers; absent for dense models).
+// experts' load summed over ranks and refresh the rollout copy; returns the gradient norm and the
+// experts' load balance (max load / mean load, averaged over MoE layers; absent for dense models).
 std::map<std::string, double> optimizer_step(Context& c, dist::DataParallel& optimizer, double lr) {
   std::map<std::string, double> metrics = {
       {"train/grad_norm", optimizer.step(lr, c.recipe.optim.grad_clip)}};
@@ -148,6 +162,7 @@ std::map<std::string, double> optimizer_step(Context& c, dist::DataParallel& opt
   if (load.defined())
     metrics["moe/max_over_mean_load"] =
         (std::get<0>(load.max(1)) / load.mean(1).clamp_min(1)).mean().item<double>();
+  if (c.rollout) copy_weights(*c.policy, *c.rollout);
   return metrics;
 }
 
@@ -483,15 +498,6 @@ Rollouts collect(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, st
   return out;
 }
 
-// The policy's engines: pages of 16 tokens, a fixed count, the recipe's cache dtype.
-engine::EngineOptions rollout_engine_options(const GrpoRecipe& recipe) {
-  return {.block_size = 16,
-          .num_blocks = 4096,
-          .show_progress = false,
-          .kv_cache_dtype =
-              model::parse_kv_cache_dtype(recipe.rollout.kv_cache_dtype, "rollout.kv_cache_dtype")};
-}
-
 // One-step off-policy generation (rollout.off_policy_steps = 1): step t+1's batch is generated
 // by a copy of the weights from before step t's update, on a side thread (and a side stream on
 // GPU), while step t trains. The batch's collectives would interleave with the update's, so this
@@ -502,8 +508,9 @@ class RolloutAhead {
                std::int64_t step)
       : c_(c),
         pool_(pool),
-        generator_(model::load_causal_lm(c.model_dir, c.device, at::kFloat)),
-        engine_(*generator_, c.tokenizer.get(), rollout_engine_options(c.recipe)) {
+        generator_(model::load_causal_lm(c.model_dir, c.device, c.rollout_dtype)),
+        engine_(*generator_, c.tokenizer.get(),
+                rollout_engine_options(c.recipe.rollout, c.rollout_dtype, c.device)) {
     generator_->set_linear_precision(linear_precision(c.recipe.train));
     if (checkpoint && load_generator_weights(*checkpoint, *generator_))
       generator_step_ = step - 1;  // what step `step`'s checkpoint was generating with
@@ -537,10 +544,7 @@ class RolloutAhead {
 
  private:
   void copy_weights(std::int64_t policy_step) {
-    at::NoGradGuard no_grad;
-    auto& from = c_.policy->named_parameters();
-    auto& to = generator_->named_parameters();
-    for (std::size_t i = 0; i < from.size(); ++i) to[i].second.copy_(from[i].second);
+    train::copy_weights(*c_.policy, *generator_);
     if (c_.device.is_cuda())  // the side stream must see the copy
       c10::impl::VirtualGuardImpl(c_.device.type()).synchronizeDevice(c_.device.index());
     generator_step_ = policy_step;
@@ -728,6 +732,7 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
                    const std::optional<std::filesystem::path>& checkpoint) {
   if (checkpoint) {
     TrainerState state = load_checkpoint(*checkpoint, c.trainable_names, c.trainable, optimizer);
+    if (c.rollout) copy_weights(*c.policy, *c.rollout);
     if (c.store) c.store->truncate_after(state.step);
     log::info("resuming from {} (step {})", checkpoint->string(), state.step);
     return state;
@@ -774,6 +779,8 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
             recipe,
             device,
             nullptr,
+            rollout_dtype(recipe.rollout.dtype, device),
+            nullptr,
             nullptr,
             nullptr,
             model::parse_chat_format(recipe.data.chat_format)};
@@ -794,7 +801,8 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
     c.rewards.emplace_back(spec.name, training_rewards().create(spec.name, spec.options));
     c.reward_weights.push_back(spec.weight);
   }
-  engine::RolloutEngine engine(*c.policy, c.tokenizer.get(), rollout_engine_options(c.recipe));
+  engine::RolloutEngine engine(rollout_model(c), c.tokenizer.get(),
+                               rollout_engine_options(recipe.rollout, c.rollout_dtype, device));
   dist::DataParallel optimizer(group, c.trainable,
                                {.lr = recipe.optim.lr,
                                 .beta1 = recipe.optim.beta1,

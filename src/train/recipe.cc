@@ -1,5 +1,7 @@
 #include "train/recipe.h"
 
+#include <fmt/core.h>
+
 #include <set>
 
 #include "core/error.h"
@@ -7,6 +9,7 @@
 #include "core/json_struct.h"
 #include "datasets/eval_tasks.h"
 #include "model/causal_lm.h"
+#include "train/rollout_model.h"
 #include "train/run_setup.h"
 
 namespace ponder::train {
@@ -43,6 +46,11 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
     require_one_of("train.device", recipe.train.device, {"auto", "cpu", "cuda"});
     linear_precision(recipe.train);
     model::parse_kv_cache_dtype(recipe.rollout.kv_cache_dtype, "rollout.kv_cache_dtype");
+    rollout_dtype(recipe.rollout.dtype, at::kCPU);
+    if (!(recipe.rollout.gpu_memory_utilization > 0 && recipe.rollout.gpu_memory_utilization < 1))
+      throw Error(fmt::format(
+          "rollout.gpu_memory_utilization: expected a share of free GPU memory in (0, 1), got {}",
+          recipe.rollout.gpu_memory_utilization));
     if (recipe.train.micro_batch_size < 0)
       throw Error("train.micro_batch_size: expected 0 (whole minibatch) or a positive count");
     if (recipe.optim.balance_loss_coef < 0)

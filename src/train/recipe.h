@@ -59,6 +59,8 @@ struct RolloutSection {
   std::int64_t max_tokens = 48;
   std::int64_t off_policy_steps = 0;
   std::string kv_cache_dtype = "auto";
+  std::string dtype = "auto";
+  double gpu_memory_utilization = 0.3;
   template <class V>
   void fields(V& v) {
     v("prompts_per_step", prompts_per_step, "prompts sampled per RL step");
@@ -73,6 +75,15 @@ struct RolloutSection {
     v("kv_cache_dtype", kv_cache_dtype,
       "auto: KV cache in the model's dtype | fp8: FP8 latent cache (MLA models: ~half the "
       "memory, more sequences at once)");
+    v("dtype", dtype,
+      "weights the rollouts generate with: auto (bf16 on CUDA, fp32 on CPU) | bf16: a BF16 copy "
+      "of the FP32 policy, refreshed in place after every optimizer step (64-token pages on CUDA, "
+      "the MLA decode and MoE kernels' path; wider rollout/trainer log-prob gap, see "
+      "grpo.tis_cap) | fp32: the policy itself");
+    v("gpu_memory_utilization", gpu_memory_utilization,
+      "BF16 rollouts on CUDA: share of the GPU memory free when the rollout engine starts (after "
+      "the policy and its BF16 copy load) that its KV pages take; other rollouts keep 4,096 pages "
+      "of 16 tokens");
   }
 };
 

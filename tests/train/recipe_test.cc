@@ -1,5 +1,6 @@
 #include "train/recipe.h"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -37,6 +38,14 @@ TEST(Recipe, ErrorsNameTheFieldAndWhatWasExpected) {
   EXPECT_EQ(
       error_of(R"({"rollout": {"kv_cache_dtype": "int8"}})"),
       "r.json: rollout.kv_cache_dtype: unsupported value 'int8' (expected one of: auto, fp8)");
+  EXPECT_EQ(error_of(R"({"rollout": {"dtype": "fp16"}})"),
+            "r.json: rollout.dtype: unsupported value 'fp16' (expected one of: auto, bf16, fp32)");
+  for (const char* share : {"0", "1", "1.5", "-0.2"})
+    EXPECT_EQ(error_of("{}", {std::string("rollout.gpu_memory_utilization=") + share}),
+              "r.json: rollout.gpu_memory_utilization: expected a share of free GPU memory in "
+              "(0, 1), got " +
+                  fmt::format("{}", std::stod(share)))
+        << share;
   EXPECT_EQ(error_of("{}", {"rollout.n=1"}),
             "r.json: rollout.n: GRPO needs at least 2 samples per prompt");
   EXPECT_THROW(load_recipe("/nonexistent/recipe.json", {}), Error);

@@ -1,0 +1,86 @@
+// The rollout copy of the policy: after an AdamW update of the FP32 policy, copy_weights leaves
+// every BF16 tensor equal to the policy's value rounded to BF16 (checked against a cast done
+// here), in the same storage; rollout.dtype and the engine options per device.
+#include "train/rollout_model.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "model/init_model.h"
+#include "tests/common/test_util.h"
+#include "train/adamw.h"
+
+namespace ponder::train {
+namespace {
+
+TEST(RolloutModel, CopyAfterAnUpdateEqualsThePolicyRoundedToBf16InPlace) {
+  testing_util::ScratchDir dir("rollout_model");
+  model::init_model(model::preset_config("tiny-mla"), dir / "m", {.seed = 3});
+  auto policy = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  auto rollout = model::load_causal_lm(dir / "m", at::kCPU, at::kBFloat16);
+  std::vector<at::Tensor> params;
+  for (auto& [name, tensor] : policy->named_parameters())
+    params.push_back(tensor.requires_grad_(!name.ends_with("e_score_correction_bias")));
+  std::vector<const void*> storage;
+  for (auto& [name, tensor] : rollout->named_parameters()) storage.push_back(tensor.data_ptr());
+
+  AdamW optimizer(params, {.lr = 1e-2});
+  const at::Tensor ids = at::randint(0, policy->config().vocab_size, {12}, at::kLong);
+  const at::Tensor hidden =
+      policy->forward_hidden(ids, at::arange(12, at::kLong), at::tensor({0, 12}, at::kLong));
+  (-policy->token_logprobs(hidden.narrow(0, 0, 11), ids.narrow(0, 1, 11)).sum()).backward();
+  optimizer.step(1e-2);
+
+  std::size_t moved = 0;
+  const auto& after = policy->named_parameters();
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    const at::Tensor copy = rollout->named_parameters()[i].second;
+    moved += !at::equal(copy, after[i].second.detach().to(at::kBFloat16));
+  }
+  ASSERT_GT(moved, after.size() / 2) << "the update left the BF16 copy's values";
+
+  copy_weights(*policy, *rollout);
+  std::size_t bf16 = 0;
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    const auto& [name, copy] = rollout->named_parameters()[i];
+    const at::Tensor trained = after[i].second.detach();
+    EXPECT_EQ(copy.data_ptr(), storage[i]) << name << " moved to new storage";
+    if (copy.scalar_type() == at::kFloat) {  // what the BF16 model keeps in FP32 (routing bias)
+      EXPECT_TRUE(at::equal(copy, trained)) << name;
+      continue;
+    }
+    ASSERT_EQ(copy.scalar_type(), at::kBFloat16) << name;
+    ++bf16;
+    // round to nearest even in BF16 by hand: the FP32 bit pattern's top 16 bits, rounded
+    const at::Tensor bits =
+        trained.contiguous().view(at::kInt).to(at::kLong).bitwise_and(0xFFFFFFFF);
+    const at::Tensor lsb = bits.bitwise_right_shift(16).bitwise_and(1);
+    const at::Tensor rounded = (bits + 0x7FFF + lsb).bitwise_right_shift(16).bitwise_and(0xFFFF);
+    const at::Tensor copied = copy.contiguous().view(at::kShort).to(at::kLong).bitwise_and(0xFFFF);
+    EXPECT_TRUE(at::equal(copied, rounded)) << name;
+  }
+  EXPECT_GT(bf16, after.size() / 2);
+}
+
+TEST(RolloutModel, DtypeAndEngineOptionsFollowTheDevice) {
+  EXPECT_EQ(rollout_dtype("auto", at::kCPU), at::kFloat);
+  EXPECT_EQ(rollout_dtype("auto", at::Device(at::kCUDA, 0)), at::kBFloat16);
+  EXPECT_EQ(rollout_dtype("bf16", at::kCPU), at::kBFloat16);
+  EXPECT_EQ(rollout_dtype("fp32", at::Device(at::kCUDA, 0)), at::kFloat);
+  EXPECT_THROW(rollout_dtype("fp16", at::kCPU), Error);
+  RolloutSection section;
+  section.gpu_memory_utilization = 0.4;
+  const auto gpu = rollout_engine_options(section, at::kBFloat16, at::Device(at::kCUDA, 0));
+  EXPECT_EQ(gpu.block_size, 64);
+  EXPECT_EQ(gpu.num_blocks, 0);
+  EXPECT_DOUBLE_EQ(gpu.memory_fraction, 0.4);
+  for (const auto& [dtype, device] :
+       {std::pair{at::kBFloat16, at::Device(at::kCPU)}, {at::kFloat, at::Device(at::kCUDA, 0)}}) {
+    const auto options = rollout_engine_options(section, dtype, device);
+    EXPECT_EQ(options.block_size, 16);
+    EXPECT_EQ(options.num_blocks, 4096);
+  }
+}
+
+}  // namespace
+}  // namespace ponder::train
