@@ -76,10 +76,10 @@ struct RolloutSection {
       "auto: KV cache in the model's dtype | fp8: FP8 latent cache (MLA models: ~half the "
       "memory, more sequences at once)");
     v("dtype", dtype,
-      "weights the rollouts generate with: auto (bf16 on CUDA, fp32 on CPU) | bf16: a BF16 copy "
-      "of the FP32 policy, refreshed in place after every optimizer step (64-token pages on CUDA, "
-      "the MLA decode and MoE kernels' path; wider rollout/trainer log-prob gap, see "
-      "grpo.tis_cap) | fp32: the policy itself");
+      "weights rollouts and held-out evaluation generate with: auto (bf16 on CUDA, fp32 on CPU) | "
+      "bf16: a BF16 copy of the FP32 policy, refreshed in place after every optimizer step "
+      "(64-token pages on CUDA, the MLA decode and MoE kernels' path; wider rollout/trainer "
+      "log-prob gap, see grpo.tis_cap) | fp32: the policy itself");
     v("gpu_memory_utilization", gpu_memory_utilization,
       "BF16 rollouts on CUDA: share of the GPU memory free when the rollout engine starts (after "
       "the policy and its BF16 copy load) that its KV pages take; other rollouts keep 4,096 pages "
