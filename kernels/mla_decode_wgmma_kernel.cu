@@ -5,10 +5,13 @@
 // every other page while the other's tensor work runs; the output leaves by TMA as well.
 #include <cuda.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/mla_decode_kernel.h"
 #include "kernels/wgmma.cuh"
@@ -29,6 +32,12 @@ namespace {
 // stage is free. Warpgroup 2 issues the copies (one thread). Tiles are [9][64][64] blocks of
 // 128-byte rows (one TMA box each); a page's rows past its context are cleared in the value
 // blocks before P V (they may hold NaN and P is 0 there).
+// FP8 pages (kFp8): each value block's 64 x 64 e4m3 bytes land in the block's upper half, the
+// page's scales beside the tiles and the RoPE block as BF16; warpgroup 2 converts the value blocks
+// in place, two at a time (one scale group), to fp8 * scale in FP32 rounded to BF16 (the
+// reference's dequantisation, exactly) and signals each on its `ready` barrier, which the
+// consumers wait on instead of `full`. Its thread 0 also issues the copies, without waiting, in
+// between.
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -49,12 +58,24 @@ struct Shared {
   std::uint64_t full[kStages][kBlocks];  // a block landed (1 arrival + bytes)
   std::uint64_t empty[kStages][kGroups];
 };
-constexpr int kSmem = static_cast<int>(sizeof(Shared)) + 1024;  // + room to align to 1024
-static_assert(kSmem <= 227 * 1024, "fits an H100/H200 CTA's shared memory");
+
+// With FP8 pages: the scales of each stage's page and the barriers of the blocks in BF16.
+struct SharedFp8 : Shared {
+  alignas(128) float scales[kStages][kTokens][kMlaLatent / kMlaFp8Group];  // (TMA destination)
+  std::uint64_t ready[kStages][kBlocks];  // value blocks: 128 converter arrivals; RoPE: its copy
+};
+template <bool kFp8>
+using SharedOf = std::conditional_t<kFp8, SharedFp8, Shared>;
+template <bool kFp8>  // + room to align to 1024
+constexpr int kSmem = static_cast<int>(sizeof(SharedOf<kFp8>)) + 1024;
+static_assert(kSmem<true> <= 227 * 1024, "fits an H100/H200 CTA's shared memory");
+constexpr int kFp8Bytes = 64 * 64;  // a value block's e4m3 bytes (its upper half on landing)
 
 struct Maps {
-  // [batch * heads, 576], [pages * 64, 576] and the output [batch * heads, 512], boxes of 64 x 64
-  CUtensorMap q, cache, out;
+  // [batch * heads, 576], [pages * 64, 576] and the output [batch * heads, 512], boxes of 64 x 64;
+  // FP8 pages: cache = the [pages * 64, 512] e4m3 latent (boxes of 64 x 64 bytes, unswizzled),
+  // the [.., 4] FP32 scales (boxes of 64 rows) and the [.., 64] BF16 RoPE dims, rows 656 B apart
+  CUtensorMap q, cache, out, scales, rope;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device code: the sm_90a pass only
@@ -62,8 +83,8 @@ struct Maps {
 constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
 constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
 // Named barriers: A's maxima and factors published (with P of A), B's published (with P of B),
-// each warpgroup's own P written (4 + w), the final sums exchanged.
-constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6;
+// each warpgroup's own P written (4 + w), the final sums exchanged, an FP8 pair read (converters).
+constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6, kPairRead = 7;
 constexpr float kLog2e = 1.4426950408889634f;
 // Registers per thread: consumers 232 (128 accumulators for P V, 32 for the scores), the
 // producer warpgroup 40: 64,512 of the SM's 65,536 for the CTA's 384 threads.
@@ -94,11 +115,16 @@ __device__ __forceinline__ int block_order(int stage, int n) {
   return n == kPBlock ? kPBlock : (n + kValueBlocks * stage) % (2 * kValueBlocks);
 }
 
-__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
-                        const Range& r) {
+__device__ void load_queries(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b,
+                             int head0) {
   device::mbarrier_arrive_expect(&sh.q_full, sizeof(sh.q));
   for (int j = 0; j < kBlocks; ++j)
     device::tma_load_2d(&sh.q[j][0][0], &maps.q, 64 * j, b * p.heads + head0, &sh.q_full);
+}
+
+__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
+                        const Range& r) {
+  load_queries(p, maps, sh, b, head0);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages, row = static_cast<int>(table[page] * kTokens);
@@ -112,6 +138,134 @@ __device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, 
       device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
     }
   }
+}
+
+// Byte offset of (row, even column) in a 128-byte-swizzled 64 x 64 BF16 block.
+__device__ __forceinline__ int swizzled(int row, int col) {
+  return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
+}
+
+// The e4m3 bytes of a value block land in its upper half: 64 rows of 64 bytes.
+__device__ __forceinline__ unsigned char* fp8_half(Block& block) {
+  return reinterpret_cast<unsigned char*>(&block[0][0]) + sizeof(Block) / 2;
+}
+
+// The next copy of an FP8 range: page r.first + i, its n-th block (block_order).
+struct Fp8Copies {
+  int i = 0, n = 0;
+};
+
+// Issues FP8 copies in order (a value block's bytes on `full`, the page's scales with its first,
+// the RoPE block as BF16 on `ready`) until the next one would have to wait for its stage's release
+// group (or none is left); never waits.
+__device__ void issue_fp8(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
+                          const Range& r, Fp8Copies& c) {
+  const std::int64_t* table = p.block_tables + b * p.table_stride;
+  for (; r.first + c.i < r.last; c.n = 0, ++c.i) {
+    const int s = c.i % kStages, row = static_cast<int>(table[r.first + c.i] * kTokens);
+    for (; c.n < kBlocks; ++c.n) {
+      const int j = block_order(s, c.n);
+      const int group = j == kPBlock ? kP : j / kValueBlocks;
+      if ((c.n % kValueBlocks == 0 || c.n == kPBlock) &&
+          !device::mbarrier_test(&sh.empty[s][group], (c.i / kStages & 1) ^ 1))
+        return;
+      if (j == kPBlock) {
+        device::mbarrier_arrive_expect(&sh.ready[s][j], sizeof(Block));
+        device::tma_load_2d(&sh.kv[s][j][0][0], &maps.rope, 0, row, &sh.ready[s][j]);
+        continue;
+      }
+      const bool first = c.n == 0;
+      device::mbarrier_arrive_expect(&sh.full[s][j],
+                                     kFp8Bytes + (first ? sizeof(sh.scales[s]) : 0));
+      device::tma_load_2d(fp8_half(sh.kv[s][j]), &maps.cache, 64 * j, row, &sh.full[s][j]);
+      if (first) device::tma_load_2d(&sh.scales[s][0][0], &maps.scales, 0, row, &sh.full[s][j]);
+    }
+  }
+}
+
+// Two e4m3 values (lowest byte first) times `scale` in FP32, rounded to a BF16 pair.
+__device__ __forceinline__ std::uint32_t e4m3x2_scaled(std::uint32_t bytes, float scale) {
+  const float2 f = __half22float2(
+      __half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(bytes), __NV_E4M3)));
+  const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+  return *reinterpret_cast<const std::uint32_t*>(&v);
+}
+
+// Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place: each converter
+// thread reads 16 e4m3 values of two rows of each, all of them before any writes (the BF16 rows
+// cover the bytes), then stores them as BF16 in the 128-byte-swizzled layout the descriptors read,
+// made visible to the consumers' wgmma on the blocks' `ready` barriers.
+__device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
+  const int lane = tid % 32, chunk = lane % 4;
+  uint4 in[2][2];
+  float scale[2];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const int row = 16 * (tid / 32) + 8 * k + lane / 4;
+    scale[k] = sh.scales[stage][row][j / 2];
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+      in[m][k] =
+          *reinterpret_cast<const uint4*>(fp8_half(sh.kv[stage][j + m]) + 64 * row + 16 * chunk);
+  }
+  device::named_barrier_sync(kPairRead, 128);
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + m][0][0]);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int row = 16 * (tid / 32) + 8 * k + lane / 4;
+      const std::uint32_t words[4] = {in[m][k].x, in[m][k].y, in[m][k].z, in[m][k].w};
+      std::uint32_t out[8];
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        out[2 * w] = e4m3x2_scaled(words[w] & 0xFFFFu, scale[k]);
+        out[2 * w + 1] = e4m3x2_scaled(words[w] >> 16, scale[k]);
+      }
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk)) =
+          make_uint4(out[0], out[1], out[2], out[3]);
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8)) =
+          make_uint4(out[4], out[5], out[6], out[7]);
+    }
+  }
+  device::fence_proxy_async();
+  device::mbarrier_arrive(&sh.ready[stage][j]);
+  device::mbarrier_arrive(&sh.ready[stage][j + 1]);
+}
+
+// Warpgroup 2 with FP8 pages: converts the range's value blocks as they land (block_order, in
+// pairs), its thread 0 issuing the copies (the queries first) whenever it would wait.
+__device__ void convert(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b, int head0,
+                        const Range& r) {
+  const int tid = static_cast<int>(threadIdx.x) - kConsumers;
+  Fp8Copies copies;
+  if (tid == 0) {
+    load_queries(p, maps, sh, b, head0);
+    issue_fp8(p, maps, sh, b, r, copies);
+  }
+  for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
+    const int s = i % kStages, parity = i / kStages & 1;
+    for (int n = 0; n < 2 * kValueBlocks; n += 2) {
+      const int j = block_order(s, n);
+      for (int m = 0; m < 2; ++m) {
+        if (tid == 0)
+          while (!device::mbarrier_test(&sh.full[s][j + m], parity))
+            issue_fp8(p, maps, sh, b, r, copies);
+        device::mbarrier_wait(&sh.full[s][j + m], parity);
+      }
+      convert_pair(sh, s, j, tid);
+    }
+  }
+  if (tid == 0)
+    while (r.first + copies.i < r.last) issue_fp8(p, maps, sh, b, r, copies);
+}
+
+// The barrier saying block j of `stage` holds its BF16 values.
+__device__ __forceinline__ std::uint64_t* landed(Shared& sh, int stage, int j) {
+  return &sh.full[stage][j];
+}
+__device__ __forceinline__ std::uint64_t* landed(SharedFp8& sh, int stage, int j) {
+  return &sh.ready[stage][j];
 }
 
 // This thread's place: warpgroup, thread within it, lane; its fragment rows (heads) row and
@@ -133,11 +287,11 @@ struct Softmax {
 // Issues s (+)= Q K^T over blocks [kFrom, kTo) (in block_order) of `stage`'s page once they
 // landed (round parity `parity`), as one wgmma group. (Waiting between the wgmmas would make
 // ptxas serialize them.)
-template <int kFrom, int kTo>
-__device__ void issue_scores(Shared& sh, int stage, int parity, float (&s)[32]) {
+template <int kFrom, int kTo, class Sh>
+__device__ void issue_scores(Sh& sh, int stage, int parity, float (&s)[32]) {
 #pragma unroll
   for (int n = kFrom; n < kTo; ++n)
-    device::mbarrier_wait(&sh.full[stage][block_order(stage, n)], parity);
+    device::mbarrier_wait(landed(sh, stage, block_order(stage, n)), parity);
   device::fence_registers(s);
   device::wgmma_fence();
 #pragma unroll
@@ -152,7 +306,8 @@ __device__ void issue_scores(Shared& sh, int stage, int parity, float (&s)[32]) 
 }
 
 // All scores of `stage`'s page (round parity `parity`), waited for.
-__device__ void scores(Shared& sh, int stage, int parity, float (&s)[32]) {
+template <class Sh>
+__device__ void scores(Sh& sh, int stage, int parity, float (&s)[32]) {
   issue_scores<0, kBlocks>(sh, stage, parity, s);
   device::wgmma_wait<0>();
   device::fence_registers(s);
@@ -206,11 +361,6 @@ __device__ void exponentiate(float (&s)[32], const float (&max)[2], Softmax& st)
         st.sum[h] += x;
       }
   }
-}
-
-// Byte offset of (row, even column) in a 128-byte-swizzled 64 x 64 BF16 block.
-__device__ __forceinline__ int swizzled(int row, int col) {
-  return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
 }
 
 // This thread's probabilities s as the BF16 A fragments of P V (wgmma's A from registers): a[k]
@@ -315,8 +465,9 @@ __device__ void softmax_page(Shared& sh, const Lane& l, int stage, float (&s)[32
 
 // Warpgroup 0's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of A in s;
 // ends with those of the next pair's A in s when there is one.
-__device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, int round,
-                           float scale, float (&s)[32], float (&o)[128], Softmax& st) {
+template <class Sh>
+__device__ void pair_first(Sh& sh, const Lane& l, const Range& r, int page, int round, float scale,
+                           float (&s)[32], float (&o)[128], Softmax& st) {
   const bool has_b = page + 1 < r.last, has_next = page + 2 < r.last;
   const int valid_a = valid_of(r, page);
   float f[2];
@@ -363,8 +514,9 @@ __device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, 
 // Warpgroup 1's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of B in s:
 // A's P V (at A's maxima) runs behind B's softmax, so A's stage frees early; ends with the scores
 // of the next pair's B in s when there is one.
-__device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page, int round,
-                            float scale, float (&s)[32], float (&o)[128], Softmax& st) {
+template <class Sh>
+__device__ void pair_second(Sh& sh, const Lane& l, const Range& r, int page, int round, float scale,
+                            float (&s)[32], float (&o)[128], Softmax& st) {
   const bool has_b = page + 1 < r.last, has_next = page + 3 < r.last;
   const int valid_b = has_b ? valid_of(r, page + 1) : 0;
   device::named_barrier_sync(kReadyA, kConsumers);
@@ -461,7 +613,8 @@ __device__ void write_result(const MlaDecodeParams& p, const Maps& maps, Shared&
   }
 }
 
-__device__ void consume(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
+template <class Sh>
+__device__ void consume(const MlaDecodeParams& p, const Maps& maps, Sh& sh, int b, int head0,
                         int split, const Range& r) {
   const Lane l = lane_of();
   const float scale = p.scale * kLog2e;
@@ -480,11 +633,12 @@ __device__ void consume(const MlaDecodeParams& p, const Maps& maps, Shared& sh, 
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
+template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_wgmma_kernel(const __grid_constant__ Maps maps, MlaDecodeParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  auto& sh = device::aligned_shared<Shared>(smem_raw);
+  auto& sh = device::aligned_shared<SharedOf<kFp8>>(smem_raw);
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const Range r = range_of(p, split, b);
   if (threadIdx.x == 0) {
@@ -494,6 +648,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       device::mbarrier_init(&sh.empty[s][kValues0], 128);
       device::mbarrier_init(&sh.empty[s][kValues1], 128);
       device::mbarrier_init(&sh.empty[s][kP], kConsumers);
+      if constexpr (kFp8)
+        for (int j = 0; j < kBlocks; ++j)
+          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : 128);
     }
     device::fence_shared_for_async();
   }
@@ -508,12 +665,44 @@ __global__ void __launch_bounds__(kThreads, 1)
     device::tma_prefetch(&maps.q);
     device::tma_prefetch(&maps.cache);
     device::tma_prefetch(&maps.out);
-    produce(p, maps, sh, b, head0, r);
+    if constexpr (kFp8) {
+      device::tma_prefetch(&maps.scales);
+      device::tma_prefetch(&maps.rope);
+    } else {
+      produce(p, maps, sh, b, head0, r);
+    }
   }
+  if constexpr (kFp8) convert(p, maps, sh, b, head0, r);
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere
 #endif
+}
+
+// The tensor maps of the cache: BF16 entries, or FP8 rows' latent bytes, scales and RoPE dims.
+bool encode_cache_maps(Maps& maps, const MlaDecodeParams& p, std::int64_t rows) {
+  if (!p.cache_fp8) return encode_tensor_map(maps.cache, p.cache, rows, kMlaEntry, 64);
+  const auto* bytes = static_cast<const unsigned char*>(p.cache);
+  constexpr int kScales = kMlaLatent / kMlaFp8Group;
+  return encode_tensor_map(maps.cache, bytes,
+                           {CU_TENSOR_MAP_DATA_TYPE_UINT8, rows, kMlaLatent, kMlaFp8Entry, 64, 64,
+                            CU_TENSOR_MAP_SWIZZLE_NONE}) &&
+         encode_tensor_map(maps.scales, bytes + kMlaLatent,
+                           {CU_TENSOR_MAP_DATA_TYPE_FLOAT32, rows, kScales, kMlaFp8Entry, kScales,
+                            kTokens, CU_TENSOR_MAP_SWIZZLE_NONE}) &&
+         encode_tensor_map(maps.rope, bytes + kMlaLatent + 4 * kScales,
+                           {CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, rows, kMlaRope, kMlaFp8Entry, 64,
+                            kTokens, CU_TENSOR_MAP_SWIZZLE_128B});
+}
+
+template <bool kFp8>
+int launch(const Maps& maps, const MlaDecodeParams& p, cudaStream_t stream) {
+  const cudaError_t rc = cudaFuncSetAttribute(
+      mla_decode_wgmma_kernel<kFp8>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem<kFp8>);
+  if (rc != cudaSuccess) return static_cast<int>(rc);
+  const dim3 grid(p.heads / kHeads, p.splits, p.batch);
+  mla_decode_wgmma_kernel<kFp8><<<grid, kThreads, kSmem<kFp8>, stream>>>(maps, p);
+  return static_cast<int>(cudaGetLastError());
 }
 
 }  // namespace
@@ -524,19 +713,14 @@ int mla_decode_wgmma_default_splits(int batch, int heads, int multiprocessors) {
 }
 
 int launch_mla_decode_wgmma(const MlaDecodeParams& p, std::int64_t cache_pages, void* stream) {
-  Maps maps;
+  Maps maps{};
   if (!encode_tensor_map(maps.q, p.q, std::int64_t{p.batch} * p.heads, kMlaEntry, 64) ||
-      !encode_tensor_map(maps.cache, p.cache, cache_pages * kTokens, kMlaEntry, 64) ||
+      !encode_cache_maps(maps, p, cache_pages * kTokens) ||
       !encode_tensor_map(maps.out, p.out, std::int64_t{p.batch} * p.heads, kMlaLatent, 64))
     return static_cast<int>(cudaErrorInvalidValue);
-  const cudaError_t rc = cudaFuncSetAttribute(mla_decode_wgmma_kernel,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (rc != cudaSuccess) return static_cast<int>(rc);
   auto st = static_cast<cudaStream_t>(stream);
-  const dim3 grid(p.heads / kHeads, p.splits, p.batch);
-  mla_decode_wgmma_kernel<<<grid, kThreads, kSmem, st>>>(maps, p);
-  const cudaError_t launched = cudaGetLastError();
-  if (launched != cudaSuccess || p.splits == 1) return static_cast<int>(launched);
+  const int rc = p.cache_fp8 ? launch<true>(maps, p, st) : launch<false>(maps, p, st);
+  if (rc != 0 || p.splits == 1) return rc;
   return launch_mla_decode_combine(p, stream);
 }
 
