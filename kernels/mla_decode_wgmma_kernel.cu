@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/mla_decode_kernel.h"
@@ -69,7 +70,6 @@ using SharedOf = std::conditional_t<kFp8, SharedFp8, Shared>;
 template <bool kFp8>  // + room to align to 1024
 constexpr int kSmem = static_cast<int>(sizeof(SharedOf<kFp8>)) + 1024;
 static_assert(kSmem<true> <= 227 * 1024, "fits an H100/H200 CTA's shared memory");
-constexpr int kFp8Bytes = 64 * 64;  // a value block's e4m3 bytes (its upper half on landing)
 
 struct Maps {
   // [batch * heads, 576], [pages * 64, 576] and the output [batch * heads, 512], boxes of 64 x 64;
@@ -83,8 +83,8 @@ struct Maps {
 constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
 constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
 // Named barriers: A's maxima and factors published (with P of A), B's published (with P of B),
-// each warpgroup's own P written (4 + w), the final sums exchanged, an FP8 pair read (converters).
-constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6, kPairRead = 7;
+// each warpgroup's own P written (4 + w), the final sums exchanged.
+constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6;
 constexpr float kLog2e = 1.4426950408889634f;
 // Registers per thread: consumers 232 (128 accumulators for P V, 32 for the scores), the
 // producer warpgroup 40: 64,512 of the SM's 65,536 for the CTA's 384 threads.
@@ -145,25 +145,21 @@ __device__ __forceinline__ int swizzled(int row, int col) {
   return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
 }
 
-// The e4m3 bytes of a value block land in its upper half: 64 rows of 64 bytes.
-__device__ __forceinline__ unsigned char* fp8_half(Block& block) {
-  return reinterpret_cast<unsigned char*>(&block[0][0]) + sizeof(Block) / 2;
-}
-
 // The next copy of an FP8 range: page r.first + i, its n-th block (block_order).
 struct Fp8Copies {
   int i = 0, n = 0;
 };
 
-// Issues FP8 copies in order (a value block's bytes on `full`, the page's scales with its first,
-// the RoPE block as BF16 on `ready`) until the next one would have to wait for its stage's release
-// group (or none is left); never waits.
+// Issues FP8 copies in order (the e4m3 bytes of value blocks j and j + 1 into block j, 64 rows of
+// 128 bytes, on full[j]; the page's scales with its first pair; the RoPE block as BF16 on
+// `ready`) until the next one would have to wait for its stage's release group (or none is
+// left); never waits.
 __device__ void issue_fp8(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
                           const Range& r, Fp8Copies& c) {
   const std::int64_t* table = p.block_tables + b * p.table_stride;
   for (; r.first + c.i < r.last; c.n = 0, ++c.i) {
     const int s = c.i % kStages, row = static_cast<int>(table[r.first + c.i] * kTokens);
-    for (; c.n < kBlocks; ++c.n) {
+    for (; c.n < kBlocks; c.n += c.n == kPBlock ? 1 : 2) {
       const int j = block_order(s, c.n);
       const int group = j == kPBlock ? kP : j / kValueBlocks;
       if ((c.n % kValueBlocks == 0 || c.n == kPBlock) &&
@@ -176,84 +172,115 @@ __device__ void issue_fp8(const MlaDecodeParams& p, const Maps& maps, SharedFp8&
       }
       const bool first = c.n == 0;
       device::mbarrier_arrive_expect(&sh.full[s][j],
-                                     kFp8Bytes + (first ? sizeof(sh.scales[s]) : 0));
-      device::tma_load_2d(fp8_half(sh.kv[s][j]), &maps.cache, 64 * j, row, &sh.full[s][j]);
+                                     sizeof(Block) + (first ? sizeof(sh.scales[s]) : 0));
+      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
       if (first) device::tma_load_2d(&sh.scales[s][0][0], &maps.scales, 0, row, &sh.full[s][j]);
     }
   }
 }
 
-// Two e4m3 values (lowest byte first) times `scale` in FP32, rounded to a BF16 pair.
-__device__ __forceinline__ std::uint32_t e4m3x2_scaled(std::uint32_t bytes, float scale) {
-  const float2 f = __half22float2(
-      __half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(bytes), __NV_E4M3)));
-  const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+// A BF16 pair's values times `scale` in FP32, rounded back to a BF16 pair.
+__device__ __forceinline__ std::uint32_t scaled_pair(std::uint32_t bits, float scale) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(__uint_as_float(bits << 16) * scale,
+                                                 __uint_as_float(bits & 0xFFFF0000u) * scale);
   return *reinterpret_cast<const std::uint32_t*>(&v);
 }
 
-// Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place: each converter
-// thread reads 16 e4m3 values of two rows of each, all of them before any writes (the BF16 rows
-// cover the bytes), then stores them as BF16 in the 128-byte-swizzled layout the descriptors read,
-// made visible to the consumers' wgmma on the blocks' `ready` barriers.
-__device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
-  const int lane = tid % 32, chunk = lane % 4;
-  uint4 in[2][2];
-  float scale[2];
+// Four e4m3 values (one word, lowest byte first) times `scale` in FP32, rounded to BF16 pairs.
+template <int kMode>
+__device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) {
+  if constexpr (kMode == 3) {
+    return make_uint2(word, word);
+  } else if constexpr (kMode == 2) {
+    const uint2 v = device::e4m3x4_to_bf16(word);
+    return make_uint2(scaled_pair(v.x, scale), scaled_pair(v.y, scale));
+  } else {
+    std::uint32_t out[2];
 #pragma unroll
-  for (int k = 0; k < 2; ++k) {
-    const int row = 16 * (tid / 32) + 8 * k + lane / 4;
-    scale[k] = sh.scales[stage][row][j / 2];
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-      in[m][k] =
-          *reinterpret_cast<const uint4*>(fp8_half(sh.kv[stage][j + m]) + 64 * row + 16 * chunk);
+    for (int h = 0; h < 2; ++h) {
+      const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
+          static_cast<__nv_fp8x2_storage_t>(word >> (16 * h)), __NV_E4M3)));
+      const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+      out[h] = *reinterpret_cast<const std::uint32_t*>(&v);
+    }
+    return make_uint2(out[0], out[1]);
   }
-  device::named_barrier_sync(kPairRead, 128);
+}
+
+// Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place from their e4m3
+// rows in block j (row r: block j's 64 values, then block j + 1's): each warp its 16 rows, four at
+// a time, a row read by 8 lanes (16 values each) before they overwrite it with block j's half of
+// it in BF16 (block j + 1's half goes to its own block), in the 128-byte-swizzled layout the
+// descriptors read; then made visible to the consumers' wgmma on the blocks' `ready` barriers.
+template <int kMode>
+__device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
+  const int lane = tid % 32, half = lane % 8 / 4, chunk = lane % 4;
+  const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
+  auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + half][0][0]);
 #pragma unroll
-  for (int m = 0; m < 2; ++m) {
-    auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + m][0][0]);
+  for (int k = 0; k < 4; k += 2) {
+    uint4 in[2];
+    float scale[2];
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int row = 16 * (tid / 32) + 8 * k + lane / 4;
-      const std::uint32_t words[4] = {in[m][k].x, in[m][k].y, in[m][k].z, in[m][k].w};
+    for (int x = 0; x < 2; ++x) {
+      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
+      in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
+      scale[x] = sh.scales[stage][row][j / 2];
+    }
+    __syncwarp();
+#pragma unroll
+    for (int x = 0; x < 2; ++x) {
+      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
+      const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
       std::uint32_t out[8];
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
-        out[2 * w] = e4m3x2_scaled(words[w] & 0xFFFFu, scale[k]);
-        out[2 * w + 1] = e4m3x2_scaled(words[w] >> 16, scale[k]);
+        const uint2 v = e4m3x4_scaled<kMode>(words[w], scale[x]);
+        out[2 * w] = v.x, out[2 * w + 1] = v.y;
       }
-      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk)) =
-          make_uint4(out[0], out[1], out[2], out[3]);
-      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8)) =
-          make_uint4(out[4], out[5], out[6], out[7]);
+      // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
+      const uint4 lo = make_uint4(out[0], out[1], out[2], out[3]),
+                  hi = make_uint4(out[4], out[5], out[6], out[7]);
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 * half)) = half ? hi : lo;
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 - 8 * half)) = half ? lo : hi;
     }
+    __syncwarp();
   }
   device::fence_proxy_async();
   device::mbarrier_arrive(&sh.ready[stage][j]);
   device::mbarrier_arrive(&sh.ready[stage][j + 1]);
 }
 
+// Warp 0 of warpgroup 2 waits for `bar` while its lane 0 issues the copies that may go (all of
+// its lanes loop, so none sits in a suspending try_wait while lane 0 has a copy to issue).
+__device__ void issue_until(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
+                            const Range& r, Fp8Copies& copies, std::uint64_t* bar, int parity) {
+  const bool issuer = threadIdx.x % 32 == 0;
+  for (;;) {
+    if (issuer) issue_fp8(p, maps, sh, b, r, copies);
+    __syncwarp();
+    if (__shfl_sync(0xFFFFFFFFu, issuer && device::mbarrier_test(bar, parity), 0)) break;
+  }
+  device::mbarrier_wait(bar, parity);  // each lane's own acquire (the phase is complete)
+}
+
 // Warpgroup 2 with FP8 pages: converts the range's value blocks as they land (block_order, in
-// pairs), its thread 0 issuing the copies (the queries first) whenever it would wait.
+// pairs), its thread 0 issuing the copies (the queries first) before each pair and while waiting.
+template <int kMode>
 __device__ void convert(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b, int head0,
                         const Range& r) {
   const int tid = static_cast<int>(threadIdx.x) - kConsumers;
   Fp8Copies copies;
-  if (tid == 0) {
-    load_queries(p, maps, sh, b, head0);
-    issue_fp8(p, maps, sh, b, r, copies);
-  }
+  if (tid == 0) load_queries(p, maps, sh, b, head0);
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages, parity = i / kStages & 1;
     for (int n = 0; n < 2 * kValueBlocks; n += 2) {
       const int j = block_order(s, n);
-      for (int m = 0; m < 2; ++m) {
-        if (tid == 0)
-          while (!device::mbarrier_test(&sh.full[s][j + m], parity))
-            issue_fp8(p, maps, sh, b, r, copies);
-        device::mbarrier_wait(&sh.full[s][j + m], parity);
-      }
-      convert_pair(sh, s, j, tid);
+      if (tid < 32)
+        issue_until(p, maps, sh, b, r, copies, &sh.full[s][j], parity);
+      else
+        device::mbarrier_wait(&sh.full[s][j], parity);
+      convert_pair<kMode>(sh, s, j, tid);
     }
   }
   if (tid == 0)
@@ -633,11 +660,12 @@ __device__ void consume(const MlaDecodeParams& p, const Maps& maps, Sh& sh, int 
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-template <bool kFp8>
+template <int kMode>
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_wgmma_kernel(const __grid_constant__ Maps maps, MlaDecodeParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
+  constexpr bool kFp8 = kMode != 0;
   auto& sh = device::aligned_shared<SharedOf<kFp8>>(smem_raw);
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const Range r = range_of(p, split, b);
@@ -672,7 +700,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       produce(p, maps, sh, b, head0, r);
     }
   }
-  if constexpr (kFp8) convert(p, maps, sh, b, head0, r);
+  if constexpr (kFp8) convert<kMode>(p, maps, sh, b, head0, r);
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere
@@ -685,8 +713,8 @@ bool encode_cache_maps(Maps& maps, const MlaDecodeParams& p, std::int64_t rows) 
   const auto* bytes = static_cast<const unsigned char*>(p.cache);
   constexpr int kScales = kMlaLatent / kMlaFp8Group;
   return encode_tensor_map(maps.cache, bytes,
-                           {CU_TENSOR_MAP_DATA_TYPE_UINT8, rows, kMlaLatent, kMlaFp8Entry, 64, 64,
-                            CU_TENSOR_MAP_SWIZZLE_NONE}) &&
+                           {CU_TENSOR_MAP_DATA_TYPE_UINT8, rows, kMlaLatent, kMlaFp8Entry, 128,
+                            kTokens, CU_TENSOR_MAP_SWIZZLE_NONE}) &&
          encode_tensor_map(maps.scales, bytes + kMlaLatent,
                            {CU_TENSOR_MAP_DATA_TYPE_FLOAT32, rows, kScales, kMlaFp8Entry, kScales,
                             kTokens, CU_TENSOR_MAP_SWIZZLE_NONE}) &&
@@ -695,13 +723,14 @@ bool encode_cache_maps(Maps& maps, const MlaDecodeParams& p, std::int64_t rows) 
                             kTokens, CU_TENSOR_MAP_SWIZZLE_128B});
 }
 
-template <bool kFp8>
+template <int kMode>
 int launch(const Maps& maps, const MlaDecodeParams& p, cudaStream_t stream) {
-  const cudaError_t rc = cudaFuncSetAttribute(
-      mla_decode_wgmma_kernel<kFp8>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem<kFp8>);
+  constexpr int smem = kSmem<kMode != 0>;
+  const cudaError_t rc = cudaFuncSetAttribute(mla_decode_wgmma_kernel<kMode>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (rc != cudaSuccess) return static_cast<int>(rc);
   const dim3 grid(p.heads / kHeads, p.splits, p.batch);
-  mla_decode_wgmma_kernel<kFp8><<<grid, kThreads, kSmem<kFp8>, stream>>>(maps, p);
+  mla_decode_wgmma_kernel<kMode><<<grid, kThreads, smem, stream>>>(maps, p);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -719,7 +748,14 @@ int launch_mla_decode_wgmma(const MlaDecodeParams& p, std::int64_t cache_pages, 
       !encode_tensor_map(maps.out, p.out, std::int64_t{p.batch} * p.heads, kMlaLatent, 64))
     return static_cast<int>(cudaErrorInvalidValue);
   auto st = static_cast<cudaStream_t>(stream);
-  const int rc = p.cache_fp8 ? launch<true>(maps, p, st) : launch<false>(maps, p, st);
+  static const int mode = [] {
+    const char* v = std::getenv("PONDER_FP8W_MODE");
+    return v ? std::atoi(v) : 1;
+  }();
+  const int rc = !p.cache_fp8 ? launch<0>(maps, p, st)
+                 : mode == 2  ? launch<2>(maps, p, st)
+                 : mode == 3  ? launch<3>(maps, p, st)
+                              : launch<1>(maps, p, st);
   if (rc != 0 || p.splits == 1) return rc;
   return launch_mla_decode_combine(p, stream);
 }
