@@ -172,6 +172,26 @@ __device__ void copy_tile(Stages<true>& stages, int stage, std::uint64_t& full, 
                       valid * kBytes, &full);
 }
 
+// Four e4m3 values (one word, lowest byte first) as two BF16 pairs, exactly: each byte with its
+// sign byte replicated above it (prmt), shifted to BF16's places (sign, exponent field 0-15,
+// mantissa: the value times 2^-120, subnormals included), then times 2^120 (exact; BF16
+// arithmetic keeps subnormals). NaN bytes (never written by mla_cache_quantize from finite
+// entries) come out finite.
+__device__ __forceinline__ uint2 e4m3x4_to_bf16(std::uint32_t word) {
+  std::uint32_t pair[2];
+  asm("prmt.b32 %0, %1, 0, 0x9180;" : "=r"(pair[0]) : "r"(word));
+  asm("prmt.b32 %0, %1, 0, 0xB3A2;" : "=r"(pair[1]) : "r"(word));
+  const __nv_bfloat162 two120 =
+      __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
+#pragma unroll
+  for (auto& bits : pair) {
+    bits = (bits << 4) & 0x87F087F0u;
+    const __nv_bfloat162 v = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&bits), two120);
+    bits = *reinterpret_cast<const std::uint32_t*>(&v);
+  }
+  return make_uint2(pair[0], pair[1]);
+}
+
 __device__ void load_query(__nv_bfloat16 (*q)[kRow], const MlaDecodeParams& p, int b, int head0) {
   const auto* src =
       static_cast<const __nv_bfloat16*>(p.q) + (std::int64_t{b} * p.heads + head0) * kMlaEntry;
@@ -242,7 +262,7 @@ __device__ void score_tile_fp8(const RawTile& raw, ValueTile& values, const Quer
     std::uint32_t b[4];
     if (k < kMlaLatent) {
       const uint2 bytes = *reinterpret_cast<const uint2*>(key + k + 8 * l.t);
-      const uint2 lo = device::e4m3x4_to_bf16(bytes.x), hi = device::e4m3x4_to_bf16(bytes.y);
+      const uint2 lo = e4m3x4_to_bf16(bytes.x), hi = e4m3x4_to_bf16(bytes.y);
       b[0] = lo.x, b[1] = lo.y, b[2] = hi.x, b[3] = hi.y;
       *reinterpret_cast<uint4*>(&values[token0 + l.g][k + 8 * l.t]) =
           make_uint4(b[0], b[1], b[2], b[3]);

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/mla_decode_kernel.h"
@@ -33,12 +32,12 @@ namespace {
 // stage is free. Warpgroup 2 issues the copies (one thread). Tiles are [9][64][64] blocks of
 // 128-byte rows (one TMA box each); a page's rows past its context are cleared in the value
 // blocks before P V (they may hold NaN and P is 0 there).
-// FP8 pages (kFp8): each value block's 64 x 64 e4m3 bytes land in the block's upper half, the
-// page's scales beside the tiles and the RoPE block as BF16; warpgroup 2 converts the value blocks
-// in place, two at a time (one scale group), to fp8 * scale in FP32 rounded to BF16 (the
-// reference's dequantisation, exactly) and signals each on its `ready` barrier, which the
-// consumers wait on instead of `full`. Its thread 0 also issues the copies, without waiting, in
-// between.
+// FP8 pages (kFp8): the e4m3 bytes of each pair of value blocks (one scale group) land in the
+// pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
+// block as BF16 (no conversion); warpgroup 2 converts each pair in place, each warp its own rows,
+// to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and signals
+// the blocks on their `ready` barriers, which the consumers wait on instead of `full`. Its first
+// lane also issues the copies, without waiting, before each pair and while its warp waits.
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -73,8 +72,9 @@ static_assert(kSmem<true> <= 227 * 1024, "fits an H100/H200 CTA's shared memory"
 
 struct Maps {
   // [batch * heads, 576], [pages * 64, 576] and the output [batch * heads, 512], boxes of 64 x 64;
-  // FP8 pages: cache = the [pages * 64, 512] e4m3 latent (boxes of 64 x 64 bytes, unswizzled),
-  // the [.., 4] FP32 scales (boxes of 64 rows) and the [.., 64] BF16 RoPE dims, rows 656 B apart
+  // FP8 pages: cache = the [pages * 64, 512] e4m3 latent (boxes of 64 rows x 128 bytes,
+  // unswizzled), the [.., 4] FP32 scales (boxes of 64 rows) and the [.., 64] BF16 RoPE dims (as
+  // the BF16 blocks), rows 656 bytes apart
   CUtensorMap q, cache, out, scales, rope;
 };
 
@@ -179,32 +179,18 @@ __device__ void issue_fp8(const MlaDecodeParams& p, const Maps& maps, SharedFp8&
   }
 }
 
-// A BF16 pair's values times `scale` in FP32, rounded back to a BF16 pair.
-__device__ __forceinline__ std::uint32_t scaled_pair(std::uint32_t bits, float scale) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(__uint_as_float(bits << 16) * scale,
-                                                 __uint_as_float(bits & 0xFFFF0000u) * scale);
-  return *reinterpret_cast<const std::uint32_t*>(&v);
-}
-
-// Four e4m3 values (one word, lowest byte first) times `scale` in FP32, rounded to BF16 pairs.
-template <int kMode>
+// Four e4m3 values (one word, lowest byte first) times `scale` in FP32, rounded to BF16 pairs
+// (e4m3 -> FP16 -> FP32 are exact).
 __device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) {
-  if constexpr (kMode == 3) {
-    return make_uint2(word, word);
-  } else if constexpr (kMode == 2) {
-    const uint2 v = device::e4m3x4_to_bf16(word);
-    return make_uint2(scaled_pair(v.x, scale), scaled_pair(v.y, scale));
-  } else {
-    std::uint32_t out[2];
+  std::uint32_t out[2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
-          static_cast<__nv_fp8x2_storage_t>(word >> (16 * h)), __NV_E4M3)));
-      const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
-      out[h] = *reinterpret_cast<const std::uint32_t*>(&v);
-    }
-    return make_uint2(out[0], out[1]);
+  for (int h = 0; h < 2; ++h) {
+    const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
+        static_cast<__nv_fp8x2_storage_t>(word >> (16 * h)), __NV_E4M3)));
+    const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+    out[h] = *reinterpret_cast<const std::uint32_t*>(&v);
   }
+  return make_uint2(out[0], out[1]);
 }
 
 // Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place from their e4m3
@@ -212,7 +198,6 @@ __device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) 
 // a time, a row read by 8 lanes (16 values each) before they overwrite it with block j's half of
 // it in BF16 (block j + 1's half goes to its own block), in the 128-byte-swizzled layout the
 // descriptors read; then made visible to the consumers' wgmma on the blocks' `ready` barriers.
-template <int kMode>
 __device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
   const int lane = tid % 32, half = lane % 8 / 4, chunk = lane % 4;
   const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
@@ -235,7 +220,7 @@ __device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
       std::uint32_t out[8];
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
-        const uint2 v = e4m3x4_scaled<kMode>(words[w], scale[x]);
+        const uint2 v = e4m3x4_scaled(words[w], scale[x]);
         out[2 * w] = v.x, out[2 * w + 1] = v.y;
       }
       // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
@@ -265,8 +250,7 @@ __device__ void issue_until(const MlaDecodeParams& p, const Maps& maps, SharedFp
 }
 
 // Warpgroup 2 with FP8 pages: converts the range's value blocks as they land (block_order, in
-// pairs), its thread 0 issuing the copies (the queries first) before each pair and while waiting.
-template <int kMode>
+// pairs), its warp 0 issuing the copies (the queries first) before each pair and while waiting.
 __device__ void convert(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b, int head0,
                         const Range& r) {
   const int tid = static_cast<int>(threadIdx.x) - kConsumers;
@@ -280,7 +264,7 @@ __device__ void convert(const MlaDecodeParams& p, const Maps& maps, SharedFp8& s
         issue_until(p, maps, sh, b, r, copies, &sh.full[s][j], parity);
       else
         device::mbarrier_wait(&sh.full[s][j], parity);
-      convert_pair<kMode>(sh, s, j, tid);
+      convert_pair(sh, s, j, tid);
     }
   }
   if (tid == 0)
@@ -660,12 +644,11 @@ __device__ void consume(const MlaDecodeParams& p, const Maps& maps, Sh& sh, int 
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
-template <int kMode>
+template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_wgmma_kernel(const __grid_constant__ Maps maps, MlaDecodeParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  constexpr bool kFp8 = kMode != 0;
   auto& sh = device::aligned_shared<SharedOf<kFp8>>(smem_raw);
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const Range r = range_of(p, split, b);
@@ -700,7 +683,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       produce(p, maps, sh, b, head0, r);
     }
   }
-  if constexpr (kFp8) convert<kMode>(p, maps, sh, b, head0, r);
+  if constexpr (kFp8) convert(p, maps, sh, b, head0, r);
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere
@@ -723,14 +706,14 @@ bool encode_cache_maps(Maps& maps, const MlaDecodeParams& p, std::int64_t rows) 
                             kTokens, CU_TENSOR_MAP_SWIZZLE_128B});
 }
 
-template <int kMode>
+template <bool kFp8>
 int launch(const Maps& maps, const MlaDecodeParams& p, cudaStream_t stream) {
-  constexpr int smem = kSmem<kMode != 0>;
-  const cudaError_t rc = cudaFuncSetAttribute(mla_decode_wgmma_kernel<kMode>,
+  constexpr int smem = kSmem<kFp8>;
+  const cudaError_t rc = cudaFuncSetAttribute(mla_decode_wgmma_kernel<kFp8>,
                                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (rc != cudaSuccess) return static_cast<int>(rc);
   const dim3 grid(p.heads / kHeads, p.splits, p.batch);
-  mla_decode_wgmma_kernel<kMode><<<grid, kThreads, smem, stream>>>(maps, p);
+  mla_decode_wgmma_kernel<kFp8><<<grid, kThreads, smem, stream>>>(maps, p);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -748,14 +731,7 @@ int launch_mla_decode_wgmma(const MlaDecodeParams& p, std::int64_t cache_pages, 
       !encode_tensor_map(maps.out, p.out, std::int64_t{p.batch} * p.heads, kMlaLatent, 64))
     return static_cast<int>(cudaErrorInvalidValue);
   auto st = static_cast<cudaStream_t>(stream);
-  static const int mode = [] {
-    const char* v = std::getenv("PONDER_FP8W_MODE");
-    return v ? std::atoi(v) : 1;
-  }();
-  const int rc = !p.cache_fp8 ? launch<0>(maps, p, st)
-                 : mode == 2  ? launch<2>(maps, p, st)
-                 : mode == 3  ? launch<3>(maps, p, st)
-                              : launch<1>(maps, p, st);
+  const int rc = p.cache_fp8 ? launch<true>(maps, p, st) : launch<false>(maps, p, st);
   if (rc != 0 || p.splits == 1) return rc;
   return launch_mla_decode_combine(p, stream);
 }

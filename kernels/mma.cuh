@@ -1,7 +1,6 @@
 // Tensor-core building blocks shared by the .cu kernels (run on Hopper): the BF16 m16n8k16 MMA
 // with FP32 accumulation, 16-byte asynchronous global-to-shared copies, ldmatrix fragment loads,
-// bulk copies (sm_90 copy engine) completing on shared-memory mbarriers, softmax arithmetic, e4m3
-// to BF16 conversion.
+// bulk copies (sm_90 copy engine) completing on shared-memory mbarriers, softmax arithmetic.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -117,26 +116,6 @@ __device__ __forceinline__ float exp2_approx(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
-}
-
-// Four e4m3 values (one word, lowest byte first) as two BF16 pairs, exactly: each byte with its
-// sign byte replicated above it (prmt), shifted to BF16's places (sign, exponent field 0-15,
-// mantissa: the value times 2^-120, subnormals included), then times 2^120 (exact; BF16
-// arithmetic keeps subnormals). NaN bytes (never written by mla_cache_quantize from finite
-// entries) come out finite.
-__device__ __forceinline__ uint2 e4m3x4_to_bf16(std::uint32_t word) {
-  std::uint32_t pair[2];
-  asm("prmt.b32 %0, %1, 0, 0x9180;" : "=r"(pair[0]) : "r"(word));
-  asm("prmt.b32 %0, %1, 0, 0xB3A2;" : "=r"(pair[1]) : "r"(word));
-  const __nv_bfloat162 two120 =
-      __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
-#pragma unroll
-  for (auto& bits : pair) {
-    bits = (bits << 4) & 0x87F087F0u;
-    const __nv_bfloat162 v = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&bits), two120);
-    bits = *reinterpret_cast<const std::uint32_t*>(&v);
-  }
-  return make_uint2(pair[0], pair[1]);
 }
 
 }  // namespace ponder::kernels::device
