@@ -148,7 +148,7 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   if (check_inputs) check_pages(tables, lens, cache.size(0));
   const at::Tensor q = query.contiguous(), c = cache.contiguous();
   const bool fp8 = cache.scalar_type() == at::kByte;
-  const bool wgmma = !fp8 && allow_wgmma && heads % 64 == 0 && compute_capability() == 90 &&
+  const bool wgmma = allow_wgmma && heads % 64 == 0 && compute_capability() == 90 &&
                      reinterpret_cast<std::uintptr_t>(q.data_ptr()) % 16 == 0 &&
                      reinterpret_cast<std::uintptr_t>(c.data_ptr()) % 16 == 0;
   const int sms = multiprocessor_count(), b = static_cast<int>(batch), h = static_cast<int>(heads);

@@ -28,14 +28,15 @@ at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::Scal
 // True when mla_decode_cuda takes these shapes: BF16 query [D, h % 16 == 0, 576], a BF16 cache
 // [pages, 64, 576] or a 16-byte aligned FP8 one (uint8 [pages, 64, 656]), and use_kernel() holds.
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
-// query [D, h, 576] bf16, cache [pages, 64, 576] bf16 or [pages, 64, 656] uint8 (FP8 rows:
-// always the mma.sync kernel, any heads % 16), block_tables [D, max_pages] int64,
+// query [D, h, 576] bf16, cache [pages, 64, 576] bf16 or [pages, 64, 656] uint8 (FP8 rows),
+// block_tables [D, max_pages] int64,
 // context_lens [D] int64 (1 .. 64 * max_pages) -> [D, h, 512] bf16. splits: KV ranges per
 // sequence, at most 2 * max_pages (0: enough CTAs to fill the GPU's resident slots once).
 // check_inputs: verify on the device (one synchronisation) that the contexts fit the tables and
 // their pages the cache; callers that checked once for all layers of a step pass false.
 // allow_wgmma: heads % 64 == 0 on a compute capability 9.0 GPU take the wgmma kernel (64 heads
-// per CTA, ranges of whole pages); false keeps the mma.sync kernel (for comparisons).
+// per CTA, ranges of whole pages; BF16 or FP8 pages); false keeps the mma.sync kernel (for
+// comparisons).
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
                            double scale, std::int64_t splits = 0, bool check_inputs = true,

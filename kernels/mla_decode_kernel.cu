@@ -552,11 +552,15 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
       device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
                                      valid_tokens(ctx, tile) * Stages<kFp8>::kRowBytes);
   };
-  const auto copy = [&](int tile) {  // every thread, after a block barrier
+  // A tile's page id. BF16 tiles read it a tile ahead of their copy, as a read at the copy would
+  // add its latency to every tile (each warp's lane 0 issues row copies before its math); FP8
+  // tiles at the copy (one thread issues it; read ahead, that kernel measured 2% slower).
+  const auto page_of = [&](int tile) { return tile < last ? table[tile / 2] : std::int64_t{0}; };
+  const auto copy = [&](int tile, std::int64_t page) {  // every thread, after a block barrier
     if (tile >= last) return;
     const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
     if (valid < kTile) clear_rows(s.stages.tile(stage), valid);
-    copy_tile(s.stages, stage, s.full[stage], p.cache, table[tile / 2], tile % 2, valid);
+    copy_tile(s.stages, stage, s.full[stage], p.cache, page, tile % 2, valid);
   };
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) device::mbarrier_init(&s.full[i], 1);
@@ -564,8 +568,9 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
     device::fence_shared_for_async();
   }
   __syncthreads();  // the mbarriers are set up and armed
-  for (int i = 0; i < kStages - 1; ++i) copy(first + i);
-  load_query(s.q, p, b, head0);  // behind the first tile's copies
+  for (int i = 0; i < kStages - 1; ++i) copy(first + i, page_of(first + i));
+  std::int64_t next_page = page_of(first + kStages - 1);  // of the loop's first copy
+  load_query(s.q, p, b, head0);                           // behind the first tile's copies
   device::cp_async_commit();
   device::cp_async_wait<0>();  // the query, published by the first barrier below
   Acc acc;
@@ -574,7 +579,8 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
     device::mbarrier_wait(&s.full[stage], (tile - first) / kStages % 2);
     arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
     __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
-    copy(tile + kStages - 1);
+    copy(tile + kStages - 1, kFp8 ? page_of(tile + kStages - 1) : next_page);
+    if constexpr (!kFp8) next_page = page_of(tile + kStages);
     tile_math(s, stage, l, valid_tokens(ctx, tile), p.scale * kLog2e, acc);
   }
   // Once every CTA is here, the next kernel's CTAs may take the slots of those that retire (not

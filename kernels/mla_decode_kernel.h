@@ -34,7 +34,7 @@ struct MlaDecodeParams {
   unsigned* arrivals = nullptr;  // [batch, heads / 16], zero (1 < splits <= fused limit): left zero
   int batch = 0, heads = 0, splits = 1;  // heads: a multiple of 16
   float scale = 1.f;
-  bool cache_fp8 = false;  // FP8 rows (kMlaFp8Entry bytes, 16-byte aligned; mma.sync kernel only)
+  bool cache_fp8 = false;  // FP8 rows (kMlaFp8Entry bytes, 16-byte aligned)
 };
 
 // Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,
@@ -53,7 +53,8 @@ int launch_mla_decode_combine(const MlaDecodeParams& params, void* stream);
 
 // Hopper (sm_90a, compute capability 9.0 only) kernel for heads % 64 == 0: one CTA of two
 // warpgroups per (64 heads, range, sequence) with wgmma, ranges of whole pages, then the combine
-// kernel when splits > 1 (`arrivals` unused). q and cache 16-byte aligned (TMA).
+// kernel when splits > 1 (`arrivals` unused). q and cache 16-byte aligned (TMA). FP8 pages are
+// converted to BF16 in shared memory by a third warpgroup (the reference's dequantisation).
 int launch_mla_decode_wgmma(const MlaDecodeParams& params, std::int64_t cache_pages, void* stream);
 // Ranges per sequence for it: one CTA per SM, filled once (at least one page a range).
 int mla_decode_wgmma_default_splits(int batch, int heads, int multiprocessors);

@@ -5,10 +5,13 @@
 // every other page while the other's tensor work runs; the output leaves by TMA as well.
 #include <cuda.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/mla_decode_kernel.h"
 #include "kernels/wgmma.cuh"
@@ -29,6 +32,12 @@ namespace {
 // stage is free. Warpgroup 2 issues the copies (one thread). Tiles are [9][64][64] blocks of
 // 128-byte rows (one TMA box each); a page's rows past its context are cleared in the value
 // blocks before P V (they may hold NaN and P is 0 there).
+// FP8 pages (kFp8): the e4m3 bytes of each pair of value blocks (one scale group) land in the
+// pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
+// block as BF16 (no conversion); warpgroup 2 converts each pair in place, each warp its own rows,
+// to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and signals
+// the blocks on their `ready` barriers, which the consumers wait on instead of `full`. Its first
+// lane also issues the copies, without waiting, before each pair and while its warp waits.
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -49,12 +58,24 @@ struct Shared {
   std::uint64_t full[kStages][kBlocks];  // a block landed (1 arrival + bytes)
   std::uint64_t empty[kStages][kGroups];
 };
-constexpr int kSmem = static_cast<int>(sizeof(Shared)) + 1024;  // + room to align to 1024
-static_assert(kSmem <= 227 * 1024, "fits an H100/H200 CTA's shared memory");
+
+// With FP8 pages: the scales of each stage's page and the barriers of the blocks in BF16.
+struct SharedFp8 : Shared {
+  alignas(128) float scales[kStages][kTokens][kMlaLatent / kMlaFp8Group];  // (TMA destination)
+  std::uint64_t ready[kStages][kBlocks];  // value blocks: 128 converter arrivals; RoPE: its copy
+};
+template <bool kFp8>
+using SharedOf = std::conditional_t<kFp8, SharedFp8, Shared>;
+template <bool kFp8>  // + room to align to 1024
+constexpr int kSmem = static_cast<int>(sizeof(SharedOf<kFp8>)) + 1024;
+static_assert(kSmem<true> <= 227 * 1024, "fits an H100/H200 CTA's shared memory");
 
 struct Maps {
-  // [batch * heads, 576], [pages * 64, 576] and the output [batch * heads, 512], boxes of 64 x 64
-  CUtensorMap q, cache, out;
+  // [batch * heads, 576], [pages * 64, 576] and the output [batch * heads, 512], boxes of 64 x 64;
+  // FP8 pages: cache = the [pages * 64, 512] e4m3 latent (boxes of 64 rows x 128 bytes,
+  // unswizzled), the [.., 4] FP32 scales (boxes of 64 rows) and the [.., 64] BF16 RoPE dims (as
+  // the BF16 blocks), rows 656 bytes apart
+  CUtensorMap q, cache, out, scales, rope;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device code: the sm_90a pass only
@@ -94,11 +115,16 @@ __device__ __forceinline__ int block_order(int stage, int n) {
   return n == kPBlock ? kPBlock : (n + kValueBlocks * stage) % (2 * kValueBlocks);
 }
 
-__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
-                        const Range& r) {
+__device__ void load_queries(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b,
+                             int head0) {
   device::mbarrier_arrive_expect(&sh.q_full, sizeof(sh.q));
   for (int j = 0; j < kBlocks; ++j)
     device::tma_load_2d(&sh.q[j][0][0], &maps.q, 64 * j, b * p.heads + head0, &sh.q_full);
+}
+
+__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
+                        const Range& r) {
+  load_queries(p, maps, sh, b, head0);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages, row = static_cast<int>(table[page] * kTokens);
@@ -112,6 +138,145 @@ __device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, 
       device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
     }
   }
+}
+
+// Byte offset of (row, even column) in a 128-byte-swizzled 64 x 64 BF16 block.
+__device__ __forceinline__ int swizzled(int row, int col) {
+  return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
+}
+
+// The next copy of an FP8 range: page r.first + i, its n-th block (block_order).
+struct Fp8Copies {
+  int i = 0, n = 0;
+};
+
+// Issues FP8 copies in order (the e4m3 bytes of value blocks j and j + 1 into block j, 64 rows of
+// 128 bytes, on full[j]; the page's scales with its first pair; the RoPE block as BF16 on
+// `ready`) until the next one would have to wait for its stage's release group (or none is
+// left); never waits.
+__device__ void issue_fp8(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
+                          const Range& r, Fp8Copies& c) {
+  const std::int64_t* table = p.block_tables + b * p.table_stride;
+  for (; r.first + c.i < r.last; c.n = 0, ++c.i) {
+    const int s = c.i % kStages, row = static_cast<int>(table[r.first + c.i] * kTokens);
+    for (; c.n < kBlocks; c.n += c.n == kPBlock ? 1 : 2) {
+      const int j = block_order(s, c.n);
+      const int group = j == kPBlock ? kP : j / kValueBlocks;
+      if ((c.n % kValueBlocks == 0 || c.n == kPBlock) &&
+          !device::mbarrier_test(&sh.empty[s][group], (c.i / kStages & 1) ^ 1))
+        return;
+      if (j == kPBlock) {
+        device::mbarrier_arrive_expect(&sh.ready[s][j], sizeof(Block));
+        device::tma_load_2d(&sh.kv[s][j][0][0], &maps.rope, 0, row, &sh.ready[s][j]);
+        continue;
+      }
+      const bool first = c.n == 0;
+      device::mbarrier_arrive_expect(&sh.full[s][j],
+                                     sizeof(Block) + (first ? sizeof(sh.scales[s]) : 0));
+      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
+      if (first) device::tma_load_2d(&sh.scales[s][0][0], &maps.scales, 0, row, &sh.full[s][j]);
+    }
+  }
+}
+
+// Four e4m3 values (one word, lowest byte first) times `scale` in FP32, rounded to BF16 pairs
+// (e4m3 -> FP16 -> FP32 are exact).
+__device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) {
+  std::uint32_t out[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
+        static_cast<__nv_fp8x2_storage_t>(word >> (16 * h)), __NV_E4M3)));
+    const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+    out[h] = *reinterpret_cast<const std::uint32_t*>(&v);
+  }
+  return make_uint2(out[0], out[1]);
+}
+
+// Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place from their e4m3
+// rows in block j (row r: block j's 64 values, then block j + 1's): each warp its 16 rows, four at
+// a time, a row read by 8 lanes (16 values each) before they overwrite it with block j's half of
+// it in BF16 (block j + 1's half goes to its own block), in the 128-byte-swizzled layout the
+// descriptors read; then made visible to the consumers' wgmma on the blocks' `ready` barriers.
+__device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
+  const int lane = tid % 32, half = lane % 8 / 4, chunk = lane % 4;
+  const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
+  auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + half][0][0]);
+#pragma unroll
+  for (int k = 0; k < 4; k += 2) {
+    uint4 in[2];
+    float scale[2];
+#pragma unroll
+    for (int x = 0; x < 2; ++x) {
+      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
+      in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
+      scale[x] = sh.scales[stage][row][j / 2];
+    }
+    __syncwarp();
+#pragma unroll
+    for (int x = 0; x < 2; ++x) {
+      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
+      const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
+      std::uint32_t out[8];
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const uint2 v = e4m3x4_scaled(words[w], scale[x]);
+        out[2 * w] = v.x, out[2 * w + 1] = v.y;
+      }
+      // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
+      const uint4 lo = make_uint4(out[0], out[1], out[2], out[3]),
+                  hi = make_uint4(out[4], out[5], out[6], out[7]);
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 * half)) = half ? hi : lo;
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 - 8 * half)) = half ? lo : hi;
+    }
+    __syncwarp();
+  }
+  device::fence_proxy_async();
+  device::mbarrier_arrive(&sh.ready[stage][j]);
+  device::mbarrier_arrive(&sh.ready[stage][j + 1]);
+}
+
+// Warp 0 of warpgroup 2 waits for `bar` while its lane 0 issues the copies that may go (all of
+// its lanes loop, so none sits in a suspending try_wait while lane 0 has a copy to issue).
+__device__ void issue_until(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
+                            const Range& r, Fp8Copies& copies, std::uint64_t* bar, int parity) {
+  const bool issuer = threadIdx.x % 32 == 0;
+  for (;;) {
+    if (issuer) issue_fp8(p, maps, sh, b, r, copies);
+    __syncwarp();
+    if (__shfl_sync(0xFFFFFFFFu, issuer && device::mbarrier_test(bar, parity), 0)) break;
+  }
+  device::mbarrier_wait(bar, parity);  // each lane's own acquire (the phase is complete)
+}
+
+// Warpgroup 2 with FP8 pages: converts the range's value blocks as they land (block_order, in
+// pairs), its warp 0 issuing the copies (the queries first) before each pair and while waiting.
+__device__ void convert(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b, int head0,
+                        const Range& r) {
+  const int tid = static_cast<int>(threadIdx.x) - kConsumers;
+  Fp8Copies copies;
+  if (tid == 0) load_queries(p, maps, sh, b, head0);
+  for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
+    const int s = i % kStages, parity = i / kStages & 1;
+    for (int n = 0; n < 2 * kValueBlocks; n += 2) {
+      const int j = block_order(s, n);
+      if (tid < 32)
+        issue_until(p, maps, sh, b, r, copies, &sh.full[s][j], parity);
+      else
+        device::mbarrier_wait(&sh.full[s][j], parity);
+      convert_pair(sh, s, j, tid);
+    }
+  }
+  if (tid == 0)
+    while (r.first + copies.i < r.last) issue_fp8(p, maps, sh, b, r, copies);
+}
+
+// The barrier saying block j of `stage` holds its BF16 values.
+__device__ __forceinline__ std::uint64_t* landed(Shared& sh, int stage, int j) {
+  return &sh.full[stage][j];
+}
+__device__ __forceinline__ std::uint64_t* landed(SharedFp8& sh, int stage, int j) {
+  return &sh.ready[stage][j];
 }
 
 // This thread's place: warpgroup, thread within it, lane; its fragment rows (heads) row and
@@ -133,11 +298,11 @@ struct Softmax {
 // Issues s (+)= Q K^T over blocks [kFrom, kTo) (in block_order) of `stage`'s page once they
 // landed (round parity `parity`), as one wgmma group. (Waiting between the wgmmas would make
 // ptxas serialize them.)
-template <int kFrom, int kTo>
-__device__ void issue_scores(Shared& sh, int stage, int parity, float (&s)[32]) {
+template <int kFrom, int kTo, class Sh>
+__device__ void issue_scores(Sh& sh, int stage, int parity, float (&s)[32]) {
 #pragma unroll
   for (int n = kFrom; n < kTo; ++n)
-    device::mbarrier_wait(&sh.full[stage][block_order(stage, n)], parity);
+    device::mbarrier_wait(landed(sh, stage, block_order(stage, n)), parity);
   device::fence_registers(s);
   device::wgmma_fence();
 #pragma unroll
@@ -152,7 +317,8 @@ __device__ void issue_scores(Shared& sh, int stage, int parity, float (&s)[32]) 
 }
 
 // All scores of `stage`'s page (round parity `parity`), waited for.
-__device__ void scores(Shared& sh, int stage, int parity, float (&s)[32]) {
+template <class Sh>
+__device__ void scores(Sh& sh, int stage, int parity, float (&s)[32]) {
   issue_scores<0, kBlocks>(sh, stage, parity, s);
   device::wgmma_wait<0>();
   device::fence_registers(s);
@@ -206,11 +372,6 @@ __device__ void exponentiate(float (&s)[32], const float (&max)[2], Softmax& st)
         st.sum[h] += x;
       }
   }
-}
-
-// Byte offset of (row, even column) in a 128-byte-swizzled 64 x 64 BF16 block.
-__device__ __forceinline__ int swizzled(int row, int col) {
-  return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
 }
 
 // This thread's probabilities s as the BF16 A fragments of P V (wgmma's A from registers): a[k]
@@ -315,8 +476,9 @@ __device__ void softmax_page(Shared& sh, const Lane& l, int stage, float (&s)[32
 
 // Warpgroup 0's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of A in s;
 // ends with those of the next pair's A in s when there is one.
-__device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, int round,
-                           float scale, float (&s)[32], float (&o)[128], Softmax& st) {
+template <class Sh>
+__device__ void pair_first(Sh& sh, const Lane& l, const Range& r, int page, int round, float scale,
+                           float (&s)[32], float (&o)[128], Softmax& st) {
   const bool has_b = page + 1 < r.last, has_next = page + 2 < r.last;
   const int valid_a = valid_of(r, page);
   float f[2];
@@ -363,8 +525,9 @@ __device__ void pair_first(Shared& sh, const Lane& l, const Range& r, int page, 
 // Warpgroup 1's part of a pair (A = `page`, B = page + 1 when `has_b`), with the scores of B in s:
 // A's P V (at A's maxima) runs behind B's softmax, so A's stage frees early; ends with the scores
 // of the next pair's B in s when there is one.
-__device__ void pair_second(Shared& sh, const Lane& l, const Range& r, int page, int round,
-                            float scale, float (&s)[32], float (&o)[128], Softmax& st) {
+template <class Sh>
+__device__ void pair_second(Sh& sh, const Lane& l, const Range& r, int page, int round, float scale,
+                            float (&s)[32], float (&o)[128], Softmax& st) {
   const bool has_b = page + 1 < r.last, has_next = page + 3 < r.last;
   const int valid_b = has_b ? valid_of(r, page + 1) : 0;
   device::named_barrier_sync(kReadyA, kConsumers);
@@ -461,7 +624,8 @@ __device__ void write_result(const MlaDecodeParams& p, const Maps& maps, Shared&
   }
 }
 
-__device__ void consume(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
+template <class Sh>
+__device__ void consume(const MlaDecodeParams& p, const Maps& maps, Sh& sh, int b, int head0,
                         int split, const Range& r) {
   const Lane l = lane_of();
   const float scale = p.scale * kLog2e;
@@ -480,11 +644,12 @@ __device__ void consume(const MlaDecodeParams& p, const Maps& maps, Shared& sh, 
 
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 
+template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1)
     mla_decode_wgmma_kernel(const __grid_constant__ Maps maps, MlaDecodeParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  auto& sh = device::aligned_shared<Shared>(smem_raw);
+  auto& sh = device::aligned_shared<SharedOf<kFp8>>(smem_raw);
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const Range r = range_of(p, split, b);
   if (threadIdx.x == 0) {
@@ -494,6 +659,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       device::mbarrier_init(&sh.empty[s][kValues0], 128);
       device::mbarrier_init(&sh.empty[s][kValues1], 128);
       device::mbarrier_init(&sh.empty[s][kP], kConsumers);
+      if constexpr (kFp8)
+        for (int j = 0; j < kBlocks; ++j)
+          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : 128);
     }
     device::fence_shared_for_async();
   }
@@ -508,12 +676,45 @@ __global__ void __launch_bounds__(kThreads, 1)
     device::tma_prefetch(&maps.q);
     device::tma_prefetch(&maps.cache);
     device::tma_prefetch(&maps.out);
-    produce(p, maps, sh, b, head0, r);
+    if constexpr (kFp8) {
+      device::tma_prefetch(&maps.scales);
+      device::tma_prefetch(&maps.rope);
+    } else {
+      produce(p, maps, sh, b, head0, r);
+    }
   }
+  if constexpr (kFp8) convert(p, maps, sh, b, head0, r);
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere
 #endif
+}
+
+// The tensor maps of the cache: BF16 entries, or FP8 rows' latent bytes, scales and RoPE dims.
+bool encode_cache_maps(Maps& maps, const MlaDecodeParams& p, std::int64_t rows) {
+  if (!p.cache_fp8) return encode_tensor_map(maps.cache, p.cache, rows, kMlaEntry, 64);
+  const auto* bytes = static_cast<const unsigned char*>(p.cache);
+  constexpr int kScales = kMlaLatent / kMlaFp8Group;
+  return encode_tensor_map(maps.cache, bytes,
+                           {CU_TENSOR_MAP_DATA_TYPE_UINT8, rows, kMlaLatent, kMlaFp8Entry, 128,
+                            kTokens, CU_TENSOR_MAP_SWIZZLE_NONE}) &&
+         encode_tensor_map(maps.scales, bytes + kMlaLatent,
+                           {CU_TENSOR_MAP_DATA_TYPE_FLOAT32, rows, kScales, kMlaFp8Entry, kScales,
+                            kTokens, CU_TENSOR_MAP_SWIZZLE_NONE}) &&
+         encode_tensor_map(maps.rope, bytes + kMlaLatent + 4 * kScales,
+                           {CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, rows, kMlaRope, kMlaFp8Entry, 64,
+                            kTokens, CU_TENSOR_MAP_SWIZZLE_128B});
+}
+
+template <bool kFp8>
+int launch(const Maps& maps, const MlaDecodeParams& p, cudaStream_t stream) {
+  constexpr int smem = kSmem<kFp8>;
+  const cudaError_t rc = cudaFuncSetAttribute(mla_decode_wgmma_kernel<kFp8>,
+                                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (rc != cudaSuccess) return static_cast<int>(rc);
+  const dim3 grid(p.heads / kHeads, p.splits, p.batch);
+  mla_decode_wgmma_kernel<kFp8><<<grid, kThreads, smem, stream>>>(maps, p);
+  return static_cast<int>(cudaGetLastError());
 }
 
 }  // namespace
@@ -524,19 +725,14 @@ int mla_decode_wgmma_default_splits(int batch, int heads, int multiprocessors) {
 }
 
 int launch_mla_decode_wgmma(const MlaDecodeParams& p, std::int64_t cache_pages, void* stream) {
-  Maps maps;
+  Maps maps{};
   if (!encode_tensor_map(maps.q, p.q, std::int64_t{p.batch} * p.heads, kMlaEntry, 64) ||
-      !encode_tensor_map(maps.cache, p.cache, cache_pages * kTokens, kMlaEntry, 64) ||
+      !encode_cache_maps(maps, p, cache_pages * kTokens) ||
       !encode_tensor_map(maps.out, p.out, std::int64_t{p.batch} * p.heads, kMlaLatent, 64))
     return static_cast<int>(cudaErrorInvalidValue);
-  const cudaError_t rc = cudaFuncSetAttribute(mla_decode_wgmma_kernel,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (rc != cudaSuccess) return static_cast<int>(rc);
   auto st = static_cast<cudaStream_t>(stream);
-  const dim3 grid(p.heads / kHeads, p.splits, p.batch);
-  mla_decode_wgmma_kernel<<<grid, kThreads, kSmem, st>>>(maps, p);
-  const cudaError_t launched = cudaGetLastError();
-  if (launched != cudaSuccess || p.splits == 1) return static_cast<int>(launched);
+  const int rc = p.cache_fp8 ? launch<true>(maps, p, st) : launch<false>(maps, p, st);
+  if (rc != 0 || p.splits == 1) return rc;
   return launch_mla_decode_combine(p, stream);
 }
 

@@ -102,6 +102,18 @@ __device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
 }
 
+// Whether the phase with this parity completed, without waiting.
+__device__ __forceinline__ bool mbarrier_test(std::uint64_t* bar, int parity) {
+  std::uint32_t done;
+  asm volatile(
+      "{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(done)
+      : "r"(shared_address(bar)), "r"(parity)
+      : "memory");
+  return done != 0;
+}
+
 // Descriptor of a tile of 8-row groups of 128-byte rows, 128-byte swizzled (the layout
 // CU_TENSOR_MAP_SWIZZLE_128B writes for a 64-wide BF16 box), the tile 1024-byte aligned: start
 // address >> 4 in bits 0-13, leading offset >> 4 in bits 16-29, 8-row group stride 1024 >> 4 in
@@ -239,18 +251,36 @@ inline EncodeTiled tensor_map_encoder() {
   return fn;
 }
 
+// A row-major matrix of `rows` rows `row_bytes` apart, each `cols` elements of `type`, read in
+// boxes of box_cols x box_rows laid out as `swizzle` says.
+struct TensorMapLayout {
+  CUtensorMapDataType type;
+  std::int64_t rows, cols, row_bytes;
+  int box_cols, box_rows;
+  CUtensorMapSwizzle swizzle;
+};
+
+// The tensor map of `data` laid out as `m` says. False when the driver refuses it.
+inline bool encode_tensor_map(CUtensorMap& map, const void* data, const TensorMapLayout& m) {
+  const EncodeTiled fn = tensor_map_encoder();
+  if (fn == nullptr) return false;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(m.cols), static_cast<cuuint64_t>(m.rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(m.row_bytes)};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(m.box_cols),
+                             static_cast<cuuint32_t>(m.box_rows)},
+                   steps[2] = {1, 1};
+  return fn(&map, m.type, 2, const_cast<void*>(data), dims, strides, box, steps,
+            CU_TENSOR_MAP_INTERLEAVE_NONE, m.swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 // A [rows, cols] BF16 row-major matrix read in boxes of box_rows x 64, 128-byte swizzled (the
 // tiles smem_descriptor describes). False when the driver refuses it.
 inline bool encode_tensor_map(CUtensorMap& map, const void* data, std::int64_t rows, int cols,
                               int box_rows) {
-  const EncodeTiled fn = tensor_map_encoder();
-  if (fn == nullptr) return false;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * 2};
-  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(box_rows)}, steps[2] = {1, 1};
-  return fn(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(data), dims, strides, box,
-            steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_tensor_map(map, data,
+                           {CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, rows, cols, std::int64_t{cols} * 2,
+                            64, box_rows, CU_TENSOR_MAP_SWIZZLE_128B});
 }
 
 }  // namespace ponder::kernels

@@ -242,7 +242,7 @@ std::string splits_sweep(const std::function<void(int)>& call) {
 
 // The kernel over the same entries as an FP8 cache (656 bytes a token: bytes read are counted
 // that way), against the ATen reference over those pages dequantised, and its speed-up over the
-// BF16 kernel's `bf16_ms` from the same run.
+// BF16 kernel's `bf16_ms` from the same run (64+ heads: also the mma.sync kernel over FP8 pages).
 void bench_mla_fp8(const MlaShape& m, const at::Tensor& cache, const at::Tensor& tables,
                    const at::Tensor& lens, const at::Tensor& q, double bf16_ms, double copy_gbs) {
   const double scale = 1.0 / std::sqrt(192.0);
@@ -266,6 +266,11 @@ void bench_mla_fp8(const MlaShape& m, const at::Tensor& cache, const at::Tensor&
       "the bf16-cache kernel\n",
       ms, bytes / ms / 1e6, bytes / ms / 1e6 / copy_gbs, graph_ms,
       bytes / graph_ms / 1e6 / copy_gbs, err, bf16_ms / ms);
+  if (m.heads % 64 != 0) return;
+  const double mma_ms =
+      per_call_ms([&] { mla_decode_cuda(q, fp8, tables, lens, scale, 0, false, false); });
+  fmt::print("  fp8 cache on the mma.sync kernel {:.4f} ms  x{:.2f} vs the bf16-cache kernel\n",
+             mma_ms, bf16_ms / mma_ms);
 }
 
 // MLA decode of one shape against its baselines: the model's absorbed ATen path (gather pages,

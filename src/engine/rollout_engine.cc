@@ -115,8 +115,9 @@ void RolloutEngine::reserve_cache() {
   if (options_.kv_cache_dtype == model::KvCacheDtype::kFp8 && device.is_cuda() &&
       model_.config().num_attention_heads >= 64)
     log::warn(
-        "KV cache: FP8 pages with {} heads decode on the mma.sync kernel, ~6x slower than BF16 "
-        "pages on the wgmma kernel (H200, bench/RESULTS.md): FP8 buys capacity here, not speed",
+        "KV cache: FP8 pages with {} heads decode slower than BF16 pages (the wgmma kernel "
+        "converts them to BF16 in shared memory; H200 figures in bench/RESULTS.md): FP8 buys "
+        "capacity here, not speed",
         model_.config().num_attention_heads);
   if (options_.cuda_graphs && model_.graph_capturable()) {
     const auto scratch = allocator_.allocate();  // padding rows of the graphs' buckets

@@ -3,7 +3,7 @@
 // caches whose unused slots hold NaN, for 16 to 256 heads (from 64 on, the wgmma kernel on an
 // H100/H200, and the mma.sync kernel when asked), ragged lengths and several splits (combined in
 // the kernel itself and by the separate combine kernel), calls back to back and in CUDA graphs.
-// The FP8 latent cache: its rows against hand-computed bytes and values (CPU), and the kernel
+// The FP8 latent cache: its rows against hand-computed bytes and values (CPU), and both kernels
 // over FP8 pages against the reference over the same pages dequantised.
 #include "kernels/mla_decode.h"
 
@@ -66,6 +66,16 @@ at::Tensor oracle(const Case& c, double scale) {
     out.push_back(at::mm((at::mm(q, entries.t()) * scale).softmax(-1), entries.narrow(1, 0, 512)));
   }
   return at::stack(out);
+}
+
+// The case's pages as FP8 rows (NaN codes where the cache held NaN); c.cache becomes those rows
+// dequantised (kernels::mla_cache_dequantize), what the oracles read.
+at::Tensor to_fp8(Case& c) {
+  const at::Tensor flat = c.cache.view({-1, 576});
+  const at::Tensor fp8 = mla_cache_quantize(flat.narrow(1, 0, 512), flat.narrow(1, 512, 64))
+                             .view({c.cache.size(0), 64, 656});
+  c.cache = mla_cache_dequantize(fp8, 512, at::kBFloat16);
+  return fp8;
 }
 
 at::Tensor model_path(const Case& c, double scale) {
@@ -170,37 +180,39 @@ TEST(MlaCacheFp8, ReferenceOverFp8PagesEqualsReferenceOverDequantisedPages) {
 
 // The kernel over FP8 pages (NaN bytes in every unused slot) against the FP64 oracle and the
 // model's reference path over the same pages dequantised (kernels::mla_cache_dequantize), with
-// the BF16 test's tolerances: 16, 32 and 128 heads (FP8 always takes the mma.sync kernel), ragged
-// lengths, one range, ranges combined in clusters (2-8), by the last CTA (9, 16) and by the
-// combine kernel (17).
+// the BF16 test's tolerances: 16 to 128 heads (64 and 128 on both kernels: the wgmma one on an
+// H100/H200), ragged lengths, one range, ranges combined in clusters (2-8), by the last CTA (9, 16)
+// and by the combine kernel (17; every split count > 1 with the wgmma kernel).
 TEST(MlaDecodeCuda, Fp8CacheMatchesReferenceOverDequantisedCache) {
   PONDER_REQUIRE_GPU();
   const double scale = 0.08;
-  for (const std::int64_t heads : {16, 32, 128})
+  for (const std::int64_t heads : {16, 32, 64, 128})
     for (const auto& lengths : std::vector<std::vector<std::int64_t>>{
              {1, 63, 64, 65, 200}, {1000, 3000, 17, 129}, {33, 4096}}) {
       Case c = make_case(lengths, heads);
-      const at::Tensor flat = c.cache.view({-1, 576});
-      const at::Tensor fp8 = mla_cache_quantize(flat.narrow(1, 0, 512), flat.narrow(1, 512, 64))
-                                 .view({c.cache.size(0), 64, 656});
+      const at::Tensor fp8 = to_fp8(c);
       ASSERT_TRUE(mla_decode_supported(c.query, fp8));
-      c.cache = mla_cache_dequantize(fp8, 512, at::kBFloat16);
       const at::Tensor want = oracle(c, scale), model = model_path(c, scale);
-      for (const std::int64_t splits : {0, 1, 2, 5, 8, 9, 16, 17}) {
-        const at::Tensor got = mla_decode_cuda(c.query, fp8, c.tables, c.lens, scale, splits);
-        const std::string what = "heads " + std::to_string(heads) + " first length " +
-                                 std::to_string(lengths[0]) + " splits " + std::to_string(splits);
-        ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
-        EXPECT_LT(relative_error(got, want), 1e-2) << what;
-        EXPECT_LT(relative_error(got, model), 3e-2) << what;
-      }
+      for (const std::int64_t splits : {0, 1, 2, 5, 8, 9, 16, 17})
+        for (const bool wgmma : {true, false}) {
+          if (!wgmma && heads % 64 != 0) continue;  // the same kernel either way
+          const at::Tensor got =
+              mla_decode_cuda(c.query, fp8, c.tables, c.lens, scale, splits, true, wgmma);
+          const std::string what = "heads " + std::to_string(heads) + " first length " +
+                                   std::to_string(lengths[0]) + " splits " +
+                                   std::to_string(splits) + (wgmma ? "" : " mma.sync");
+          ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
+          EXPECT_LT(relative_error(got, want), 1e-2) << what;
+          EXPECT_LT(relative_error(got, model), 3e-2) << what;
+        }
     }
 }
 
 // One token per sequence: P = 1, so every head's output is the token's dequantised latent, bit for
 // bit where the values are BF16 values. The rows hold all 254 finite e4m3 codes (subnormals and
 // signed zeros included), rotated per sequence, under power-of-two scales (exact products); each
-// sequence reads its own page of a cache that holds NaN codes everywhere else.
+// sequence reads its own page of a cache that holds NaN codes everywhere else. 16 heads (the
+// mma.sync kernel) and 128 (the wgmma kernel on an H100/H200, converting in shared memory).
 TEST(MlaDecodeCuda, Fp8LatentOfOneTokenComesBackExactly) {
   PONDER_REQUIRE_GPU();
   const std::int64_t batch = 6;
@@ -222,13 +234,15 @@ TEST(MlaDecodeCuda, Fp8LatentOfOneTokenComesBackExactly) {
     cache[2 * b + 1][0].copy_(rows[b]);
   }
   const auto cuda = at::TensorOptions().device(at::kCUDA);
-  const at::Tensor query = at::randn({batch, 16, 576}, cuda.dtype(at::kBFloat16));
-  const at::Tensor got = mla_decode_cuda(query, cache.to(at::kCUDA), tables.to(at::kCUDA),
-                                         at::ones({batch}, at::kLong).to(at::kCUDA), 0.08);
   const at::Tensor want = mla_cache_dequantize(rows, 512, at::kBFloat16).narrow(1, 0, 512);
-  for (std::int64_t b = 0; b < batch; ++b)
-    EXPECT_TRUE(at::equal(got[b].cpu(), want[b].unsqueeze(0).expand({16, 512})))
-        << "sequence " << b;
+  for (const std::int64_t heads : {16, 128}) {
+    const at::Tensor query = at::randn({batch, heads, 576}, cuda.dtype(at::kBFloat16));
+    const at::Tensor got = mla_decode_cuda(query, cache.to(at::kCUDA), tables.to(at::kCUDA),
+                                           at::ones({batch}, at::kLong).to(at::kCUDA), 0.08);
+    for (std::int64_t b = 0; b < batch; ++b)
+      EXPECT_TRUE(at::equal(got[b].cpu(), want[b].unsqueeze(0).expand({heads, 512})))
+          << "heads " << heads << " sequence " << b;
+  }
 }
 
 TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
@@ -343,24 +357,27 @@ TEST(MlaDecodeCuda, BackToBackCallsAndGraphReplaysShareTheCounters) {
 TEST(MlaDecodeCuda, ManyHeadsOverRaggedPagesAndRanges) {
   // The wgmma kernel's edges: 1 token, partial and exact last pages (NaN behind them in the
   // cache), more ranges than a sequence has pages (empty ranges), 64-256 heads (1-4 CTAs per
-  // range), and 24 ragged sequences at once (more CTAs than SMs at 40 ranges).
+  // range), and 24 ragged sequences at once (more CTAs than SMs at 40 ranges); BF16 pages and FP8
+  // ones (NaN codes behind them; the oracle over the pages dequantised).
   PONDER_REQUIRE_GPU();
   std::vector<std::int64_t> ragged;
   for (std::int64_t b = 0; b < 24; ++b) ragged.push_back(1 + b * 997 % 1500);
-  for (const std::int64_t heads : {64, 128, 256})
-    for (const auto& lengths :
-         std::vector<std::vector<std::int64_t>>{{1, 2, 63, 64, 65, 127, 128, 129, 700}, ragged})
-      for (const std::int64_t splits : {0, 1, 2, 3, 40}) {
-        const Case c = make_case(lengths, heads);
-        const at::Tensor got = mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, splits);
-        const at::Tensor want = oracle(c, 0.08);
-        const std::string what = "heads " + std::to_string(heads) + " batch " +
-                                 std::to_string(lengths.size()) + " splits " +
-                                 std::to_string(splits);
-        ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
-        for (std::size_t b = 0; b < lengths.size(); ++b)
-          EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << what << " length " << lengths[b];
-      }
+  for (const bool fp8 : {false, true})
+    for (const std::int64_t heads : {64, 128, 256})
+      for (const auto& lengths :
+           std::vector<std::vector<std::int64_t>>{{1, 2, 63, 64, 65, 127, 128, 129, 700}, ragged})
+        for (const std::int64_t splits : {0, 1, 2, 3, 40}) {
+          Case c = make_case(lengths, heads);
+          const at::Tensor pages = fp8 ? to_fp8(c) : c.cache;
+          const at::Tensor got = mla_decode_cuda(c.query, pages, c.tables, c.lens, 0.08, splits);
+          const at::Tensor want = oracle(c, 0.08);
+          const std::string what =
+              std::string(fp8 ? "fp8" : "bf16") + " heads " + std::to_string(heads) + " batch " +
+              std::to_string(lengths.size()) + " splits " + std::to_string(splits);
+          ASSERT_FALSE(got.isnan().any().item<bool>()) << what;
+          for (std::size_t b = 0; b < lengths.size(); ++b)
+            EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << what << " length " << lengths[b];
+        }
 }
 
 // Scores that rise (or fall) with the token position: the 64 RoPE dims of every query are 1 and a
