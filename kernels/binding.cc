@@ -89,6 +89,26 @@ std::int64_t free_device_memory(const at::Device& device) {
 #endif
 }
 
+std::int64_t peak_allocated_bytes(const at::Device& device) {
+#ifdef PONDER_WITH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  constexpr auto kAll = static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  return stats.allocated_bytes[kAll].peak;
+#else
+  (void)device;
+  no_cuda("peak_allocated_bytes");
+#endif
+}
+
+void reset_peak_allocated_bytes(const at::Device& device) {
+#ifdef PONDER_WITH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#else
+  (void)device;
+  no_cuda("reset_peak_allocated_bytes");
+#endif
+}
+
 void check_launch(int rc, const char* who) {
   if (rc != 0)
     throw Error(std::string(who) + ": kernel launch failed with CUDA error " + std::to_string(rc));

@@ -28,6 +28,10 @@ int compute_capability();
 // Bytes of CUDA device `device` that new allocations can take: what the driver reports free plus
 // what the caching allocator holds unused (sizing caches).
 std::int64_t free_device_memory(const at::Device& device);
+// Peak bytes the caching allocator had handed out on CUDA device `device` since the last
+// reset_peak_allocated_bytes (memory outside it, such as ReleasableBuffer pages, is not counted).
+std::int64_t peak_allocated_bytes(const at::Device& device);
+void reset_peak_allocated_bytes(const at::Device& device);
 // Throws ponder::Error naming `who` when a launcher returned a CUDA error code.
 void check_launch(int rc, const char* who);
 // Throws ponder::Error: `who` was called in a build without CUDA.

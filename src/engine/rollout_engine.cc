@@ -83,35 +83,75 @@ RolloutEngine::RolloutEngine(model::CausalLM& model, const model::Tokenizer* tok
   reserve_cache();
 }
 
-void RolloutEngine::reserve_cache() {
-  const model::KvLayout layout = model_.kv_layout(options_.kv_cache_dtype);
-  std::int64_t per_token = 0;
-  for (const auto& shape : layout.per_token_shapes)
-    per_token += std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
-  const std::int64_t block_bytes = per_token * layout.num_layers * options_.block_size *
-                                   static_cast<std::int64_t>(c10::elementSize(layout.dtype));
-  const at::Device device = model_.named_parameters().front().second.device();
+std::int64_t RolloutEngine::size_blocks(std::int64_t block_bytes, const at::Device& device) const {
   std::int64_t blocks = options_.num_blocks;
   if (blocks <= 0)
     blocks = std::max<std::int64_t>(
         16, static_cast<std::int64_t>(static_cast<double>(available_memory_bytes(device)) *
                                       options_.memory_fraction) /
                 block_bytes);
+  return options_.max_blocks > 0 ? std::min(blocks, options_.max_blocks) : blocks;
+}
+
+std::int64_t RolloutEngine::lay_out_pages(std::int64_t blocks) {
+  const model::KvLayout layout = model_.kv_layout(options_.kv_cache_dtype);
+  const auto element = static_cast<std::int64_t>(c10::elementSize(layout.dtype));
+  const bool views = memory_ && !memory_->released();
   cache_ = {options_.block_size, {}};
+  std::int64_t offset = 0;
   for (std::int64_t l = 0; l < layout.num_layers; ++l) {
     std::vector<at::Tensor> tensors;
     for (const auto& shape : layout.per_token_shapes) {
       std::vector<std::int64_t> full = {blocks, options_.block_size};
       full.insert(full.end(), shape.begin(), shape.end());
-      tensors.push_back(at::zeros(full, at::TensorOptions().dtype(layout.dtype).device(device)));
+      const std::int64_t bytes =
+          std::accumulate(full.begin(), full.end(), element, std::multiplies<>());
+      if (views)
+        tensors.push_back(memory_->bytes().narrow(0, offset, bytes).view(layout.dtype).view(full));
+      offset = (offset + bytes + 255) / 256 * 256;
     }
-    cache_.layers.push_back(std::move(tensors));
+    if (views) cache_.layers.push_back(std::move(tensors));
   }
-  allocator_ = BlockAllocator(blocks);
+  return offset;
+}
+
+void RolloutEngine::reserve_cache() {
+  if (!cache_released()) return;
+  const bool first = !memory_;
+  if (memory_) {
+    memory_->restore();
+  } else {
+    const model::KvLayout layout = model_.kv_layout(options_.kv_cache_dtype);
+    std::int64_t per_token = 0;
+    for (const auto& shape : layout.per_token_shapes)
+      per_token +=
+          std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
+    const std::int64_t block_bytes = per_token * layout.num_layers * options_.block_size *
+                                     static_cast<std::int64_t>(c10::elementSize(layout.dtype));
+    const at::Device device = model_.named_parameters().front().second.device();
+    options_.num_blocks = size_blocks(block_bytes, device);  // later reservations: as many
+    memory_ =
+        std::make_unique<kernels::ReleasableBuffer>(lay_out_pages(options_.num_blocks), device);
+  }
+  lay_out_pages(options_.num_blocks);
+  if (first) log_cache();
+  allocator_ = BlockAllocator(options_.num_blocks);
+  if (options_.cuda_graphs && model_.graph_capturable()) {
+    // padding rows of the graphs' buckets: a fresh allocator's first block, every reservation
+    const auto scratch = allocator_.allocate();
+    if (scratch && !graphs_)
+      graphs_ = std::make_unique<DecodeGraphs>(model_, cache_, options_.max_running, *scratch);
+  }
+}
+
+void RolloutEngine::log_cache() const {
+  const at::Device device = cache_.layers.front().front().device();
   log::info(
-      "KV cache: {} blocks of {} tokens ({} tokens, {:.3f} GiB, {})", blocks, options_.block_size,
-      blocks * options_.block_size, static_cast<double>(cache_bytes()) / (1 << 30),
-      options_.kv_cache_dtype == model::KvCacheDtype::kFp8 ? "FP8 latent rows" : "model dtype");
+      "KV cache: {} blocks of {} tokens ({} tokens, {:.3f} GiB, {}{})", options_.num_blocks,
+      options_.block_size, options_.num_blocks * options_.block_size,
+      static_cast<double>(cache_bytes()) / (1 << 30),
+      options_.kv_cache_dtype == model::KvCacheDtype::kFp8 ? "FP8 latent rows" : "model dtype",
+      options_.num_blocks == options_.max_blocks ? ", capped at what the caller uses at once" : "");
   if (options_.kv_cache_dtype == model::KvCacheDtype::kFp8 && device.is_cuda() &&
       model_.config().num_attention_heads >= 64)
     log::warn(
@@ -119,11 +159,6 @@ void RolloutEngine::reserve_cache() {
         "converts them to BF16 in shared memory; H200 figures in bench/RESULTS.md): FP8 buys "
         "capacity here, not speed",
         model_.config().num_attention_heads);
-  if (options_.cuda_graphs && model_.graph_capturable()) {
-    const auto scratch = allocator_.allocate();  // padding rows of the graphs' buckets
-    if (scratch)
-      graphs_ = std::make_unique<DecodeGraphs>(model_, cache_, options_.max_running, *scratch);
-  }
 }
 
 std::int64_t RolloutEngine::cache_bytes() const {
@@ -138,8 +173,8 @@ void RolloutEngine::update_weights() {
 }
 
 void RolloutEngine::release_cache() {
-  graphs_.reset();
   cache_.layers.clear();
+  if (memory_) memory_->release();
   allocator_ = BlockAllocator(0);
 }
 

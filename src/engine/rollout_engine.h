@@ -16,6 +16,7 @@
 #include "engine/block_allocator.h"
 #include "engine/decode_graphs.h"
 #include "engine/sampler.h"
+#include "kernels/releasable_buffer.h"
 #include "model/causal_lm.h"
 #include "model/tokenizer.h"
 
@@ -50,6 +51,8 @@ struct EngineOptions {
   // 0: sized from free memory (the GPU's for a model on one, else the host's) x memory_fraction
   std::int64_t num_blocks = 0;
   double memory_fraction = 0.25;
+  // > 0: at most this many blocks whatever the above gives (what the caller can use at once).
+  std::int64_t max_blocks = 0;
   // Prefill chunk + decode tokens per step; 0: default_batch_tokens for the model's device.
   std::int64_t max_batch_tokens = 0;
   std::int64_t max_running = 256;
@@ -83,9 +86,12 @@ class RolloutEngine {
                                    const FinishCallback& on_finish = {});
   const GenerateMetrics& last_metrics() const { return metrics_; }
 
-  // Frees the KV pages (e.g. for the training phase) and takes them back.
+  // Frees the KV pages (e.g. for the training phase) and takes the same number back, zeroed; each
+  // is a no-op when already done. On a GPU the pages come back at their addresses, so the
+  // recorded decode graphs stay valid (no re-recording).
   void release_cache();
   void reserve_cache();
+  bool cache_released() const { return cache_.layers.empty(); }
   // The engine computes with the model's own tensors, so weights updated in place need no copy;
   // this drops what holds their addresses (the recorded decode graphs) for weights replaced.
   void update_weights();
@@ -95,7 +101,7 @@ class RolloutEngine {
   std::int64_t graph_recordings() const { return graphs_ ? graphs_->recordings() : 0; }
 
   const BlockAllocator& allocator() const { return allocator_; }
-  // Bytes of the reserved KV pages, all layers (0 while released).
+  // Bytes of the KV pages, all layers (0 while released).
   std::int64_t cache_bytes() const;
   std::int64_t block_size() const { return options_.block_size; }
 
@@ -116,10 +122,18 @@ class RolloutEngine {
   // the bucket's CUDA graph. False when graphs are off, the step does not qualify or its bucket
   // is not recorded yet (DecodeGraphs::kRecordAfter).
   bool run_graph_step(const std::vector<Sequence*>& batch, const StreamCallback& stream);
+  // The block count of the first reservation: options or free memory, capped at max_blocks.
+  std::int64_t size_blocks(std::int64_t block_bytes, const at::Device& device) const;
+  // The layers' page tensors of `blocks` blocks as views of memory_ (each 256-byte aligned), when
+  // it is held; returns the bytes they span.
+  std::int64_t lay_out_pages(std::int64_t blocks);
+  // Logs the first reservation's size.
+  void log_cache() const;
 
   model::CausalLM& model_;
   const model::Tokenizer* tokenizer_;
   EngineOptions options_;
+  std::unique_ptr<kernels::ReleasableBuffer> memory_;  // the pages' memory; cache_ views it
   model::PagedKvCache cache_;
   BlockAllocator allocator_;
   std::optional<std::int64_t> eos_id_;

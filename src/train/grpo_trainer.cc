@@ -32,6 +32,7 @@
 #include "dist/gather.h"
 #include "engine/rollout_engine.h"
 #include "eval/evaluator.h"
+#include "kernels/binding.h"
 #include "model/chat_template.h"
 #include "model/init_model.h"
 #include "model/transformer.h"
@@ -71,6 +72,7 @@ struct Context {
   std::vector<std::string> trainable_names;
   std::filesystem::path tokenizer_dir;
   std::filesystem::path model_dir;         // the weights the policy was loaded from
+  std::int64_t longest_sequence = 0;       // longest prompt + max_tokens, within the context
   std::unique_ptr<store::RunStore> store;  // rank 0's; none on the other ranks
 };
 
@@ -79,6 +81,43 @@ model::CausalLM& rollout_model(Context& c) { return c.rollout ? *c.rollout : *c.
 
 std::vector<std::int64_t> prompt_ids(const Context& c, const datasets::Example& e) {
   return c.tokenizer->encode(model::render_chat(c.format, {{"user", e.question}}, true));
+}
+
+// The longest sequence any generate call holds: the longest training or held-out prompt +
+// rollout.max_tokens, within the model's context.
+std::int64_t longest_sequence(const Context& c) {
+  std::size_t prompt = 1;
+  for (const auto* set : {&c.train, &c.eval})
+    for (const auto& e : *set) prompt = std::max(prompt, prompt_ids(c, e).size());
+  return std::min(static_cast<std::int64_t>(prompt) + c.recipe.rollout.max_tokens,
+                  c.policy->config().max_position_embeddings);
+}
+
+// Options of an engine that generates this rank's rollouts and/or held-out samples: its pages
+// are capped at what the larger of its generate calls holds at once (a step's prompts x
+// rollout.n; eval's items per call, at most EvalOptions::chunk_samples samples, x eval.n).
+engine::EngineOptions engine_options(const Context& c, bool rollouts, bool eval) {
+  const auto& r = c.recipe.rollout;
+  const std::int64_t ranks = c.group.world_size();
+  std::int64_t sequences = 1;
+  if (rollouts) sequences = std::max(sequences, (r.prompts_per_step + ranks - 1) / ranks * r.n);
+  if (eval) {
+    const auto items = (static_cast<std::int64_t>(c.eval.size()) + ranks - 1) / ranks;
+    const std::int64_t per_call =
+        std::max<std::int64_t>(1, eval::EvalOptions{}.chunk_samples / c.recipe.eval.n);
+    sequences = std::max(sequences, std::min(items, per_call) * c.recipe.eval.n);
+  }
+  return rollout_engine_options(r, c.rollout_dtype, c.device, sequences, c.longest_sequence);
+}
+
+// Runs a generation phase with the engine's KV pages held; rollout.release_kv_cache gives them
+// back after it (to the update, SFT or the other engine).
+template <class Phase>
+auto generating(const Context& c, engine::RolloutEngine& engine, Phase&& phase) {
+  engine.reserve_cache();
+  auto result = phase();
+  if (c.recipe.rollout.release_kv_cache) engine.release_cache();
+  return result;
 }
 
 // From `checkpoint` when resuming, else the recipe's model (random init from the preset when it
@@ -309,9 +348,12 @@ double evaluate(Context& c, engine::RolloutEngine& engine, ThreadPool& pool, std
                    .max_tokens = c.recipe.rollout.max_tokens,
                    .seed = static_cast<std::uint64_t>(c.recipe.seed) * 7919 + 17},
       .step = step};  // with progress: a large held-out set takes minutes on a CPU
-  const auto result = c.group.world_size() == 1 ? eval::evaluate({engine, *c.tokenizer, c.format},
-                                                                 task, options, pool, c.store.get())
-                                                : evaluate_sharded(c, engine, pool, task, options);
+  const auto result = generating(c, engine, [&] {
+    return c.group.world_size() == 1
+               ? std::optional(eval::evaluate({engine, *c.tokenizer, c.format}, task, options, pool,
+                                              c.store.get()))
+               : evaluate_sharded(c, engine, pool, task, options);
+  });
   const double accuracy =
       dist::global_sum(c.group, result ? result->metrics.at("pass@1") : 0.0);  // rank 0's
   if (c.store) c.store->log_metrics(step, {{"eval/accuracy", accuracy}});
@@ -509,8 +551,7 @@ class RolloutAhead {
       : c_(c),
         pool_(pool),
         generator_(model::load_causal_lm(c.model_dir, c.device, c.rollout_dtype)),
-        engine_(*generator_, c.tokenizer.get(),
-                rollout_engine_options(c.recipe.rollout, c.rollout_dtype, c.device)) {
+        engine_(*generator_, c.tokenizer.get(), engine_options(c, true, false)) {
     generator_->set_linear_precision(linear_precision(c.recipe.train));
     if (checkpoint && load_generator_weights(*checkpoint, *generator_))
       generator_step_ = step - 1;  // what step `step`'s checkpoint was generating with
@@ -538,6 +579,8 @@ class RolloutAhead {
     copy_weights(step - 2);
     launch(step, cursor);
   }
+
+  std::int64_t cache_bytes() const { return engine_.cache_bytes(); }
 
   // The generation weights of the pending batch, for the checkpoint; null when none is pending.
   model::CausalLM* pending_generator() { return pending_.valid() ? generator_.get() : nullptr; }
@@ -747,19 +790,39 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
   return state;
 }
 
+// GiB of GPU memory at the peak since the caching allocator's peak was reset: its peak plus
+// `pages` bytes of KV pages held outside it.
+double peak_gib(const at::Device& device, std::int64_t pages) {
+  return static_cast<double>(kernels::peak_allocated_bytes(device) + pages) / (1 << 30);
+}
+
 // Collective: one RL step; returns its metrics. With `ahead`, the step trains on the batch
-// generated ahead and starts generating the next step's.
+// generated ahead and starts generating the next step's. On a GPU it logs the peak memory of the
+// rollout and of the update phase (memory/*_peak_gib).
 std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
                                       dist::DataParallel& optimizer, TrainerState& state,
                                       RolloutAhead* ahead) {
   const auto& recipe = c.recipe;
   const auto begin = Clock::now();
-  const Rollouts batch = ahead ? ahead->take(state.step, state.cursor)
-                               : collect(c, engine, pool, state.step, state.cursor);
+  const bool gpu = c.device.is_cuda();
+  if (gpu) kernels::reset_peak_allocated_bytes(c.device);
+  std::int64_t pages = ahead ? ahead->cache_bytes() : 0;
+  const Rollouts batch = ahead ? ahead->take(state.step, state.cursor) : generating(c, engine, [&] {
+    Rollouts out = collect(c, engine, pool, state.step, state.cursor);
+    pages = engine.cache_bytes();
+    return out;
+  });
+  const double rollout_peak = gpu ? peak_gib(c.device, pages) : 0;
   if (ahead && state.step < recipe.steps) ahead->start(state.step + 1, state.cursor);
   const double lr = scheduled_lr(recipe.optim.lr, state.step - 1, recipe.optim.warmup_steps,
                                  recipe.steps, recipe.optim.schedule);
+  if (gpu) kernels::reset_peak_allocated_bytes(c.device);
   auto metrics = update(c, optimizer, batch, lr);
+  if (gpu) {
+    metrics["memory/rollout_peak_gib"] = rollout_peak;
+    metrics["memory/update_peak_gib"] =
+        peak_gib(c.device, engine.cache_bytes() + (ahead ? ahead->cache_bytes() : 0));
+  }
   metrics.insert(batch.metrics.begin(), batch.metrics.end());
   metrics["train/lr"] = lr;
   metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - begin).count();
@@ -801,8 +864,11 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
     c.rewards.emplace_back(spec.name, training_rewards().create(spec.name, spec.options));
     c.reward_weights.push_back(spec.weight);
   }
+  c.longest_sequence = longest_sequence(c);
+  // Off-policy, this engine only evaluates; the generator ahead has its own.
   engine::RolloutEngine engine(rollout_model(c), c.tokenizer.get(),
-                               rollout_engine_options(recipe.rollout, c.rollout_dtype, device));
+                               engine_options(c, recipe.rollout.off_policy_steps == 0, true));
+  if (recipe.rollout.release_kv_cache) engine.release_cache();
   dist::DataParallel optimizer(group, c.trainable,
                                {.lr = recipe.optim.lr,
                                 .beta1 = recipe.optim.beta1,

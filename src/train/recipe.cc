@@ -58,6 +58,10 @@ GrpoRecipe load_recipe(const std::string& path, const std::vector<std::string>& 
     if (recipe.rollout.off_policy_steps != 0 && recipe.rollout.off_policy_steps != 1)
       throw Error("rollout.off_policy_steps: expected 0 (on-policy) or 1 (one step off-policy)");
     if (recipe.rollout.n < 2) throw Error("rollout.n: GRPO needs at least 2 samples per prompt");
+    if (recipe.rollout.prompts_per_step < 1)
+      throw Error("rollout.prompts_per_step: expected at least 1 prompt per step");
+    if (recipe.rollout.max_tokens < 1)
+      throw Error("rollout.max_tokens: expected at least 1 token per response");
     if (recipe.eval.n < 1) throw Error("eval.n: expected at least 1 sample per prompt");
     if (recipe.eval.temperature <= 0 && recipe.eval.n != 1)
       throw Error("eval.n: greedy evaluation (eval.temperature 0) takes exactly 1 sample");

@@ -61,6 +61,7 @@ struct RolloutSection {
   std::string kv_cache_dtype = "auto";
   std::string dtype = "auto";
   double gpu_memory_utilization = 0.3;
+  bool release_kv_cache = true;
   template <class V>
   void fields(V& v) {
     v("prompts_per_step", prompts_per_step, "prompts sampled per RL step");
@@ -83,7 +84,12 @@ struct RolloutSection {
     v("gpu_memory_utilization", gpu_memory_utilization,
       "BF16 rollouts on CUDA: share of the GPU memory free when the rollout engine starts (after "
       "the policy and its BF16 copy load) that its KV pages take; other rollouts keep 4,096 pages "
-      "of 16 tokens");
+      "of 16 tokens; either way no more pages than one generate call can use at once (README: "
+      "KV cache size)");
+    v("release_kv_cache", release_kv_cache,
+      "true: the KV pages of the engine generating with the current weights are freed while the "
+      "policy trains (and SFT warms up) and taken back for the next rollouts or held-out "
+      "evaluation (same addresses on CUDA: the decode graphs stay valid) | false: held all run");
   }
 };
 

@@ -1,6 +1,7 @@
 #include "train/rollout_model.h"
 
 #include <c10/core/GradMode.h>
+#include <fmt/core.h>
 
 #include "core/error.h"
 
@@ -30,8 +31,18 @@ void copy_weights(model::CausalLM& from, model::CausalLM& to) {
   }
 }
 
+std::int64_t cache_blocks_needed(std::int64_t sequences, std::int64_t tokens,
+                                 std::int64_t block_size) {
+  if (sequences < 1 || tokens < 1 || block_size < 1)
+    throw Error(fmt::format(
+        "cache_blocks_needed: {} sequences of {} tokens in pages of {}, expected each >= 1",
+        sequences, tokens, block_size));
+  return 1 + sequences * ((tokens + block_size - 1) / block_size);
+}
+
 engine::EngineOptions rollout_engine_options(const RolloutSection& rollout, at::ScalarType dtype,
-                                             const at::Device& device) {
+                                             const at::Device& device, std::int64_t sequences,
+                                             std::int64_t tokens) {
   engine::EngineOptions options{.block_size = 16,
                                 .num_blocks = 4096,
                                 .show_progress = false,
@@ -42,6 +53,7 @@ engine::EngineOptions rollout_engine_options(const RolloutSection& rollout, at::
     options.num_blocks = 0;
     options.memory_fraction = rollout.gpu_memory_utilization;
   }
+  options.max_blocks = cache_blocks_needed(sequences, tokens, options.block_size);
   return options;
 }
 

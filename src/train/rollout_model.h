@@ -20,10 +20,19 @@ at::ScalarType rollout_dtype(const std::string& name, const at::Device& device);
 // names or shapes.
 void copy_weights(model::CausalLM& from, model::CausalLM& to);
 
+// The KV pages an engine can use at once: one scratch page (the decode graphs' padding rows)
+// plus, for each of the `sequences` of its largest generate call, the pages of the longest
+// sequence (`tokens`: longest prompt + max_tokens, within the model's context) rounded up to
+// whole pages of `block_size` tokens. Prompts shared by a group's samples only lower the need.
+std::int64_t cache_blocks_needed(std::int64_t sequences, std::int64_t tokens,
+                                 std::int64_t block_size);
+
 // The rollout engines' options: BF16 weights on a GPU get 64-token pages (the MLA decode
 // kernel's), as many as rollout.gpu_memory_utilization of the free GPU memory holds; anything
-// else 4,096 pages of 16 tokens. The cache dtype is rollout.kv_cache_dtype.
+// else 4,096 pages of 16 tokens; either way at most cache_blocks_needed(sequences, tokens). The
+// cache dtype is rollout.kv_cache_dtype.
 engine::EngineOptions rollout_engine_options(const RolloutSection& rollout, at::ScalarType dtype,
-                                             const at::Device& device);
+                                             const at::Device& device, std::int64_t sequences,
+                                             std::int64_t tokens);
 
 }  // namespace ponder::train

@@ -337,5 +337,38 @@ TEST(RolloutEngine, ReleaseCacheFreesPagesAndReserveRestoresSeededOutput) {
   EXPECT_EQ(engine.allocator().free_count(), blocks);
 }
 
+// max_blocks caps the pages whether they are given or sized from free memory (a quarter of the
+// host's available memory: far more than 40 blocks of this model); a cache released and reserved
+// again keeps its first size; releasing or reserving twice is a no-op.
+TEST(RolloutEngine, MaxBlocksCapsTheCacheAndReservationsKeepTheFirstSize) {
+  ScratchDir dir("cap");
+  model::init_model(model::preset_config("tiny-mla"), dir / "m", {.seed = 8});
+  auto lm = model::load_causal_lm(dir / "m", at::kCPU, at::kFloat);
+  RolloutEngine given(
+      *lm, nullptr,
+      {.block_size = 16, .num_blocks = 100, .max_blocks = 40, .show_progress = false});
+  EXPECT_EQ(given.allocator().num_blocks(), 40);
+  RolloutEngine under(
+      *lm, nullptr, {.block_size = 16, .num_blocks = 30, .max_blocks = 40, .show_progress = false});
+  EXPECT_EQ(under.allocator().num_blocks(), 30);
+  RolloutEngine sized(*lm, nullptr, {.block_size = 16, .max_blocks = 40, .show_progress = false});
+  EXPECT_EQ(sized.allocator().num_blocks(), 40);
+  const model::ModelConfig& c = lm->config();
+  EXPECT_EQ(sized.cache_bytes(), 40 * 16 * (c.kv_lora_rank + c.qk_rope_head_dim) *
+                                     c.num_hidden_layers *
+                                     static_cast<std::int64_t>(sizeof(float)));
+  for (int round = 0; round < 2; ++round) {
+    sized.release_cache();
+    sized.release_cache();
+    EXPECT_TRUE(sized.cache_released());
+    EXPECT_EQ(sized.cache_bytes(), 0);
+    sized.reserve_cache();
+    sized.reserve_cache();
+    EXPECT_FALSE(sized.cache_released());
+    EXPECT_EQ(sized.allocator().num_blocks(), 40);
+    EXPECT_EQ(sized.allocator().free_count(), 40);
+  }
+}
+
 }  // namespace
 }  // namespace ponder::engine

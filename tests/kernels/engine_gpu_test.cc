@@ -2,10 +2,12 @@
 // GPU (kernels for norms, RoPE, SwiGLU, sampling, token logprobs) gives the CPU engine's tokens
 // for the same seeds, greedy and under top-k/top-p/min-p, and the same log-probabilities; its
 // decode steps replayed as CUDA graphs give the eager steps' tokens and log-probabilities. The same
-// with the FP8 latent cache (quantised by ATen on either device, read by the decode kernel).
+// with the FP8 latent cache (quantised by ATen on either device, read by the decode kernel). A
+// cache released and reserved again keeps its recorded graphs valid.
 #include <gtest/gtest.h>
 
 #include "engine/rollout_engine.h"
+#include "kernels/binding.h"
 #include "model/init_model.h"
 #include "tests/common/test_util.h"
 #include "tests/kernels/kernel_test_util.h"
@@ -94,6 +96,7 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
         {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
   }
   std::int64_t recordings = 0;
+  std::vector<engine::Completion> after_release;
   auto run = [&](bool graphs, std::size_t* captured) {
     engine::RolloutEngine engine(*lm, nullptr,
                                  {.block_size = 64,
@@ -104,6 +107,14 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
                                   .cuda_graphs = graphs,
                                   .kv_cache_dtype = GetParam()});
     auto completions = engine.generate(requests);
+    if (graphs) {  // pages given back (the driver's free memory rises) and taken again
+      const std::int64_t pages = engine.cache_bytes(),
+                         held = free_device_memory(at::Device(at::kCUDA, 0));
+      engine.release_cache();
+      EXPECT_GE(free_device_memory(at::Device(at::kCUDA, 0)) - held, pages);
+      engine.reserve_cache();
+      after_release = engine.generate(requests);
+    }
     *captured = engine.captured_graphs();
     recordings = engine.graph_recordings();
     return completions;
@@ -115,14 +126,19 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
   EXPECT_EQ(graphs, 4u) << "buckets 8, 4, 2 and 1";
   // The tables are reserved for the longest sequence (130 + 200 tokens: 6 pages) at the start, so
   // bucket 1 is not re-recorded when that sequence's tables outgrow 4 pages (at 257 tokens).
-  EXPECT_EQ(recordings, 4) << "each bucket recorded once";
-  ASSERT_EQ(eager.size(), replayed.size());
-  for (std::size_t i = 0; i < eager.size(); ++i) {
-    EXPECT_EQ(replayed[i].ids, eager[i].ids) << "completion " << i;
-    ASSERT_EQ(replayed[i].raw_logprobs.size(), eager[i].raw_logprobs.size());
-    for (std::size_t t = 0; t < eager[i].raw_logprobs.size(); ++t) {
-      EXPECT_NEAR(replayed[i].raw_logprobs[t], eager[i].raw_logprobs[t], 1e-3) << i << ":" << t;
-      EXPECT_NEAR(replayed[i].logprobs[t], eager[i].logprobs[t], 1e-3) << i << ":" << t;
+  // The second generate, after the cache was released and reserved, replays the same graphs:
+  // the pages came back at their addresses.
+  EXPECT_EQ(recordings, 4) << "each bucket recorded once, none after the release";
+  for (const auto* run_ : {&replayed, &after_release}) {
+    ASSERT_EQ(eager.size(), run_->size());
+    for (std::size_t i = 0; i < eager.size(); ++i) {
+      const auto& r = (*run_)[i];
+      EXPECT_EQ(r.ids, eager[i].ids) << "completion " << i;
+      ASSERT_EQ(r.raw_logprobs.size(), eager[i].raw_logprobs.size());
+      for (std::size_t t = 0; t < eager[i].raw_logprobs.size(); ++t) {
+        EXPECT_NEAR(r.raw_logprobs[t], eager[i].raw_logprobs[t], 1e-3) << i << ":" << t;
+        EXPECT_NEAR(r.logprobs[t], eager[i].logprobs[t], 1e-3) << i << ":" << t;
+      }
     }
   }
 }

@@ -48,6 +48,12 @@ TEST(Recipe, ErrorsNameTheFieldAndWhatWasExpected) {
         << share;
   EXPECT_EQ(error_of("{}", {"rollout.n=1"}),
             "r.json: rollout.n: GRPO needs at least 2 samples per prompt");
+  EXPECT_EQ(error_of("{}", {"rollout.prompts_per_step=0"}),
+            "r.json: rollout.prompts_per_step: expected at least 1 prompt per step");
+  EXPECT_EQ(error_of("{}", {"rollout.max_tokens=-3"}),
+            "r.json: rollout.max_tokens: expected at least 1 token per response");
+  EXPECT_EQ(error_of(R"({"rollout": {"release_kv_cache": "sometimes"}})"),
+            "r.json: rollout.release_kv_cache: expected true or false, got string \"sometimes\"");
   EXPECT_THROW(load_recipe("/nonexistent/recipe.json", {}), Error);
 }
 

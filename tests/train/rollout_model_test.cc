@@ -70,15 +70,41 @@ TEST(RolloutModel, DtypeAndEngineOptionsFollowTheDevice) {
   EXPECT_THROW(rollout_dtype("fp16", at::kCPU), Error);
   RolloutSection section;
   section.gpu_memory_utilization = 0.4;
-  const auto gpu = rollout_engine_options(section, at::kBFloat16, at::Device(at::kCUDA, 0));
+  // 64 sequences of up to 300 tokens: 5 pages of 64 each (4 hold 256), 1 + 64 x 5 = 321.
+  const auto gpu =
+      rollout_engine_options(section, at::kBFloat16, at::Device(at::kCUDA, 0), 64, 300);
   EXPECT_EQ(gpu.block_size, 64);
   EXPECT_EQ(gpu.num_blocks, 0);
   EXPECT_DOUBLE_EQ(gpu.memory_fraction, 0.4);
+  EXPECT_EQ(gpu.max_blocks, 321);
   for (const auto& [dtype, device] :
        {std::pair{at::kBFloat16, at::Device(at::kCPU)}, {at::kFloat, at::Device(at::kCUDA, 0)}}) {
-    const auto options = rollout_engine_options(section, dtype, device);
+    // Pages of 16: 300 tokens take 19 (18 hold 288), 1 + 64 x 19 = 1,217.
+    const auto options = rollout_engine_options(section, dtype, device, 64, 300);
     EXPECT_EQ(options.block_size, 16);
     EXPECT_EQ(options.num_blocks, 4096);
+    EXPECT_EQ(options.max_blocks, 1217);
+  }
+}
+
+// The cap: one scratch page plus whole pages of the longest sequence per sequence (a sequence of
+// exactly k pages takes k, one token more takes k + 1); bad counts throw a one-line error.
+TEST(RolloutModel, CacheBlocksNeededCountsWholePagesPerSequencePlusScratch) {
+  EXPECT_EQ(cache_blocks_needed(1, 1, 64), 2);
+  EXPECT_EQ(cache_blocks_needed(1, 64, 64), 2);
+  EXPECT_EQ(cache_blocks_needed(1, 65, 64), 3);
+  EXPECT_EQ(cache_blocks_needed(128, 176, 64), 1 + 128 * 3);
+  EXPECT_EQ(cache_blocks_needed(3, 48, 16), 1 + 3 * 3);
+  for (const auto& [sequences, tokens, block] :
+       {std::tuple{0L, 10L, 16L}, {4L, 0L, 16L}, {4L, 10L, 0L}, {-1L, 10L, 16L}}) {
+    try {
+      cache_blocks_needed(sequences, tokens, block);
+      ADD_FAILURE() << sequences << " " << tokens << " " << block << " did not throw";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("expected each >= 1"), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    }
   }
 }
 
