@@ -85,7 +85,7 @@ struct RolloutSection {
       "BF16 rollouts on CUDA: share of the GPU memory free when the rollout engine starts (after "
       "the policy and its BF16 copy load) that its KV pages take; other rollouts keep 4,096 pages "
       "of 16 tokens; either way no more pages than one generate call can use at once (README: "
-      "KV cache size)");
+      "KV cache size in training)");
     v("release_kv_cache", release_kv_cache,
       "true: the KV pages of the engine generating with the current weights are freed while the "
       "policy trains (and SFT warms up) and taken back for the next rollouts or held-out "
