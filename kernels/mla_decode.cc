@@ -80,9 +80,8 @@ bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache) {
       query.size(1) % 16 != 0 || query.size(2) != kMlaEntry || cache.dim() != 3 ||
       cache.size(1) != kMlaPage)
     return false;
-  if (cache.scalar_type() == at::kByte)
-    return cache.size(2) == kMlaFp8Entry &&
-           reinterpret_cast<std::uintptr_t>(cache.data_ptr()) % 16 == 0;
+  if (reinterpret_cast<std::uintptr_t>(cache.data_ptr()) % 16 != 0) return false;  // copy engine
+  if (cache.scalar_type() == at::kByte) return cache.size(2) == kMlaFp8Entry;
   return cache.scalar_type() == at::kBFloat16 && cache.size(2) == kMlaEntry;
 }
 
@@ -136,7 +135,7 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   if (!mla_decode_supported(query, cache))
     throw Error(
         "mla_decode_cuda: expected bf16 query [D, 16k heads, 576], cache [pages, 64, 576] bf16 or "
-        "[pages, 64, 656] uint8 (FP8 rows, 16-byte aligned)");
+        "[pages, 64, 656] uint8 (FP8 rows), 16-byte aligned");
   const std::int64_t batch = query.size(0), heads = query.size(1);
   if (block_tables.dim() != 2 || block_tables.size(0) != batch || context_lens.dim() != 1 ||
       context_lens.size(0) != batch)
@@ -180,7 +179,7 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                     static_cast<float>(scale),
                     fp8};
   const int rc = wgmma ? launch_mla_decode_wgmma(p, cache.size(0), current_stream())
-                       : launch_mla_decode(p, current_stream());
+                       : launch_mla_decode(p, cache.size(0), current_stream());
   check_launch(rc, who);
   return out;
 #else

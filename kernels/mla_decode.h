@@ -25,8 +25,8 @@ at::Tensor mla_cache_dequantize(const at::Tensor& rows, std::int64_t lora, at::S
 // Cache entries [..., width] as dtype: the rows themselves (converted), or dequantised FP8 rows.
 at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::ScalarType dtype);
 
-// True when mla_decode_cuda takes these shapes: BF16 query [D, h % 16 == 0, 576], a BF16 cache
-// [pages, 64, 576] or a 16-byte aligned FP8 one (uint8 [pages, 64, 656]), and use_kernel() holds.
+// True when mla_decode_cuda takes these shapes: BF16 query [D, h % 16 == 0, 576], a 16-byte
+// aligned cache, BF16 [pages, 64, 576] or FP8 (uint8 [pages, 64, 656]), and use_kernel() holds.
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
 // query [D, h, 576] bf16, cache [pages, 64, 576] bf16 or [pages, 64, 656] uint8 (FP8 rows),
 // block_tables [D, max_pages] int64,

@@ -10,6 +10,7 @@
 
 #include "kernels/mla_decode_kernel.h"
 #include "kernels/mma.cuh"
+#include "kernels/wgmma.cuh"
 
 namespace ponder::kernels {
 namespace {
@@ -23,14 +24,15 @@ using device::pack_bf16x2;
 
 // One CTA: 8 warps, 16 heads of one sequence, one range of that sequence's context; two CTAs
 // per SM. The range streams through shared memory in tiles of 32 tokens (half a page), two
-// stages, one bulk copy per token row (the copy engine, completing on the stage's mbarrier; each
-// warp's lane 0 issues four). Warp w scores tokens [8 (w % 4), +8) of the tile over entry dims
-// [288 (w / 4), +288) (mma.sync m16n8k16, ldmatrix fragments); after one barrier every warp adds
-// the two halves of all the scores, runs the same online softmax (no cross-warp reduction) and
-// accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in registers.
-// Each warp's instructions per tile are the critical path: eight warps keep them few. Measured
-// on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. With up to
-// kMlaClusterSplits ranges, where the device holds all the clusters at once, the ranges of a
+// stages, each tile landed by the copy engine as nine boxes of 32 rows x 64 dims of a tensor map
+// over the cache (128-byte swizzled, see Tile; warp w's lane 0 issues box w, warp 0 also box 8;
+// they complete on the stage's mbarrier). Warp w scores tokens [8 (w % 4), +8) of the tile over
+// entry dims [288 (w / 4), +288) (mma.sync m16n8k16, ldmatrix fragments); after one barrier every
+// warp adds the two halves of all the scores, runs the same online softmax (no cross-warp
+// reduction) and accumulates output dims [64w, 64w + 64) of P @ latent with the probabilities in
+// registers. Each warp's instructions per tile are the critical path: eight warps keep them few.
+// Measured on an H200 against 64 heads per CTA and four stages at one CTA per SM: both slower. With
+// up to kMlaClusterSplits ranges, where the device holds all the clusters at once, the ranges of a
 // (sequence, 16 heads) form one thread-block cluster: each keeps its FP32 result in shared memory
 // and every CTA combines a slice of the outputs from all of them (distributed shared memory), so
 // no partial result goes through global memory. Otherwise the ranges write FP32 results; with up
@@ -48,15 +50,20 @@ using device::pack_bf16x2;
 // reference rounds them: a difference of at most 2^-9 relative per entry), P @ latent rounds P
 // times the scale instead of P, and no pass over the tile and no barrier is added to the loop.
 constexpr int kTile = 32, kHeads = 16, kWarps = 8, kThreads = 32 * kWarps, kStages = 2;
-constexpr int kHalf = kMlaEntry / 2;        // entry dims scored per warp
-constexpr int kRow = kMlaEntry + 8;         // padded rows (1,168 bytes): conflict-free ldmatrix
+constexpr int kHalf = kMlaEntry / 2;  // entry dims scored per warp
+constexpr int kRow = kMlaEntry + 8;   // padded query rows: conflict-free ldmatrix
+constexpr int kBlock = 64, kBlocks = kMlaEntry / kBlock;  // a BF16 tile's boxes of 64 dims
+constexpr int kLine = 2 * kBlock, kBlockBytes = kTile * kLine;
 constexpr int kScoreRow = kTile + 8;        // conflict-free float2 score accesses
 constexpr int kDims = kMlaLatent / kWarps;  // output dims per warp
 constexpr int kChunks = kMlaEntry / 8;      // 16-byte chunks per entry
 constexpr int kEntryBytes = kMlaEntry * 2;
 constexpr float kLog2e = 1.4426950408889634f;
 
-using Tile = __nv_bfloat16[kTile][kRow];
+// A BF16 tile: dims [64 j, 64 j + 64) of row r at [j][r], each 128-byte line with its 16-byte
+// chunk c at c ^ (r % 8) (TMA's 128-byte swizzle, the tile 1024-byte aligned), so the eight rows
+// of an ldmatrix matrix, one chunk column, fall in eight different bank groups.
+using Tile = __nv_bfloat16[kBlocks][kTile][kBlock];
 using Scores = float[2][kHeads][kScoreRow];  // the two halves of the dims
 using RawTile = std::uint8_t[kTile][kMlaFp8Entry];
 // The converted latent of an FP8 tile (rows padded for conflict-free ldmatrix).
@@ -68,17 +75,15 @@ constexpr int kRopeOffset = kMlaFp8Entry - 2 * kMlaRope;  // a row's BF16 RoPE d
 // the scoring warps convert into one value tile.
 template <bool kFp8>
 struct Stages {
-  static constexpr int kRowBytes = kEntryBytes;
-  Tile kv[kStages];
-  __device__ Tile& tile(int stage) { return kv[stage]; }
-  __device__ void* row(int stage, int r) { return &kv[stage][r][0]; }
+  alignas(1024) Tile kv[kStages];
+  // The bytes a tile's copies bring: whole boxes (rows past `valid` are cleared after landing).
+  static __device__ std::uint32_t bytes(int) { return kTile * kEntryBytes; }
 };
 template <>
 struct Stages<true> {
-  static constexpr int kRowBytes = kMlaFp8Entry;
   RawTile raw[kStages];
   ValueTile values;
-  __device__ RawTile& tile(int stage) { return raw[stage]; }
+  static __device__ std::uint32_t bytes(int valid) { return valid * kMlaFp8Entry; }
 };
 static_assert(kMlaFp8Entry % 16 == 0, "bulk copies move multiples of 16 bytes");
 
@@ -113,6 +118,18 @@ struct Smem {
   int combines;                 // this CTA is the last of its sequence's ranges to finish
 };
 
+// Dynamic shared memory of the kernel: BF16 tiles with room to align them to 1024 bytes.
+template <bool kFp8>
+constexpr int kSmemBytes = sizeof(Smem<kFp8>) + (kFp8 ? 0 : 1024);
+
+template <bool kFp8>
+__device__ __forceinline__ Smem<kFp8>& smem_of(unsigned char* smem_raw) {
+  if constexpr (kFp8)
+    return *reinterpret_cast<Smem<kFp8>*>(smem_raw);
+  else
+    return device::aligned_shared<Smem<kFp8>>(smem_raw);
+}
+
 // This thread's place: warp, lane, and its mma fragment row g / column t.
 struct Lane {
   int warp, lane, g, t;
@@ -134,42 +151,44 @@ __device__ __forceinline__ int valid_tokens(std::int64_t ctx, int tile) {
   return static_cast<int>(min(std::int64_t{kTile}, ctx - std::int64_t{tile} * kTile));
 }
 
-// Zeroes rows [valid, kTile) of a stage before a context's last, partial tile is copied into it:
-// those rows are never copied, and NaN left there would reach the output as P = 0 times a value.
-// Called by every thread after a block barrier; later barriers order it before the reads.
-template <typename T, int kLen>
-__device__ void clear_rows(T (&tile)[kTile][kLen], int valid) {
+// Zeroes rows [valid, kTile) of an FP8 stage before a context's last, partial tile is copied
+// into it: those rows are never copied, and NaN left there would reach the output as P = 0 times
+// a value. Called by every thread after a block barrier; later barriers order it before the reads.
+__device__ void clear_rows(RawTile& tile, int valid) {
   auto* words = reinterpret_cast<uint4*>(&tile[valid][0]);
-  const int count = (kTile - valid) * (kLen * static_cast<int>(sizeof(T)) / 16);
+  const int count = (kTile - valid) * (kMlaFp8Entry / 16);
   for (int i = threadIdx.x; i < count; i += kThreads) words[i] = uint4{};
 }
 
-// Called by every warp: lane 0 copies its share of tokens [32 * half, 32 * half + valid) of a
-// page into stage `stage`, one bulk copy per token, counted on `full` (armed beforehand by
-// the kernel's `arm`, ordered before this by a block barrier).
-__device__ void copy_tile(Stages<false>& stages, int stage, std::uint64_t& full, const void* cache,
-                          std::int64_t page, int half, int valid) {
-  constexpr int kRows = kTile / kWarps, kBytes = Stages<false>::kRowBytes;
-  const int warp = static_cast<int>(threadIdx.x) / 32;
-  if (threadIdx.x % 32 != 0) return;
-  const int row0 = kRows * warp;
-  const auto* src = static_cast<const std::uint8_t*>(cache) +
-                    (page * kMlaPage + half * kTile + row0) * std::int64_t{kBytes};
-#pragma unroll
-  for (int i = 0; i < kRows; ++i)
-    if (row0 + i < valid)
-      device::bulk_copy(stages.row(stage, row0 + i), src + i * kBytes, kBytes, &full);
+// The same for a landed BF16 tile (its boxes bring every row of the half page): rows [valid,
+// kTile) of each box, whole 128-byte lines. Called by every thread after the stage's mbarrier
+// completed, before the block barrier that precedes the reads.
+__device__ void clear_rows(Tile& tile, int valid) {
+  constexpr int kWords = kLine / 16;
+  const int per_box = (kTile - valid) * kWords;
+  for (int i = threadIdx.x; i < kBlocks * per_box; i += kThreads)
+    reinterpret_cast<uint4*>(&tile[i / per_box][valid][0])[i % per_box] = uint4{};
 }
 
-// The same for FP8 rows: thread 0 copies the tile's rows, contiguous in the page, at once.
-__device__ void copy_tile(Stages<true>& stages, int stage, std::uint64_t& full, const void* cache,
-                          std::int64_t page, int half, int valid) {
-  constexpr int kBytes = Stages<true>::kRowBytes;
+// Called by every warp: lane 0 copies its boxes of tokens [32 * half, +32) of a page into stage
+// `stage`, counted on `full` (armed beforehand by the kernel's `arm`, ordered before this by a
+// block barrier).
+__device__ void copy_tile(Stages<false>& stages, int stage, std::uint64_t& full,
+                          const CUtensorMap& map, const void*, std::int64_t page, int half, int) {
+  if (threadIdx.x % 32 != 0) return;
+  const int row = static_cast<int>(page * kMlaPage) + half * kTile;
+  for (int j = static_cast<int>(threadIdx.x) / 32; j < kBlocks; j += kWarps)
+    device::tma_load_2d(&stages.kv[stage][j][0][0], &map, kBlock * j, row, &full);
+}
+
+// The same for FP8 rows: thread 0 copies the tile's `valid` rows, contiguous in the page, at once.
+__device__ void copy_tile(Stages<true>& stages, int stage, std::uint64_t& full, const CUtensorMap&,
+                          const void* cache, std::int64_t page, int half, int valid) {
   if (threadIdx.x == 0)
     device::bulk_copy(&stages.raw[stage][0][0],
                       static_cast<const std::uint8_t*>(cache) +
-                          (page * kMlaPage + half * kTile) * std::int64_t{kBytes},
-                      valid * kBytes, &full);
+                          (page * kMlaPage + half * kTile) * std::int64_t{kMlaFp8Entry},
+                      valid * kMlaFp8Entry, &full);
 }
 
 // Four e4m3 values (one word, lowest byte first) as two BF16 pairs, exactly: each byte with its
@@ -216,25 +235,31 @@ __device__ void load_query(QueryFragments& q, const MlaDecodeParams& p, int b, i
   }
 }
 
-// Partial scores (scale * q . entry over this warp's half of the dims, log2 units; -inf past
-// `valid`) of the 16 heads and this warp's 8 tokens into score[w / 4].
+// Partial scores (scale * q . entry over dims half kPart, the warps w with w / 4 == kPart; log2
+// units; -inf past `valid`) of the 16 heads and this warp's 8 tokens into score[kPart]. Lane l
+// reads chunk l / 8 of each 32 dims of token l % 8: dims d start a chunk (c0 + l / 8) of box d /
+// 64, c0 = d % 64 / 8 being 0 or 4, so its swizzled place is the lane's place for c0 = 0 with bit 6
+// flipped when c0 = 4.
+template <int kPart>
 __device__ void score_tile(const Tile& kv, const __nv_bfloat16 (*q)[kRow], Scores& scores,
                            const Lane& l, int valid, float scale) {
   float acc[2][4] = {};
-  const int half = l.warp / 4, token0 = 8 * (l.warp % 4);
-  const __nv_bfloat16* key = &kv[token0 + l.lane % 8][kHalf * half + l.lane / 8 * 8];
-  const __nv_bfloat16* query = &q[l.lane % 16][kHalf * half + l.lane / 16 * 8];
+  const int token0 = 8 * (l.warp % 4);
+  const std::uint32_t key =
+      device::shared_address(&kv[0][token0 + l.lane % 8][0]) + 16 * ((l.lane / 8) ^ (l.lane % 8));
+  const __nv_bfloat16* query = &q[l.lane % 16][kHalf * kPart + l.lane / 16 * 8];
 #pragma unroll
   for (int k = 0; k < kHalf; k += 32) {
+    const int dim = kHalf * kPart + k;
     std::uint32_t b[4], a0[4], a1[4];
-    ldmatrix_x4(b, key + k);
+    ldmatrix_x4(b, (dim % kBlock == 0 ? key : key ^ 64) + dim / kBlock * kBlockBytes);
     ldmatrix_x4(a0, query + k);
     ldmatrix_x4(a1, query + k + 16);
     mma(acc[0], a0, b[0], b[1]);
     mma(acc[1], a1, b[2], b[3]);
   }
   const int token = token0 + 2 * l.t;
-  auto& score = scores[half];
+  auto& score = scores[kPart];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const float s0 = token < valid ? (acc[0][2 * r] + acc[1][2 * r]) * scale : -INFINITY;
@@ -364,21 +389,40 @@ __device__ void softmax_tile(const Scores& score, const Lane& l, Acc& acc,
         acc.o[nt][3] *= alpha[1];
 }
 
-// acc.o += P (16 heads x 32 tokens) @ latent (32 tokens x this warp's 64 dims).
-template <int kLen>
-__device__ void accumulate_tile(const __nv_bfloat16 (&kv)[kTile][kLen], const Lane& l,
-                                const std::uint32_t (&pa)[2][4], Acc& acc) {
-  const __nv_bfloat16* value =
-      &kv[l.lane % 8 + 8 * (l.lane / 8 % 2)][kDims * l.warp + 8 * (l.lane / 16)];
+// acc.o += P (16 heads x 32 tokens) @ latent (32 tokens x this warp's 64 dims): the B fragments
+// of tokens [16 kk, +16) x dims [16 np, +16) of the warp's dims come from ldmatrix.trans at
+// shared address value(kk, np) (lane l: token l % 8 + 8 (l / 8 % 2), dims + 8 (l / 16)).
+template <typename Address>
+__device__ void accumulate_tile(const Address& value, const std::uint32_t (&pa)[2][4], Acc& acc) {
 #pragma unroll
   for (int kk = 0; kk < 2; ++kk)
 #pragma unroll
     for (int np = 0; np < kDims / 16; ++np) {
       std::uint32_t b[4];
-      ldmatrix_x4_trans(b, value + 16 * kk * kLen + 16 * np);
+      ldmatrix_x4_trans(b, value(kk, np));
       mma(acc.o[2 * np], pa[kk], b[0], b[1]);
       mma(acc.o[2 * np + 1], pa[kk], b[2], b[3]);
     }
+}
+
+// The FP8 path's value tile (padded rows).
+__device__ void accumulate_tile(const ValueTile& values, const Lane& l,
+                                const std::uint32_t (&pa)[2][4], Acc& acc) {
+  constexpr int kLen = kMlaLatent + 8;
+  const std::uint32_t value = device::shared_address(
+      &values[l.lane % 8 + 8 * (l.lane / 8 % 2)][kDims * l.warp + 8 * (l.lane / 16)]);
+  accumulate_tile([&](int kk, int np) { return value + 2 * (16 * kk * kLen + 16 * np); }, pa, acc);
+}
+
+// A BF16 tile: the warp's dims are box w, the lane's chunk of dims [16 np, +16) is 2 np + l / 16,
+// swizzled by its token's row: (2 np) ^ (l / 16 ^ l % 8), i.e. the np = 0 place with bits 5-6
+// flipped by np.
+__device__ void accumulate_tile(const Tile& kv, const Lane& l, const std::uint32_t (&pa)[2][4],
+                                Acc& acc) {
+  const std::uint32_t value =
+      device::shared_address(&kv[l.warp][l.lane % 8 + 8 * (l.lane / 8 % 2)][0]) +
+      16 * ((l.lane / 16) ^ (l.lane % 8));
+  accumulate_tile([&](int kk, int np) { return (value ^ (32 * np)) + 16 * kk * kLine; }, pa, acc);
 }
 
 // One landed tile's scores, softmax step and P @ latent (stage `stage`, `valid` tokens); its block
@@ -400,7 +444,10 @@ __device__ void tile_math(Smem<kFp8>& s, int stage, const Lane& l, int valid, fl
     accumulate_tile(s.stages.values, l, pa, acc);
   } else {
     const Tile& kv = s.stages.kv[stage];
-    score_tile(kv, s.q, s.score, l, valid, scale);
+    if (l.warp < kWarps / 2)
+      score_tile<0>(kv, s.q, s.score, l, valid, scale);
+    else
+      score_tile<1>(kv, s.q, s.score, l, valid, scale);
     __syncthreads();
     softmax_tile<false>(s.score, l, acc, pa, {});
     accumulate_tile(kv, l, pa, acc);
@@ -535,9 +582,11 @@ __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& 
 }
 
 template <bool kFp8>
-__global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecodeParams p) {
+__global__ void __launch_bounds__(kThreads, 2)
+    mla_decode_split_kernel(const __grid_constant__ CUtensorMap cache_map, MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  auto& s = *reinterpret_cast<Smem<kFp8>*>(smem_raw);
+  auto& s = smem_of<kFp8>(smem_raw);
+  if (!kFp8 && threadIdx.x == 0) device::tma_prefetch(&cache_map);  // a parameter: no wait
   // Nothing in global memory is read before the previous kernel has finished.
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
   const Lane l = lane_of();
@@ -550,17 +599,18 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   const auto arm = [&](int tile) {  // thread 0, before the barrier that precedes the copies
     if (threadIdx.x == 0 && tile < last)
       device::mbarrier_arrive_expect(&s.full[(tile - first) % kStages],
-                                     valid_tokens(ctx, tile) * Stages<kFp8>::kRowBytes);
+                                     Stages<kFp8>::bytes(valid_tokens(ctx, tile)));
   };
   // A tile's page id. BF16 tiles read it a tile ahead of their copy, as a read at the copy would
-  // add its latency to every tile (each warp's lane 0 issues row copies before its math); FP8
+  // add its latency to every tile (each warp's lane 0 issues box copies before its math); FP8
   // tiles at the copy (one thread issues it; read ahead, that kernel measured 2% slower).
   const auto page_of = [&](int tile) { return tile < last ? table[tile / 2] : std::int64_t{0}; };
   const auto copy = [&](int tile, std::int64_t page) {  // every thread, after a block barrier
     if (tile >= last) return;
     const int stage = (tile - first) % kStages, valid = valid_tokens(ctx, tile);
-    if (valid < kTile) clear_rows(s.stages.tile(stage), valid);
-    copy_tile(s.stages, stage, s.full[stage], p.cache, page, tile % 2, valid);
+    if constexpr (kFp8)
+      if (valid < kTile) clear_rows(s.stages.raw[stage], valid);
+    copy_tile(s.stages, stage, s.full[stage], cache_map, p.cache, page, tile % 2, valid);
   };
   if (threadIdx.x == 0) {
     for (int i = 0; i < kStages; ++i) device::mbarrier_init(&s.full[i], 1);
@@ -577,6 +627,8 @@ __global__ void __launch_bounds__(kThreads, 2) mla_decode_split_kernel(MlaDecode
   for (int tile = first; tile < last; ++tile) {
     const int stage = (tile - first) % kStages;
     device::mbarrier_wait(&s.full[stage], (tile - first) / kStages % 2);
+    if constexpr (!kFp8)  // a context's last, partial tile: rows past it hold anything
+      if (valid_tokens(ctx, tile) < kTile) clear_rows(s.stages.kv[stage], valid_tokens(ctx, tile));
     arm(tile + kStages - 1);  // the previous tile's stage, its phase completed
     __syncthreads();  // every warp is done with the previous tile: its stage may be refilled
     copy(tile + kStages - 1, kFp8 ? page_of(tile + kStages - 1) : next_page);
@@ -613,7 +665,7 @@ __global__ void __launch_bounds__(kMlaLatent / 4) mla_decode_combine_kernel(MlaD
 template <bool kFp8>
 cudaError_t allow_shared_memory() {
   return cudaFuncSetAttribute(mla_decode_split_kernel<kFp8>,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize, sizeof(Smem<kFp8>));
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes<kFp8>);
 }
 
 // CTAs of the kernel that fit on one SM (two on Hopper), computed once.
@@ -623,7 +675,7 @@ int ctas_per_sm() {
     int n = 1;
     if (allow_shared_memory<kFp8>() != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, mla_decode_split_kernel<kFp8>, kThreads,
-                                                      sizeof(Smem<kFp8>)) != cudaSuccess)
+                                                      kSmemBytes<kFp8>) != cudaSuccess)
       n = 1;
     return std::max(n, 1);
   }();
@@ -642,7 +694,7 @@ int cluster_capacity(int size) {
       cudaLaunchConfig_t config{};
       config.gridDim = dim3(1, ranks, 1);
       config.blockDim = dim3(kThreads);
-      config.dynamicSmemBytes = sizeof(Smem<kFp8>);
+      config.dynamicSmemBytes = kSmemBytes<kFp8>;
       config.attrs = &cluster;
       config.numAttrs = 1;
       if (allow_shared_memory<kFp8>() != cudaSuccess ||
@@ -656,8 +708,13 @@ int cluster_capacity(int size) {
   return capacity[size];
 }
 
+// Launches the split kernel; a BF16 cache of `pages` pages goes with its tensor map (boxes of a
+// tile's 32 rows x 64 dims, 128-byte swizzled; for FP8 rows the map is unused, left zero).
 template <bool kFp8>
-cudaError_t launch_split(const MlaDecodeParams& p, cudaStream_t st) {
+cudaError_t launch_split(const MlaDecodeParams& p, std::int64_t pages, cudaStream_t st) {
+  CUtensorMap map{};
+  if (!kFp8 && !encode_tensor_map(map, p.cache, pages * kMlaPage, kMlaEntry, kTile))
+    return cudaErrorInvalidValue;
   cudaError_t rc = allow_shared_memory<kFp8>();
   if (rc != cudaSuccess) return rc;
   cudaLaunchAttribute pdl{};
@@ -666,7 +723,7 @@ cudaError_t launch_split(const MlaDecodeParams& p, cudaStream_t st) {
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(p.heads / kHeads, p.splits, p.batch);
   config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = sizeof(Smem<kFp8>);
+  config.dynamicSmemBytes = kSmemBytes<kFp8>;
   config.stream = st;
   cudaLaunchAttribute attrs[2] = {pdl, {}};
   attrs[1].id = cudaLaunchAttributeClusterDimension;
@@ -677,7 +734,7 @@ cudaError_t launch_split(const MlaDecodeParams& p, cudaStream_t st) {
       p.splits > 1 && p.splits <= kMlaClusterSplits &&
       std::int64_t{p.batch} * (p.heads / kHeads) <= cluster_capacity<kFp8>(p.splits);
   config.numAttrs = clusters ? 2 : 1;
-  return cudaLaunchKernelEx(&config, mla_decode_split_kernel<kFp8>, p);
+  return cudaLaunchKernelEx(&config, mla_decode_split_kernel<kFp8>, map, p);
 }
 
 }  // namespace
@@ -693,9 +750,10 @@ int mla_decode_default_splits(int batch, int heads, int multiprocessors, bool ca
   return std::max(1, per_sm * multiprocessors / std::max(ctas, 1));
 }
 
-int launch_mla_decode(const MlaDecodeParams& p, void* stream) {
+int launch_mla_decode(const MlaDecodeParams& p, std::int64_t cache_pages, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
-  const cudaError_t rc = p.cache_fp8 ? launch_split<true>(p, st) : launch_split<false>(p, st);
+  const cudaError_t rc = p.cache_fp8 ? launch_split<true>(p, cache_pages, st)
+                                     : launch_split<false>(p, cache_pages, st);
   if (rc != cudaSuccess || p.splits == 1 || p.splits <= kMlaFusedSplits)
     return static_cast<int>(rc);
   return launch_mla_decode_combine(p, stream);

@@ -41,8 +41,9 @@ struct MlaDecodeParams {
 // sequence), then combines the ranges (splits > 1; the workspace is unused when splits == 1).
 // With a combine by the last CTA the `arrivals` counters must be zero and are left zero, so calls
 // sharing them must not run concurrently. Launched with programmatic stream serialization (PDL).
-// Returns the CUDA error code (0 on success).
-int launch_mla_decode(const MlaDecodeParams& params, void* stream);
+// BF16 caches (of `cache_pages` pages) are read through a TMA tensor map: q and cache 16-byte
+// aligned. Returns the CUDA error code (0 on success).
+int launch_mla_decode(const MlaDecodeParams& params, std::int64_t cache_pages, void* stream);
 // Clusters of `size` ranges (2..kMlaClusterSplits) the device holds at once (0 otherwise); a
 // launch whose clusters do not all fit uses the global-memory combine instead.
 int mla_decode_cluster_capacity(int size, bool cache_fp8 = false);

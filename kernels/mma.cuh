@@ -36,22 +36,28 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
-// Four 8x8 BF16 matrices from shared memory: lane l gives the address of row l % 8 of matrix
-// l / 8; r[i] is this thread's fragment of matrix i.
-__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* row) {
-  const auto a = static_cast<std::uint32_t>(__cvta_generic_to_shared(row));
+// Four 8x8 BF16 matrices from shared memory: lane l gives the (shared-window) address of row l % 8
+// of matrix l / 8; r[i] is this thread's fragment of matrix i.
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+               : "r"(row));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* row) {
+  ldmatrix_x4(r, static_cast<std::uint32_t>(__cvta_generic_to_shared(row)));
 }
 
 // ldmatrix_x4 with each 8x8 matrix transposed: r[i] holds this thread's fragment of the transpose
 // of matrix i (B fragments from row-major [k][n] tiles).
-__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* row) {
-  const auto a = static_cast<std::uint32_t>(__cvta_generic_to_shared(row));
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], std::uint32_t row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+               : "r"(row));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* row) {
+  ldmatrix_x4_trans(r, static_cast<std::uint32_t>(__cvta_generic_to_shared(row)));
 }
 
 }  // namespace ponder::kernels::device
