@@ -6,6 +6,8 @@
 // cache released and reserved again keeps its recorded graphs valid.
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include "engine/rollout_engine.h"
 #include "kernels/binding.h"
 #include "model/init_model.h"
@@ -129,7 +131,8 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
   // The second generate, after the cache was released and reserved, replays the same graphs:
   // the pages came back at their addresses.
   EXPECT_EQ(recordings, 4) << "each bucket recorded once, none after the release";
-  for (const auto* run_ : {&replayed, &after_release}) {
+  for (const auto* run_ :
+       std::array<const std::vector<engine::Completion>*, 2>{&replayed, &after_release}) {
     ASSERT_EQ(eager.size(), run_->size());
     for (std::size_t i = 0; i < eager.size(); ++i) {
       const auto& r = (*run_)[i];
