@@ -22,3 +22,13 @@ use_device_libtorch() {
   export LD_LIBRARY_PATH=$torch_lib:$(printf '%s:' "$torch_lib"/../../nvidia/*/lib)${LD_LIBRARY_PATH:-}
   export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libstdc++.so.6  # the image's libtorch shadows it
 }
+
+# Writes a random-init DeepSeek-V2-Lite-shaped model cut to 2 layers (BF16, drawn on the GPU) to
+# /tmp/v2l with the ponder binary $1 and $PONDER_DATA's deepseek-v3 tokenizer; log in $out.
+make_v2lite_2layers() {
+  "$1" init-model --preset deepseek-v2-lite --config-only --out /tmp/v2l-preset > /dev/null
+  "$py" -c "import json; c=json.load(open('/tmp/v2l-preset/config.json')); \
+c['num_hidden_layers']=2; json.dump(c, open('/tmp/v2l.json', 'w'))"
+  "$1" init-model --config /tmp/v2l.json --dtype bfloat16 --device cuda \
+    --tokenizer "$PONDER_DATA/tokenizers/deepseek-v3" --out /tmp/v2l > "$out/v2l-init.log" 2>&1
+}

@@ -42,11 +42,7 @@ run() {
   metrics /tmp/runs/$name/run.db > "$out/$name.metrics" 2>&1
   tail -n 1 "$out/$name.metrics"
 }
-"$here/bin/ponder" init-model --preset deepseek-v2-lite --config-only --out /tmp/v2l-preset > /dev/null
-$py -c "import json; c=json.load(open('/tmp/v2l-preset/config.json')); c['num_hidden_layers']=2; \
-json.dump(c, open('/tmp/v2l.json', 'w'))"
-"$here/bin/ponder" init-model --config /tmp/v2l.json --dtype bfloat16 --device cuda \
-  --tokenizer "$PONDER_DATA/tokenizers/deepseek-v3" --out /tmp/v2l > "$out/v2l-init.log" 2>&1
+make_v2lite_2layers "$here/bin/ponder"
 v2l="--set model.path=/tmp/v2l --set sft.steps=0 --set steps=6 --set checkpoint_every=0 --set eval_every=1000 --set data.eval_size=2 --set eval.n=1 --set rollout.prompts_per_step=16 --set rollout.n=8 --set rollout.max_tokens=128 --set train.precision=bf16"
 if [ "$mode" = off-policy ]; then
   run v2l-auto-off 60 $v2l --set rollout.off_policy_steps=1

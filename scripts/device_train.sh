@@ -49,11 +49,7 @@ fi
 run on-policy --set train.precision=bf16 --set steps=8 --set eval_every=8 --set checkpoint_every=8
 run off-policy --set train.precision=bf16 --set steps=8 --set eval_every=8 --set checkpoint_every=8 --set rollout.off_policy_steps=1
 grep -E "^[0-9]+ (time/step_s|time/rollout_wait_s|rollout/policy_lag_steps|rollout/logprob_mismatch_mean)" "$out/on-policy.metrics" "$out/off-policy.metrics"
-"$root/bin/ponder" init-model --preset deepseek-v2-lite --config-only --out /tmp/v2l-preset > /dev/null
-$py -c "import json; c=json.load(open('/tmp/v2l-preset/config.json')); c['num_hidden_layers']=2; \
-json.dump(c, open('/tmp/v2l.json', 'w'))"
-"$root/bin/ponder" init-model --config /tmp/v2l.json --dtype bfloat16 --device cuda \
-  --tokenizer "$PONDER_DATA/tokenizers/deepseek-v3" --out /tmp/v2l > "$out/v2l-init.log" 2>&1
+make_v2lite_2layers "$root/bin/ponder"
 v2l="--set model.path=/tmp/v2l --set sft.steps=0 --set steps=6 --set checkpoint_every=0 --set eval_every=1000 --set data.eval_size=2 --set eval.n=1 --set rollout.prompts_per_step=16 --set rollout.n=8 --set rollout.max_tokens=128"
 run v2l-on-policy --set train.precision=bf16 $v2l
 run v2l-off-policy --set train.precision=bf16 $v2l --set rollout.off_policy_steps=1
