@@ -34,10 +34,11 @@ namespace {
 // blocks before P V (they may hold NaN and P is 0 there).
 // FP8 pages (kFp8): the e4m3 bytes of each pair of value blocks (one scale group) land in the
 // pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
-// block as BF16 (no conversion); warpgroup 2 converts each pair in place, each warp its own rows,
-// to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and signals
-// the blocks on their `ready` barriers, which the consumers wait on instead of `full`. Its first
-// lane also issues the copies, without waiting, before each pair and while its warp waits.
+// block as BF16 (no conversion); warps 1-3 of warpgroup 2 convert each pair in place, each warp its
+// own rows, to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and
+// signal the blocks on their `ready` barriers, which the consumers wait on instead of `full`; its
+// first thread issues the copies as the BF16 producer does (a waiting issuer in a converting warp
+// would hold back the conversion, a polling one steals issue slots).
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -82,6 +83,7 @@ struct Maps {
 
 constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
 constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
+constexpr int kConverters = 96;       // FP8 pages: warps 1-3 of warpgroup 2
 // Named barriers: A's maxima and factors published (with P of A), B's published (with P of B),
 // each warpgroup's own P written (4 + w), the final sums exchanged.
 constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6;
@@ -122,20 +124,48 @@ __device__ void load_queries(const MlaDecodeParams& p, const Maps& maps, Shared&
     device::tma_load_2d(&sh.q[j][0][0], &maps.q, 64 * j, b * p.heads + head0, &sh.q_full);
 }
 
-__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
+// Issues the copy of the n-th block (block_order) of `stage`'s page (cache row `row`) on its
+// `full` barrier; returns how many blocks it covered.
+__device__ int copy_block(const Maps& maps, Shared& sh, int stage, int n, int row) {
+  const int j = block_order(stage, n);
+  device::mbarrier_arrive_expect(&sh.full[stage][j], sizeof(Block));
+  device::tma_load_2d(&sh.kv[stage][j][0][0], &maps.cache, 64 * j, row, &sh.full[stage][j]);
+  return 1;
+}
+
+// FP8 pages: a value block n starts a pair whose e4m3 bytes go into its block, 64 rows of 128
+// bytes, on `full` (with the page's scales for the first pair); the RoPE block lands as BF16 on
+// `ready`.
+__device__ int copy_block(const Maps& maps, SharedFp8& sh, int stage, int n, int row) {
+  const int j = block_order(stage, n);
+  if (j == kPBlock) {
+    device::mbarrier_arrive_expect(&sh.ready[stage][j], sizeof(Block));
+    device::tma_load_2d(&sh.kv[stage][j][0][0], &maps.rope, 0, row, &sh.ready[stage][j]);
+    return 1;
+  }
+  const bool first = n == 0;
+  device::mbarrier_arrive_expect(&sh.full[stage][j],
+                                 sizeof(Block) + (first ? sizeof(sh.scales[stage]) : 0));
+  device::tma_load_2d(&sh.kv[stage][j][0][0], &maps.cache, 64 * j, row, &sh.full[stage][j]);
+  if (first) device::tma_load_2d(&sh.scales[stage][0][0], &maps.scales, 0, row, &sh.full[stage][j]);
+  return 2;
+}
+
+// The producer thread: the queries, then the range's pages block by block, each release group
+// waited for before its first block.
+template <class Sh>
+__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Sh& sh, int b, int head0,
                         const Range& r) {
   load_queries(p, maps, sh, b, head0);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages, row = static_cast<int>(table[page] * kTokens);
-    for (int n = 0; n < kBlocks; ++n) {
-      const int j = block_order(s, n);
+    for (int n = 0; n < kBlocks;) {
       if (n % kValueBlocks == 0 || n == kPBlock) {  // round 0 passes at once
-        const int group = j == kPBlock ? kP : j / kValueBlocks;
+        const int j = block_order(s, n), group = j == kPBlock ? kP : j / kValueBlocks;
         device::mbarrier_wait(&sh.empty[s][group], (i / kStages & 1) ^ 1);
       }
-      device::mbarrier_arrive_expect(&sh.full[s][j], sizeof(Block));
-      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
+      n += copy_block(maps, sh, s, n, row);
     }
   }
 }
@@ -143,40 +173,6 @@ __device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, 
 // Byte offset of (row, even column) in a 128-byte-swizzled 64 x 64 BF16 block.
 __device__ __forceinline__ int swizzled(int row, int col) {
   return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
-}
-
-// The next copy of an FP8 range: page r.first + i, its n-th block (block_order).
-struct Fp8Copies {
-  int i = 0, n = 0;
-};
-
-// Issues FP8 copies in order (the e4m3 bytes of value blocks j and j + 1 into block j, 64 rows of
-// 128 bytes, on full[j]; the page's scales with its first pair; the RoPE block as BF16 on
-// `ready`) until the next one would have to wait for its stage's release group (or none is
-// left); never waits.
-__device__ void issue_fp8(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
-                          const Range& r, Fp8Copies& c) {
-  const std::int64_t* table = p.block_tables + b * p.table_stride;
-  for (; r.first + c.i < r.last; c.n = 0, ++c.i) {
-    const int s = c.i % kStages, row = static_cast<int>(table[r.first + c.i] * kTokens);
-    for (; c.n < kBlocks; c.n += c.n == kPBlock ? 1 : 2) {
-      const int j = block_order(s, c.n);
-      const int group = j == kPBlock ? kP : j / kValueBlocks;
-      if ((c.n % kValueBlocks == 0 || c.n == kPBlock) &&
-          !device::mbarrier_test(&sh.empty[s][group], (c.i / kStages & 1) ^ 1))
-        return;
-      if (j == kPBlock) {
-        device::mbarrier_arrive_expect(&sh.ready[s][j], sizeof(Block));
-        device::tma_load_2d(&sh.kv[s][j][0][0], &maps.rope, 0, row, &sh.ready[s][j]);
-        continue;
-      }
-      const bool first = c.n == 0;
-      device::mbarrier_arrive_expect(&sh.full[s][j],
-                                     sizeof(Block) + (first ? sizeof(sh.scales[s]) : 0));
-      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
-      if (first) device::tma_load_2d(&sh.scales[s][0][0], &maps.scales, 0, row, &sh.full[s][j]);
-    }
-  }
 }
 
 // Four e4m3 values (one word, lowest byte first) times `scale` in FP32, rounded to BF16 pairs
@@ -194,28 +190,28 @@ __device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) 
 }
 
 // Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place from their e4m3
-// rows in block j (row r: block j's 64 values, then block j + 1's): each warp its 16 rows, four at
-// a time, a row read by 8 lanes (16 values each) before they overwrite it with block j's half of
-// it in BF16 (block j + 1's half goes to its own block), in the 128-byte-swizzled layout the
-// descriptors read; then made visible to the consumers' wgmma on the blocks' `ready` barriers.
+// rows in block j (row r: block j's 64 values, then block j + 1's): the converter warps take
+// 8-row units in turn, four rows at a time, a row read by 8 lanes (16 values each) before they
+// overwrite it with block j's half of it in BF16 (block j + 1's half goes to its own block), in the
+// 128-byte-swizzled layout the descriptors read; then made visible to the consumers' wgmma on the
+// blocks' `ready` barriers. `tid`: the thread among the converters.
 __device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
   const int lane = tid % 32, half = lane % 8 / 4, chunk = lane % 4;
   const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
   auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + half][0][0]);
-#pragma unroll
-  for (int k = 0; k < 4; k += 2) {
+  for (int unit = tid / 32; unit < kTokens / 8; unit += kConverters / 32) {
     uint4 in[2];
     float scale[2];
 #pragma unroll
     for (int x = 0; x < 2; ++x) {
-      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
+      const int row = 8 * unit + 4 * x + lane / 8;
       in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
       scale[x] = sh.scales[stage][row][j / 2];
     }
     __syncwarp();
 #pragma unroll
     for (int x = 0; x < 2; ++x) {
-      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
+      const int row = 8 * unit + 4 * x + lane / 8;
       const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
       std::uint32_t out[8];
 #pragma unroll
@@ -236,39 +232,17 @@ __device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
   device::mbarrier_arrive(&sh.ready[stage][j + 1]);
 }
 
-// Warp 0 of warpgroup 2 waits for `bar` while its lane 0 issues the copies that may go (all of
-// its lanes loop, so none sits in a suspending try_wait while lane 0 has a copy to issue).
-__device__ void issue_until(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
-                            const Range& r, Fp8Copies& copies, std::uint64_t* bar, int parity) {
-  const bool issuer = threadIdx.x % 32 == 0;
-  for (;;) {
-    if (issuer) issue_fp8(p, maps, sh, b, r, copies);
-    __syncwarp();
-    if (__shfl_sync(0xFFFFFFFFu, issuer && device::mbarrier_test(bar, parity), 0)) break;
-  }
-  device::mbarrier_wait(bar, parity);  // each lane's own acquire (the phase is complete)
-}
-
-// Warpgroup 2 with FP8 pages: converts the range's value blocks as they land (block_order, in
-// pairs), its warp 0 issuing the copies (the queries first) before each pair and while waiting.
-__device__ void convert(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b, int head0,
-                        const Range& r) {
-  const int tid = static_cast<int>(threadIdx.x) - kConsumers;
-  Fp8Copies copies;
-  if (tid == 0) load_queries(p, maps, sh, b, head0);
+// The converter warps of warpgroup 2 with FP8 pages: convert the range's value blocks as they
+// land (block_order, in pairs).
+__device__ void convert(SharedFp8& sh, const Range& r, int tid) {
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages, parity = i / kStages & 1;
     for (int n = 0; n < 2 * kValueBlocks; n += 2) {
       const int j = block_order(s, n);
-      if (tid < 32)
-        issue_until(p, maps, sh, b, r, copies, &sh.full[s][j], parity);
-      else
-        device::mbarrier_wait(&sh.full[s][j], parity);
+      device::mbarrier_wait(&sh.full[s][j], parity);
       convert_pair(sh, s, j, tid);
     }
   }
-  if (tid == 0)
-    while (r.first + copies.i < r.last) issue_fp8(p, maps, sh, b, r, copies);
 }
 
 // The barrier saying block j of `stage` holds its BF16 values.
@@ -661,7 +635,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       device::mbarrier_init(&sh.empty[s][kP], kConsumers);
       if constexpr (kFp8)
         for (int j = 0; j < kBlocks; ++j)
-          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : 128);
+          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : kConverters);
     }
     device::fence_shared_for_async();
   }
@@ -679,11 +653,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kFp8) {
       device::tma_prefetch(&maps.scales);
       device::tma_prefetch(&maps.rope);
-    } else {
-      produce(p, maps, sh, b, head0, r);
     }
+    produce(p, maps, sh, b, head0, r);
   }
-  if constexpr (kFp8) convert(p, maps, sh, b, head0, r);
+  const int converter = static_cast<int>(threadIdx.x) - kThreads + kConverters;
+  if constexpr (kFp8)
+    if (converter >= 0) convert(sh, r, converter);
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere
