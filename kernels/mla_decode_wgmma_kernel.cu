@@ -36,10 +36,10 @@ namespace {
 // pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
 // block as BF16 (no conversion); warps 1-3 of warpgroup 2 convert each pair in place, each warp its
 // own rows, to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly; the
-// bytes become FP32 bit patterns by integer instructions, not the slower type conversions) and
-// signal the blocks on their `ready` barriers, which the consumers wait on instead of `full`; its
-// first thread issues the copies as the BF16 producer does (a waiting issuer in a converting warp
-// would hold back the conversion, a polling one steals issue slots).
+// bytes become FP32 bit patterns by integer instructions) and signal the blocks on their `ready`
+// barriers, which the consumers wait on instead of `full`; its first thread issues the copies as
+// the BF16 producer does (a waiting issuer in a converting warp would hold back the conversion, a
+// polling one steals issue slots).
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -180,7 +180,7 @@ __device__ __forceinline__ int swizzled(int row, int col) {
 // selector that also copies each byte's sign bit across the byte above it) as BF16 bit patterns
 // worth value * 2^-120: the sign, then exponent and mantissa 4 bits up (exact, subnormals and
 // zeros included; the NaN codes, which the quantiser never writes, read as 480). Integer
-// instructions only: type conversions (the cvt route) issue at a quarter of their rate on sm_90.
+// instructions only, no type conversions.
 __device__ __forceinline__ std::uint32_t e4m3x2_bits(std::uint32_t word, std::uint32_t selector) {
   std::uint32_t spread;
   asm("prmt.b32 %0, %1, 0, %2;" : "=r"(spread) : "r"(word), "r"(selector));
