@@ -128,7 +128,8 @@ at::Tensor arrival_counters(std::int64_t groups, const at::TensorOptions& option
 
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
-                           double scale, std::int64_t splits, bool check_inputs, bool allow_wgmma) {
+                           double scale, std::int64_t splits, bool check_inputs, bool allow_wgmma,
+                           bool early_first_tile) {
 #ifdef PONDER_WITH_CUDA
   const char* who = "mla_decode_cuda";
   require_cuda(who, {query, cache, block_tables, context_lens});
@@ -178,13 +179,16 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                     static_cast<int>(splits),
                     static_cast<float>(scale),
                     fp8};
+  // no conversion or copy kernel ran just before (each would write what the first tile reads)
+  p.early_first_tile = early_first_tile && !fp8 && tables.is_same(block_tables) &&
+                       lens.is_same(context_lens) && c.is_same(cache);
   const int rc = wgmma ? launch_mla_decode_wgmma(p, cache.size(0), current_stream())
                        : launch_mla_decode(p, cache.size(0), current_stream());
   check_launch(rc, who);
   return out;
 #else
   (void)query, (void)cache, (void)block_tables, (void)context_lens, (void)scale, (void)splits,
-      (void)check_inputs, (void)allow_wgmma;
+      (void)check_inputs, (void)allow_wgmma, (void)early_first_tile;
   no_cuda("mla_decode_cuda");
 #endif
 }

@@ -37,9 +37,15 @@ bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
 // allow_wgmma: heads % 64 == 0 on a compute capability 9.0 GPU take the wgmma kernel (64 heads
 // per CTA, ranges of whole pages; BF16 or FP8 pages); false keeps the mma.sync kernel (for
 // comparisons).
+// early_first_tile: the caller vouches that the work queued just before this call on the stream
+// writes none of block_tables, context_lens and the cache (e.g. the engine, whose last kernel
+// before is the query's concatenation): the 16-head kernel over BF16 pages then reads the first
+// tile before waiting for that kernel (PDL). Ignored where block_tables or context_lens need a
+// conversion (int64, contiguous) or the cache a copy (contiguous), as those kernels would be the
+// one just before, and by the wgmma kernel and FP8 pages.
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
                            double scale, std::int64_t splits = 0, bool check_inputs = true,
-                           bool allow_wgmma = true);
+                           bool allow_wgmma = true, bool early_first_tile = false);
 
 }  // namespace ponder::kernels

@@ -273,6 +273,32 @@ void bench_mla_fp8(const MlaShape& m, const at::Tensor& cache, const at::Tensor&
              mma_ms, bf16_ms / mma_ms);
 }
 
+// The 16-head kernel with the engine's opt-in early first tile (BF16 pages; read before the PDL
+// wait): back to back (the previous kernel is the same decode, which writes none of what it reads
+// early) and behind the query's cat (as the engine calls it), against the default path timed the
+// same way in this run.
+void bench_mla_early(const at::Tensor& cache, const at::Tensor& tables, const at::Tensor& lens,
+                     const at::Tensor& q, double bytes, double copy_gbs) {
+  const double scale = 1.0 / std::sqrt(192.0);
+  const at::Tensor q_latent = q.narrow(-1, 0, 512).contiguous(),
+                   q_rope = q.narrow(-1, 512, 64).contiguous();
+  const auto graph_ms = [&](bool early, bool cat) {
+    return graph_call_ms([&] {
+      mla_decode_cuda(cat ? at::cat({q_latent, q_rope}, -1) : q, cache, tables, lens, scale, 0,
+                      false, true, early);
+    });
+  };
+  const bool same = mla_decode_cuda(q, cache, tables, lens, scale, 0, false, true, true)
+                        .equal(mla_decode_cuda(q, cache, tables, lens, scale, 0, false));
+  const double plain = graph_ms(false, false), early = graph_ms(true, false);
+  const double cat_plain = graph_ms(false, true), cat_early = graph_ms(true, true);
+  fmt::print(
+      "  early first tile: graph {:.4f} ms ({:.2f} of copy) vs default {:.4f} ms ({:.2f} of copy) "
+      "x{:.3f}; behind the query's cat {:.4f} ms vs {:.4f} ms x{:.3f}; output {} the default's\n",
+      early, bytes / early / 1e6 / copy_gbs, plain, bytes / plain / 1e6 / copy_gbs, early / plain,
+      cat_early, cat_plain, cat_early / cat_plain, same ? "bit-identical to" : "DIFFERS from");
+}
+
 // MLA decode of one shape against its baselines: the model's absorbed ATen path (gather pages,
 // two batched GEMMs) and the expanded-K/V SDPA path (skipped when `quick`, as the ranges sweep).
 // Bytes: the cache and queries read, the output written once. The kernel is timed as the engine
@@ -328,6 +354,7 @@ void bench_mla_shape(const MlaShape& m, double copy_gbs, bool quick) {
         "copy would need {:.0f} TFLOP/s ({:.2f} of the dense GEMM)\n",
         dense, flop / ms / 1e9 / dense, needed, needed / dense);
   }
+  if (heads == 16) bench_mla_early(cache, tables, lens, q, bytes, copy_gbs);
   bench_mla_fp8(m, cache, tables, lens, q, ms, copy_gbs);
   if (heads == 16 && context <= 4096 && !quick)
     fmt::print("  ms per call by ranges per sequence:{}\n", splits_sweep([&](int splits) {

@@ -100,9 +100,13 @@ at::Tensor MlaAttention::decode(const at::Tensor& q_latent, const at::Tensor& q_
                       c.qk_rope_head_dim == kernels::kMlaRope &&
                       kernels::mla_decode_supported(query, cache);
   log_decode_path(kernel, query, cache);
+  // The cache scatter ran before the absorbing einsum and the cat above, so the kernel just before
+  // the decode (the cat) writes none of the tables, lengths and pages: the first tile may be read
+  // before the PDL wait.
   const at::Tensor out_latent =
       kernel ? kernels::mla_decode_cuda(query, cache, step.decode_tables, step.decode_lens, scale_,
-                                        0, /*check_inputs=*/false)
+                                        0, /*check_inputs=*/false, /*allow_wgmma=*/true,
+                                        /*early_first_tile=*/true)
              : kernels::mla_decode_reference(
                    query,
                    kernels::mla_cache_entries(

@@ -15,6 +15,11 @@
 #include "kernels/cuda_graph.h"
 #include "model/layers.h"
 #include "tests/kernels/kernel_test_util.h"
+#ifdef PONDER_TEST_LATE_WRITER
+#include <iostream>
+
+#include "tests/kernels/late_writer_kernel.h"
+#endif
 
 namespace ponder::kernels {
 namespace {
@@ -417,6 +422,110 @@ TEST(MlaDecodeCuda, ManyHeadsWithMaximaMovingOnMostPagesOrNone) {
           EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << what << " sequence " << b;
       }
 }
+
+// The engine's decode step over a case (MlaAttention::paged and decode): each sequence's new token
+// scattered into its last slot, the query made by the absorbing einsum and the cat, then the
+// kernel, with or without the early first tile the engine asks for.
+struct EngineStep {
+  Case c;
+  at::Tensor slots, rows, q_nope, q_rope, w_uk;
+
+  at::Tensor run(bool early) {
+    model::scatter_pages(c.cache, slots, rows);
+    c.query = at::cat({at::einsum("thd,hdc->thc", {q_nope, w_uk}), q_rope}, -1);
+    return mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, 0, false, true, early);
+  }
+  void refill() {
+    rows.normal_();
+    q_nope.normal_();
+    q_rope.normal_();
+  }
+};
+
+EngineStep make_engine_step(const std::vector<std::int64_t>& lengths) {
+  EngineStep s{make_case(lengths, 16)};
+  const at::Tensor tables = s.c.tables.to(at::kCPU);
+  std::vector<std::int64_t> slots;
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    const std::int64_t last = lengths[b] - 1;
+    slots.push_back(tables[static_cast<std::int64_t>(b)][last / 64].item<std::int64_t>() * 64 +
+                    last % 64);
+  }
+  const auto bf16 = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const auto batch = static_cast<std::int64_t>(lengths.size());
+  s.slots = at::tensor(slots, at::TensorOptions().dtype(at::kLong)).to(at::kCUDA);
+  s.rows = at::randn({batch, 576}, bf16);
+  s.q_nope = at::randn({batch, 16, 128}, bf16);
+  s.q_rope = at::randn({batch, 16, 64}, bf16);
+  s.w_uk = at::randn({16, 128, 512}, bf16) * 0.05;
+  return s;
+}
+
+TEST(MlaDecodeCuda, EarlyFirstTileEqualsTheDefaultInTheEnginesStepAndGraphReplays) {
+  // Batch 64 (four ranges, combined by the last CTA) and 128 (two, in clusters), ragged lengths
+  // from 1 token: the early first tile behind the step's cat gives the default path's output over
+  // the same query bit for bit, eagerly and in replays of the recorded step whose new tokens and
+  // queries change between replays; and the FP64 oracle's within 1e-2.
+  PONDER_REQUIRE_GPU();
+  for (const std::int64_t batch : {64, 128}) {
+    std::vector<std::int64_t> lengths;
+    for (std::int64_t b = 0; b < batch; ++b) lengths.push_back(1 + b * 397 % 1300);
+    EngineStep s = make_engine_step(lengths);
+    const auto default_of = [&](const at::Tensor& query) {
+      return mla_decode_cuda(query, s.c.cache, s.c.tables, s.c.lens, 0.08, 0, false);
+    };
+    const at::Tensor early = s.run(true);
+    EXPECT_TRUE(early.equal(default_of(s.c.query))) << "eager, batch " << batch;
+    const at::Tensor want = oracle(s.c, 0.08);
+    for (std::int64_t b = 0; b < batch; ++b)
+      EXPECT_LT(relative_error(early[b], want[b]), 1e-2) << "batch " << batch << " sequence " << b;
+    at::Tensor replayed;
+    CudaGraph graph;
+    graph.capture([&] { replayed = s.run(true); }, CudaGraph::new_pool());
+    const at::Tensor graph_query = s.c.query;  // the recorded step's
+    for (int r = 1; r <= 3; ++r) {
+      s.refill();
+      replayed.fill_(NAN);
+      graph.replay();
+      EXPECT_TRUE(replayed.equal(default_of(graph_query))) << "replay " << r << ", batch " << batch;
+    }
+  }
+}
+
+#ifdef PONDER_TEST_LATE_WRITER
+TEST(MlaDecodeCuda, DefaultPathWaitsForAKernelThatWritesThePagesLate) {
+  // Just before the decode, a kernel lets it start at once (its PDL trigger comes first) and
+  // rewrites every page 50 us later. The default path reads nothing before its PDL wait, so it
+  // must see the new pages. The early first tile, which a caller must not ask for behind such a
+  // kernel, reads them before the writes where the device overlaps the two kernels (not under
+  // compute-sanitizer, which serialises them): its error is printed as evidence that this test
+  // tells an early read from a waiting one.
+  PONDER_REQUIRE_GPU();
+  Case c = make_case({20, 300, 1000, 64 * 9, 33}, 16);
+  const at::Tensor old_pages = c.cache.clone();
+  const at::Tensor new_pages = at::where(c.cache.isnan(), c.cache, at::randn_like(c.cache));
+  Case rewritten = c;
+  rewritten.cache = new_pages;
+  const at::Tensor want = oracle(rewritten, 0.08);
+  const auto decode_behind_writer = [&](bool early) {
+    c.cache.copy_(old_pages);
+    check_launch(testing::launch_late_copy(c.cache.data_ptr(), new_pages.data_ptr(),
+                                           c.cache.nbytes(), 50'000, current_stream()),
+                 "late copy");
+    return mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, 0, false, true, early);
+  };
+  const at::Tensor plain = decode_behind_writer(false);
+  for (std::int64_t b = 0; b < plain.size(0); ++b)
+    EXPECT_LT(relative_error(plain[b], want[b]), 1e-2) << "sequence " << b;
+  const at::Tensor early = decode_behind_writer(true);
+  double worst = 0;
+  for (std::int64_t b = 0; b < early.size(0); ++b)
+    worst = std::max(worst, relative_error(early[b], want[b]));
+  std::cout << "early first tile behind the late writer: largest rel err " << worst
+            << (worst > 1e-2 ? " (it read old pages: the kernels overlapped)\n"
+                             : " (no overlap seen)\n");
+}
+#endif
 
 TEST(MlaDecodeCuda, RejectsContextsBeyondTheTable) {
   PONDER_REQUIRE_GPU();
