@@ -497,8 +497,8 @@ TEST(MlaDecodeCuda, DefaultPathWaitsForAKernelThatWritesThePagesLate) {
   // Just before the decode, a kernel lets it start at once (its PDL trigger comes first) and
   // rewrites every page 50 us later. The default path reads nothing before its PDL wait, so it
   // must see the new pages. The early first tile, which a caller must not ask for behind such a
-  // kernel, reads them before the writes where the device overlaps the two kernels (not under
-  // compute-sanitizer, which serialises them): its error is printed as evidence that this test
+  // kernel, reads them before the writes wherever the device overlaps the two kernels (a tool
+  // that serialises kernels shows no overlap): its error is printed as evidence that this test
   // tells an early read from a waiting one.
   PONDER_REQUIRE_GPU();
   Case c = make_case({20, 300, 1000, 64 * 9, 33}, 16);
