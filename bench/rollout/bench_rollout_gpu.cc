@@ -531,9 +531,9 @@ int main(int argc, char** argv) {
   }
   const char* shared = std::getenv("PONDER_BENCH_MODEL_DIR");
   const bool keep = shared && *shared;
-  const fs::path dir = keep ? fs::path(shared)
-                            : fs::temp_directory_path() /
-                                  ("ponder_bench_rollout_gpu_" + std::to_string(getpid()));
+  const fs::path dir =
+      keep ? fs::path(shared)
+           : fs::temp_directory_path() / ("ponder_bench_rollout_gpu_" + std::to_string(getpid()));
   int rc = 0;
   try {
     bench(w, dir, trace);
