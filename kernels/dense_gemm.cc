@@ -2,11 +2,7 @@
 
 #include <ATen/Context.h>
 
-#include <cstdlib>
-#include <optional>
-
 #include "core/error.h"
-#include "kernels/binding.h"
 #include "kernels/moe_gemm.h"
 
 namespace ponder::kernels {
@@ -30,20 +26,6 @@ at::Tensor linear_cublaslt(const at::Tensor& x, const at::Tensor& w) {
     context.setBlasPreferredBackend(saved);
     throw;
   }
-}
-
-std::optional<DenseGemm> forced_gemm() {
-  static const std::optional<DenseGemm> forced = []() -> std::optional<DenseGemm> {
-    const char* value = std::getenv("PONDER_DENSE_GEMM");
-    if (value == nullptr || *value == '\0') return std::nullopt;
-    for (const DenseGemm g :
-         {DenseGemm::kCublas, DenseGemm::kCublasLt, DenseGemm::kWgmma, DenseGemm::kWgmmaLarge})
-      if (dense_gemm_name(g) == value) return g;
-    throw Error(std::string("PONDER_DENSE_GEMM: expected cublas, cublaslt, wgmma or wgmma_large, "
-                            "got '") +
-                value + "'");
-  }();
-  return forced;
 }
 
 }  // namespace
@@ -88,24 +70,6 @@ at::Tensor dense_gemm(const at::Tensor& x, const at::Tensor& w, DenseGemm gemm) 
   // One group holding every row: ends = [rows] (a fill kernel, so graph capture records it).
   const at::Tensor ends = at::full({1}, x.size(0), x.options().dtype(at::kInt));
   return grouped_gemm_cuda(x, w.unsqueeze(0), ends, false, grouped_kernel(gemm));
-}
-
-DenseGemm pick_dense_gemm(std::int64_t rows, std::int64_t n, std::int64_t k) {
-  (void)rows, (void)n, (void)k;
-  if (const std::optional<DenseGemm> forced = forced_gemm()) return *forced;
-  return DenseGemm::kCublas;
-}
-
-at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w) {
-  if (!use_kernel({x, w}) || x.scalar_type() != at::kBFloat16 || w.scalar_type() != at::kBFloat16 ||
-      x.dim() < 1 || w.dim() != 2)
-    return at::linear(x, w);
-  const at::Tensor rows = x.reshape({-1, x.size(-1)});
-  DenseGemm gemm = pick_dense_gemm(rows.size(0), w.size(0), w.size(1));
-  if (!dense_gemm_supported(rows, w, gemm)) gemm = DenseGemm::kCublas;
-  std::vector<std::int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = w.size(0);
-  return dense_gemm(rows, w, gemm).view(shape);
 }
 
 }  // namespace ponder::kernels

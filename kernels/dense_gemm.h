@@ -1,5 +1,5 @@
-// The decode step's dense BF16 linears (few rows, inference): which GEMM each shape runs on
-// (cuBLAS, cuBLASLt, or the grouped wgmma kernels with one group), picked once per shape.
+// A dense BF16 linear without bias through a chosen GEMM (cuBLAS, cuBLASLt, or the grouped wgmma
+// kernels with one group): what bench_kernels dense_decode compares on the decode step's shapes.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -18,11 +18,5 @@ bool dense_gemm_supported(const at::Tensor& x, const at::Tensor& w, DenseGemm ge
 // x [rows, k] times w [n, k]^T -> [rows, n] through `gemm` (cuBLAS and cuBLASLt via at::linear,
 // cuBLASLt by preferring it for this call only). Throws ponder::Error when not supported.
 at::Tensor dense_gemm(const at::Tensor& x, const at::Tensor& w, DenseGemm gemm);
-// The GEMM a BF16 problem of this shape runs on (from bench_kernels dense_decode on the H200);
-// PONDER_DENSE_GEMM=cublas|cublaslt|wgmma|wgmma_large forces one wherever it is supported.
-DenseGemm pick_dense_gemm(std::int64_t rows, std::int64_t n, std::int64_t k);
-// at::linear(x, w) without bias for x [..., k]: BF16 CUDA tensors that need no gradient go
-// through dense_gemm with the picked GEMM, everything else (CPU, training) through at::linear.
-at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& w);
 
 }  // namespace ponder::kernels

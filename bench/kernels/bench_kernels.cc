@@ -286,11 +286,11 @@ void bench_swiglu_fused(const at::Tensor& x, const at::Tensor& w) {
   fmt::print("{}\n", line);
 }
 
-// The decode step's BF16 linears at M = 64, 128 and 256 rows (sequences) through each GEMM the
-// router can pick (graph-timed, as the engine replays steps), against the bytes they move (weights
-// + activations at the copy bandwidth); then per M the step's sum through cuBLAS and through the
-// fastest GEMM of each shape. cuBLAS = at::linear as the model calls it (lm_head: the model's
-// at::mm to FP32 logits is timed as cuBLAS' BF16 linear here, and stays on at::mm).
+// The decode step's BF16 linears at M = 64, 128 and 256 rows (sequences) through each GEMM that
+// kernels::dense_gemm runs and cuBLASLt's own candidates (graph-timed, as the engine replays
+// steps), against the bytes they move (weights + activations at the copy bandwidth); then per M
+// the step's sum through cuBLAS and through the fastest GEMM of each shape. cuBLAS = at::linear as
+// the model calls it (lm_head: the model's at::mm to FP32 logits is timed as a BF16 linear).
 void bench_dense_decode(double copy_gbs) {
   const DenseShape shapes[] = {{"q_proj+kv_a_proj", 3072 + 576, 2048, 27},
                                {"o_proj", 2048, 2048, 27},

@@ -8,7 +8,6 @@
 #include <numbers>
 
 #include "core/error.h"
-#include "kernels/dense_gemm.h"
 #include "kernels/fp8.h"
 #include "kernels/moe_gemm.h"
 #include "kernels/moe_permute.h"
@@ -51,9 +50,9 @@ at::Tensor Linear::operator()(const at::Tensor& x) const {
   } else if (precision == LinearPrecision::kFp8) {
     y = fp8_linear(x, weight);
   } else if (precision == LinearPrecision::kBf16) {
-    y = kernels::dense_linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(x.scalar_type());
+    y = at::linear(x.to(at::kBFloat16), weight.to(at::kBFloat16)).to(x.scalar_type());
   } else {
-    return bias ? at::linear(x, weight, *bias) : kernels::dense_linear(x, weight);
+    return bias ? at::linear(x, weight, *bias) : at::linear(x, weight);
   }
   return bias ? y + bias->to(y.scalar_type()) : y;
 }
@@ -125,7 +124,7 @@ std::vector<at::Tensor> apply_stacked(const at::Tensor& x, const std::optional<a
     for (const Linear* l : parts) out.push_back((*l)(x));
     return out;
   }
-  const at::Tensor y = kernels::dense_linear(x, *stacked);
+  const at::Tensor y = at::linear(x, *stacked);
   std::int64_t col = 0;
   for (const Linear* l : parts) {
     out.push_back(y.narrow(-1, col, l->weight.size(0)));
