@@ -809,8 +809,8 @@ std::int64_t held_bytes(const engine::RolloutEngine& engine) {
 
 // Collective: one RL step; returns its metrics. With `ahead`, the step trains on the batch
 // generated ahead and starts generating the next step's. On a GPU it logs the peak memory of the
-// rollout and of the update phase (memory/*_peak_gib), the decode graphs' pool after the rollouts
-// and the graphs recorded during them.
+// rollout and of the update phase (memory/*_peak_gib) and, on-policy, the decode graphs' pool
+// after the rollouts and the graphs recorded during them.
 std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
                                       dist::DataParallel& optimizer, TrainerState& state,
                                       RolloutAhead* ahead) {
@@ -836,6 +836,8 @@ std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine,
     metrics["memory/rollout_peak_gib"] = rollout_peak;
     metrics["memory/update_peak_gib"] =
         peak_gib(c.device, held_bytes(engine) + (ahead ? ahead->cache_bytes() : 0));
+  }
+  if (gpu && !ahead) {  // the generator ahead records on its own thread
     metrics["memory/decode_graphs_gib"] = static_cast<double>(graph_pool) / (1 << 30);
     metrics["rollout/decode_graph_recordings"] =
         static_cast<double>(engine.graph_recordings() - recordings);
