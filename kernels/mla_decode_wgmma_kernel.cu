@@ -34,10 +34,12 @@ namespace {
 // blocks before P V (they may hold NaN and P is 0 there).
 // FP8 pages (kFp8): the e4m3 bytes of each pair of value blocks (one scale group) land in the
 // pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
-// block as BF16 (no conversion); warpgroup 2 converts each pair in place, each warp its own rows,
-// to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and signals
-// the blocks on their `ready` barriers, which the consumers wait on instead of `full`. Its first
-// lane also issues the copies, without waiting, before each pair and while its warp waits.
+// block as BF16 (no conversion); warps 1-3 of warpgroup 2 convert each pair in place, each warp its
+// own rows, to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly; the
+// bytes become FP32 bit patterns by integer instructions) and signal the blocks on their `ready`
+// barriers, which the consumers wait on instead of `full`; its first thread issues the copies as
+// the BF16 producer does (a waiting issuer in a converting warp would hold back the conversion, a
+// polling one steals issue slots).
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -82,6 +84,7 @@ struct Maps {
 
 constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
 constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
+constexpr int kConverters = 96;       // FP8 pages: warps 1-3 of warpgroup 2
 // Named barriers: A's maxima and factors published (with P of A), B's published (with P of B),
 // each warpgroup's own P written (4 + w), the final sums exchanged.
 constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6;
@@ -122,20 +125,48 @@ __device__ void load_queries(const MlaDecodeParams& p, const Maps& maps, Shared&
     device::tma_load_2d(&sh.q[j][0][0], &maps.q, 64 * j, b * p.heads + head0, &sh.q_full);
 }
 
-__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Shared& sh, int b, int head0,
+// Issues the copy of the n-th block (block_order) of `stage`'s page (cache row `row`) on its
+// `full` barrier; returns how many blocks it covered.
+__device__ int copy_block(const Maps& maps, Shared& sh, int stage, int n, int row) {
+  const int j = block_order(stage, n);
+  device::mbarrier_arrive_expect(&sh.full[stage][j], sizeof(Block));
+  device::tma_load_2d(&sh.kv[stage][j][0][0], &maps.cache, 64 * j, row, &sh.full[stage][j]);
+  return 1;
+}
+
+// FP8 pages: a value block n starts a pair whose e4m3 bytes go into its block, 64 rows of 128
+// bytes, on `full` (with the page's scales for the first pair); the RoPE block lands as BF16 on
+// `ready`.
+__device__ int copy_block(const Maps& maps, SharedFp8& sh, int stage, int n, int row) {
+  const int j = block_order(stage, n);
+  if (j == kPBlock) {
+    device::mbarrier_arrive_expect(&sh.ready[stage][j], sizeof(Block));
+    device::tma_load_2d(&sh.kv[stage][j][0][0], &maps.rope, 0, row, &sh.ready[stage][j]);
+    return 1;
+  }
+  const bool first = n == 0;
+  device::mbarrier_arrive_expect(&sh.full[stage][j],
+                                 sizeof(Block) + (first ? sizeof(sh.scales[stage]) : 0));
+  device::tma_load_2d(&sh.kv[stage][j][0][0], &maps.cache, 64 * j, row, &sh.full[stage][j]);
+  if (first) device::tma_load_2d(&sh.scales[stage][0][0], &maps.scales, 0, row, &sh.full[stage][j]);
+  return 2;
+}
+
+// The producer thread: the queries, then the range's pages block by block, each release group
+// waited for before its first block.
+template <class Sh>
+__device__ void produce(const MlaDecodeParams& p, const Maps& maps, Sh& sh, int b, int head0,
                         const Range& r) {
   load_queries(p, maps, sh, b, head0);
   const std::int64_t* table = p.block_tables + b * p.table_stride;
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages, row = static_cast<int>(table[page] * kTokens);
-    for (int n = 0; n < kBlocks; ++n) {
-      const int j = block_order(s, n);
+    for (int n = 0; n < kBlocks;) {
       if (n % kValueBlocks == 0 || n == kPBlock) {  // round 0 passes at once
-        const int group = j == kPBlock ? kP : j / kValueBlocks;
+        const int j = block_order(s, n), group = j == kPBlock ? kP : j / kValueBlocks;
         device::mbarrier_wait(&sh.empty[s][group], (i / kStages & 1) ^ 1);
       }
-      device::mbarrier_arrive_expect(&sh.full[s][j], sizeof(Block));
-      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
+      n += copy_block(maps, sh, s, n, row);
     }
   }
 }
@@ -145,130 +176,96 @@ __device__ __forceinline__ int swizzled(int row, int col) {
   return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
 }
 
-// The next copy of an FP8 range: page r.first + i, its n-th block (block_order).
-struct Fp8Copies {
-  int i = 0, n = 0;
-};
-
-// Issues FP8 copies in order (the e4m3 bytes of value blocks j and j + 1 into block j, 64 rows of
-// 128 bytes, on full[j]; the page's scales with its first pair; the RoPE block as BF16 on
-// `ready`) until the next one would have to wait for its stage's release group (or none is
-// left); never waits.
-__device__ void issue_fp8(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
-                          const Range& r, Fp8Copies& c) {
-  const std::int64_t* table = p.block_tables + b * p.table_stride;
-  for (; r.first + c.i < r.last; c.n = 0, ++c.i) {
-    const int s = c.i % kStages, row = static_cast<int>(table[r.first + c.i] * kTokens);
-    for (; c.n < kBlocks; c.n += c.n == kPBlock ? 1 : 2) {
-      const int j = block_order(s, c.n);
-      const int group = j == kPBlock ? kP : j / kValueBlocks;
-      if ((c.n % kValueBlocks == 0 || c.n == kPBlock) &&
-          !device::mbarrier_test(&sh.empty[s][group], (c.i / kStages & 1) ^ 1))
-        return;
-      if (j == kPBlock) {
-        device::mbarrier_arrive_expect(&sh.ready[s][j], sizeof(Block));
-        device::tma_load_2d(&sh.kv[s][j][0][0], &maps.rope, 0, row, &sh.ready[s][j]);
-        continue;
-      }
-      const bool first = c.n == 0;
-      device::mbarrier_arrive_expect(&sh.full[s][j],
-                                     sizeof(Block) + (first ? sizeof(sh.scales[s]) : 0));
-      device::tma_load_2d(&sh.kv[s][j][0][0], &maps.cache, 64 * j, row, &sh.full[s][j]);
-      if (first) device::tma_load_2d(&sh.scales[s][0][0], &maps.scales, 0, row, &sh.full[s][j]);
-    }
-  }
+// Two e4m3 bytes of `word` (the low and high halves of the result, bytes picked by a prmt
+// selector that also copies each byte's sign bit across the byte above it) as BF16 bit patterns
+// worth value * 2^-120: the sign, then exponent and mantissa 4 bits up (exact, subnormals and
+// zeros included; the NaN codes, which the quantiser never writes, read as 480). Integer
+// instructions only, no type conversions.
+__device__ __forceinline__ std::uint32_t e4m3x2_bits(std::uint32_t word, std::uint32_t selector) {
+  std::uint32_t spread;
+  asm("prmt.b32 %0, %1, 0, %2;" : "=r"(spread) : "r"(word), "r"(selector));
+  return (spread << 4) & 0x87F087F0u;
 }
 
-// Four e4m3 values (one word, lowest byte first) times `scale` in FP32, rounded to BF16 pairs
-// (e4m3 -> FP16 -> FP32 are exact).
-__device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) {
+// Four e4m3 values (one word, lowest byte first) times the row's scale in FP32, rounded to BF16
+// pairs: times `factor` = scale * 2^120 (one rounded product), or with kTwoProducts, where that
+// overflows, times 2^120 (exact) and then `factor` = scale.
+template <bool kTwoProducts>
+__device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float factor) {
   std::uint32_t out[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
-        static_cast<__nv_fp8x2_storage_t>(word >> (16 * h)), __NV_E4M3)));
-    const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
-    out[h] = *reinterpret_cast<const std::uint32_t*>(&v);
+    const std::uint32_t bits = e4m3x2_bits(word, h ? 0xB3A2u : 0x9180u);
+    float lo = __uint_as_float(bits << 16), hi = __uint_as_float(bits & 0xFFFF0000u);
+    if constexpr (kTwoProducts) lo *= 0x1p120f, hi *= 0x1p120f;
+    out[h] = device::pack_bf16x2(lo * factor, hi * factor);
   }
   return make_uint2(out[0], out[1]);
 }
 
+// A row's 16 e4m3 values (one lane's 16 bytes) times `scale`, rounded to BF16 pairs: the
+// reference's dequantisation, exactly.
+__device__ __forceinline__ void e4m3x16_scaled(const uint4& in, float scale,
+                                               std::uint32_t (&out)[8]) {
+  const std::uint32_t words[4] = {in.x, in.y, in.z, in.w};
+  const float scale120 = scale * 0x1p120f;
+  uint2 v[4];
+  if (isinf(scale120)) {  // scale >= 2^8 (amax >= 2^8 * 448)
+#pragma unroll
+    for (int w = 0; w < 4; ++w) v[w] = e4m3x4_scaled<true>(words[w], scale);
+  } else {
+#pragma unroll
+    for (int w = 0; w < 4; ++w) v[w] = e4m3x4_scaled<false>(words[w], scale120);
+  }
+#pragma unroll
+  for (int w = 0; w < 4; ++w) out[2 * w] = v[w].x, out[2 * w + 1] = v[w].y;
+}
+
 // Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place from their e4m3
-// rows in block j (row r: block j's 64 values, then block j + 1's): each warp its 16 rows, four at
-// a time, a row read by 8 lanes (16 values each) before they overwrite it with block j's half of
-// it in BF16 (block j + 1's half goes to its own block), in the 128-byte-swizzled layout the
-// descriptors read; then made visible to the consumers' wgmma on the blocks' `ready` barriers.
+// rows in block j (row r: block j's 64 values, then block j + 1's): the converter warps take
+// 4-row units in turn, a row read by 8 lanes (16 values each, the warp's next unit read ahead)
+// before they overwrite it with block j's half of it in BF16 (block j + 1's half goes to its own
+// block), in the 128-byte-swizzled layout the descriptors read; then made visible to the
+// consumers' wgmma on the blocks' `ready` barriers. `tid`: the thread among the converters.
 __device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
+  constexpr int kUnits = kTokens / 4, kStride = kConverters / 32;
   const int lane = tid % 32, half = lane % 8 / 4, chunk = lane % 4;
   const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
   auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + half][0][0]);
-#pragma unroll
-  for (int k = 0; k < 4; k += 2) {
-    uint4 in[2];
-    float scale[2];
-#pragma unroll
-    for (int x = 0; x < 2; ++x) {
-      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
-      in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
-      scale[x] = sh.scales[stage][row][j / 2];
-    }
-    __syncwarp();
-#pragma unroll
-    for (int x = 0; x < 2; ++x) {
-      const int row = 16 * (tid / 32) + 4 * (k + x) + lane / 8;
-      const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
-      std::uint32_t out[8];
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const uint2 v = e4m3x4_scaled(words[w], scale[x]);
-        out[2 * w] = v.x, out[2 * w + 1] = v.y;
-      }
-      // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
-      const uint4 lo = make_uint4(out[0], out[1], out[2], out[3]),
-                  hi = make_uint4(out[4], out[5], out[6], out[7]);
-      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 * half)) = half ? hi : lo;
-      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 - 8 * half)) = half ? lo : hi;
-    }
-    __syncwarp();
+  const auto read = [&](int row) {
+    return *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
+  };
+  uint4 next = read(4 * (tid / 32) + lane / 8);
+  for (int unit = tid / 32; unit < kUnits; unit += kStride) {
+    const int row = 4 * unit + lane / 8;
+    const uint4 in = next;
+    if (unit + kStride < kUnits) next = read(row + 4 * kStride);  // rows not written yet
+    const float scale = sh.scales[stage][row][j / 2];
+    __syncwarp();  // the unit's rows read by all their lanes before they are overwritten
+    std::uint32_t out[8];
+    e4m3x16_scaled(in, scale, out);
+    // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
+    const uint4 lo = make_uint4(out[0], out[1], out[2], out[3]),
+                hi = make_uint4(out[4], out[5], out[6], out[7]);
+    *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 * half)) = half ? hi : lo;
+    *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 - 8 * half)) = half ? lo : hi;
   }
   device::fence_proxy_async();
   device::mbarrier_arrive(&sh.ready[stage][j]);
   device::mbarrier_arrive(&sh.ready[stage][j + 1]);
 }
 
-// Warp 0 of warpgroup 2 waits for `bar` while its lane 0 issues the copies that may go (all of
-// its lanes loop, so none sits in a suspending try_wait while lane 0 has a copy to issue).
-__device__ void issue_until(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b,
-                            const Range& r, Fp8Copies& copies, std::uint64_t* bar, int parity) {
-  const bool issuer = threadIdx.x % 32 == 0;
-  for (;;) {
-    if (issuer) issue_fp8(p, maps, sh, b, r, copies);
-    __syncwarp();
-    if (__shfl_sync(0xFFFFFFFFu, issuer && device::mbarrier_test(bar, parity), 0)) break;
-  }
-  device::mbarrier_wait(bar, parity);  // each lane's own acquire (the phase is complete)
-}
-
-// Warpgroup 2 with FP8 pages: converts the range's value blocks as they land (block_order, in
-// pairs), its warp 0 issuing the copies (the queries first) before each pair and while waiting.
-__device__ void convert(const MlaDecodeParams& p, const Maps& maps, SharedFp8& sh, int b, int head0,
-                        const Range& r) {
-  const int tid = static_cast<int>(threadIdx.x) - kConsumers;
-  Fp8Copies copies;
-  if (tid == 0) load_queries(p, maps, sh, b, head0);
+// The converter warps of warpgroup 2 with FP8 pages: convert the range's value blocks as they
+// land (block_order, in pairs).
+__device__ void convert(SharedFp8& sh, const Range& r, int tid) {
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages, parity = i / kStages & 1;
     for (int n = 0; n < 2 * kValueBlocks; n += 2) {
       const int j = block_order(s, n);
-      if (tid < 32)
-        issue_until(p, maps, sh, b, r, copies, &sh.full[s][j], parity);
-      else
-        device::mbarrier_wait(&sh.full[s][j], parity);
+      device::mbarrier_wait(&sh.full[s][j], parity);
       convert_pair(sh, s, j, tid);
     }
   }
-  if (tid == 0)
-    while (r.first + copies.i < r.last) issue_fp8(p, maps, sh, b, r, copies);
 }
 
 // The barrier saying block j of `stage` holds its BF16 values.
@@ -661,7 +658,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       device::mbarrier_init(&sh.empty[s][kP], kConsumers);
       if constexpr (kFp8)
         for (int j = 0; j < kBlocks; ++j)
-          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : 128);
+          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : kConverters);
     }
     device::fence_shared_for_async();
   }
@@ -679,11 +676,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kFp8) {
       device::tma_prefetch(&maps.scales);
       device::tma_prefetch(&maps.rope);
-    } else {
-      produce(p, maps, sh, b, head0, r);
     }
+    produce(p, maps, sh, b, head0, r);
   }
-  if constexpr (kFp8) convert(p, maps, sh, b, head0, r);
+  const int converter = static_cast<int>(threadIdx.x) - kThreads + kConverters;
+  if constexpr (kFp8)
+    if (converter >= 0) convert(sh, r, converter);
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere

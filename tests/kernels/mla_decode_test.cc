@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/cuda_graph.h"
@@ -209,22 +211,19 @@ TEST(MlaDecodeCuda, Fp8CacheMatchesReferenceOverDequantisedCache) {
 }
 
 // One token per sequence: P = 1, so every head's output is the token's dequantised latent, bit for
-// bit where the values are BF16 values. The rows hold all 254 finite e4m3 codes (subnormals and
-// signed zeros included), rotated per sequence, under power-of-two scales (exact products); each
-// sequence reads its own page of a cache that holds NaN codes everywhere else. 16 heads (the
-// mma.sync kernel) and 128 (the wgmma kernel on an H100/H200, converting in shared memory).
-TEST(MlaDecodeCuda, Fp8LatentOfOneTokenComesBackExactly) {
-  PONDER_REQUIRE_GPU();
+// bit (mla_cache_dequantize's rounding of fp8 * scale). The rows hold all 254 finite e4m3 codes
+// (subnormals and signed zeros included), rotated per sequence, under the four scales
+// `scales_of(b)` of sequence b; each sequence reads its own page of a cache that holds NaN codes
+// everywhere else.
+void expect_one_token_exact(const std::function<at::Tensor(std::int64_t)>& scales_of,
+                            const std::vector<std::int64_t>& heads_list) {
   const std::int64_t batch = 6;
   at::Tensor codes = at::arange(512, at::kLong).remainder(256).to(at::kByte);
   codes.masked_fill_((codes == 0x7F).logical_or(codes == 0xFF), 0);  // the NaN codes
   at::Tensor rows = at::zeros({batch, 656}, at::kByte);
   for (std::int64_t b = 0; b < batch; ++b) {
     rows[b].narrow(0, 0, 512).copy_(codes.roll(37 * b));
-    const int e = static_cast<int>(b);
-    const at::Tensor scales =
-        at::tensor({std::ldexp(1.f, -3 - e), 1.f, std::ldexp(1.f, 5 + e), std::ldexp(1.f, -10)});
-    rows[b].narrow(0, 512, 16).copy_(scales.view(at::kByte));
+    rows[b].narrow(0, 512, 16).copy_(scales_of(b).to(at::kFloat).view(at::kByte));
     rows[b].narrow(0, 528, 128).copy_(at::randn({64}).to(at::kBFloat16).view(at::kByte));
   }
   at::Tensor cache = at::full({2 * batch, 64, 656}, 0x7F, at::kByte);  // NaN everywhere else
@@ -235,7 +234,7 @@ TEST(MlaDecodeCuda, Fp8LatentOfOneTokenComesBackExactly) {
   }
   const auto cuda = at::TensorOptions().device(at::kCUDA);
   const at::Tensor want = mla_cache_dequantize(rows, 512, at::kBFloat16).narrow(1, 0, 512);
-  for (const std::int64_t heads : {16, 128}) {
+  for (const std::int64_t heads : heads_list) {
     const at::Tensor query = at::randn({batch, heads, 576}, cuda.dtype(at::kBFloat16));
     const at::Tensor got = mla_decode_cuda(query, cache.to(at::kCUDA), tables.to(at::kCUDA),
                                            at::ones({batch}, at::kLong).to(at::kCUDA), 0.08);
@@ -243,6 +242,32 @@ TEST(MlaDecodeCuda, Fp8LatentOfOneTokenComesBackExactly) {
       EXPECT_TRUE(at::equal(got[b].cpu(), want[b].unsqueeze(0).expand({heads, 512})))
           << "heads " << heads << " sequence " << b;
   }
+}
+
+// Power-of-two scales (exact products): 16 heads (the mma.sync kernel) and 128 (the wgmma kernel
+// on an H100/H200, converting in shared memory).
+TEST(MlaDecodeCuda, Fp8LatentOfOneTokenComesBackExactly) {
+  PONDER_REQUIRE_GPU();
+  expect_one_token_exact(
+      [](std::int64_t b) {
+        const int e = static_cast<int>(b);
+        return at::tensor(
+            {std::ldexp(1.f, -3 - e), 1.f, std::ldexp(1.f, 5 + e), std::ldexp(1.f, -10)});
+      },
+      {16, 128});
+}
+
+// The wgmma kernel's conversion rounds fp8 * scale as the reference does at any scale: random
+// significands (rounded products) times 2^-100 to 2^45 (2^8 and up: scale * 2^120 overflows FP32,
+// the converter's second route), 128 and 256 heads.
+TEST(MlaDecodeCuda, Fp8LatentOfOneTokenRoundsAsTheReferenceAtAnyScale) {
+  PONDER_REQUIRE_GPU();
+  expect_one_token_exact(
+      [](std::int64_t b) {
+        const at::Tensor exponents = at::tensor({-100, -7, 8, 40}, at::kFloat) + b;
+        return (at::rand({4}) + 1) * at::pow(2.0, exponents);
+      },
+      {128, 256});
 }
 
 TEST(MlaDecodeCuda, MatchesOracleAndModelPath) {
