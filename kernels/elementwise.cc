@@ -62,24 +62,42 @@ at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& si
 
 at::Tensor rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                      bool interleaved) {
+  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+  rope_cuda_out(out, x, cos, sin, interleaved);
+  return out;
+}
+
+void rope_cuda_out(const at::Tensor& out, const at::Tensor& x, const at::Tensor& cos,
+                   const at::Tensor& sin, bool interleaved, bool launch_dependents_early) {
 #ifdef PONDER_WITH_CUDA
   const char* who = "rope_cuda";
-  require_cuda(who, {x, cos, sin});
+  require_cuda(who, {out, x, cos, sin});
   if (x.dim() != 3 || x.size(-1) % 2 != 0)
     throw Error("rope_cuda: x must be [tokens, heads, even dim]");
+  if (out.sizes() != x.sizes() || out.scalar_type() != x.scalar_type() || out.stride(2) != 1)
+    throw Error("rope_cuda: out must have x's shape and dtype, its last dim contiguous");
   const std::int64_t tokens = x.size(0), half = x.size(2) / 2;
   if (cos.sizes() != at::IntArrayRef{tokens, half} || sin.sizes() != cos.sizes())
     throw Error("rope_cuda: cos/sin must be [tokens, dim / 2]");
   const at::Tensor xv = x.stride(2) == 1 ? x : x.contiguous();
   const at::Tensor c = cos.to(at::kFloat).contiguous(), s = sin.to(at::kFloat).contiguous();
-  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
-  const RopeParams p{xv.data_ptr(), c.data_ptr<float>(), s.data_ptr<float>(), out.data_ptr(),
-                     tokens,        x.size(1),           x.size(2),           xv.stride(0),
-                     xv.stride(1),  interleaved,         element_type(x, who)};
+  const RopeParams p{xv.data_ptr(),
+                     c.data_ptr<float>(),
+                     s.data_ptr<float>(),
+                     out.data_ptr(),
+                     tokens,
+                     x.size(1),
+                     x.size(2),
+                     xv.stride(0),
+                     xv.stride(1),
+                     out.stride(0),
+                     out.stride(1),
+                     interleaved,
+                     launch_dependents_early,
+                     element_type(x, who)};
   if (out.numel() > 0) check_launch(launch_rope(p, current_stream()), who);
-  return out;
 #else
-  (void)x, (void)cos, (void)sin, (void)interleaved;
+  (void)out, (void)x, (void)cos, (void)sin, (void)interleaved, (void)launch_dependents_early;
   no_cuda("rope_cuda");
 #endif
 }

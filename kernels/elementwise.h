@@ -23,5 +23,11 @@ at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& si
                 bool interleaved);
 at::Tensor rope_cuda(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                      bool interleaved);
+// rope_cuda writing into out [tokens, heads, dim] of x's dtype, last dim contiguous (e.g. the last
+// columns of a wider buffer). launch_dependents_early: the kernel lets the next kernel on the
+// stream start at once if that one was launched with programmatic stream serialisation (PDL);
+// that kernel's griddepcontrol.wait still waits for this one to finish.
+void rope_cuda_out(const at::Tensor& out, const at::Tensor& x, const at::Tensor& cos,
+                   const at::Tensor& sin, bool interleaved, bool launch_dependents_early = false);
 
 }  // namespace ponder::kernels

@@ -54,6 +54,7 @@ __device__ __forceinline__ void rotate(float a, float b, float c, float s, T& fi
 // tables, two vector stores (rotated firsts, rotated seconds).
 template <typename T, int kPairs>
 __global__ void __launch_bounds__(kThreads) rope_kernel(RopeParams p) {
+  if (p.launch_dependents) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   const std::int64_t half = p.dim / 2, groups = half / kPairs, total = p.tokens * p.heads * groups;
   for (std::int64_t i = blockIdx.x * std::int64_t{kThreads} + threadIdx.x; i < total;
        i += std::int64_t{gridDim.x} * kThreads) {
@@ -78,7 +79,7 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeParams p) {
     Pack<T, kPairs> first, second;
 #pragma unroll
     for (int j = 0; j < kPairs; ++j) rotate(a[j], b[j], c.v[j], s.v[j], first.v[j], second.v[j]);
-    T* out = static_cast<T*>(p.out) + th * p.dim;
+    T* out = static_cast<T*>(p.out) + t * p.out_token_stride + h * p.out_head_stride;
     device::store_pack(out + k, first);
     device::store_pack(out + k + half, second);
   }
@@ -115,6 +116,7 @@ int rope_typed(const RopeParams& p, cudaStream_t stream) {
   // Vector accesses need every row start aligned to the widest pack (interleaved: 2 * kPairs).
   const bool vector = half % kPairs == 0 && p.token_stride % (2 * kPairs) == 0 &&
                       p.head_stride % (2 * kPairs) == 0 && aligned(p.x, 2 * kPairs * sizeof(T)) &&
+                      p.out_token_stride % kPairs == 0 && p.out_head_stride % kPairs == 0 &&
                       aligned(p.out, kPairs * sizeof(T)) && aligned(p.cos, 16) &&
                       aligned(p.sin, 16);
   const std::int64_t pairs = p.tokens * p.heads * half;

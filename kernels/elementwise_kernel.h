@@ -21,14 +21,18 @@ int launch_swiglu(const SwigluParams& params, void* stream);
 
 // Rotary embedding of x [tokens, heads, dim] with per-token tables cos/sin [tokens, dim / 2]
 // (FP32, YaRN's attention factor already applied). Rotate-half pairs (i, i + dim/2); interleaved
-// pairs (2i, 2i + 1) and writes [rotated evens, rotated odds].
+// pairs (2i, 2i + 1) and writes [rotated evens, rotated odds]. launch_dependents: the kernel's
+// first instruction lets a kernel launched after it with programmatic stream serialisation (PDL)
+// start (that kernel's griddepcontrol.wait still waits for this one to finish).
 struct RopeParams {
   const void* x = nullptr;  // last dim contiguous; token and head strides in elements
   const float* cos = nullptr;
   const float* sin = nullptr;
-  void* out = nullptr;  // [tokens, heads, dim] contiguous
+  void* out = nullptr;  // [tokens, heads, dim], last dim contiguous; strides in elements
   std::int64_t tokens = 0, heads = 0, dim = 0, token_stride = 0, head_stride = 0;
+  std::int64_t out_token_stride = 0, out_head_stride = 0;
   bool interleaved = false;
+  bool launch_dependents = false;
   ElementType type = ElementType::kFloat32;
 };
 

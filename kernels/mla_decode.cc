@@ -13,6 +13,7 @@
 #endif
 
 #include "core/error.h"
+#include "kernels/elementwise.h"
 #include "kernels/mla_decode_kernel.h"
 
 namespace ponder::kernels {
@@ -75,6 +76,30 @@ at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::Scal
   return rows.scalar_type() == at::kByte ? mla_cache_dequantize(rows, lora, dtype) : rows.to(dtype);
 }
 
+void mla_decode_query_cuda(const at::Tensor& query, const at::Tensor& q_nope,
+                           const at::Tensor& w_uk, const at::Tensor& q_rope, const at::Tensor& cos,
+                           const at::Tensor& sin) {
+  require_cuda("mla_decode_query_cuda", {query, q_nope, w_uk, q_rope, cos, sin});
+  if (q_nope.dim() != 3 || w_uk.dim() != 3 || q_rope.dim() != 3 || w_uk.size(0) != q_nope.size(1) ||
+      w_uk.size(1) != q_nope.size(2) || q_rope.size(0) != q_nope.size(0) ||
+      q_rope.size(1) != q_nope.size(1))
+    throw Error(
+        "mla_decode_query_cuda: expected q_nope [D, h, nope], w_uk [h, nope, lora], q_rope [D, h, "
+        "rope]");
+  const std::int64_t lora = w_uk.size(2), rope = q_rope.size(2);
+  if (query.sizes() != at::IntArrayRef{q_nope.size(0), q_nope.size(1), lora + rope} ||
+      !query.is_contiguous() || query.scalar_type() != q_nope.scalar_type() ||
+      w_uk.scalar_type() != q_nope.scalar_type() || q_rope.scalar_type() != q_nope.scalar_type())
+    throw Error(
+        "mla_decode_query_cuda: query must be contiguous [D, h, lora + rope] in the inputs' dtype");
+  // [h, D, lora] view of the first lora columns: at::bmm_out hands this row-strided out to cuBLAS
+  // as it is (ldc h * (lora + rope), batch stride lora + rope), no copy; the operands are einsum's.
+  at::Tensor latent = query.narrow(-1, 0, lora).transpose(0, 1);
+  at::bmm_out(latent, q_nope.transpose(0, 1), w_uk);
+  rope_cuda_out(query.narrow(-1, lora, rope), q_rope, cos, sin, /*interleaved=*/true,
+                /*launch_dependents_early=*/true);
+}
+
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache) {
   if (!use_kernel({query, cache}) || query.scalar_type() != at::kBFloat16 || query.dim() != 3 ||
       query.size(1) % 16 != 0 || query.size(2) != kMlaEntry || cache.dim() != 3 ||
@@ -128,7 +153,8 @@ at::Tensor arrival_counters(std::int64_t groups, const at::TensorOptions& option
 
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
-                           double scale, std::int64_t splits, bool check_inputs, bool allow_wgmma) {
+                           double scale, std::int64_t splits, bool check_inputs, bool allow_wgmma,
+                           bool early_first_tile) {
 #ifdef PONDER_WITH_CUDA
   const char* who = "mla_decode_cuda";
   require_cuda(who, {query, cache, block_tables, context_lens});
@@ -178,13 +204,16 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                     static_cast<int>(splits),
                     static_cast<float>(scale),
                     fp8};
+  // no conversion or copy kernel ran just before (each would write what the first tile reads)
+  p.early_first_tile = early_first_tile && !fp8 && tables.is_same(block_tables) &&
+                       lens.is_same(context_lens) && c.is_same(cache);
   const int rc = wgmma ? launch_mla_decode_wgmma(p, cache.size(0), current_stream())
                        : launch_mla_decode(p, cache.size(0), current_stream());
   check_launch(rc, who);
   return out;
 #else
   (void)query, (void)cache, (void)block_tables, (void)context_lens, (void)scale, (void)splits,
-      (void)check_inputs, (void)allow_wgmma;
+      (void)check_inputs, (void)allow_wgmma, (void)early_first_tile;
   no_cuda("mla_decode_cuda");
 #endif
 }

@@ -25,6 +25,17 @@ at::Tensor mla_cache_dequantize(const at::Tensor& rows, std::int64_t lora, at::S
 // Cache entries [..., width] as dtype: the rows themselves (converted), or dequantised FP8 rows.
 at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::ScalarType dtype);
 
+// The decode query [D, h, lora + rope] of mla_decode_cuda written into `query` (contiguous, the
+// inputs' dtype) without a concatenation: q_nope [D, h, nope] times w_uk [h, nope, lora] (W_UK
+// folded into the query) by one batched cuBLAS GEMM straight into columns [0, lora), then q_rope
+// [D, h, rope] (not yet rotated) rotated by the interleaved RoPE kernel with cos/sin [D, rope / 2]
+// into the last rope columns. The RoPE kernel runs last and triggers its dependents at its start,
+// so a decode launched right after it (PDL) starts while it runs. Equals
+// cat({einsum("thd,hdc->thc", {q_nope, w_uk}), rope_cuda(q_rope, cos, sin, true)}, -1).
+void mla_decode_query_cuda(const at::Tensor& query, const at::Tensor& q_nope,
+                           const at::Tensor& w_uk, const at::Tensor& q_rope, const at::Tensor& cos,
+                           const at::Tensor& sin);
+
 // True when mla_decode_cuda takes these shapes: BF16 query [D, h % 16 == 0, 576], a 16-byte
 // aligned cache, BF16 [pages, 64, 576] or FP8 (uint8 [pages, 64, 656]), and use_kernel() holds.
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
@@ -37,9 +48,17 @@ bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache);
 // allow_wgmma: heads % 64 == 0 on a compute capability 9.0 GPU take the wgmma kernel (64 heads
 // per CTA, ranges of whole pages; BF16 or FP8 pages); false keeps the mma.sync kernel (for
 // comparisons).
+// early_first_tile: the caller vouches that the kernel queued just before this call on the stream
+// writes none of block_tables, context_lens and the cache, and was itself launched without PDL
+// (so everything queued before it, e.g. the cache scatter, had finished when it started). The
+// engine's is mla_decode_query_cuda's RoPE kernel or the query's concatenation. The 16-head
+// kernel over BF16 pages then reads the first tile before waiting for that kernel (PDL). Ignored
+// where block_tables or context_lens need a conversion (int64, contiguous) or the cache a copy
+// (contiguous), as those kernels would be the one just before, and by the wgmma kernel and FP8
+// pages.
 at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
                            const at::Tensor& block_tables, const at::Tensor& context_lens,
                            double scale, std::int64_t splits = 0, bool check_inputs = true,
-                           bool allow_wgmma = true);
+                           bool allow_wgmma = true, bool early_first_tile = false);
 
 }  // namespace ponder::kernels

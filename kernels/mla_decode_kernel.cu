@@ -581,14 +581,16 @@ __device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& 
   return true;
 }
 
-template <bool kFp8>
+// kEarly (p.early_first_tile): the context length, page ids and first tile are read before the
+// PDL wait, as the caller vouches that the kernel queued just before writes none of them.
+template <bool kFp8, bool kEarly = false>
 __global__ void __launch_bounds__(kThreads, 2)
     mla_decode_split_kernel(const __grid_constant__ CUtensorMap cache_map, MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& s = smem_of<kFp8>(smem_raw);
   if (!kFp8 && threadIdx.x == 0) device::tma_prefetch(&cache_map);  // a parameter: no wait
   // Nothing in global memory is read before the previous kernel has finished.
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  if constexpr (!kEarly) asm volatile("griddepcontrol.wait;\n" ::: "memory");
   const Lane l = lane_of();
   const int head0 = blockIdx.x * kHeads, split = blockIdx.y, b = blockIdx.z;
   const std::int64_t ctx = p.context_lens[b];
@@ -620,7 +622,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   __syncthreads();  // the mbarriers are set up and armed
   for (int i = 0; i < kStages - 1; ++i) copy(first + i, page_of(first + i));
   std::int64_t next_page = page_of(first + kStages - 1);  // of the loop's first copy
-  load_query(s.q, p, b, head0);                           // behind the first tile's copies
+  if constexpr (kEarly)  // the query (written by the kernel just before) only after the wait
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  load_query(s.q, p, b, head0);  // behind the first tile's copies
   device::cp_async_commit();
   device::cp_async_wait<0>();  // the query, published by the first barrier below
   Acc acc;
@@ -661,10 +665,16 @@ __global__ void __launch_bounds__(kMlaLatent / 4) mla_decode_combine_kernel(MlaD
   combine_row<kMlaLatent / 4>(p, blockIdx.x, static_cast<int>(threadIdx.x));
 }
 
+// The split kernel for these pages; the early first tile only with BF16 pages (TMA boxes).
+template <bool kFp8>
+auto split_kernel(bool early) {
+  return early ? mla_decode_split_kernel<kFp8, !kFp8> : mla_decode_split_kernel<kFp8>;
+}
+
 // Raises the kernel's shared-memory limit (per device, so on every launch).
 template <bool kFp8>
-cudaError_t allow_shared_memory() {
-  return cudaFuncSetAttribute(mla_decode_split_kernel<kFp8>,
+cudaError_t allow_shared_memory(bool early = false) {
+  return cudaFuncSetAttribute(split_kernel<kFp8>(early),
                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes<kFp8>);
 }
 
@@ -715,7 +725,7 @@ cudaError_t launch_split(const MlaDecodeParams& p, std::int64_t pages, cudaStrea
   CUtensorMap map{};
   if (!kFp8 && !encode_tensor_map(map, p.cache, pages * kMlaPage, kMlaEntry, kTile))
     return cudaErrorInvalidValue;
-  cudaError_t rc = allow_shared_memory<kFp8>();
+  cudaError_t rc = allow_shared_memory<kFp8>(p.early_first_tile);
   if (rc != cudaSuccess) return rc;
   cudaLaunchAttribute pdl{};
   pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -734,7 +744,7 @@ cudaError_t launch_split(const MlaDecodeParams& p, std::int64_t pages, cudaStrea
       p.splits > 1 && p.splits <= kMlaClusterSplits &&
       std::int64_t{p.batch} * (p.heads / kHeads) <= cluster_capacity<kFp8>(p.splits);
   config.numAttrs = clusters ? 2 : 1;
-  return cudaLaunchKernelEx(&config, mla_decode_split_kernel<kFp8>, map, p);
+  return cudaLaunchKernelEx(&config, split_kernel<kFp8>(p.early_first_tile), map, p);
 }
 
 }  // namespace

@@ -35,6 +35,10 @@ struct MlaDecodeParams {
   int batch = 0, heads = 0, splits = 1;  // heads: a multiple of 16
   float scale = 1.f;
   bool cache_fp8 = false;  // FP8 rows (kMlaFp8Entry bytes, 16-byte aligned)
+  // BF16 pages: each CTA reads its context length, page ids and first tile before the PDL wait.
+  // Only when the kernel queued just before on the stream writes none of context_lens,
+  // block_tables and the cache (else the first tile may be read before that kernel's writes land).
+  bool early_first_tile = false;
 };
 
 // Splits each context into `splits` ranges of 32-token tiles, one CTA per (range, 16 heads,

@@ -273,6 +273,103 @@ void bench_mla_fp8(const MlaShape& m, const at::Tensor& cache, const at::Tensor&
              mma_ms, bf16_ms / mma_ms);
 }
 
+// A decode step's query pieces as the engine has them for `batch` sequences at contexts `lens`
+// (16 heads): q_nope and the unrotated q_rope (views of the projection [batch, 16, 192]), W_UK (a
+// slice of kv_b_proj's weight) and default RoPE tables at the new tokens' positions.
+struct QueryPieces {
+  at::Tensor q_nope, q_rope, w_uk, cos, sin;
+
+  QueryPieces(std::int64_t batch, const at::Tensor& lens) {
+    const auto bf16 = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+    const at::Tensor proj = at::randn({batch, 16, 192}, bf16);
+    q_nope = proj.narrow(-1, 0, 128);
+    q_rope = proj.narrow(-1, 128, 64);
+    w_uk = (at::randn({16, 256, 512}, bf16) * 0.05).narrow(1, 0, 128);
+    const at::Tensor inv_freq =
+        at::pow(10000.0, at::arange(0, 64, 2, bf16.dtype(at::kFloat)) / -64.0);
+    const at::Tensor angles = (lens - 1).to(at::kFloat).unsqueeze(1) * inv_freq.unsqueeze(0);
+    cos = angles.cos();
+    sin = angles.sin();
+  }
+  // In place (mla_decode_query_cuda: GEMM into the columns, the RoPE kernel last).
+  void assemble(const at::Tensor& query) const {
+    mla_decode_query_cuda(query, q_nope, w_uk, q_rope, cos, sin);
+  }
+  // As the engine did before: the absorbing einsum, the RoPE kernel, the cat.
+  at::Tensor by_cat() const {
+    return at::cat({at::einsum("thd,hdc->thc", {q_nope, w_uk}), rope_cuda(q_rope, cos, sin, true)},
+                   -1);
+  }
+};
+
+// The 16-head kernel with the engine's opt-in early first tile (BF16 pages; read before the PDL
+// wait) against the default path timed the same way in this run: back to back (the previous
+// kernel is the same decode, which writes none of what it reads early), behind the query's cat
+// (the engine's steps with prefill rows; the cat does not trigger its dependents) and behind the
+// query's RoPE kernel (decode-only steps: mla_decode_query_cuda, GEMM then RoPE, in the timing).
+void bench_mla_early(const at::Tensor& cache, const at::Tensor& tables, const at::Tensor& lens,
+                     const at::Tensor& q, double bytes, double copy_gbs) {
+  const double scale = 1.0 / std::sqrt(192.0);
+  const at::Tensor q_latent = q.narrow(-1, 0, 512).contiguous(),
+                   q_rope = q.narrow(-1, 512, 64).contiguous();
+  const QueryPieces pieces(q.size(0), lens);
+  const at::Tensor assembled = at::empty_like(q);
+  enum class Before { kDecode, kCat, kRope };
+  const auto graph_ms = [&](bool early, Before before) {
+    return graph_call_ms([&] {
+      at::Tensor query = q;
+      if (before == Before::kCat) query = at::cat({q_latent, q_rope}, -1);
+      if (before == Before::kRope) pieces.assemble(query = assembled);
+      mla_decode_cuda(query, cache, tables, lens, scale, 0, false, true, early);
+    });
+  };
+  const bool same = mla_decode_cuda(q, cache, tables, lens, scale, 0, false, true, true)
+                        .equal(mla_decode_cuda(q, cache, tables, lens, scale, 0, false));
+  const double plain = graph_ms(false, Before::kDecode), early = graph_ms(true, Before::kDecode);
+  const double cat_plain = graph_ms(false, Before::kCat), cat_early = graph_ms(true, Before::kCat);
+  const double rope_plain = graph_ms(false, Before::kRope),
+               rope_early = graph_ms(true, Before::kRope);
+  fmt::print(
+      "  early first tile: graph {:.4f} ms ({:.2f} of copy) vs default {:.4f} ms ({:.2f} of copy) "
+      "x{:.3f}; behind the query's cat {:.4f} ms vs {:.4f} ms x{:.3f}; behind the query's RoPE "
+      "kernel (query GEMM + RoPE + decode) {:.4f} ms vs {:.4f} ms x{:.3f}; output {} the "
+      "default's\n",
+      early, bytes / early / 1e6 / copy_gbs, plain, bytes / plain / 1e6 / copy_gbs, early / plain,
+      cat_early, cat_plain, cat_early / cat_plain, rope_early, rope_plain, rope_early / rope_plain,
+      same ? "bit-identical to" : "DIFFERS from");
+}
+
+// A decode-only step's query and decode (16 heads, graph): the query assembled in place with the
+// early first tile (the engine now) against the einsum, RoPE and cat with the default kernel (the
+// engine before), and the query alone both ways and as its pieces without the cat (an in-place
+// query as fast as its pieces: the strided GEMM output cost no copy).
+void bench_mla_query(const at::Tensor& cache, const at::Tensor& tables, const at::Tensor& lens,
+                     const at::Tensor& q) {
+  const double scale = 1.0 / std::sqrt(192.0);
+  const QueryPieces pieces(q.size(0), lens);
+  const at::Tensor assembled = at::empty_like(q);
+  const auto step = [&](bool now) {
+    if (now) pieces.assemble(assembled);
+    return mla_decode_cuda(now ? assembled : pieces.by_cat(), cache, tables, lens, scale, 0, false,
+                           true, now);
+  };
+  const bool same = step(true).equal(step(false)) && assembled.equal(pieces.by_cat());
+  const double in_place = graph_call_ms([&] { pieces.assemble(assembled); });
+  const double by_cat = graph_call_ms([&] { pieces.by_cat(); });
+  const double alone = graph_call_ms([&] {
+    at::einsum("thd,hdc->thc", {pieces.q_nope, pieces.w_uk});
+    rope_cuda(pieces.q_rope, pieces.cos, pieces.sin, true);
+  });
+  const double now = graph_call_ms([&] { step(true); }),
+               before = graph_call_ms([&] { step(false); });
+  fmt::print(
+      "  decode query: in place {:.4f} ms vs einsum + RoPE + cat {:.4f} ms x{:.3f} (einsum + RoPE "
+      "alone {:.4f} ms); query + decode {:.4f} ms vs {:.4f} ms x{:.3f}; query and output {} the "
+      "earlier path's\n",
+      in_place, by_cat, in_place / by_cat, alone, now, before, now / before,
+      same ? "bit-identical to" : "DIFFER from");
+}
+
 // MLA decode of one shape against its baselines: the model's absorbed ATen path (gather pages,
 // two batched GEMMs) and the expanded-K/V SDPA path (skipped when `quick`, as the ranges sweep).
 // Bytes: the cache and queries read, the output written once. The kernel is timed as the engine
@@ -327,6 +424,10 @@ void bench_mla_shape(const MlaShape& m, double copy_gbs, bool quick) {
         "  compute roofline: dense BF16 GEMM {:.0f} TFLOP/s here; kernel {:.2f} of it; 0.85 of "
         "copy would need {:.0f} TFLOP/s ({:.2f} of the dense GEMM)\n",
         dense, flop / ms / 1e9 / dense, needed, needed / dense);
+  }
+  if (heads == 16) {
+    bench_mla_early(cache, tables, lens, q, bytes, copy_gbs);
+    bench_mla_query(cache, tables, lens, q);
   }
   bench_mla_fp8(m, cache, tables, lens, q, ms, copy_gbs);
   if (heads == 16 && context <= 4096 && !quick)

@@ -8,7 +8,10 @@
 // PONDER_BENCH_EXPERT_GEMM=torch|few-rows|wgmma|large also runs the full workload and the step
 // profile with the routed experts forced onto that GEMM (the main run takes
 // model::pick_expert_gemm's automatic choice); PONDER_BENCH_KV_CACHE=fp8 runs every engine and
-// step profile on the FP8 latent cache (default auto: BF16 pages).
+// step profile on the FP8 latent cache (default auto: BF16 pages). A/B runs of two binaries:
+// PONDER_BENCH_MODEL_DIR=DIR draws the model into DIR once and reuses it (kept after the run);
+// PONDER_BENCH_ROWS_ONLY=1 stops after the rollout rows and the roofline (no eager engine, no
+// kernel profiles).
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -474,10 +477,12 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const double bandwidth = copy_bandwidth_gbs() * 1e9;
   fmt::print("device-to-device copy: {:.0f} GB/s (read + write)\n", bandwidth / 1e9);
   auto start = Clock::now();
-  const auto config =
-      ponder::model::init_model(ponder::model::preset_config("deepseek-v2-lite"), dir,
-                                {.seed = 1, .dtype = at::kBFloat16, .device = at::kCUDA});
-  fmt::print("init-model deepseek-v2-lite (BF16, drawn on the GPU): {:.1f} s\n", since(start));
+  const bool drawn = fs::exists(dir / "config.json");  // by an earlier run (PONDER_BENCH_MODEL_DIR)
+  const auto config = ponder::model::init_model(
+      ponder::model::preset_config("deepseek-v2-lite"), dir,
+      {.seed = 1, .config_only = drawn, .dtype = at::kBFloat16, .device = at::kCUDA});
+  fmt::print("init-model deepseek-v2-lite (BF16, drawn on the GPU): {:.1f} s{}\n", since(start),
+             drawn ? " (drawn before: reused)" : "");
   const Ids prompts = ponder::bench::make_prompts(w.batch, w.prompt, config.vocab_size, 7);
   start = Clock::now();
   // PONDER_BENCH_NO_HF=1 skips the baseline (ponder's rows and the roofline only).
@@ -503,6 +508,8 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const Run short_run = run_ponder(engine, prompts, w.hf_new);
   const Run full = run_ponder(engine, prompts, w.new_tokens);
   report(w, hf, first, short_run, full, *lm, bandwidth);
+  const char* rows_only = std::getenv("PONDER_BENCH_ROWS_ONLY");
+  if (rows_only && std::string(rows_only) == "1") return;
   report_eager(w, prompts, first, short_run, engine.captured_graphs(), *lm, blocks);
   profile_decode(*lm, w.batch, w.prompt + w.new_tokens / 2, trace);
   profile_prefill(*lm, kChunk, w.prompt);
@@ -522,8 +529,11 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "bench_rollout_gpu: no CUDA device\n");
     return 1;
   }
+  const char* shared = std::getenv("PONDER_BENCH_MODEL_DIR");
+  const bool keep = shared && *shared;
   const fs::path dir =
-      fs::temp_directory_path() / ("ponder_bench_rollout_gpu_" + std::to_string(getpid()));
+      keep ? fs::path(shared)
+           : fs::temp_directory_path() / ("ponder_bench_rollout_gpu_" + std::to_string(getpid()));
   int rc = 0;
   try {
     bench(w, dir, trace);
@@ -531,6 +541,6 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "bench_rollout_gpu: {}\n", e.what());
     rc = 1;
   }
-  fs::remove_all(dir);
+  if (!keep) fs::remove_all(dir);
   return rc;
 }

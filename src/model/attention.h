@@ -82,12 +82,16 @@ class MlaAttention {
     at::Tensor latent;  // [T, kv_lora_rank] (normed)
     at::Tensor k_rope;  // [T, rope] (rotated)
   };
-  Projected project(const at::Tensor& x, const RotaryTables& rot) const;
+  // rotate_query = false leaves q_rope unrotated (the decode query's RoPE kernel rotates it).
+  Projected project(const at::Tensor& x, const RotaryTables& rot, bool rotate_query = true) const;
   // Causal attention of packed sequences in the expanded form: [T, h, v_head_dim].
   at::Tensor expanded(const Projected& p, const PackedSequences& packed) const;
-  // Attention of decoding rows over their pages, then W_UV: [D, h, v_head_dim].
-  at::Tensor decode(const at::Tensor& q_latent, const at::Tensor& q_rope, const PagedStep& step,
-                    const at::Tensor& cache, const at::Tensor& w_uv) const;
+  // Whether decode() runs the CUDA kernel for this query [D, h, lora + rope] and cache.
+  bool decode_kernel(const at::Tensor& query, const at::Tensor& cache) const;
+  // Attention of decoding rows' queries [D, h, lora + rope] over their pages, then W_UV:
+  // [D, h, v_head_dim].
+  at::Tensor decode(const at::Tensor& query, const PagedStep& step, const at::Tensor& cache,
+                    const at::Tensor& w_uv) const;
 
   const ModelConfig* c_;
   std::optional<Linear> q_proj_, q_a_proj_, q_b_proj_;

@@ -62,7 +62,8 @@ std::vector<std::vector<std::int64_t>> MlaAttention::cache_shapes(const ModelCon
   return {{c.kv_lora_rank + c.qk_rope_head_dim}};
 }
 
-MlaAttention::Projected MlaAttention::project(const at::Tensor& x, const RotaryTables& rot) const {
+MlaAttention::Projected MlaAttention::project(const at::Tensor& x, const RotaryTables& rot,
+                                              bool rotate_query) const {
   const ModelConfig& c = *c_;
   const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
   // q [T, h, nope + rope]
@@ -74,7 +75,8 @@ MlaAttention::Projected MlaAttention::project(const at::Tensor& x, const RotaryT
   const at::Tensor kv_a = kv_a_proj_(x);
   Projected p;
   p.q_nope = q.narrow(-1, 0, c.qk_nope_head_dim);
-  p.q_rope = apply_rotary_interleaved(q.narrow(-1, c.qk_nope_head_dim, c.qk_rope_head_dim), rot);
+  p.q_rope = q.narrow(-1, c.qk_nope_head_dim, c.qk_rope_head_dim);
+  if (rotate_query) p.q_rope = apply_rotary_interleaved(p.q_rope, rot);
   p.latent = rms_norm(kv_a.narrow(-1, 0, c.kv_lora_rank), kv_a_norm_, c.rms_norm_eps);
   p.k_rope = apply_rotary_interleaved(
                  kv_a.narrow(-1, c.kv_lora_rank, c.qk_rope_head_dim).unsqueeze(1), rot)
@@ -102,19 +104,24 @@ at::Tensor MlaAttention::packed(const at::Tensor& x, const RotaryTables& rot,
   return o_proj_(out.reshape({x.size(0), -1}));
 }
 
-at::Tensor MlaAttention::decode(const at::Tensor& q_latent, const at::Tensor& q_rope,
-                                const PagedStep& step, const at::Tensor& cache,
-                                const at::Tensor& w_uv) const {
+bool MlaAttention::decode_kernel(const at::Tensor& query, const at::Tensor& cache) const {
+  return c_->kv_lora_rank == kernels::kMlaLatent && c_->qk_rope_head_dim == kernels::kMlaRope &&
+         kernels::mla_decode_supported(query, cache);
+}
+
+at::Tensor MlaAttention::decode(const at::Tensor& query, const PagedStep& step,
+                                const at::Tensor& cache, const at::Tensor& w_uv) const {
   const ModelConfig& c = *c_;
-  // [D, h, lora + rope] against [D, ctx, lora + rope]: latent and RoPE scores in one pass
-  const at::Tensor query = at::cat({q_latent, q_rope}, -1);
-  const bool kernel = c.kv_lora_rank == kernels::kMlaLatent &&
-                      c.qk_rope_head_dim == kernels::kMlaRope &&
-                      kernels::mla_decode_supported(query, cache);
+  const bool kernel = decode_kernel(query, cache);
   log_decode_path(kernel, query, cache);
+  // The kernel just before this one is the query's RoPE kernel (mla_decode_query_cuda) or its
+  // cat, launched without PDL after the cache scatter: it writes none of the tables, lengths and
+  // pages, and everything before it had finished when it started, so the first tile may be read
+  // before the PDL wait.
   const at::Tensor out_latent =
       kernel ? kernels::mla_decode_cuda(query, cache, step.decode_tables, step.decode_lens, scale_,
-                                        0, /*check_inputs=*/false)
+                                        0, /*check_inputs=*/false, /*allow_wgmma=*/true,
+                                        /*early_first_tile=*/true)
              : kernels::mla_decode_reference(
                    query,
                    kernels::mla_cache_entries(
@@ -128,7 +135,15 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
                                std::vector<at::Tensor>& cache) const {
   const ModelConfig& c = *c_;
   const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
-  const Projected p = project(x, rot);
+  // A step of decoding tokens only (rows in order) skips the gathers and the scatter of the rows;
+  // with the decode kernel its query is assembled in place, the RoPE kernel last (see below).
+  const bool decode_only =
+      step.prefill.empty() && step.fresh.tokens == 0 && step.decode_rows.defined();
+  at::Tensor query;
+  if (decode_only && x.is_cuda())
+    query = at::empty({tokens, heads, c.kv_lora_rank + c.qk_rope_head_dim}, x.options());
+  const bool assembled = query.defined() && decode_kernel(query, cache[0]);
+  const Projected p = project(x, rot, /*rotate_query=*/!assembled);
   // an FP8 cache (uint8 rows) stores the latent quantised, the RoPE key in BF16
   scatter_pages(cache[0], step.batch->slot_mapping,
                 cache[0].scalar_type() == at::kByte
@@ -143,14 +158,23 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
   const auto absorb = [&](const at::Tensor& q_nope) {
     return at::einsum("thd,hdc->thc", {q_nope, w_uk});
   };
-  // A step of decoding tokens only (rows in order) skips the gathers and the scatter of the rows.
-  if (step.prefill.empty() && step.fresh.tokens == 0 && step.decode_rows.defined())
-    return o_proj_(decode(absorb(p.q_nope), p.q_rope, step, cache[0], w_uv).reshape({tokens, -1}));
+  if (decode_only) {
+    // The cache scatter above came first. The absorbed latent goes straight into the query's
+    // first columns (one GEMM), then the RoPE kernel writes its last ones and triggers the decode
+    // kernel, which reads its first tile while RoPE runs.
+    if (assembled)
+      kernels::mla_decode_query_cuda(query, p.q_nope, w_uk, p.q_rope, rot.cos, rot.sin);
+    else
+      query = at::cat({absorb(p.q_nope), p.q_rope}, -1);
+    return o_proj_(decode(query, step, cache[0], w_uv).reshape({tokens, -1}));
+  }
   at::Tensor out = at::empty({tokens, heads, c.v_head_dim}, x.options());
   if (step.decode_rows.defined())
     out.index_copy_(0, step.decode_rows,
-                    decode(absorb(p.q_nope.index_select(0, step.decode_rows)),
-                           p.q_rope.index_select(0, step.decode_rows), step, cache[0], w_uv));
+                    decode(at::cat({absorb(p.q_nope.index_select(0, step.decode_rows)),
+                                    p.q_rope.index_select(0, step.decode_rows)},
+                                   -1),
+                           step, cache[0], w_uv));
   if (step.fresh.tokens > 0) {
     // Chunks from position 0 need no cache reads: the expanded form over their own rows.
     const Projected rows{step.fresh_of(p.q_nope), step.fresh_of(p.q_rope), step.fresh_of(p.latent),

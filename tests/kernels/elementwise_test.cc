@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "model/layers.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -84,6 +85,34 @@ TEST(RopeCuda, MatchesReferenceWithDefaultAndYarnTables) {
           EXPECT_LT(relative_error(got, want), 1e-7) << what;
         }
   }
+}
+
+TEST(RopeCuda, WritesIntoColumnsOfAWiderBufferAndNothingElse) {
+  // The MLA decode query's last 64 of 576 columns (aligned: the vector path; one column earlier:
+  // the scalar path), with and without the early PDL trigger: rope_cuda's values bit for bit, the
+  // other columns left as they were (NaN).
+  PONDER_REQUIRE_GPU();
+  const model::Rotary yarn(yarn_config(), 64);
+  const model::RotaryTables t =
+      yarn.tables(at::randint(0, 160000, {37}, at::TensorOptions().dtype(at::kLong)).to(at::kCUDA));
+  for (const auto dtype : {at::kFloat, at::kBFloat16})
+    for (const std::int64_t column : {512, 511})
+      for (const bool trigger : {false, true}) {
+        const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+        const at::Tensor x = at::randn({37, 16, 192}, opts).narrow(-1, 128, 64);
+        const at::Tensor buffer = at::full({37, 16, 576}, NAN, opts);
+        rope_cuda_out(buffer.narrow(-1, column, 64), x, t.cos, t.sin, true, trigger);
+        const std::string what = std::string(c10::toString(dtype)) + " column " +
+                                 std::to_string(column) + (trigger ? " trigger" : "");
+        EXPECT_TRUE(buffer.narrow(-1, column, 64).equal(rope_cuda(x, t.cos, t.sin, true))) << what;
+        const at::Tensor rest = at::cat(
+            {buffer.narrow(-1, 0, column), buffer.narrow(-1, column + 64, 512 - column)}, -1);
+        EXPECT_TRUE(rest.isnan().all().item<bool>()) << what;
+      }
+  const at::Tensor x = at::randn({37, 16, 64}, at::TensorOptions().device(at::kCUDA));
+  EXPECT_THROW(rope_cuda_out(at::empty({37, 16, 64}, x.options().dtype(at::kBFloat16)), x, t.cos,
+                             t.sin, true),
+               Error);
 }
 
 }  // namespace

@@ -15,8 +15,14 @@
 
 #include "core/error.h"
 #include "kernels/cuda_graph.h"
+#include "kernels/elementwise.h"
 #include "model/layers.h"
 #include "tests/kernels/kernel_test_util.h"
+#ifdef PONDER_TEST_LATE_WRITER
+#include <iostream>
+
+#include "tests/kernels/late_writer_kernel.h"
+#endif
 
 namespace ponder::kernels {
 namespace {
@@ -442,6 +448,174 @@ TEST(MlaDecodeCuda, ManyHeadsWithMaximaMovingOnMostPagesOrNone) {
           EXPECT_LT(relative_error(got[b], want[b]), 1e-2) << what << " sequence " << b;
       }
 }
+
+// DeepSeek YaRN rotary tables (V2-Lite's scaling) for the given positions, on the GPU.
+model::RotaryTables yarn_tables(const at::Tensor& positions) {
+  model::ModelConfig c;
+  c.rope_theta = 10000;
+  c.rope_scaling.type = "yarn";
+  c.rope_scaling.factor = 40;
+  c.rope_scaling.original_max_position_embeddings = 4096;
+  c.rope_scaling.beta_fast = 32;
+  c.rope_scaling.beta_slow = 1;
+  c.rope_scaling.mscale = 0.707;
+  c.rope_scaling.mscale_all_dim = 0.707;
+  return model::Rotary(c, 64).tables(positions.to(at::kCUDA));
+}
+
+// The engine's query of one decode step from its pieces as MlaAttention::paged had them before:
+// the absorbing einsum, the RoPE kernel into a tensor of its own, the cat.
+at::Tensor query_by_cat(const at::Tensor& q_nope, const at::Tensor& w_uk, const at::Tensor& q_rope,
+                        const model::RotaryTables& t) {
+  return at::cat(
+      {at::einsum("thd,hdc->thc", {q_nope, w_uk}), rope_cuda(q_rope, t.cos, t.sin, true)}, -1);
+}
+
+TEST(MlaDecodeQuery, EqualsTheCatOfTheAbsorbedLatentAndTheRotatedRopeBitForBit) {
+  // q_nope and the unrotated q_rope as the engine has them (views of the projection [D, h, 192]),
+  // W_UK a slice of kv_b_proj's weight [h, 128 + 128, 512]; the query is poisoned first, so an
+  // unwritten element shows up as NaN.
+  PONDER_REQUIRE_GPU();
+  const auto bf16 = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  for (const std::int64_t heads : {16, 128})
+    for (const std::int64_t batch : {1, 5, 64, 256}) {
+      const at::Tensor q = at::randn({batch, heads, 192}, bf16);
+      const at::Tensor w_uk = (at::randn({heads, 256, 512}, bf16) * 0.05).narrow(1, 0, 128);
+      const model::RotaryTables t = yarn_tables(at::randint(0, 20000, {batch}, at::kLong));
+      const at::Tensor q_nope = q.narrow(-1, 0, 128), q_rope = q.narrow(-1, 128, 64);
+      at::Tensor query = at::full({batch, heads, 576}, NAN, bf16);
+      mla_decode_query_cuda(query, q_nope, w_uk, q_rope, t.cos, t.sin);
+      const at::Tensor want = query_by_cat(q_nope, w_uk, q_rope, t);
+      EXPECT_TRUE(query.equal(want))
+          << "heads " << heads << " batch " << batch << ": largest difference "
+          << (query.to(at::kFloat) - want.to(at::kFloat)).abs().max().item<float>();
+    }
+  const at::Tensor q = at::randn({4, 16, 192}, bf16), w_uk = at::randn({16, 128, 512}, bf16);
+  const model::RotaryTables t = yarn_tables(at::arange(4, at::kLong));
+  const at::Tensor strided = at::empty({4, 16, 1152}, bf16).narrow(-1, 0, 576);
+  EXPECT_THROW(mla_decode_query_cuda(strided, q.narrow(-1, 0, 128), w_uk, q.narrow(-1, 128, 64),
+                                     t.cos, t.sin),
+               Error);
+}
+
+// The engine's decode step over a case (MlaAttention::paged and decode): each sequence's new token
+// scattered into its last slot, then the query, assembled in place by mla_decode_query_cuda (a
+// decode-only step: its RoPE kernel triggers the kernel, which reads its first tile early) or by
+// the einsum, RoPE and cat (a step with prefill rows, and the engine before), then the kernel with
+// or without the early first tile the engine asks for.
+struct EngineStep {
+  Case c;
+  at::Tensor slots, rows, q, w_uk;
+  model::RotaryTables rot;
+
+  at::Tensor run(bool assembled, bool early) {
+    model::scatter_pages(c.cache, slots, rows);
+    const at::Tensor q_nope = q.narrow(-1, 0, 128), q_rope = q.narrow(-1, 128, 64);
+    if (assembled) {
+      c.query = at::empty({q.size(0), 16, 576}, q.options());
+      mla_decode_query_cuda(c.query, q_nope, w_uk, q_rope, rot.cos, rot.sin);
+    } else {
+      c.query = query_by_cat(q_nope, w_uk, q_rope, rot);
+    }
+    return mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, 0, false, true, early);
+  }
+  void refill() {
+    rows.normal_();
+    q.normal_();
+  }
+};
+
+EngineStep make_engine_step(const std::vector<std::int64_t>& lengths) {
+  EngineStep s{make_case(lengths, 16)};
+  const at::Tensor tables = s.c.tables.to(at::kCPU);
+  std::vector<std::int64_t> slots;
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    const std::int64_t last = lengths[b] - 1;
+    slots.push_back(tables[static_cast<std::int64_t>(b)][last / 64].item<std::int64_t>() * 64 +
+                    last % 64);
+  }
+  const auto bf16 = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const auto batch = static_cast<std::int64_t>(lengths.size());
+  s.slots = at::tensor(slots, at::TensorOptions().dtype(at::kLong)).to(at::kCUDA);
+  s.rows = at::randn({batch, 576}, bf16);
+  s.q = at::randn({batch, 16, 192}, bf16);
+  s.w_uk = (at::randn({16, 256, 512}, bf16) * 0.05).narrow(1, 0, 128);
+  s.rot = yarn_tables(at::tensor(lengths, at::TensorOptions().dtype(at::kLong)) - 1);
+  return s;
+}
+
+TEST(MlaDecodeCuda, EarlyFirstTileEqualsTheDefaultInTheEnginesStepAndGraphReplays) {
+  // Batch 64 (four ranges, combined by the last CTA) and 128 (two, in clusters), ragged lengths
+  // from 1 token (whose new token lies in the first tile, read early): the engine's decode-only
+  // step (query assembled in place, the RoPE kernel triggering the early first tile) gives the
+  // earlier engine's step (einsum, RoPE, cat, default kernel) bit for bit, query and output,
+  // eagerly and in replays of the recorded step whose new tokens and queries change between
+  // replays; the early tile behind the cat (steps with prefill rows) too; and the FP64 oracle's
+  // output within 1e-2.
+  PONDER_REQUIRE_GPU();
+  for (const std::int64_t batch : {64, 128}) {
+    std::vector<std::int64_t> lengths;
+    for (std::int64_t b = 0; b < batch; ++b) lengths.push_back(1 + b * 397 % 1300);
+    EngineStep s = make_engine_step(lengths);
+    const at::Tensor early = s.run(true, true), query = s.c.query;
+    const at::Tensor early_cat = s.run(false, true);
+    const at::Tensor before = s.run(false, false);
+    EXPECT_TRUE(query.equal(s.c.query)) << "eager query, batch " << batch;
+    EXPECT_TRUE(early.equal(before)) << "eager, batch " << batch;
+    EXPECT_TRUE(early_cat.equal(before)) << "eager, behind the cat, batch " << batch;
+    const at::Tensor want = oracle(s.c, 0.08);
+    for (std::int64_t b = 0; b < batch; ++b)
+      EXPECT_LT(relative_error(early[b], want[b]), 1e-2) << "batch " << batch << " sequence " << b;
+    at::Tensor replayed;
+    CudaGraph graph;
+    graph.capture([&] { replayed = s.run(true, true); }, CudaGraph::new_pool());
+    const at::Tensor graph_query = s.c.query;  // the recorded step's
+    for (int r = 1; r <= 3; ++r) {
+      s.refill();
+      replayed.fill_(NAN);
+      graph_query.fill_(NAN);
+      graph.replay();
+      const at::Tensor want_out = s.run(false, false);
+      EXPECT_TRUE(graph_query.equal(s.c.query)) << "replay " << r << " query, batch " << batch;
+      EXPECT_TRUE(replayed.equal(want_out)) << "replay " << r << ", batch " << batch;
+    }
+  }
+}
+
+#ifdef PONDER_TEST_LATE_WRITER
+TEST(MlaDecodeCuda, DefaultPathWaitsForAKernelThatWritesThePagesLate) {
+  // Just before the decode, a kernel lets it start at once (its PDL trigger comes first) and
+  // rewrites every page 50 us later. The default path reads nothing before its PDL wait, so it
+  // must see the new pages. The early first tile, which a caller must not ask for behind such a
+  // kernel, reads them before the writes wherever the device overlaps the two kernels (a tool
+  // that serialises kernels shows no overlap): its error is printed as evidence that this test
+  // tells an early read from a waiting one.
+  PONDER_REQUIRE_GPU();
+  Case c = make_case({20, 300, 1000, 64 * 9, 33}, 16);
+  const at::Tensor old_pages = c.cache.clone();
+  const at::Tensor new_pages = at::where(c.cache.isnan(), c.cache, at::randn_like(c.cache));
+  Case rewritten = c;
+  rewritten.cache = new_pages;
+  const at::Tensor want = oracle(rewritten, 0.08);
+  const auto decode_behind_writer = [&](bool early) {
+    c.cache.copy_(old_pages);
+    check_launch(testing::launch_late_copy(c.cache.data_ptr(), new_pages.data_ptr(),
+                                           c.cache.nbytes(), 50'000, current_stream()),
+                 "late copy");
+    return mla_decode_cuda(c.query, c.cache, c.tables, c.lens, 0.08, 0, false, true, early);
+  };
+  const at::Tensor plain = decode_behind_writer(false);
+  for (std::int64_t b = 0; b < plain.size(0); ++b)
+    EXPECT_LT(relative_error(plain[b], want[b]), 1e-2) << "sequence " << b;
+  const at::Tensor early = decode_behind_writer(true);
+  double worst = 0;
+  for (std::int64_t b = 0; b < early.size(0); ++b)
+    worst = std::max(worst, relative_error(early[b], want[b]));
+  std::cout << "early first tile behind the late writer: largest rel err " << worst
+            << (worst > 1e-2 ? " (it read old pages: the kernels overlapped)\n"
+                             : " (no overlap seen)\n");
+}
+#endif
 
 TEST(MlaDecodeCuda, RejectsContextsBeyondTheTable) {
   PONDER_REQUIRE_GPU();
