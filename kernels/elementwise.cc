@@ -1,6 +1,7 @@
 #include "kernels/elementwise.h"
 
 #include "core/error.h"
+#include "kernels/rms_norm.h"
 
 #ifdef PONDER_WITH_CUDA
 #include "kernels/elementwise_kernel.h"
@@ -99,6 +100,64 @@ void rope_cuda_out(const at::Tensor& out, const at::Tensor& x, const at::Tensor&
 #else
   (void)out, (void)x, (void)cos, (void)sin, (void)interleaved, (void)launch_dependents_early;
   no_cuda("rope_cuda");
+#endif
+}
+
+void mla_cache_write_reference(at::Tensor& pages, const at::Tensor& kv_a, const at::Tensor& weight,
+                               const at::Tensor& cos, const at::Tensor& sin,
+                               const at::Tensor& slots, double eps) {
+  const std::int64_t lora = weight.size(0), rope = kv_a.size(-1) - lora;
+  const at::Tensor latent = rms_norm_reference(kv_a.narrow(-1, 0, lora), weight, eps);
+  const at::Tensor key =
+      rope_reference(kv_a.narrow(-1, lora, rope).unsqueeze(1), cos, sin, true).squeeze(1);
+  pages.view({-1, pages.size(-1)})
+      .index_copy_(0, slots, at::cat({latent, key}, -1).to(pages.scalar_type()));
+}
+
+void mla_cache_write(at::Tensor& pages, const at::Tensor& kv_a, const at::Tensor& weight,
+                     const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& slots,
+                     double eps) {
+  if (use_kernel({pages, kv_a, weight, cos, sin, slots}) &&
+      pages.scalar_type() == kv_a.scalar_type() && weight.scalar_type() == kv_a.scalar_type() &&
+      pages.is_contiguous() && kv_a.dim() == 2 && kv_a.stride(1) == 1)
+    return mla_cache_write_cuda(pages, kv_a, weight, cos, sin, slots, eps);
+  mla_cache_write_reference(pages, kv_a, weight, cos, sin, slots, eps);
+}
+
+void mla_cache_write_cuda(at::Tensor& pages, const at::Tensor& kv_a, const at::Tensor& weight,
+                          const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& slots,
+                          double eps) {
+#ifdef PONDER_WITH_CUDA
+  const char* who = "mla_cache_write_cuda";
+  require_cuda(who, {pages, kv_a, weight, cos, sin, slots});
+  const std::int64_t tokens = kv_a.size(0), lora = weight.numel(), rope = kv_a.size(-1) - lora;
+  if (kv_a.dim() != 2 || kv_a.stride(1) != 1 || weight.dim() != 1 || rope < 2 || rope % 2 != 0 ||
+      !pages.is_contiguous() || pages.size(-1) != lora + rope ||
+      pages.scalar_type() != kv_a.scalar_type() || weight.scalar_type() != kv_a.scalar_type())
+    throw Error(
+        "mla_cache_write_cuda: expected kv_a [T, lora + even rope] (last dim contiguous), weight "
+        "[lora] and contiguous pages [..., lora + rope], all of one dtype");
+  if (cos.sizes() != at::IntArrayRef{tokens, rope / 2} || sin.sizes() != cos.sizes() ||
+      slots.sizes() != at::IntArrayRef{tokens} || slots.scalar_type() != at::kLong)
+    throw Error("mla_cache_write_cuda: cos/sin must be [T, rope / 2] and slots int64 [T]");
+  const at::Tensor c = cos.to(at::kFloat).contiguous(), s = sin.to(at::kFloat).contiguous();
+  const at::Tensor w = weight.contiguous();
+  const MlaCacheWriteParams p{kv_a.data_ptr(),
+                              w.data_ptr(),
+                              c.data_ptr<float>(),
+                              s.data_ptr<float>(),
+                              slots.data_ptr<std::int64_t>(),
+                              pages.data_ptr(),
+                              tokens,
+                              lora,
+                              rope,
+                              kv_a.stride(0),
+                              static_cast<float>(eps),
+                              element_type(kv_a, who)};
+  if (tokens > 0) check_launch(launch_mla_cache_write(p, current_stream()), who);
+#else
+  (void)pages, (void)kv_a, (void)weight, (void)cos, (void)sin, (void)slots, (void)eps;
+  no_cuda("mla_cache_write_cuda");
 #endif
 }
 

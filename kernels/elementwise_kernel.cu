@@ -85,6 +85,40 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeParams p) {
   }
 }
 
+constexpr int kRowsPerBlock = kThreads / 32;
+
+// One warp per token: the latent's FP32 sum of squares reduced over the warp, the normed latent
+// (kVec elements per access, as rms_norm_kernel rounds), then one RoPE pair per lane.
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kThreads) mla_cache_write_kernel(MlaCacheWriteParams p) {
+  const int lane = threadIdx.x % 32;
+  const std::int64_t t = std::int64_t{blockIdx.x} * kRowsPerBlock + threadIdx.x / 32;
+  if (t >= p.tokens) return;
+  const T* x = static_cast<const T*>(p.kv_a) + t * p.stride;
+  const T* w = static_cast<const T*>(p.weight);
+  T* out = static_cast<T*>(p.pages) + p.slots[t] * (p.lora + p.rope);
+  float sum = 0.f;
+  for (std::int64_t i = lane * kVec; i < p.lora; i += 32 * kVec) {
+    const auto v = device::load_pack<T, kVec>(x + i);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) sum += to_float(v.v[j]) * to_float(v.v[j]);
+  }
+  const float inv_rms = rsqrtf(device::warp_sum(sum) / static_cast<float>(p.lora) + p.eps);
+  for (std::int64_t i = lane * kVec; i < p.lora; i += 32 * kVec) {
+    const auto v = device::load_pack<T, kVec>(x + i);
+    const auto wv = device::load_pack<T, kVec>(w + i);
+    Pack<T, kVec> o;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j)
+      o.v[j] = from_float<T>(to_float(wv.v[j]) * round_to<T>(to_float(v.v[j]) * inv_rms));
+    device::store_pack(out + i, o);
+  }
+  const std::int64_t half = p.rope / 2;
+  for (std::int64_t k = lane; k < half; k += 32)
+    rotate(to_float(x[p.lora + 2 * k]), to_float(x[p.lora + 2 * k + 1]), p.cos[t * half + k],
+           p.sin[t * half + k], out[p.lora + k], out[p.lora + half + k]);
+}
+
 constexpr std::int64_t kMaxBlocks = 4096;  // grid-stride loops cover larger work
 
 unsigned grid_for(std::int64_t work) {
@@ -127,7 +161,28 @@ int rope_typed(const RopeParams& p, cudaStream_t stream) {
   return static_cast<int>(cudaGetLastError());
 }
 
+template <typename T>
+int mla_cache_write_typed(const MlaCacheWriteParams& p, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const auto aligned = [](const void* ptr) {
+    return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
+  };
+  const dim3 grid(static_cast<unsigned>((p.tokens + kRowsPerBlock - 1) / kRowsPerBlock));
+  if (p.lora % kVec == 0 && p.stride % kVec == 0 && (p.lora + p.rope) % kVec == 0 &&
+      aligned(p.kv_a) && aligned(p.weight) && aligned(p.pages))
+    mla_cache_write_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(p);
+  else
+    mla_cache_write_kernel<T, 1><<<grid, kThreads, 0, stream>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
 }  // namespace
+
+int launch_mla_cache_write(const MlaCacheWriteParams& p, void* stream) {
+  auto s = static_cast<cudaStream_t>(stream);
+  return dispatch_element_type(
+      p.type, [&](auto element) { return mla_cache_write_typed<decltype(element)>(p, s); });
+}
 
 int launch_swiglu(const SwigluParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);

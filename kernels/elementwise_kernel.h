@@ -1,5 +1,5 @@
-// Raw-pointer interface of the small fused elementwise CUDA kernels (no LibTorch here): SwiGLU
-// and rotary embeddings (Llama rotate-half and DeepSeek interleaved layouts).
+// Raw-pointer interface of the small fused elementwise CUDA kernels (no LibTorch here): SwiGLU,
+// rotary embeddings (Llama rotate-half and DeepSeek interleaved layouts) and the MLA cache write.
 #pragma once
 
 #include <cstdint>
@@ -37,5 +37,22 @@ struct RopeParams {
 };
 
 int launch_rope(const RopeParams& params, void* stream);
+
+// The MLA cache row of each token written into its page slot: [weight * rms_norm(latent),
+// interleaved RoPE of the key] from kv_a = [latent (lora), key (rope)], rounded as the rms_norm and
+// rope kernels round.
+struct MlaCacheWriteParams {
+  const void* kv_a = nullptr;           // [tokens, lora + rope], row stride `stride` elements
+  const void* weight = nullptr;         // [lora]
+  const float* cos = nullptr;           // [tokens, rope / 2]
+  const float* sin = nullptr;           // [tokens, rope / 2]
+  const std::int64_t* slots = nullptr;  // [tokens] row of `pages` receiving each token
+  void* pages = nullptr;                // [rows, lora + rope] contiguous
+  std::int64_t tokens = 0, lora = 0, rope = 0, stride = 0;
+  float eps = 1e-6f;
+  ElementType type = ElementType::kFloat32;
+};
+
+int launch_mla_cache_write(const MlaCacheWriteParams& params, void* stream);
 
 }  // namespace ponder::kernels

@@ -11,7 +11,8 @@
 // step profile on the FP8 latent cache (default auto: BF16 pages). A/B runs of two binaries:
 // PONDER_BENCH_MODEL_DIR=DIR draws the model into DIR once and reuses it (kept after the run);
 // PONDER_BENCH_ROWS_ONLY=1 stops after the rollout rows and the roofline (no eager engine, no
-// kernel profiles).
+// kernel profiles); PONDER_BENCH_LEAN=1 (with PONDER_BENCH_NO_HF=1) times only the 1-token and
+// the full workload after a short warm-up, then profiles the decode step.
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "core/error.h"
 #include "core/json_file.h"
 #include "engine/rollout_engine.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/mla_decode.h"
 #include "model/init_model.h"
 
@@ -151,6 +153,7 @@ struct DecodeStep {
              at::arange(sequences + 1, i64),
              at::full({sequences}, ctx, i64),
              at::arange(blocks, i64).view({sequences, per_seq})};
+    batch.decode_only = true;  // as the engine's decode graphs run it
   }
   at::Tensor operator()(ponder::model::CausalLM& lm) {
     return lm.logits(lm.forward_paged(batch, cache)).argmax(-1);
@@ -196,6 +199,20 @@ void print_profile(const std::string& title, const std::function<at::Tensor()>& 
                100 * sorted[i].second.first / gpu_ms, sorted[i].second.second / 3, sorted[i].first);
 }
 
+// The decode step recorded as one CUDA graph (as the engine replays it): milliseconds per
+// replay, mean of 20 synced replays after one.
+double graph_step_ms(ponder::model::CausalLM& lm, DecodeStep& step) {
+  ponder::kernels::CudaGraph graph;
+  at::Tensor out;
+  graph.capture([&] { out = step(lm); }, ponder::kernels::CudaGraph::new_pool());
+  graph.replay();
+  sync(out);
+  const auto start = Clock::now();
+  for (int i = 0; i < 20; ++i) graph.replay();
+  sync(out);
+  return since(start) * 1e3 / 20;
+}
+
 void profile_decode(ponder::model::CausalLM& lm, std::int64_t sequences, std::int64_t ctx,
                     const std::string& trace_path) {
   DecodeStep step(lm, sequences, ctx);
@@ -204,6 +221,7 @@ void profile_decode(ponder::model::CausalLM& lm, std::int64_t sequences, std::in
                   "argmax)",
                   sequences, ctx),
       [&] { return step(lm); }, trace_path);
+  fmt::print("  the same step as one CUDA graph: {:.2f} ms per replay\n", graph_step_ms(lm, step));
 }
 
 // One prefill chunk as the engine runs it: `sequences` fresh prompts of `prompt` tokens through
@@ -373,6 +391,18 @@ void warm_up(ponder::engine::RolloutEngine& engine, const Ids& prompts, std::int
   run_ponder(engine, prompts, longest);
 }
 
+// A short warm-up with the same graphs: 16 new tokens (every sequence decodes together for more
+// than DecodeGraphs::kRecordAfter steps after the prefill chunks), the first prompt lengthened so
+// that the block tables reserved are as wide as the full workload's (no re-recording after).
+void lean_warm_up(ponder::engine::RolloutEngine& engine, Ids prompts, std::int64_t prompt,
+                  std::int64_t longest) {
+  constexpr std::int64_t kNew = 16;
+  auto& first = prompts.front();
+  while (static_cast<std::int64_t>(first.size()) < prompt + longest - kNew)
+    first.push_back(first[first.size() % static_cast<std::size_t>(prompt)]);
+  run_ponder(engine, prompts, kNew);
+}
+
 // Milliseconds per decode step of `run` (new_tokens each) minus the 1-token run `first`.
 double ms_per_step(const Run& first, const Run& run, std::int64_t new_tokens) {
   return (run.seconds - first.seconds) / static_cast<double>(new_tokens - 1) * 1e3;
@@ -473,6 +503,28 @@ void sweep_prefill_chunks(const Shape& w, const Ids& prompts, ponder::model::Cau
   }
 }
 
+bool env_is(const char* name, const std::string& value) {
+  const char* env = std::getenv(name);
+  return env && value == env;
+}
+
+// PONDER_BENCH_LEAN=1: the full workload only (1-token run for the decode rate), a short warm-up,
+// the decode-step profile; `graphs` recorded before the timed runs are compared with after.
+void bench_lean(const Shape& w, const Ids& prompts, ponder::model::CausalLM& lm,
+                ponder::engine::RolloutEngine& engine, double bandwidth, const std::string& trace) {
+  lean_warm_up(engine, prompts, w.prompt, w.new_tokens);
+  const std::size_t graphs = engine.captured_graphs();
+  const Run first = run_ponder(engine, prompts, 1);
+  const Run full = run_ponder(engine, prompts, w.new_tokens);
+  fmt::print("\nponder only (lean): 1 token {:.2f} s, {} tokens {:.2f} s = {:.0f} tokens/s\n",
+             first.seconds, w.new_tokens, full.seconds,
+             static_cast<double>(w.batch * w.new_tokens) / full.seconds);
+  report_roofline(w, first, full, lm, bandwidth);
+  fmt::print("decode graphs: {} recorded in the warm-up, {} after the timed runs\n", graphs,
+             engine.captured_graphs());
+  profile_decode(lm, w.batch, w.prompt + w.new_tokens / 2, trace);
+}
+
 void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const double bandwidth = copy_bandwidth_gbs() * 1e9;
   fmt::print("device-to-device copy: {:.0f} GB/s (read + write)\n", bandwidth / 1e9);
@@ -486,9 +538,10 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const Ids prompts = ponder::bench::make_prompts(w.batch, w.prompt, config.vocab_size, 7);
   start = Clock::now();
   // PONDER_BENCH_NO_HF=1 skips the baseline (ponder's rows and the roofline only).
-  const char* no_hf = std::getenv("PONDER_BENCH_NO_HF");
+  const bool no_hf = env_is("PONDER_BENCH_NO_HF", "1");
+  const bool lean = no_hf && env_is("PONDER_BENCH_LEAN", "1");
   nlohmann::json hf;
-  if (!no_hf || std::string(no_hf) != "1") {
+  if (!no_hf) {
     hf = run_hf(dir, prompts, {1, w.hf_new});
     fmt::print("HF run (load + warm-up + 2 generates): {:.1f} s  [HF {}]\n", since(start),
                hf["versions"].dump());
@@ -503,13 +556,13 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
                                         .max_running = w.batch,
                                         .show_progress = false,
                                         .kv_cache_dtype = bench_cache_dtype()});
+  if (lean) return bench_lean(w, prompts, *lm, engine, bandwidth, trace);
   warm_up(engine, prompts, w.new_tokens);
   const Run first = run_ponder(engine, prompts, 1);
   const Run short_run = run_ponder(engine, prompts, w.hf_new);
   const Run full = run_ponder(engine, prompts, w.new_tokens);
   report(w, hf, first, short_run, full, *lm, bandwidth);
-  const char* rows_only = std::getenv("PONDER_BENCH_ROWS_ONLY");
-  if (rows_only && std::string(rows_only) == "1") return;
+  if (env_is("PONDER_BENCH_ROWS_ONLY", "1")) return;
   report_eager(w, prompts, first, short_run, engine.captured_graphs(), *lm, blocks);
   profile_decode(*lm, w.batch, w.prompt + w.new_tokens / 2, trace);
   profile_prefill(*lm, kChunk, w.prompt);

@@ -73,6 +73,9 @@ class MlaAttention {
   at::Tensor paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,
                    std::vector<at::Tensor>& cache) const;
   static std::vector<std::vector<std::int64_t>> cache_shapes(const ModelConfig& c);
+  // The lookup name of the stacked first query projection and kv_a_proj of the layer at
+  // `prefix`, then the two linears' prefixes (for stack_linear_rows).
+  static std::vector<std::string> stacked_names(const ModelConfig& c, const std::string& prefix);
   void for_each_linear(const LinearVisitor& visit);
 
  private:
@@ -81,9 +84,12 @@ class MlaAttention {
     at::Tensor q_rope;  // [T, h, rope] (rotated)
     at::Tensor latent;  // [T, kv_lora_rank] (normed)
     at::Tensor k_rope;  // [T, rope] (rotated)
+    at::Tensor kv_a;    // [T, kv_lora_rank + rope] as projected (before the norm and RoPE)
   };
-  // rotate_query = false leaves q_rope unrotated (the decode query's RoPE kernel rotates it).
-  Projected project(const at::Tensor& x, const RotaryTables& rot, bool rotate_query = true) const;
+  // rotate_query = false leaves q_rope unrotated (the decode query's RoPE kernel rotates it);
+  // keys = false leaves latent and k_rope undefined (the caller writes them from kv_a).
+  Projected project(const at::Tensor& x, const RotaryTables& rot, bool rotate_query = true,
+                    bool keys = true) const;
   // Causal attention of packed sequences in the expanded form: [T, h, v_head_dim].
   at::Tensor expanded(const Projected& p, const PackedSequences& packed) const;
   // Whether decode() runs the CUDA kernel for this query [D, h, lora + rope] and cache.
@@ -99,6 +105,8 @@ class MlaAttention {
   Linear kv_a_proj_, kv_b_proj_, o_proj_;
   at::Tensor kv_a_norm_;
   double scale_;
+  // The first query projection's and kv_a_proj's weights stacked: both read the normed input.
+  std::optional<at::Tensor> q_kv_a_;
 };
 
 }  // namespace ponder::model

@@ -50,6 +50,14 @@ MlaAttention::MlaAttention(const ModelConfig& c, const ParamLookup& get,
   } else {
     q_proj_ = make_linear(get, find, prefix + ".q_proj");
   }
+  q_kv_a_ = find(stacked_names(c, prefix).front());
+}
+
+std::vector<std::string> MlaAttention::stacked_names(const ModelConfig& c,
+                                                     const std::string& prefix) {
+  const std::vector<std::string> parts = {prefix + (c.q_lora_rank ? ".q_a_proj" : ".q_proj"),
+                                          prefix + ".kv_a_proj_with_mqa"};
+  return {stacked_name(parts), parts[0], parts[1]};
 }
 
 void MlaAttention::for_each_linear(const LinearVisitor& visit) {
@@ -63,20 +71,24 @@ std::vector<std::vector<std::int64_t>> MlaAttention::cache_shapes(const ModelCon
 }
 
 MlaAttention::Projected MlaAttention::project(const at::Tensor& x, const RotaryTables& rot,
-                                              bool rotate_query) const {
+                                              bool rotate_query, bool keys) const {
   const ModelConfig& c = *c_;
   const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
+  // the first query projection and kv_a [T, kv_lora_rank + rope] (the compressed latent and the
+  // shared RoPE key) in one GEMM when their weights are stacked
+  const std::vector<at::Tensor> first =
+      apply_stacked(x, q_kv_a_, {q_proj_ ? &*q_proj_ : &*q_a_proj_, &kv_a_proj_});
+  const at::Tensor& kv_a = first[1];
   // q [T, h, nope + rope]
   const at::Tensor q =
-      (q_proj_ ? (*q_proj_)(x)
-               : (*q_b_proj_)(rms_norm((*q_a_proj_)(x), *q_a_norm_, c.rms_norm_eps)))
+      (q_proj_ ? first[0] : (*q_b_proj_)(rms_norm(first[0], *q_a_norm_, c.rms_norm_eps)))
           .view({tokens, heads, c.qk_head_dim()});
-  // kv_a [T, kv_lora_rank + rope]: the compressed latent and the shared RoPE key
-  const at::Tensor kv_a = kv_a_proj_(x);
   Projected p;
   p.q_nope = q.narrow(-1, 0, c.qk_nope_head_dim);
   p.q_rope = q.narrow(-1, c.qk_nope_head_dim, c.qk_rope_head_dim);
   if (rotate_query) p.q_rope = apply_rotary_interleaved(p.q_rope, rot);
+  p.kv_a = kv_a;
+  if (!keys) return p;
   p.latent = rms_norm(kv_a.narrow(-1, 0, c.kv_lora_rank), kv_a_norm_, c.rms_norm_eps);
   p.k_rope = apply_rotary_interleaved(
                  kv_a.narrow(-1, c.kv_lora_rank, c.qk_rope_head_dim).unsqueeze(1), rot)
@@ -136,19 +148,24 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
   const ModelConfig& c = *c_;
   const std::int64_t tokens = x.size(0), heads = c.num_attention_heads;
   // A step of decoding tokens only (rows in order) skips the gathers and the scatter of the rows;
-  // with the decode kernel its query is assembled in place, the RoPE kernel last (see below).
+  // with the decode kernel its query is assembled in place, the RoPE kernel last (see below), and
+  // its cache rows in the model's dtype are normed, rotated and written in one pass.
   const bool decode_only =
       step.prefill.empty() && step.fresh.tokens == 0 && step.decode_rows.defined();
   at::Tensor query;
   if (decode_only && x.is_cuda())
     query = at::empty({tokens, heads, c.kv_lora_rank + c.qk_rope_head_dim}, x.options());
   const bool assembled = query.defined() && decode_kernel(query, cache[0]);
-  const Projected p = project(x, rot, /*rotate_query=*/!assembled);
-  // an FP8 cache (uint8 rows) stores the latent quantised, the RoPE key in BF16
-  scatter_pages(cache[0], step.batch->slot_mapping,
-                cache[0].scalar_type() == at::kByte
-                    ? kernels::mla_cache_quantize(p.latent, p.k_rope)
-                    : at::cat({p.latent, p.k_rope}, -1));
+  const bool write_rows = decode_only && cache[0].scalar_type() == x.scalar_type();
+  const Projected p = project(x, rot, /*rotate_query=*/!assembled, /*keys=*/!write_rows);
+  if (write_rows)
+    kernels::mla_cache_write(cache[0], p.kv_a, kv_a_norm_, rot.cos, rot.sin,
+                             step.batch->slot_mapping, c.rms_norm_eps);
+  else  // an FP8 cache (uint8 rows) stores the latent quantised, the RoPE key in BF16
+    scatter_pages(cache[0], step.batch->slot_mapping,
+                  cache[0].scalar_type() == at::kByte
+                      ? kernels::mla_cache_quantize(p.latent, p.k_rope)
+                      : at::cat({p.latent, p.k_rope}, -1));
   // W_UK [h, nope, lora] and W_UV [h, v, lora] are slices of kv_b_proj
   const at::Tensor w_kv = kv_b_proj_.dense_weight(x.scalar_type())
                               .view({heads, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank});
@@ -159,7 +176,7 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
     return at::einsum("thd,hdc->thc", {q_nope, w_uk});
   };
   if (decode_only) {
-    // The cache scatter above came first. The absorbed latent goes straight into the query's
+    // The cache rows' write above came first. The absorbed latent goes straight into the query's
     // first columns (one GEMM), then the RoPE kernel writes its last ones and triggers the decode
     // kernel, which reads its first tile while RoPE runs.
     if (assembled)
@@ -177,8 +194,11 @@ at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, con
                            step, cache[0], w_uv));
   if (step.fresh.tokens > 0) {
     // Chunks from position 0 need no cache reads: the expanded form over their own rows.
-    const Projected rows{step.fresh_of(p.q_nope), step.fresh_of(p.q_rope), step.fresh_of(p.latent),
-                         step.fresh_of(p.k_rope)};
+    const Projected rows{step.fresh_of(p.q_nope),
+                         step.fresh_of(p.q_rope),
+                         step.fresh_of(p.latent),
+                         step.fresh_of(p.k_rope),
+                         {}};
     const at::Tensor fresh = expanded(rows, step.fresh);
     if (step.fresh.tokens == tokens) return o_proj_(fresh.reshape({tokens, -1}));
     step.put_fresh(out, fresh);

@@ -2,6 +2,7 @@
 
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <numbers>
@@ -62,10 +63,74 @@ at::Tensor Linear::dense_weight(at::ScalarType dtype) const {
       {weight, weight_scale_inv->to(at::kFloat), kernels::Fp8Scaling::kBlock128x128}, dtype);
 }
 
+bool Linear::plain_for(const at::Tensor& x) const {
+  if (weight_scale_inv || bias) return false;
+  return precision == LinearPrecision::kNative ||
+         (precision == LinearPrecision::kBf16 && x.scalar_type() == at::kBFloat16 &&
+          weight.scalar_type() == at::kBFloat16);
+}
+
 Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
                    const std::string& prefix) {
   return Linear{get(prefix + ".weight"), find(prefix + ".weight_scale_inv"),
                 find(prefix + ".bias")};
+}
+
+std::string stacked_name(const std::vector<std::string>& prefixes) {
+  std::string name;
+  for (const auto& prefix : prefixes) name += (name.empty() ? "" : "+") + prefix;
+  return name;
+}
+
+std::optional<at::Tensor> stack_linear_rows(
+    const std::vector<std::string>& prefixes,
+    std::vector<std::pair<std::string, at::Tensor>>& params) {
+  std::map<std::string, at::Tensor*> by_name;
+  for (auto& [name, tensor] : params) by_name[name] = &tensor;
+  std::vector<at::Tensor*> parts;
+  std::int64_t rows = 0;
+  for (const auto& prefix : prefixes) {
+    const auto it = by_name.find(prefix + ".weight");
+    if (it == by_name.end() || by_name.contains(prefix + ".bias") ||
+        by_name.contains(prefix + ".weight_scale_inv"))
+      return std::nullopt;
+    const at::Tensor& w = *it->second;
+    const at::Tensor& first = parts.empty() ? w : *parts.front();
+    if (w.dim() != 2 || w.size(1) != first.size(1) || w.scalar_type() != first.scalar_type() ||
+        w.device() != first.device())
+      return std::nullopt;
+    parts.push_back(it->second);
+    rows += w.size(0);
+  }
+  c10::NoGradGuard no_grad;
+  at::Tensor stacked = at::empty({rows, parts.front()->size(1)}, parts.front()->options());
+  std::int64_t at_row = 0;
+  for (at::Tensor* part : parts) {
+    at::Tensor view = stacked.narrow(0, at_row, part->size(0));
+    view.copy_(*part);
+    at_row += part->size(0);
+    *part = view;
+  }
+  return stacked;
+}
+
+std::vector<at::Tensor> apply_stacked(const at::Tensor& x, const std::optional<at::Tensor>& stacked,
+                                      const std::vector<const Linear*>& parts) {
+  std::vector<at::Tensor> out;
+  const bool one_gemm =
+      stacked && !c10::GradMode::is_enabled() &&
+      std::all_of(parts.begin(), parts.end(), [&](const Linear* l) { return l->plain_for(x); });
+  if (!one_gemm) {
+    for (const Linear* l : parts) out.push_back((*l)(x));
+    return out;
+  }
+  const at::Tensor y = at::linear(x, *stacked);
+  std::int64_t col = 0;
+  for (const Linear* l : parts) {
+    out.push_back(y.narrow(-1, col, l->weight.size(0)));
+    col += l->weight.size(0);
+  }
+  return out;
 }
 
 Rotary::Rotary(const ModelConfig& c, std::int64_t dim) {
@@ -97,7 +162,8 @@ at::Tensor apply_rotary_interleaved(const at::Tensor& x, const RotaryTables& t) 
 }
 
 at::Tensor Mlp::operator()(const at::Tensor& x) const {
-  return down(kernels::swiglu(gate(x), up(x)));
+  const std::vector<at::Tensor> gate_and_up = apply_stacked(x, gate_up, {&gate, &up});
+  return down(kernels::swiglu(gate_and_up[0], gate_and_up[1]));
 }
 
 void Mlp::for_each_linear(const LinearVisitor& visit) {
@@ -107,7 +173,8 @@ void Mlp::for_each_linear(const LinearVisitor& visit) {
 Mlp make_mlp(const ParamLookup& get, const OptionalParamLookup& find, const std::string& prefix) {
   return Mlp{make_linear(get, find, prefix + ".gate_proj"),
              make_linear(get, find, prefix + ".up_proj"),
-             make_linear(get, find, prefix + ".down_proj")};
+             make_linear(get, find, prefix + ".down_proj"),
+             find(stacked_name({prefix + ".gate_proj", prefix + ".up_proj"}))};
 }
 
 MoeRouting Moe::route(const at::Tensor& x) const {

@@ -34,10 +34,26 @@ struct Linear {
   at::Tensor operator()(const at::Tensor& x) const;
   // The weight itself, or dequantised to dtype when kept as FP8: for the absorbed MLA math.
   at::Tensor dense_weight(at::ScalarType dtype) const;
+  // True when operator()(x) is at::linear(x, weight) exactly (no bias, scale or cast).
+  bool plain_for(const at::Tensor& x) const;
 };
 
 Linear make_linear(const ParamLookup& get, const OptionalParamLookup& find,
                    const std::string& prefix);
+
+// Linears that read the same input with their weights stacked by rows: one GEMM, one read of the
+// input. The lookup name of the stack of the linears at `prefixes` (their names joined by '+').
+std::string stacked_name(const std::vector<std::string>& prefixes);
+// Copies the weights of the linears at `prefixes` into one [sum of outs, in] tensor and makes
+// each parameter a view of it (in-place updates reach both); nullopt, nothing changed, when one
+// is missing or has a bias or an FP8 scale, or their in-features or dtypes differ.
+std::optional<at::Tensor> stack_linear_rows(
+    const std::vector<std::string>& prefixes,
+    std::vector<std::pair<std::string, at::Tensor>>& params);
+// Each of `parts` applied to x: narrows of one GEMM over `stacked` (their stacked weights) when
+// every part is plain_for(x) and no gradient is recorded, else each part's own GEMM.
+std::vector<at::Tensor> apply_stacked(const at::Tensor& x, const std::optional<at::Tensor>& stacked,
+                                      const std::vector<const Linear*>& parts);
 
 // Rotary tables for the given positions: cos/sin [T, rotary_dim / 2], already multiplied by
 // YaRN's attention factor.
@@ -66,6 +82,7 @@ using LinearVisitor = std::function<void(Linear&)>;
 
 struct Mlp {
   Linear gate, up, down;
+  std::optional<at::Tensor> gate_up;  // gate's and up's weights stacked (stack_linear_rows)
   at::Tensor operator()(const at::Tensor& x) const;
   void for_each_linear(const LinearVisitor& visit);
 };

@@ -42,6 +42,27 @@ void check_block_tables(const StepBatch& batch, const PagedStep& step, const Pag
                 std::to_string(pages) + " pages");
 }
 
+// The linears of each layer that read the same input, stacked (stack_linear_rows) under their
+// lookup names: MLA's first query projection with kv_a_proj, and the dense or shared-expert
+// MLP's gate with up.
+std::map<std::string, at::Tensor> stack_rows(
+    const ModelConfig& c, std::vector<std::pair<std::string, at::Tensor>>& params) {
+  std::vector<std::vector<std::string>> groups;
+  for (std::int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l);
+    if (c.is_mla()) {
+      const auto names = MlaAttention::stacked_names(c, prefix + ".self_attn");
+      groups.push_back({names[1], names[2]});
+    }
+    const std::string mlp = prefix + (c.is_moe_layer(l) ? ".mlp.shared_experts" : ".mlp");
+    groups.push_back({mlp + ".gate_proj", mlp + ".up_proj"});
+  }
+  std::map<std::string, at::Tensor> stacked;
+  for (const auto& group : groups)
+    if (auto rows = stack_linear_rows(group, params)) stacked[stacked_name(group)] = *rows;
+  return stacked;
+}
+
 }  // namespace
 
 PagedStep PagedStep::from(const StepBatch& batch, std::int64_t block_size) {
@@ -112,7 +133,9 @@ TransformerLM::TransformerLM(ModelConfig config,
     if (config_.is_moe_layer(l))
       if (auto s = stack_experts(config_, "model.layers." + std::to_string(l) + ".mlp", params_))
         stacked[l] = std::move(*s);
+  const std::map<std::string, at::Tensor> stacked_rows = stack_rows(config_, params_);
   for (const auto& [name, tensor] : params_) by_name_[name] = tensor;
+  by_name_.insert(stacked_rows.begin(), stacked_rows.end());
   const ParamLookup get = [this](const std::string& name) {
     auto it = by_name_.find(name);
     if (it == by_name_.end())

@@ -1,5 +1,6 @@
-// SwiGLU and rotary-embedding kernels against their ATen references on the device, with rotary
-// tables from model::Rotary (default and DeepSeek YaRN); references checked by hand everywhere.
+// SwiGLU, rotary-embedding and MLA cache-write kernels against their ATen references on the
+// device, with rotary tables from model::Rotary (default and DeepSeek YaRN); references checked by
+// hand everywhere.
 #include "kernels/elementwise.h"
 
 #include <gtest/gtest.h>
@@ -85,6 +86,58 @@ TEST(RopeCuda, MatchesReferenceWithDefaultAndYarnTables) {
           EXPECT_LT(relative_error(got, want), 1e-7) << what;
         }
   }
+}
+
+// kv_a rows [3, 4 | 1, 0] with norm weight (1, 2) and angle 0.7 into slot 2 of 4 rows: the normed
+// latent (3, 8) / sqrt(12.5) and the key (cos, sin); the other rows untouched.
+TEST(MlaCacheWriteReference, WritesNormedLatentAndRotatedKeyIntoTheSlot) {
+  const double angle = 0.7;
+  at::Tensor pages = at::full({2, 2, 4}, -1.0f);  // 2 pages of 2 slots, rows of lora 2 + rope 2
+  const at::Tensor kv_a = at::tensor(std::vector<float>{3, 4, 1, 0}).view({1, 4});
+  mla_cache_write_reference(pages, kv_a, at::tensor(std::vector<float>{1, 2}),
+                            at::full({1, 1}, std::cos(angle)), at::full({1, 1}, std::sin(angle)),
+                            at::tensor(std::vector<std::int64_t>{2}), 0.0);
+  const at::Tensor row = pages[1][0];
+  EXPECT_NEAR(row[0].item<float>(), 3 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(row[1].item<float>(), 8 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(row[2].item<float>(), std::cos(angle), 1e-6);
+  EXPECT_NEAR(row[3].item<float>(), std::sin(angle), 1e-6);
+  EXPECT_EQ(pages.eq(-1.0f).sum().item<std::int64_t>(), 12);
+}
+
+// DeepSeek-V2 widths (latent 512, key 64) from a strided kv_a (the columns after the query in one
+// stacked projection) into random slots of 64-token pages: the key bitwise equal to the reference
+// (the rope kernel's roundings), the latent within the FP32 summation order, other rows untouched.
+TEST(MlaCacheWriteCuda, MatchesReferenceIntoPageSlots) {
+  PONDER_REQUIRE_GPU();
+  const model::Rotary yarn(yarn_config(), 64);
+  for (const auto dtype : {at::kFloat, at::kBFloat16})
+    for (const std::int64_t tokens : {1, 37, 256}) {
+      const auto opts = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+      const auto longs = at::TensorOptions().device(at::kCUDA).dtype(at::kLong);
+      const at::Tensor stacked = at::randn({tokens, 3072 + 576}, opts) * 3;
+      const at::Tensor kv_a = stacked.narrow(-1, 3072, 576), w = at::randn({512}, opts);
+      const model::RotaryTables t = yarn.tables(at::randint(0, 4096, {tokens}, longs));
+      const at::Tensor slots = at::randperm(40 * 64, longs).narrow(0, 0, tokens);
+      const at::Tensor before = at::randn({40, 64, 576}, opts);
+      at::Tensor got = before.clone(), want = before.clone();
+      mla_cache_write_cuda(got, kv_a, w, t.cos, t.sin, slots, 1e-6);
+      mla_cache_write_reference(want, kv_a, w, t.cos, t.sin, slots, 1e-6);
+      const std::string what = std::string(c10::toString(dtype)) + " " + std::to_string(tokens);
+      const at::Tensor got_rows = got.view({-1, 576}).index_select(0, slots);
+      const at::Tensor want_rows = want.view({-1, 576}).index_select(0, slots);
+      EXPECT_EQ(fraction_equal(got_rows.narrow(1, 512, 64), want_rows.narrow(1, 512, 64)), 1.0)
+          << what;
+      EXPECT_LT(relative_error(got_rows.narrow(1, 0, 512), want_rows.narrow(1, 0, 512)),
+                dtype == at::kFloat ? 1e-6 : 1e-2)
+          << what;
+      at::Tensor untouched = at::ones({40 * 64}, longs).to(at::kBool);
+      untouched.index_fill_(0, slots, false);
+      EXPECT_EQ(fraction_equal(got.view({-1, 576}).index({untouched}),
+                               before.view({-1, 576}).index({untouched})),
+                1.0)
+          << what;
+    }
 }
 
 TEST(RopeCuda, WritesIntoColumnsOfAWiderBufferAndNothingElse) {

@@ -282,8 +282,9 @@ TEST(Moe, GroupedExpertsEqualThePerExpertLoop) {
             2e-2 * reference.abs().max().item<double>());
 }
 
-// The loaded model's expert weights are views of one stacked tensor per layer, and an inference
-// forward (grouped experts) equals a training forward (per-expert loop).
+// The loaded model's expert weights are views of one stacked tensor per layer (so are the linears
+// stacked for one GEMM), and an inference forward (grouped experts, stacked GEMMs) equals a
+// training forward (per-expert loop, one GEMM per linear).
 TEST(Moe, InferenceForwardEqualsTrainingForward) {
   testing_util::ScratchDir dir("moe_forward");
   init_model(preset_config("tiny-mla"), dir / "m", {.seed = 6});
@@ -292,6 +293,14 @@ TEST(Moe, InferenceForwardEqualsTrainingForward) {
                                             model->named_parameters().end());
   EXPECT_TRUE(by_name.at("model.layers.1.mlp.experts.0.gate_proj.weight")
                   .is_alias_of(by_name.at("model.layers.1.mlp.experts.7.up_proj.weight")));
+  // linears reading one input are stacked for one GEMM (inference): MLA's first query projection
+  // with kv_a_proj, the shared experts' and the dense MLP's gate with up
+  EXPECT_TRUE(by_name.at("model.layers.1.self_attn.q_a_proj.weight")
+                  .is_alias_of(by_name.at("model.layers.1.self_attn.kv_a_proj_with_mqa.weight")));
+  EXPECT_TRUE(by_name.at("model.layers.1.mlp.shared_experts.gate_proj.weight")
+                  .is_alias_of(by_name.at("model.layers.1.mlp.shared_experts.up_proj.weight")));
+  EXPECT_TRUE(by_name.at("model.layers.0.mlp.gate_proj.weight")
+                  .is_alias_of(by_name.at("model.layers.0.mlp.up_proj.weight")));
   const Batch batch = make_batch(model->config().vocab_size);
   const at::Tensor training = model->forward_hidden(batch.ids, batch.positions, batch.cu_seqlens);
   c10::NoGradGuard no_grad;
