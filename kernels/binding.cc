@@ -109,6 +109,17 @@ void reset_peak_allocated_bytes(const at::Device& device) {
 #endif
 }
 
+std::int64_t reserved_bytes(const at::Device& device) {
+#ifdef PONDER_WITH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  constexpr auto kAll = static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  return stats.reserved_bytes[kAll].current;
+#else
+  (void)device;
+  no_cuda("reserved_bytes");
+#endif
+}
+
 void check_launch(int rc, const char* who) {
   if (rc != 0)
     throw Error(std::string(who) + ": kernel launch failed with CUDA error " + std::to_string(rc));

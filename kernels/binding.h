@@ -32,6 +32,9 @@ std::int64_t free_device_memory(const at::Device& device);
 // reset_peak_allocated_bytes (memory outside it, such as ReleasableBuffer pages, is not counted).
 std::int64_t peak_allocated_bytes(const at::Device& device);
 void reset_peak_allocated_bytes(const at::Device& device);
+// Bytes the caching allocator holds from the driver on CUDA device `device` now: in use, cached,
+// and the CUDA graphs' private pools.
+std::int64_t reserved_bytes(const at::Device& device);
 // Throws ponder::Error naming `who` when a launcher returned a CUDA error code.
 void check_launch(int rc, const char* who);
 // Throws ponder::Error: `who` was called in a build without CUDA.

@@ -5,6 +5,7 @@
 #ifdef PONDER_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -28,6 +29,29 @@ std::shared_ptr<CudaGraph::Pool> CudaGraph::new_pool() {
   no_cuda("CudaGraph::new_pool");
 #endif
   return std::make_shared<Pool>();
+}
+
+std::int64_t CudaGraph::pool_bytes(const Pool& pool) {
+#ifdef PONDER_WITH_CUDA
+  std::int64_t bytes = 0;
+  for (const auto& segment :
+       c10::cuda::CUDACachingAllocator::snapshot({0, 0}, /*include_traces=*/false).segments)
+    if (segment.owner_private_pool_id == pool.id)
+      bytes += static_cast<std::int64_t>(segment.total_size);
+  return bytes;
+#else
+  (void)pool;
+  no_cuda("CudaGraph::pool_bytes");
+#endif
+}
+
+void CudaGraph::free_pool(const Pool& pool) {
+#ifdef PONDER_WITH_CUDA
+  c10::cuda::CUDACachingAllocator::emptyCache(pool.id);
+#else
+  (void)pool;
+  no_cuda("CudaGraph::free_pool");
+#endif
 }
 
 CudaGraph::CudaGraph() = default;

@@ -2,6 +2,7 @@
 // its decode step once per batch bucket and replays it, one launch instead of ~1,400.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 
@@ -14,6 +15,12 @@ class CudaGraph {
   struct Pool;
   // A fresh pool for graphs that replay one after another.
   static std::shared_ptr<Pool> new_pool();
+  // Bytes the pool holds from the driver (the caching allocator's segments owned by it): its
+  // graphs' intermediate tensors, unavailable to anything else while it lives.
+  static std::int64_t pool_bytes(const Pool& pool);
+  // Gives the pool's memory back to the driver. Only once every graph recorded into it is
+  // destroyed (until then nothing is freed); the allocator's other cached blocks stay.
+  static void free_pool(const Pool& pool);
 
   CudaGraph();
   ~CudaGraph();

@@ -1,7 +1,7 @@
 // Times each CUDA kernel against the ATen path it replaces on the current GPU (CUDA events, median
 // of repeats after warm-up) and prints achieved bandwidth against a device-to-device copy.
-// Usage: bench_kernels [rms_norm|elementwise|sampling|logprobs|mla_decode ...] [quick: no
-// baselines, no ranges sweep] [HEADSxBATCHxCONTEXT ...: only those MLA decode shapes]. Each MLA
+// Usage: bench_kernels [rms_norm|elementwise|sampling|logprobs|dense_decode|mla_decode ...] [quick:
+// no baselines, no ranges sweep] [HEADSxBATCHxCONTEXT ...: only those MLA decode shapes]. Each MLA
 // shape also runs on an FP8 latent cache (the same entries quantised).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
@@ -15,10 +15,13 @@
 #include <vector>
 
 #include "bench/common/cuda_timing.h"
+#include "bench/kernels/cublaslt_tuned.h"
 #include "kernels/cuda_graph.h"
+#include "kernels/dense_gemm.h"
 #include "kernels/elementwise.h"
 #include "kernels/mla_decode.h"
 #include "kernels/mla_decode_kernel.h"
+#include "kernels/moe_gemm.h"
 #include "kernels/rms_norm.h"
 #include "kernels/sampling.h"
 
@@ -230,6 +233,107 @@ double graph_call_ms(const std::function<void()>& call) {
       },
       CudaGraph::new_pool());
   return median_ms([&] { graph.replay(); }) / 10;
+}
+
+// A dense linear of the V2-Lite decode step: y [rows, n] = x [rows, k] w [n, k]^T, `per_step`
+// times per decode step (27 layers, the first one dense).
+struct DenseShape {
+  const char* name;
+  std::int64_t n, k, per_step;
+};
+
+struct LtTuned {
+  double first_ms, best_ms, error;
+  int tried, best;
+};
+
+// cuBLASLt with a 32 MiB workspace: the heuristic's first of 16 candidates and the fastest of
+// them (graph-timed), with the fastest one's error against at::linear.
+LtTuned lt_tuned(const at::Tensor& x, const at::Tensor& w) {
+  const bench::CublasLtGemm plan(x, w, 16, std::int64_t{32} << 20);
+  at::Tensor y = at::empty({x.size(0), w.size(0)}, x.options());
+  LtTuned out{0, 0, 0, plan.algorithms(), 0};
+  for (int i = 0; i < plan.algorithms(); ++i) {
+    plan.run(x, w, y, i);
+    const double ms = graph_call_ms([&] { plan.run(x, w, y, i); });
+    if (i == 0) out.first_ms = ms;
+    if (i == 0 || ms < out.best_ms) out.best_ms = ms, out.best = i;
+  }
+  plan.run(x, w, y, out.best);
+  const at::Tensor want = at::linear(x, w).to(at::kDouble);
+  out.error = ((y.to(at::kDouble) - want).norm() / want.norm()).item<double>();
+  return out;
+}
+
+// Gate + up then SwiGLU as the model runs it (one GEMM, the SwiGLU kernel) against the wgmma
+// grouped kernel with SwiGLU fused (one group).
+void bench_swiglu_fused(const at::Tensor& x, const at::Tensor& w) {
+  const std::int64_t half = w.size(0) / 2;
+  const double model_ms = graph_call_ms([&] {
+    const at::Tensor y = at::linear(x, w);
+    swiglu(y.narrow(1, 0, half), y.narrow(1, half, half));
+  });
+  std::string line =
+      fmt::format("  gate+up+swiglu: cublas + swiglu kernel {:7.2f} us", model_ms * 1e3);
+  const at::Tensor ends = at::full({1}, x.size(0), x.options().dtype(at::kInt));
+  for (const GroupedKernel g : {GroupedKernel::kWgmma, GroupedKernel::kWgmmaLarge}) {
+    if (!grouped_gemm_supported(x, w.unsqueeze(0), g)) continue;
+    const double ms = graph_call_ms([&] { grouped_gemm_cuda(x, w.unsqueeze(0), ends, true, g); });
+    line +=
+        fmt::format("  {} fused {:7.2f} us x{:.2f}",
+                    g == GroupedKernel::kWgmma ? "wgmma" : "wgmma_large", ms * 1e3, model_ms / ms);
+  }
+  fmt::print("{}\n", line);
+}
+
+// The decode step's BF16 linears at M = 64, 128 and 256 rows (sequences) through each GEMM that
+// kernels::dense_gemm runs and cuBLASLt's own candidates (graph-timed, as the engine replays
+// steps), against the bytes they move (weights + activations at the copy bandwidth); then per M
+// the step's sum through cuBLAS and through the fastest GEMM of each shape. cuBLAS = at::linear as
+// the model calls it (lm_head: the model's at::mm to FP32 logits is timed as a BF16 linear).
+void bench_dense_decode(double copy_gbs) {
+  const DenseShape shapes[] = {{"q_proj+kv_a_proj", 3072 + 576, 2048, 27},
+                               {"o_proj", 2048, 2048, 27},
+                               {"shared gate+up", 2 * 2816, 2048, 26},
+                               {"shared down", 2048, 2816, 26},
+                               {"dense gate+up", 2 * 10944, 2048, 1},
+                               {"dense down", 2048, 10944, 1},
+                               {"lm_head", 102400, 2048, 1}};
+  const DenseGemm gemms[] = {DenseGemm::kCublas, DenseGemm::kCublasLt, DenseGemm::kWgmma,
+                             DenseGemm::kWgmmaLarge};
+  for (const std::int64_t m : {64, 128, 256}) {
+    double cublas_step = 0, best_step = 0;
+    for (const DenseShape& s : shapes) {
+      const at::Tensor x = at::randn({m, s.k}, gpu(at::kBFloat16)),
+                       w = at::randn({s.n, s.k}, gpu(at::kBFloat16)) * 0.05;
+      const double bytes = 2.0 * (s.n * s.k + m * s.k + m * s.n), flop = 2.0 * m * s.n * s.k;
+      std::string line = fmt::format("dense_decode M {:3} {:<17} n {:6} k {:5} roofline {:7.2f} us",
+                                     m, s.name, s.n, s.k, bytes / copy_gbs / 1e3);
+      double cublas_ms = 0, best_ms = 0;
+      DenseGemm best = DenseGemm::kCublas;
+      for (const DenseGemm g : gemms) {
+        if (!dense_gemm_supported(x, w, g)) continue;
+        dense_gemm(x, w, g);  // handles and workspaces before the capture
+        const double ms = graph_call_ms([&] { dense_gemm(x, w, g); });
+        if (g == DenseGemm::kCublas) cublas_ms = ms;
+        if (best_ms == 0 || ms < best_ms) best_ms = ms, best = g;
+        line +=
+            fmt::format("  {} {:7.2f} us {:.2f} of copy {:4.0f} TF/s x{:.2f}", dense_gemm_name(g),
+                        ms * 1e3, bytes / ms / 1e6 / copy_gbs, flop / ms / 1e9, cublas_ms / ms);
+      }
+      const LtTuned lt = lt_tuned(x, w);
+      line += fmt::format(
+          "  lt heuristic #0 {:7.2f} us, fastest of {} #{} {:7.2f} us x{:.2f} (rel err {:.1e})",
+          lt.first_ms * 1e3, lt.tried, lt.best, lt.best_ms * 1e3, cublas_ms / lt.best_ms, lt.error);
+      cublas_step += s.per_step * cublas_ms;
+      best_step += s.per_step * std::min(best_ms, lt.best_ms);
+      fmt::print("{}  best {}\n", line, lt.best_ms < best_ms ? "lt tuned" : dense_gemm_name(best));
+      if (std::string(s.name).ends_with("gate+up")) bench_swiglu_fused(x, w);
+    }
+    fmt::print(
+        "dense_decode M {:3} step: cublas {:.3f} ms, fastest per shape {:.3f} ms (x{:.2f})\n", m,
+        cublas_step, best_step, cublas_step / best_step);
+  }
 }
 
 // Per-call ms of the kernel at several ranges per sequence (the default picks one).
@@ -458,6 +562,7 @@ int main(int argc, char** argv) {
   if (wanted("elementwise")) bench_elementwise(copy_gbs);
   if (wanted("sampling")) bench_sampling(copy_gbs);
   if (wanted("logprobs")) bench_logprobs(copy_gbs);
+  if (wanted("dense_decode")) bench_dense_decode(copy_gbs);
   if (wanted("mla_decode")) {
     std::string capacity;
     for (int size = 2; size <= kMlaClusterSplits; ++size)

@@ -58,8 +58,11 @@ at::Tensor DecodeGraphs::tables(std::int64_t rows) const {
 void DecodeGraphs::clear() {
   graphs_.clear();
   asked_.clear();
+  kernels::CudaGraph::free_pool(*pool_);
   pool_ = kernels::CudaGraph::new_pool();
 }
+
+std::int64_t DecodeGraphs::pool_bytes() const { return kernels::CudaGraph::pool_bytes(*pool_); }
 
 void DecodeGraphs::reserve(std::int64_t width) {
   if (width > width_) resize(width);

@@ -52,9 +52,11 @@ class DecodeGraphs {
   // sequence's width at its start, so no graph is re-recorded mid-run); widening drops the
   // recorded graphs. A step with wider tables than reserved still widens them (to a power of 2).
   void reserve(std::int64_t width);
-  // Drops the recorded graphs (they hold the addresses of the weights and the cache) and starts
-  // a fresh memory pool for the next ones.
+  // Drops the recorded graphs (they hold the addresses of the weights and the cache), gives their
+  // memory pool back to the driver and starts a fresh one for the next ones.
   void clear();
+  // Bytes the recorded graphs' memory pool holds (their intermediate tensors, largest bucket's).
+  std::int64_t pool_bytes() const;
   std::size_t captured() const { return graphs_.size(); }
   // Graphs recorded since construction, re-recordings included.
   std::int64_t recordings() const { return recordings_; }

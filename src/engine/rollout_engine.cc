@@ -168,7 +168,7 @@ std::int64_t RolloutEngine::cache_bytes() const {
   return bytes;
 }
 
-void RolloutEngine::update_weights() {
+void RolloutEngine::release_graphs() {
   if (graphs_) graphs_->clear();
 }
 

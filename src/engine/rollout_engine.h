@@ -92,9 +92,13 @@ class RolloutEngine {
   void release_cache();
   void reserve_cache();
   bool cache_released() const { return cache_.layers.empty(); }
-  // The engine computes with the model's own tensors, so weights updated in place need no copy;
-  // this drops what holds their addresses (the recorded decode graphs) for weights replaced.
-  void update_weights();
+  // Drops the recorded decode graphs and gives their memory pool back to the driver (e.g. for the
+  // training phase); the next generate records them again (DecodeGraphs::kRecordAfter). The
+  // engine computes with the model's own tensors, so weights updated in place need nothing;
+  // weights replaced (new addresses) need this, as the graphs hold the old addresses.
+  void release_graphs();
+  // Bytes the recorded decode graphs' memory pool holds (0 when the engine runs eagerly).
+  std::int64_t graph_pool_bytes() const { return graphs_ ? graphs_->pool_bytes() : 0; }
   // Decode graphs held now, and recorded since the cache was reserved, re-recordings included
   // (0 when the engine runs eagerly).
   std::size_t captured_graphs() const { return graphs_ ? graphs_->captured() : 0; }

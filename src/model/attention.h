@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "model/causal_lm.h"
@@ -12,6 +13,11 @@
 #include "model/packed_attention.h"
 
 namespace ponder::model {
+
+// The paged MLA decode attention paths this process has taken so far, in the order first taken,
+// as logged but without the device: e.g. "CUDA kernel (kernels::mla_decode_cuda) (BFloat16
+// query, BFloat16 cache pages of 64 tokens)". Empty before the first MLA decode step.
+std::vector<std::string> decode_attention_paths();
 
 // Per-step inputs shared by every layer's paged attention. Sequences that decode one token run
 // as one padded batch (per-sequence ATen calls dominate CPU decode); prefill chunks that start

@@ -1,6 +1,7 @@
 // Multi-head Latent Attention (DeepSeek-V2 §2.1): keys and values are up-projected from a shared
 // kv_lora_rank latent; a small decoupled RoPE key is shared by all heads.
 #include <atomic>
+#include <mutex>
 
 #include "core/log.h"
 #include "kernels/mla_decode.h"
@@ -10,18 +11,29 @@
 namespace ponder::model {
 namespace {
 
+std::mutex paths_mutex;
+std::vector<std::string> paths_taken;  // decode_attention_paths()
+
 // Says once per process and path which attention the paged decode runs (the CUDA kernel wants a
-// BF16 query and 64-token pages; anything else takes the ATen reference).
+// BF16 query and 64-token pages; anything else takes the ATen reference), and records it.
 void log_decode_path(bool kernel, const at::Tensor& query, const at::Tensor& cache) {
   static std::atomic<bool> logged[2];
   if (logged[kernel ? 1 : 0].exchange(true)) return;
-  log::info("MLA decode attention: {} ({} query on {}, {} cache pages of {} tokens)",
-            kernel ? "CUDA kernel (kernels::mla_decode_cuda)" : "ATen reference",
-            c10::toString(query.scalar_type()), query.device().str(),
-            c10::toString(cache.scalar_type()), cache.size(1));
+  std::string path = fmt::format(
+      "{} ({} query, {} cache pages of {} tokens)",
+      kernel ? "CUDA kernel (kernels::mla_decode_cuda)" : "ATen reference",
+      c10::toString(query.scalar_type()), c10::toString(cache.scalar_type()), cache.size(1));
+  log::info("MLA decode attention: {} on {}", path, query.device().str());
+  const std::lock_guard lock(paths_mutex);
+  paths_taken.push_back(std::move(path));
 }
 
 }  // namespace
+
+std::vector<std::string> decode_attention_paths() {
+  const std::lock_guard lock(paths_mutex);
+  return paths_taken;
+}
 
 MlaAttention::MlaAttention(const ModelConfig& c, const ParamLookup& get,
                            const OptionalParamLookup& find, const std::string& prefix)

@@ -13,6 +13,7 @@
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -33,6 +34,7 @@
 #include "engine/rollout_engine.h"
 #include "eval/evaluator.h"
 #include "kernels/binding.h"
+#include "model/attention.h"
 #include "model/chat_template.h"
 #include "model/init_model.h"
 #include "model/transformer.h"
@@ -111,12 +113,14 @@ engine::EngineOptions engine_options(const Context& c, bool rollouts, bool eval)
 }
 
 // Runs a generation phase with the engine's KV pages held; rollout.release_kv_cache gives them
-// back after it (to the update, SFT or the other engine).
+// back after it (to the update, SFT or the other engine), rollout.release_decode_graphs the
+// decode graphs' memory pool.
 template <class Phase>
 auto generating(const Context& c, engine::RolloutEngine& engine, Phase&& phase) {
   engine.reserve_cache();
   auto result = phase();
   if (c.recipe.rollout.release_kv_cache) engine.release_cache();
+  if (c.recipe.rollout.release_decode_graphs) engine.release_graphs();
   return result;
 }
 
@@ -791,14 +795,22 @@ TrainerState start(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
 }
 
 // GiB of GPU memory at the peak since the caching allocator's peak was reset: its peak plus
-// `pages` bytes of KV pages held outside it.
-double peak_gib(const at::Device& device, std::int64_t pages) {
-  return static_cast<double>(kernels::peak_allocated_bytes(device) + pages) / (1 << 30);
+// `held` bytes outside it (KV pages) or reserved by it but not counted as allocated (the decode
+// graphs' memory pool).
+double peak_gib(const at::Device& device, std::int64_t held) {
+  return static_cast<double>(kernels::peak_allocated_bytes(device) + held) / (1 << 30);
+}
+
+// What the engine holds besides the caching allocator's peak: its KV pages and its decode graphs'
+// memory pool.
+std::int64_t held_bytes(const engine::RolloutEngine& engine) {
+  return engine.cache_bytes() + engine.graph_pool_bytes();
 }
 
 // Collective: one RL step; returns its metrics. With `ahead`, the step trains on the batch
 // generated ahead and starts generating the next step's. On a GPU it logs the peak memory of the
-// rollout and of the update phase (memory/*_peak_gib).
+// rollout and of the update phase (memory/*_peak_gib) and, on-policy, the decode graphs' pool
+// after the rollouts and the graphs recorded during them.
 std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine, ThreadPool& pool,
                                       dist::DataParallel& optimizer, TrainerState& state,
                                       RolloutAhead* ahead) {
@@ -806,13 +818,15 @@ std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine,
   const auto begin = Clock::now();
   const bool gpu = c.device.is_cuda();
   if (gpu) kernels::reset_peak_allocated_bytes(c.device);
-  std::int64_t pages = ahead ? ahead->cache_bytes() : 0;
+  std::int64_t held = ahead ? ahead->cache_bytes() : 0, graph_pool = 0;
+  const std::int64_t recordings = engine.graph_recordings();
   const Rollouts batch = ahead ? ahead->take(state.step, state.cursor) : generating(c, engine, [&] {
     Rollouts out = collect(c, engine, pool, state.step, state.cursor);
-    pages = engine.cache_bytes();
+    held = held_bytes(engine);
+    graph_pool = engine.graph_pool_bytes();
     return out;
   });
-  const double rollout_peak = gpu ? peak_gib(c.device, pages) : 0;
+  const double rollout_peak = gpu ? peak_gib(c.device, held) : 0;
   if (ahead && state.step < recipe.steps) ahead->start(state.step + 1, state.cursor);
   const double lr = scheduled_lr(recipe.optim.lr, state.step - 1, recipe.optim.warmup_steps,
                                  recipe.steps, recipe.optim.schedule);
@@ -821,13 +835,34 @@ std::map<std::string, double> rl_step(Context& c, engine::RolloutEngine& engine,
   if (gpu) {
     metrics["memory/rollout_peak_gib"] = rollout_peak;
     metrics["memory/update_peak_gib"] =
-        peak_gib(c.device, engine.cache_bytes() + (ahead ? ahead->cache_bytes() : 0));
+        peak_gib(c.device, held_bytes(engine) + (ahead ? ahead->cache_bytes() : 0));
+  }
+  if (gpu && !ahead) {  // the generator ahead records on its own thread
+    metrics["memory/decode_graphs_gib"] = static_cast<double>(graph_pool) / (1 << 30);
+    metrics["rollout/decode_graph_recordings"] =
+        static_cast<double>(engine.graph_recordings() - recordings);
   }
   metrics.insert(batch.metrics.begin(), batch.metrics.end());
   metrics["train/lr"] = lr;
   metrics["time/step_s"] = std::chrono::duration<double>(Clock::now() - begin).count();
   if (c.store) c.store->log_metrics(state.step, metrics);
   return metrics;
+}
+
+// What can differ between ranks, for log_rank_facts: the device type, the MLA decode attention
+// taken, the KV cache and, on a GPU, the decode graphs held (after the engine's last generate).
+std::string rank_facts(const Context& c, const engine::RolloutEngine& engine) {
+  const auto paths = model::decode_attention_paths();
+  const auto& m = engine.last_metrics();
+  std::string facts = fmt::format(
+      "{}, MLA decode attention: {}; KV cache {} x {} tokens, {:.3f} GiB",
+      c10::DeviceTypeName(c.device.type(), /*lower_case=*/true),
+      paths.empty() ? std::string("none") : fmt::format("{}", fmt::join(paths, " + ")),
+      m.num_blocks, engine.block_size(), static_cast<double>(m.cache_bytes) / (1 << 30));
+  if (c.device.is_cuda())
+    facts += fmt::format("; {} decode graphs, {:.3f} GiB pool", engine.captured_graphs(),
+                         static_cast<double>(engine.graph_pool_bytes()) / (1 << 30));
+  return facts;
 }
 
 TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
@@ -886,9 +921,11 @@ TrainSummary train(dist::ProcessGroup& group, const GrpoRecipe& recipe,
   if (recipe.rollout.off_policy_steps == 1) ahead.emplace(c, pool, checkpoint, state.step);
   Progress progress("grpo", recipe.steps, "step");
   progress.resume_at(state.step);
+  const std::int64_t first_step = state.step + 1;
   while (state.step < recipe.steps) {
     const std::int64_t step = ++state.step;
     auto metrics = rl_step(c, engine, pool, optimizer, state, ahead ? &*ahead : nullptr);
+    if (step == first_step) log_rank_facts(group, rank_facts(c, engine));
     if (step % recipe.eval_every == 0 || step == recipe.steps)
       state.accuracy = evaluate(c, engine, pool, step);
     if ((recipe.checkpoint_every > 0 && step % recipe.checkpoint_every == 0) ||

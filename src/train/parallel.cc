@@ -1,6 +1,10 @@
 #include "train/parallel.h"
 
 #include <c10/util/Exception.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 
 #include "core/log.h"
 #include "dist/gather.h"
@@ -22,6 +26,37 @@ void quiet_unless_main(const dist::ProcessGroup& group) {
   log::set_level(log::Level::kError);
   static SilentWarnings silent;
   c10::WarningUtils::set_warning_handler(&silent);
+}
+
+std::vector<std::string> group_rank_facts(const std::vector<std::string>& facts) {
+  std::vector<std::pair<std::string, std::vector<std::size_t>>> groups;  // facts, their ranks
+  for (std::size_t r = 0; r < facts.size(); ++r) {
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == facts[r]; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {facts[r], {}});
+    it->second.push_back(r);
+  }
+  std::vector<std::string> lines;
+  for (const auto& [text, ranks] : groups) {
+    std::vector<std::string> runs;  // consecutive ranks as "a-b"
+    for (std::size_t i = 0; i < ranks.size();) {
+      std::size_t j = i;
+      while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+      runs.push_back(j == i ? fmt::format("{}", ranks[i])
+                            : fmt::format("{}-{}", ranks[i], ranks[j]));
+      i = j + 1;
+    }
+    lines.push_back(fmt::format("{} {}: {}", ranks.size() == 1 ? "rank" : "ranks",
+                                fmt::join(runs, ", "), text));
+  }
+  return lines;
+}
+
+void log_rank_facts(dist::ProcessGroup& group, const std::string& facts) {
+  if (group.world_size() == 1) return;
+  const auto all = dist::all_gather_strings(group, facts);
+  if (group.is_main())
+    for (const auto& line : group_rank_facts(all)) log::info("{}", line);
 }
 
 std::string fresh_run_dir(dist::ProcessGroup& group, const std::string& run_dir) {

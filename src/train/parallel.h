@@ -20,6 +20,14 @@ namespace ponder::train {
 // Ranks other than 0 print errors only (no info, warnings, LibTorch warnings or progress).
 void quiet_unless_main(const dist::ProcessGroup& group);
 
+// Lines that show every rank's `facts` (one string per rank, in rank order) once: ranks with the
+// same facts share a line, "ranks 0-2, 5: FACTS" ("rank 3: ..." alone), in the order of their
+// first rank.
+std::vector<std::string> group_rank_facts(const std::vector<std::string>& facts);
+// Collective: rank 0 logs every rank's `facts` (what can differ between ranks, such as the decode
+// path taken or the cache size) as group_rank_facts lines; a single process logs nothing.
+void log_rank_facts(dist::ProcessGroup& group, const std::string& facts);
+
 // Collective: rank 0's fresh_run_dir on every rank.
 std::string fresh_run_dir(dist::ProcessGroup& group, const std::string& run_dir);
 

@@ -62,6 +62,7 @@ struct RolloutSection {
   std::string dtype = "auto";
   double gpu_memory_utilization = 0.3;
   bool release_kv_cache = true;
+  bool release_decode_graphs = false;
   template <class V>
   void fields(V& v) {
     v("prompts_per_step", prompts_per_step, "prompts sampled per RL step");
@@ -90,6 +91,10 @@ struct RolloutSection {
       "true: the KV pages of the engine generating with the current weights are freed while the "
       "policy trains (and SFT warms up) and taken back for the next rollouts or held-out "
       "evaluation (same addresses on CUDA: the decode graphs stay valid) | false: held all run");
+    v("release_decode_graphs", release_decode_graphs,
+      "true: the CUDA decode graphs of that engine and their memory pool (logged per step as "
+      "memory/decode_graphs_gib) are dropped after each generation phase and recorded again in "
+      "the next (rollout/decode_graph_recordings) | false: recorded once, kept all run");
   }
 };
 

@@ -145,6 +145,12 @@ TEST_F(TrainDist, GrpoOnTwoRanksMatchesOneProcess) {
   EXPECT_EQ(count(two_output_, "report: "), 1) << two_output_;
   // the progress bar's final line (its periodic lines depend on timing)
   EXPECT_EQ(count(two_output_, "grpo: 4/4 step"), 1) << two_output_;
+  // Rank 0 shows every rank's decode path and cache once: both ranks alike here, on one line.
+  EXPECT_EQ(count(two_output_,
+                  "ranks 0-1: cpu, MLA decode attention: ATen reference (Float query, "
+                  "Float cache pages of 16 tokens); KV cache "),
+            1)
+      << two_output_;
 }
 
 // Copies RUN, drops its last checkpoint (step 4) and resumes the copy from step 2 with `nproc`

@@ -3,10 +3,12 @@
 // for the same seeds, greedy and under top-k/top-p/min-p, and the same log-probabilities; its
 // decode steps replayed as CUDA graphs give the eager steps' tokens and log-probabilities. The same
 // with the FP8 latent cache (quantised by ATen on either device, read by the decode kernel). A
-// cache released and reserved again keeps its recorded graphs valid.
+// cache released and reserved again keeps its recorded graphs valid; graphs released give their
+// memory pool back and are recorded again.
 #include <gtest/gtest.h>
 
 #include <array>
+#include <iostream>
 
 #include "engine/rollout_engine.h"
 #include "kernels/binding.h"
@@ -97,8 +99,8 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
     requests.push_back(
         {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
   }
-  std::int64_t recordings = 0;
-  std::vector<engine::Completion> after_release;
+  std::int64_t recordings = 0, rerecorded = 0;
+  std::vector<engine::Completion> after_release, after_graphs_release;
   auto run = [&](bool graphs, std::size_t* captured) {
     engine::RolloutEngine engine(*lm, nullptr,
                                  {.block_size = 64,
@@ -116,9 +118,22 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
       EXPECT_GE(free_device_memory(at::Device(at::kCUDA, 0)) - held, pages);
       engine.reserve_cache();
       after_release = engine.generate(requests);
+      *captured = engine.captured_graphs();
+      recordings = engine.graph_recordings();
+      // The graphs dropped: their pool goes back to the driver; the next generate records again.
+      const at::Device gpu(at::kCUDA, 0);
+      const std::int64_t pool = engine.graph_pool_bytes(), reserved = reserved_bytes(gpu);
+      std::cout << "decode graphs' memory pool: " << pool << " bytes\n";
+      EXPECT_GT(pool, 0);
+      engine.release_graphs();
+      EXPECT_EQ(engine.captured_graphs(), 0u);
+      EXPECT_EQ(engine.graph_pool_bytes(), 0);
+      EXPECT_GE(reserved - reserved_bytes(gpu), pool);
+      after_graphs_release = engine.generate(requests);
+      rerecorded = engine.graph_recordings() - recordings;
+      return completions;
     }
     *captured = engine.captured_graphs();
-    recordings = engine.graph_recordings();
     return completions;
   };
   std::size_t eager_graphs = 0, graphs = 0;
@@ -131,8 +146,9 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
   // The second generate, after the cache was released and reserved, replays the same graphs:
   // the pages came back at their addresses.
   EXPECT_EQ(recordings, 4) << "each bucket recorded once, none after the release";
-  for (const auto* run_ :
-       std::array<const std::vector<engine::Completion>*, 2>{&replayed, &after_release}) {
+  EXPECT_EQ(rerecorded, 4) << "each bucket recorded again after release_graphs";
+  for (const auto* run_ : std::array<const std::vector<engine::Completion>*, 3>{
+           &replayed, &after_release, &after_graphs_release}) {
     ASSERT_EQ(eager.size(), run_->size());
     for (std::size_t i = 0; i < eager.size(); ++i) {
       const auto& r = (*run_)[i];
