@@ -35,11 +35,10 @@ namespace {
 // FP8 pages (kFp8): the e4m3 bytes of each pair of value blocks (one scale group) land in the
 // pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
 // block as BF16 (no conversion); warps 1-3 of warpgroup 2 convert each pair in place, each warp its
-// own rows, to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly; the
-// bytes become FP32 bit patterns by integer instructions) and signal the blocks on their `ready`
-// barriers, which the consumers wait on instead of `full`; its first thread issues the copies as
-// the BF16 producer does (a waiting issuer in a converting warp would hold back the conversion, a
-// polling one steals issue slots).
+// own rows, to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and
+// signal the blocks on their `ready` barriers, which the consumers wait on instead of `full`; its
+// first thread issues the copies as the BF16 producer does (a waiting issuer in a converting warp
+// would hold back the conversion, a polling one steals issue slots).
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -176,79 +175,57 @@ __device__ __forceinline__ int swizzled(int row, int col) {
   return row * 128 + ((col / 8) ^ (row % 8)) * 16 + col % 8 * 2;
 }
 
-// Two e4m3 bytes of `word` (the low and high halves of the result, bytes picked by a prmt
-// selector that also copies each byte's sign bit across the byte above it) as BF16 bit patterns
-// worth value * 2^-120: the sign, then exponent and mantissa 4 bits up (exact, subnormals and
-// zeros included; the NaN codes, which the quantiser never writes, read as 480). Integer
-// instructions only, no type conversions.
-__device__ __forceinline__ std::uint32_t e4m3x2_bits(std::uint32_t word, std::uint32_t selector) {
-  std::uint32_t spread;
-  asm("prmt.b32 %0, %1, 0, %2;" : "=r"(spread) : "r"(word), "r"(selector));
-  return (spread << 4) & 0x87F087F0u;
-}
-
-// Four e4m3 values (one word, lowest byte first) times the row's scale in FP32, rounded to BF16
-// pairs: times `factor` = scale * 2^120 (one rounded product), or with kTwoProducts, where that
-// overflows, times 2^120 (exact) and then `factor` = scale.
-template <bool kTwoProducts>
-__device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float factor) {
+// Four e4m3 values (one word, lowest byte first) times `scale` in FP32, rounded to BF16 pairs
+// (e4m3 -> FP16 -> FP32 are exact).
+__device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) {
   std::uint32_t out[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const std::uint32_t bits = e4m3x2_bits(word, h ? 0xB3A2u : 0x9180u);
-    float lo = __uint_as_float(bits << 16), hi = __uint_as_float(bits & 0xFFFF0000u);
-    if constexpr (kTwoProducts) lo *= 0x1p120f, hi *= 0x1p120f;
-    out[h] = device::pack_bf16x2(lo * factor, hi * factor);
+    const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(
+        static_cast<__nv_fp8x2_storage_t>(word >> (16 * h)), __NV_E4M3)));
+    const __nv_bfloat162 v = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+    out[h] = *reinterpret_cast<const std::uint32_t*>(&v);
   }
   return make_uint2(out[0], out[1]);
 }
 
-// A row's 16 e4m3 values (one lane's 16 bytes) times `scale`, rounded to BF16 pairs: the
-// reference's dequantisation, exactly.
-__device__ __forceinline__ void e4m3x16_scaled(const uint4& in, float scale,
-                                               std::uint32_t (&out)[8]) {
-  const std::uint32_t words[4] = {in.x, in.y, in.z, in.w};
-  const float scale120 = scale * 0x1p120f;
-  uint2 v[4];
-  if (isinf(scale120)) {  // scale >= 2^8 (amax >= 2^8 * 448)
-#pragma unroll
-    for (int w = 0; w < 4; ++w) v[w] = e4m3x4_scaled<true>(words[w], scale);
-  } else {
-#pragma unroll
-    for (int w = 0; w < 4; ++w) v[w] = e4m3x4_scaled<false>(words[w], scale120);
-  }
-#pragma unroll
-  for (int w = 0; w < 4; ++w) out[2 * w] = v[w].x, out[2 * w + 1] = v[w].y;
-}
-
 // Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place from their e4m3
 // rows in block j (row r: block j's 64 values, then block j + 1's): the converter warps take
-// 4-row units in turn, a row read by 8 lanes (16 values each, the warp's next unit read ahead)
-// before they overwrite it with block j's half of it in BF16 (block j + 1's half goes to its own
-// block), in the 128-byte-swizzled layout the descriptors read; then made visible to the
-// consumers' wgmma on the blocks' `ready` barriers. `tid`: the thread among the converters.
+// 8-row units in turn, four rows at a time, a row read by 8 lanes (16 values each) before they
+// overwrite it with block j's half of it in BF16 (block j + 1's half goes to its own block), in the
+// 128-byte-swizzled layout the descriptors read; then made visible to the consumers' wgmma on the
+// blocks' `ready` barriers. `tid`: the thread among the converters.
 __device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
-  constexpr int kUnits = kTokens / 4, kStride = kConverters / 32;
   const int lane = tid % 32, half = lane % 8 / 4, chunk = lane % 4;
   const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
   auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + half][0][0]);
-  const auto read = [&](int row) {
-    return *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
-  };
-  uint4 next = read(4 * (tid / 32) + lane / 8);
-  for (int unit = tid / 32; unit < kUnits; unit += kStride) {
-    const int row = 4 * unit + lane / 8;
-    const uint4 in = next;
-    if (unit + kStride < kUnits) next = read(row + 4 * kStride);  // rows not written yet
-    const float scale = sh.scales[stage][row][j / 2];
-    __syncwarp();  // the unit's rows read by all their lanes before they are overwritten
-    std::uint32_t out[8];
-    e4m3x16_scaled(in, scale, out);
-    // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
-    const uint4 lo = make_uint4(out[0], out[1], out[2], out[3]),
-                hi = make_uint4(out[4], out[5], out[6], out[7]);
-    *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 * half)) = half ? hi : lo;
-    *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 - 8 * half)) = half ? lo : hi;
+  for (int unit = tid / 32; unit < kTokens / 8; unit += kConverters / 32) {
+    uint4 in[2];
+    float scale[2];
+#pragma unroll
+    for (int x = 0; x < 2; ++x) {
+      const int row = 8 * unit + 4 * x + lane / 8;
+      in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
+      scale[x] = sh.scales[stage][row][j / 2];
+    }
+    __syncwarp();
+#pragma unroll
+    for (int x = 0; x < 2; ++x) {
+      const int row = 8 * unit + 4 * x + lane / 8;
+      const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
+      std::uint32_t out[8];
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const uint2 v = e4m3x4_scaled(words[w], scale[x]);
+        out[2 * w] = v.x, out[2 * w + 1] = v.y;
+      }
+      // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
+      const uint4 lo = make_uint4(out[0], out[1], out[2], out[3]),
+                  hi = make_uint4(out[4], out[5], out[6], out[7]);
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 * half)) = half ? hi : lo;
+      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 - 8 * half)) = half ? lo : hi;
+    }
+    __syncwarp();
   }
   device::fence_proxy_async();
   device::mbarrier_arrive(&sh.ready[stage][j]);
