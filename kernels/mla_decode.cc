@@ -78,7 +78,7 @@ at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::Scal
 
 void mla_decode_query_cuda(const at::Tensor& query, const at::Tensor& q_nope,
                            const at::Tensor& w_uk, const at::Tensor& q_rope, const at::Tensor& cos,
-                           const at::Tensor& sin) {
+                           const at::Tensor& sin, bool trigger_decode) {
   require_cuda("mla_decode_query_cuda", {query, q_nope, w_uk, q_rope, cos, sin});
   if (q_nope.dim() != 3 || w_uk.dim() != 3 || q_rope.dim() != 3 || w_uk.size(0) != q_nope.size(1) ||
       w_uk.size(1) != q_nope.size(2) || q_rope.size(0) != q_nope.size(0) ||
@@ -97,7 +97,7 @@ void mla_decode_query_cuda(const at::Tensor& query, const at::Tensor& q_nope,
   at::Tensor latent = query.narrow(-1, 0, lora).transpose(0, 1);
   at::bmm_out(latent, q_nope.transpose(0, 1), w_uk);
   rope_cuda_out(query.narrow(-1, lora, rope), q_rope, cos, sin, /*interleaved=*/true,
-                /*launch_dependents_early=*/true);
+                trigger_decode);
 }
 
 bool mla_decode_supported(const at::Tensor& query, const at::Tensor& cache) {

@@ -29,12 +29,12 @@ at::Tensor mla_cache_entries(const at::Tensor& rows, std::int64_t lora, at::Scal
 // inputs' dtype) without a concatenation: q_nope [D, h, nope] times w_uk [h, nope, lora] (W_UK
 // folded into the query) by one batched cuBLAS GEMM straight into columns [0, lora), then q_rope
 // [D, h, rope] (not yet rotated) rotated by the interleaved RoPE kernel with cos/sin [D, rope / 2]
-// into the last rope columns. The RoPE kernel runs last and triggers its dependents at its start,
-// so a decode launched right after it (PDL) starts while it runs. Equals
+// into the last rope columns. The RoPE kernel runs last; with trigger_decode it triggers its
+// dependents at its start, so a decode launched right after it (PDL) starts while it runs. Equals
 // cat({einsum("thd,hdc->thc", {q_nope, w_uk}), rope_cuda(q_rope, cos, sin, true)}, -1).
 void mla_decode_query_cuda(const at::Tensor& query, const at::Tensor& q_nope,
                            const at::Tensor& w_uk, const at::Tensor& q_rope, const at::Tensor& cos,
-                           const at::Tensor& sin);
+                           const at::Tensor& sin, bool trigger_decode = true);
 
 // True when mla_decode_cuda takes these shapes: BF16 query [D, h % 16 == 0, 576], a 16-byte
 // aligned cache, BF16 [pages, 64, 576] or FP8 (uint8 [pages, 64, 656]), and use_kernel() holds.

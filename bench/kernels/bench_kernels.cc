@@ -396,8 +396,8 @@ struct QueryPieces {
     sin = angles.sin();
   }
   // In place (mla_decode_query_cuda: GEMM into the columns, the RoPE kernel last).
-  void assemble(const at::Tensor& query) const {
-    mla_decode_query_cuda(query, q_nope, w_uk, q_rope, cos, sin);
+  void assemble(const at::Tensor& query, bool trigger_decode = true) const {
+    mla_decode_query_cuda(query, q_nope, w_uk, q_rope, cos, sin, trigger_decode);
   }
   // As the engine did before: the absorbing einsum, the RoPE kernel, the cat.
   at::Tensor by_cat() const {
@@ -443,6 +443,29 @@ void bench_mla_early(const at::Tensor& cache, const at::Tensor& tables, const at
       same ? "bit-identical to" : "DIFFERS from");
 }
 
+// The query's RoPE kernel with and without its early trigger, and the cat before it, each with
+// the default decode kernel (no early tile): three rounds in turn, so that drift shows.
+void bench_rope_trigger(const QueryPieces& pieces, const at::Tensor& cache,
+                        const at::Tensor& tables, const at::Tensor& lens) {
+  const double scale = 1.0 / std::sqrt(192.0);
+  const at::Tensor assembled = at::empty({lens.size(0), 16, 576}, cache.options());
+  std::string rounds;
+  for (int round = 0; round < 3; ++round) {
+    const double cat = graph_call_ms(
+        [&] { mla_decode_cuda(pieces.by_cat(), cache, tables, lens, scale, 0, false); });
+    const auto in_place = [&](bool trigger) {
+      return graph_call_ms([&] {
+        pieces.assemble(assembled, trigger);
+        mla_decode_cuda(assembled, cache, tables, lens, scale, 0, false);
+      });
+    };
+    const double on = in_place(true), off = in_place(false);
+    rounds += fmt::format(" {:.4f} / {:.4f} / {:.4f};", cat, on, off);
+  }
+  fmt::print("  query + default decode, cat / RoPE triggering / RoPE not triggering (ms):{}\n",
+             rounds);
+}
+
 // A decode-only step's query and decode (16 heads, graph): the query assembled in place with the
 // early first tile (the engine now) against the einsum, RoPE and cat with the default kernel (the
 // engine before), and the query alone both ways and as its pieces without the cat (an in-place
@@ -466,6 +489,7 @@ void bench_mla_query(const at::Tensor& cache, const at::Tensor& tables, const at
   });
   const double now = graph_call_ms([&] { step(true); }),
                before = graph_call_ms([&] { step(false); });
+  bench_rope_trigger(pieces, cache, tables, lens);
   fmt::print(
       "  decode query: in place {:.4f} ms vs einsum + RoPE + cat {:.4f} ms x{:.3f} (einsum + RoPE "
       "alone {:.4f} ms); query + decode {:.4f} ms vs {:.4f} ms x{:.3f}; query and output {} the "
