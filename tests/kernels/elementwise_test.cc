@@ -16,6 +16,7 @@ namespace {
 
 using testing::fraction_equal;
 using testing::relative_error;
+using testing::yarn_config;
 
 TEST(SwigluReference, MatchesHandComputedValues) {
   const at::Tensor y =
@@ -48,19 +49,6 @@ TEST(SwigluCuda, MatchesReference) {
       EXPECT_GT(fraction_equal(got, want), dtype == at::kFloat ? 0.9 : 0.99)
           << c10::toString(dtype) << " cols " << cols;
     }
-}
-
-model::ModelConfig yarn_config() {
-  model::ModelConfig c;
-  c.rope_theta = 10000;
-  c.rope_scaling.type = "yarn";
-  c.rope_scaling.factor = 40;
-  c.rope_scaling.original_max_position_embeddings = 4096;
-  c.rope_scaling.beta_fast = 32;
-  c.rope_scaling.beta_slow = 1;
-  c.rope_scaling.mscale = 0.707;
-  c.rope_scaling.mscale_all_dim = 0.707;
-  return c;
 }
 
 TEST(RopeCuda, MatchesReferenceWithDefaultAndYarnTables) {

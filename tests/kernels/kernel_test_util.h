@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/binding.h"
+#include "model/config.h"
 
 #define PONDER_REQUIRE_GPU()                                            \
   if (!::ponder::kernels::built_with_cuda() || !at::hasCUDA())          \
@@ -25,6 +26,20 @@ inline double relative_error(const at::Tensor& got, const at::Tensor& want) {
 // Fraction of elements that are bitwise equal.
 inline double fraction_equal(const at::Tensor& got, const at::Tensor& want) {
   return got.eq(want).to(at::kDouble).mean().item<double>();
+}
+
+// DeepSeek-V2-Lite's YaRN RoPE scaling (factor 40 over 4,096 positions), the kernels' test case.
+inline model::ModelConfig yarn_config() {
+  model::ModelConfig c;
+  c.rope_theta = 10000;
+  c.rope_scaling.type = "yarn";
+  c.rope_scaling.factor = 40;
+  c.rope_scaling.original_max_position_embeddings = 4096;
+  c.rope_scaling.beta_fast = 32;
+  c.rope_scaling.beta_slow = 1;
+  c.rope_scaling.mscale = 0.707;
+  c.rope_scaling.mscale_all_dim = 0.707;
+  return c;
 }
 
 }  // namespace ponder::kernels::testing

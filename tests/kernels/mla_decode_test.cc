@@ -28,6 +28,7 @@ namespace ponder::kernels {
 namespace {
 
 using testing::relative_error;
+using testing::yarn_config;
 
 struct Case {
   at::Tensor query, cache, tables, lens;
@@ -451,16 +452,7 @@ TEST(MlaDecodeCuda, ManyHeadsWithMaximaMovingOnMostPagesOrNone) {
 
 // DeepSeek YaRN rotary tables (V2-Lite's scaling) for the given positions, on the GPU.
 model::RotaryTables yarn_tables(const at::Tensor& positions) {
-  model::ModelConfig c;
-  c.rope_theta = 10000;
-  c.rope_scaling.type = "yarn";
-  c.rope_scaling.factor = 40;
-  c.rope_scaling.original_max_position_embeddings = 4096;
-  c.rope_scaling.beta_fast = 32;
-  c.rope_scaling.beta_slow = 1;
-  c.rope_scaling.mscale = 0.707;
-  c.rope_scaling.mscale_all_dim = 0.707;
-  return model::Rotary(c, 64).tables(positions.to(at::kCUDA));
+  return model::Rotary(yarn_config(), 64).tables(positions.to(at::kCUDA));
 }
 
 // The engine's query of one decode step from its pieces as MlaAttention::paged had them before:
