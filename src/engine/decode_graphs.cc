@@ -207,11 +207,4 @@ std::vector<SampledToken> DecodeGraphs::wait(const Launched& launched) {
   return sampled;
 }
 
-std::optional<std::vector<SampledToken>> DecodeGraphs::run(
-    const DecodeStepInputs& step, const std::function<SamplingSettings()>& sampling) {
-  const auto launched = launch(step, sampling);
-  if (!launched) return std::nullopt;
-  return wait(*launched);
-}
-
 }  // namespace ponder::engine

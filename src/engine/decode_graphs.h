@@ -46,23 +46,19 @@ class DecodeGraphs {
   DecodeGraphs(model::CausalLM& model, model::PagedKvCache& cache, std::int64_t max_batch,
                std::int64_t scratch_page);
 
-  // One token per sequence, as sample_tokens gives for the same logits: the bucket's graph
-  // replayed, or nullopt for the first kRecordAfter - 1 steps of a bucket (the caller runs them
-  // eagerly). Recording costs several eager steps (an eager warm-up, the capture, instantiating
-  // ~1,400 nodes, a fresh memory pool), so buckets that last a step or two (the staggered ends of
-  // a batch) never pay it. `sampling` is called only when the graph runs (it takes the
-  // sequences' seeded draws).
-  static constexpr int kRecordAfter = 3;
-  std::optional<std::vector<SampledToken>> run(const DecodeStepInputs& step,
-                                               const std::function<SamplingSettings()>& sampling);
-
   // A replay queued on the current stream whose tokens are not read yet (launch, then wait).
   struct Launched {
     std::int64_t n = 0, rows = 0;
     int buffer = 0;  // the pinned buffers it uses
   };
-  // As run, without waiting for the tokens: the replay and the copy of its tokens to pinned host
-  // memory are queued, the host goes on. At most two launches may be unwaited at once.
+  // One token per sequence, as sample_tokens gives for the same logits: the bucket's graph
+  // replay queued with the copy of its tokens to pinned host memory (the host goes on; wait reads
+  // them), or nullopt for the first kRecordAfter - 1 steps of a bucket (the caller runs them
+  // eagerly). Recording costs several eager steps (an eager warm-up, the capture, instantiating
+  // ~1,400 nodes, a fresh memory pool), so buckets that last a step or two (the staggered ends of
+  // a batch) never pay it. `sampling` is called only when the graph runs (it takes the
+  // sequences' seeded draws). At most two launches may be unwaited at once.
+  static constexpr int kRecordAfter = 3;
   std::optional<Launched> launch(const DecodeStepInputs& step,
                                  const std::function<SamplingSettings()>& sampling);
   // Blocks until `launched`'s tokens are on the host and returns them.
