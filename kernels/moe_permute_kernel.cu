@@ -5,6 +5,7 @@
 
 #include "kernels/device_util.cuh"
 #include "kernels/moe_permute_kernel.h"
+#include "kernels/rms_norm_row.cuh"
 
 namespace ponder::kernels {
 namespace {
@@ -105,19 +106,80 @@ __global__ void __launch_bounds__(kScanThreads) scan_kernel(ExpertSortParams p) 
                                         : static_cast<std::int32_t>(p.pairs);
 }
 
-// One warp per pair: its sorted row from the scan and its rank, order/position there, and its
-// token's row of x copied to rows in units of U.
-template <typename U>
+// Exclusive prefix sums of counts[0 .. n) in place (n <= kScanThreads, one per thread) by a block
+// of kScanThreads; returns this thread's count.
+__device__ int block_exclusive_scan(std::int32_t* counts, int n, int* warp_sums) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int v = static_cast<int>(threadIdx.x) < n ? counts[threadIdx.x] : 0;
+  const int in_warp = warp_scan(v);
+  if (lane == 31) warp_sums[warp] = in_warp;
+  __syncthreads();
+  if (warp == 0) warp_sums[lane] = warp_scan(warp_sums[lane]);
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < n)
+    counts[threadIdx.x] = (warp > 0 ? warp_sums[warp - 1] : 0) + in_warp - v;
+  __syncthreads();
+  return v;
+}
+
+// The whole sort's ranking in one block (few pairs, few experts): each expert's pairs counted, the
+// counts' prefix sums (ends), then the pairs in chunks of kScanThreads, each warp ranking its lanes
+// within their expert (__match_any_sync) and the per-warp counts ranking them within the chunk:
+// order and position written, the gather left to scatter_kernel.
+__global__ void __launch_bounds__(kScanThreads) rank_one_block_kernel(ExpertSortParams p) {
+  constexpr int kChunkWarps = kScanThreads / 32;
+  extern __shared__ std::int32_t shared[];  // first[experts], warp_counts[kChunkWarps][experts]
+  __shared__ int warp_sums[kChunkWarps];
+  const int experts = p.experts_count, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  std::int32_t *first = shared, *warp_counts = shared + experts;
+  for (int e = threadIdx.x; e < experts; e += kScanThreads) first[e] = 0;
+  __syncthreads();
+  for (std::int64_t i = threadIdx.x; i < p.pairs; i += kScanThreads)
+    atomicAdd(&first[expert_of(p, i)], 1);
+  __syncthreads();
+  const int count = block_exclusive_scan(first, experts, warp_sums);
+  if (static_cast<int>(threadIdx.x) < experts) p.ends[threadIdx.x] = first[threadIdx.x] + count;
+  for (std::int64_t start = 0; start < p.pairs; start += kScanThreads) {
+    for (int x = threadIdx.x; x < kChunkWarps * experts; x += kScanThreads) warp_counts[x] = 0;
+    __syncthreads();
+    const std::int64_t i = start + threadIdx.x;
+    const bool valid = i < p.pairs;
+    const int e = valid ? expert_of(p, i) : -1;
+    const unsigned same = __match_any_sync(kAll, e);
+    const int in_warp = __popc(same & ((1u << lane) - 1));
+    if (valid && in_warp == 0) warp_counts[warp * experts + e] = __popc(same);
+    __syncthreads();
+    if (valid) {
+      std::int64_t pos = first[e] + in_warp;
+      for (int w = 0; w < warp; ++w) pos += warp_counts[w * experts + e];
+      p.order[pos] = i;
+      p.position[i] = pos;
+    }
+    __syncthreads();
+    for (int x = threadIdx.x; x < experts; x += kScanThreads)
+      for (int w = 0; w < kChunkWarps; ++w) first[x] += warp_counts[w * experts + x];
+    __syncthreads();  // before the next chunk clears warp_counts
+  }
+}
+
+// One warp per pair: its sorted row (from the scan and its rank, or from position when ranked
+// already), order/position there, and its token's row of x copied to rows in units of U.
+template <typename U, bool kRanked>
 __global__ void __launch_bounds__(kThreads) scatter_kernel(ExpertSortParams p) {
   const std::int64_t i = std::int64_t{blockIdx.x} * kWarps + threadIdx.x / 32;
   if (i >= p.pairs) return;
-  const int lane = threadIdx.x % 32, tiles = tiles_of(p.pairs);
-  const Scratch s = scratch_of(p);
-  const std::int64_t pos =
-      s.counts[std::int64_t{expert_of(p, i)} * tiles + i / kThreads] + s.rank[i];
-  if (lane == 0) {
-    p.order[pos] = i;
-    p.position[i] = pos;
+  const int lane = threadIdx.x % 32;
+  std::int64_t pos;
+  if constexpr (kRanked) {
+    pos = p.position[i];
+  } else {
+    const int tiles = tiles_of(p.pairs);
+    const Scratch s = scratch_of(p);
+    pos = s.counts[std::int64_t{expert_of(p, i)} * tiles + i / kThreads] + s.rank[i];
+    if (lane == 0) {
+      p.order[pos] = i;
+      p.position[i] = pos;
+    }
   }
   if (!p.x) return;
   const std::int64_t units = p.row_bytes / static_cast<std::int64_t>(sizeof(U));
@@ -135,37 +197,79 @@ bool fits(const ExpertSortParams& p) {
   return p.row_bytes % static_cast<std::int64_t>(sizeof(U)) == 0 && aligned(p.x) && aligned(p.rows);
 }
 
+template <bool kRanked>
 void launch_scatter(const ExpertSortParams& p, cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>((p.pairs + kWarps - 1) / kWarps);
   if (fits<uint4>(p))
-    scatter_kernel<uint4><<<blocks, kThreads, 0, stream>>>(p);
+    scatter_kernel<uint4, kRanked><<<blocks, kThreads, 0, stream>>>(p);
   else if (fits<std::uint32_t>(p))
-    scatter_kernel<std::uint32_t><<<blocks, kThreads, 0, stream>>>(p);
+    scatter_kernel<std::uint32_t, kRanked><<<blocks, kThreads, 0, stream>>>(p);
   else
-    scatter_kernel<unsigned char><<<blocks, kThreads, 0, stream>>>(p);
+    scatter_kernel<unsigned char, kRanked><<<blocks, kThreads, 0, stream>>>(p);
 }
 
-// Grid-stride over packs of kVec columns of out: the k weighted rows of y summed in FP32.
+// Columns c .. c + kVec of token t's output: the k weighted rows of y summed in FP32, then the
+// shared experts' and the residual's rows added, each step rounded to T.
+template <typename T, int kVec>
+__device__ __forceinline__ void combined_pack(const ExpertCombineParams& p, std::int64_t t,
+                                              std::int64_t c, float (&v)[kVec]) {
+  const T* y = static_cast<const T*>(p.y);
+  float acc[kVec] = {};
+  for (int j = 0; j < p.k; ++j) {
+    const std::int64_t pair = t * p.k + j;
+    const float w = round_to<T>(p.weights[pair]);
+    const auto r = device::load_pack<T, kVec>(y + p.position[pair] * p.cols + c);
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) acc[q] += round_to<T>(__fmul_rn(to_float(r.v[q]), w));
+  }
+#pragma unroll
+  for (int q = 0; q < kVec; ++q) v[q] = round_to<T>(acc[q]);
+  for (const void* addend : {p.shared, p.residual}) {
+    if (!addend) continue;
+    const auto a = device::load_pack<T, kVec>(static_cast<const T*>(addend) + t * p.cols + c);
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) v[q] = round_to<T>(v[q] + to_float(a.v[q]));
+  }
+}
+
+// Grid-stride over packs of kVec columns of out.
 template <typename T, int kVec>
 __global__ void __launch_bounds__(kThreads) combine_kernel(ExpertCombineParams p) {
   const std::int64_t packs_per_row = p.cols / kVec, total = p.tokens * packs_per_row;
-  const T* y = static_cast<const T*>(p.y);
   for (std::int64_t i = blockIdx.x * std::int64_t{kThreads} + threadIdx.x; i < total;
        i += std::int64_t{gridDim.x} * kThreads) {
     const std::int64_t t = i / packs_per_row, c = (i % packs_per_row) * kVec;
-    float acc[kVec] = {};
-    for (int j = 0; j < p.k; ++j) {
-      const std::int64_t pair = t * p.k + j;
-      const float w = round_to<T>(p.weights[pair]);
-      const auto v = device::load_pack<T, kVec>(y + p.position[pair] * p.cols + c);
-#pragma unroll
-      for (int q = 0; q < kVec; ++q) acc[q] += round_to<T>(__fmul_rn(to_float(v.v[q]), w));
-    }
+    float v[kVec];
+    combined_pack<T, kVec>(p, t, c, v);
     Pack<T, kVec> o;
 #pragma unroll
-    for (int q = 0; q < kVec; ++q) o.v[q] = from_float<T>(acc[q]);
+    for (int q = 0; q < kVec; ++q) o.v[q] = from_float<T>(v[q]);
     device::store_pack(static_cast<T*>(p.out) + t * p.cols + c, o);
   }
+}
+
+// One block per token: the combined row (with the residual) stored to out while its squares are
+// summed, then the norm pass over out as the RMSNorm kernel runs it.
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kThreads) combine_norm_kernel(ExpertCombineParams p) {
+  const std::int64_t t = blockIdx.x;
+  T* sum = static_cast<T*>(p.out) + t * p.cols;
+  const auto combine = [&](std::int64_t c, float(&v)[kVec]) {
+    combined_pack<T, kVec>(p, t, c, v);
+    Pack<T, kVec> o;
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) o.v[q] = from_float<T>(v[q]);
+    device::store_pack(sum + c, o);
+  };
+  const float inv_rms = device::row_inv_rms<kVec, kThreads>(combine, p.cols, p.eps);
+  const auto reload = [&](std::int64_t c, float(&v)[kVec]) {  // this thread's own stores
+    const auto o = device::load_pack<T, kVec>(sum + c);
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) v[q] = to_float(o.v[q]);
+  };
+  device::write_normed_row<T, kVec, kThreads>(reload, static_cast<const T*>(p.norm_weight),
+                                              static_cast<T*>(p.normed) + t * p.cols, nullptr,
+                                              p.cols, inv_rms);
 }
 
 unsigned grid_for(std::int64_t work) {
@@ -173,16 +277,25 @@ unsigned grid_for(std::int64_t work) {
   return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 4096));
 }
 
+template <typename T, int kVec>
+void launch_combine(const ExpertCombineParams& p, cudaStream_t stream) {
+  if (p.residual)
+    combine_norm_kernel<T, kVec><<<static_cast<unsigned>(p.tokens), kThreads, 0, stream>>>(p);
+  else
+    combine_kernel<T, kVec><<<grid_for(p.tokens * p.cols / kVec), kThreads, 0, stream>>>(p);
+}
+
 template <typename T>
 int combine_typed(const ExpertCombineParams& p, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
-  const auto aligned = [](const void* ptr) {
-    return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
-  };
-  if (p.cols % kVec == 0 && aligned(p.y) && aligned(p.out))
-    combine_kernel<T, kVec><<<grid_for(p.tokens * p.cols / kVec), kThreads, 0, stream>>>(p);
+  bool aligned = p.cols % kVec == 0;
+  for (const void* ptr : {p.y, p.shared, p.residual, p.norm_weight, static_cast<const void*>(p.out),
+                          static_cast<const void*>(p.normed)})
+    aligned = aligned && reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
+  if (aligned)
+    launch_combine<T, kVec>(p, stream);
   else
-    combine_kernel<T, 1><<<grid_for(p.tokens * p.cols), kThreads, 0, stream>>>(p);
+    launch_combine<T, 1>(p, stream);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -194,10 +307,16 @@ std::int64_t expert_sort_scratch(std::int64_t pairs, int experts) {
 
 int launch_expert_sort(const ExpertSortParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  const std::size_t smem = sizeof(std::int32_t) * kWarps * p.experts_count;
-  count_kernel<<<tiles_of(p.pairs), kThreads, smem, s>>>(p);
-  scan_kernel<<<1, kScanThreads, 0, s>>>(p);
-  launch_scatter(p, s);
+  if (p.pairs <= kSortOneBlockPairs && p.experts_count <= kSortOneBlockExperts) {
+    const std::size_t smem = sizeof(std::int32_t) * (kScanThreads / 32 + 1) * p.experts_count;
+    rank_one_block_kernel<<<1, kScanThreads, smem, s>>>(p);
+    launch_scatter<true>(p, s);
+  } else {
+    const std::size_t smem = sizeof(std::int32_t) * kWarps * p.experts_count;
+    count_kernel<<<tiles_of(p.pairs), kThreads, smem, s>>>(p);
+    scan_kernel<<<1, kScanThreads, 0, s>>>(p);
+    launch_scatter<false>(p, s);
+  }
   return static_cast<int>(cudaGetLastError());
 }
 
