@@ -106,80 +106,19 @@ __global__ void __launch_bounds__(kScanThreads) scan_kernel(ExpertSortParams p) 
                                         : static_cast<std::int32_t>(p.pairs);
 }
 
-// Exclusive prefix sums of counts[0 .. n) in place (n <= kScanThreads, one per thread) by a block
-// of kScanThreads; returns this thread's count.
-__device__ int block_exclusive_scan(std::int32_t* counts, int n, int* warp_sums) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int v = static_cast<int>(threadIdx.x) < n ? counts[threadIdx.x] : 0;
-  const int in_warp = warp_scan(v);
-  if (lane == 31) warp_sums[warp] = in_warp;
-  __syncthreads();
-  if (warp == 0) warp_sums[lane] = warp_scan(warp_sums[lane]);
-  __syncthreads();
-  if (static_cast<int>(threadIdx.x) < n)
-    counts[threadIdx.x] = (warp > 0 ? warp_sums[warp - 1] : 0) + in_warp - v;
-  __syncthreads();
-  return v;
-}
-
-// The whole sort's ranking in one block (few pairs, few experts): each expert's pairs counted, the
-// counts' prefix sums (ends), then the pairs in chunks of kScanThreads, each warp ranking its lanes
-// within their expert (__match_any_sync) and the per-warp counts ranking them within the chunk:
-// order and position written, the gather left to scatter_kernel.
-__global__ void __launch_bounds__(kScanThreads) rank_one_block_kernel(ExpertSortParams p) {
-  constexpr int kChunkWarps = kScanThreads / 32;
-  extern __shared__ std::int32_t shared[];  // first[experts], warp_counts[kChunkWarps][experts]
-  __shared__ int warp_sums[kChunkWarps];
-  const int experts = p.experts_count, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  std::int32_t *first = shared, *warp_counts = shared + experts;
-  for (int e = threadIdx.x; e < experts; e += kScanThreads) first[e] = 0;
-  __syncthreads();
-  for (std::int64_t i = threadIdx.x; i < p.pairs; i += kScanThreads)
-    atomicAdd(&first[expert_of(p, i)], 1);
-  __syncthreads();
-  const int count = block_exclusive_scan(first, experts, warp_sums);
-  if (static_cast<int>(threadIdx.x) < experts) p.ends[threadIdx.x] = first[threadIdx.x] + count;
-  for (std::int64_t start = 0; start < p.pairs; start += kScanThreads) {
-    for (int x = threadIdx.x; x < kChunkWarps * experts; x += kScanThreads) warp_counts[x] = 0;
-    __syncthreads();
-    const std::int64_t i = start + threadIdx.x;
-    const bool valid = i < p.pairs;
-    const int e = valid ? expert_of(p, i) : -1;
-    const unsigned same = __match_any_sync(kAll, e);
-    const int in_warp = __popc(same & ((1u << lane) - 1));
-    if (valid && in_warp == 0) warp_counts[warp * experts + e] = __popc(same);
-    __syncthreads();
-    if (valid) {
-      std::int64_t pos = first[e] + in_warp;
-      for (int w = 0; w < warp; ++w) pos += warp_counts[w * experts + e];
-      p.order[pos] = i;
-      p.position[i] = pos;
-    }
-    __syncthreads();
-    for (int x = threadIdx.x; x < experts; x += kScanThreads)
-      for (int w = 0; w < kChunkWarps; ++w) first[x] += warp_counts[w * experts + x];
-    __syncthreads();  // before the next chunk clears warp_counts
-  }
-}
-
-// One warp per pair: its sorted row (from the scan and its rank, or from position when ranked
-// already), order/position there, and its token's row of x copied to rows in units of U.
-template <typename U, bool kRanked>
+// One warp per pair: its sorted row from the scan and its rank, order/position there, and its
+// token's row of x copied to rows in units of U.
+template <typename U>
 __global__ void __launch_bounds__(kThreads) scatter_kernel(ExpertSortParams p) {
   const std::int64_t i = std::int64_t{blockIdx.x} * kWarps + threadIdx.x / 32;
   if (i >= p.pairs) return;
-  const int lane = threadIdx.x % 32;
-  std::int64_t pos;
-  if constexpr (kRanked) {
-    pos = p.position[i];
-  } else {
-    const int tiles = tiles_of(p.pairs);
-    const Scratch s = scratch_of(p);
-    pos = s.counts[std::int64_t{expert_of(p, i)} * tiles + i / kThreads] + s.rank[i];
-    if (lane == 0) {
-      p.order[pos] = i;
-      p.position[i] = pos;
-    }
+  const int lane = threadIdx.x % 32, tiles = tiles_of(p.pairs);
+  const Scratch s = scratch_of(p);
+  const std::int64_t pos =
+      s.counts[std::int64_t{expert_of(p, i)} * tiles + i / kThreads] + s.rank[i];
+  if (lane == 0) {
+    p.order[pos] = i;
+    p.position[i] = pos;
   }
   if (!p.x) return;
   const std::int64_t units = p.row_bytes / static_cast<std::int64_t>(sizeof(U));
@@ -197,15 +136,14 @@ bool fits(const ExpertSortParams& p) {
   return p.row_bytes % static_cast<std::int64_t>(sizeof(U)) == 0 && aligned(p.x) && aligned(p.rows);
 }
 
-template <bool kRanked>
 void launch_scatter(const ExpertSortParams& p, cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>((p.pairs + kWarps - 1) / kWarps);
   if (fits<uint4>(p))
-    scatter_kernel<uint4, kRanked><<<blocks, kThreads, 0, stream>>>(p);
+    scatter_kernel<uint4><<<blocks, kThreads, 0, stream>>>(p);
   else if (fits<std::uint32_t>(p))
-    scatter_kernel<std::uint32_t, kRanked><<<blocks, kThreads, 0, stream>>>(p);
+    scatter_kernel<std::uint32_t><<<blocks, kThreads, 0, stream>>>(p);
   else
-    scatter_kernel<unsigned char, kRanked><<<blocks, kThreads, 0, stream>>>(p);
+    scatter_kernel<unsigned char><<<blocks, kThreads, 0, stream>>>(p);
 }
 
 // Columns c .. c + kVec of token t's output: the k weighted rows of y summed in FP32, then the
@@ -307,16 +245,10 @@ std::int64_t expert_sort_scratch(std::int64_t pairs, int experts) {
 
 int launch_expert_sort(const ExpertSortParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  if (p.pairs <= kSortOneBlockPairs && p.experts_count <= kSortOneBlockExperts) {
-    const std::size_t smem = sizeof(std::int32_t) * (kScanThreads / 32 + 1) * p.experts_count;
-    rank_one_block_kernel<<<1, kScanThreads, smem, s>>>(p);
-    launch_scatter<true>(p, s);
-  } else {
-    const std::size_t smem = sizeof(std::int32_t) * kWarps * p.experts_count;
-    count_kernel<<<tiles_of(p.pairs), kThreads, smem, s>>>(p);
-    scan_kernel<<<1, kScanThreads, 0, s>>>(p);
-    launch_scatter<false>(p, s);
-  }
+  const std::size_t smem = sizeof(std::int32_t) * kWarps * p.experts_count;
+  count_kernel<<<tiles_of(p.pairs), kThreads, smem, s>>>(p);
+  scan_kernel<<<1, kScanThreads, 0, s>>>(p);
+  launch_scatter(p, s);
   return static_cast<int>(cudaGetLastError());
 }
 

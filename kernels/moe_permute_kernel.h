@@ -28,15 +28,9 @@ struct ExpertSortParams {
   int experts_count = 0, k = 1;
 };
 
-// Sorts of at most this many pairs over at most this many experts (a decode step's) rank all pairs
-// in one block, then gather: two launches. Larger ones count per tile, scan, then scatter and
-// gather: three.
-inline constexpr std::int64_t kSortOneBlockPairs = 4096;
-inline constexpr int kSortOneBlockExperts = 256;
-
 // int32 elements of scratch the sort needs.
 std::int64_t expert_sort_scratch(std::int64_t pairs, int experts);
-// Two or three launches (above), no host sync. Returns the CUDA error code.
+// Three launches (count, scan, scatter + gather), no host sync. Returns the CUDA error code.
 int launch_expert_sort(const ExpertSortParams& params, void* stream);
 
 // out[t] = sum over j < k of y[position[t k + j]] * weights[t k + j], each weight rounded to the

@@ -53,10 +53,8 @@ TEST(MoePermuteCuda, MatchesReference) {
     at::ScalarType dtype;
     bool distinct;
   };
-  // Ranked in one block (up to kSortOneBlockPairs pairs over kSortOneBlockExperts experts: the
-  // decode step's 256 x 6 of 64; 512 x 8 of 256 at both limits) and by tiles (the scan runs
-  // several 1,024-entry chunks at 4,096 x 8 over 256 experts); 16-byte, 4-byte and 2-byte rows;
-  // every pair on one expert, in both.
+  // One tile and many (the scan runs several 1,024-entry chunks at 4,096 x 8 over 256 experts);
+  // 16-byte, 4-byte and 2-byte rows; every pair on one expert.
   for (const Case c :
        {Case{1, 1, 4, 64, at::kBFloat16, true}, Case{7, 4, 16, 256, at::kFloat, true},
         Case{256, 6, 64, 2048, at::kBFloat16, true}, Case{4096, 8, 256, 128, at::kBFloat16, true},
