@@ -34,15 +34,16 @@ namespace {
 // blocks before P V (they may hold NaN and P is 0 there).
 // FP8 pages (kFp8): the e4m3 bytes of each pair of value blocks (one scale group) land in the
 // pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
-// block as BF16 (no conversion); warps 1-3 of warpgroup 2 convert each pair in place, each warp its
-// own rows, to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and
-// signal the blocks on their `ready` barriers, which the consumers wait on instead of `full`; its
-// first thread issues the copies as the BF16 producer does (a waiting issuer in a converting warp
-// would hold back the conversion, a polling one steals issue slots).
+// block as BF16 (no conversion); warps 1-3 of warpgroup 2 and the four warps of the consumer
+// warpgroup that will score the page (just before it waits for them, while its last wgmma runs)
+// convert each pair in place, each warp its own rows, to fp8 * scale in FP32 rounded to BF16 (the
+// reference's dequantisation, exactly) and signal the blocks on their `ready` barriers, which the
+// consumers wait on instead of `full`; its first thread issues the copies as the BF16 producer does
+// (a waiting issuer in a converting warp would hold back the conversion, a polling one steals
+// issue slots). Rows are split statically: warps claiming them one by one from a shared counter
+// lost 20-45% to the claims' latency.
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
-constexpr int kValueBlocks = kMlaLatent / 2 / 64;  // of a consumer warpgroup; 2 a scale group
-constexpr int kUnits = kTokens / 8;  // FP8 pages: a pair of value blocks converts in 8-row units
 
 using Block = __nv_bfloat16[64][64];
 static_assert(sizeof(Block) == 8192, "a block is one 64 x 64 BF16 TMA box");
@@ -65,8 +66,7 @@ struct Shared {
 // With FP8 pages: the scales of each stage's page and the barriers of the blocks in BF16.
 struct SharedFp8 : Shared {
   alignas(128) float scales[kStages][kTokens][kMlaLatent / kMlaFp8Group];  // (TMA destination)
-  std::uint64_t ready[kStages][kBlocks];    // value blocks: an arrival a unit; RoPE: its copy
-  unsigned claimed[kStages][kValueBlocks];  // units of each pair taken so far (all rounds)
+  std::uint64_t ready[kStages][kBlocks];  // value blocks: 7 warps' arrivals; RoPE: its copy
 };
 template <bool kFp8>
 using SharedOf = std::conditional_t<kFp8, SharedFp8, Shared>;
@@ -84,11 +84,18 @@ struct Maps {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // the device code: the sm_90a pass only
 
-constexpr int kHalfDims = kMlaLatent / 2;
+constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
 constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
 // Named barriers: A's maxima and factors published (with P of A), B's published (with P of B),
 // each warpgroup's own P written (4 + w), the final sums exchanged.
 constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6;
+// FP8 pages: a pair of value blocks (one scale group) converts in groups of 4 rows (one 16-byte
+// read a lane), one group by each warp of the consumer warpgroup that scores the page, four by
+// each converter warp (warps 1-3 of warpgroup 2).
+constexpr int kRowGroups = kTokens / 4, kHelperGroups = 1, kConverterWarps = 3;
+constexpr int kConverterGroups = (kRowGroups - 4 * kHelperGroups) / kConverterWarps;
+static_assert(kConverterWarps * kConverterGroups + 4 * kHelperGroups == kRowGroups);
+constexpr int kConvertingWarps = kConverterWarps + 4;
 constexpr float kLog2e = 1.4426950408889634f;
 // Registers per thread: consumers 232 (128 accumulators for P V, 32 for the scores), the
 // producer warpgroup 40: 64,512 of the SM's 65,536 for the CTA's 384 threads.
@@ -191,48 +198,29 @@ __device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) 
   return make_uint2(out[0], out[1]);
 }
 
-// Takes the next unconverted unit of value blocks j and j + 1 (one scale group) of `stage`'s page
-// in its `round` (the stage's uses so far) for this warp: its number, or -1 once all are taken.
-// The claim counter only grows (kUnits a round), so a late claim cannot take the next round's.
-__device__ int claim_unit(SharedFp8& sh, int stage, int j, int round, int lane) {
-  int unit = -1;
-  if (lane == 0) {
-    unsigned* counter = &sh.claimed[stage][j / 2];
-    const unsigned first = kUnits * static_cast<unsigned>(round), limit = first + kUnits;
-    for (unsigned v = *static_cast<volatile unsigned*>(counter); v < limit;) {
-      const unsigned seen = atomicCAS(counter, v, v + 1);
-      if (seen == v) {
-        unit = static_cast<int>(v - first);
-        break;
-      }
-      v = seen;
-    }
-  }
-  return __shfl_sync(0xffffffffu, unit, 0);
-}
-
-// Converts rows [8 unit, 8 unit + 8) of value blocks j and j + 1 of `stage`'s page in place from
-// their e4m3 rows in block j (row r: block j's 64 values, then block j + 1's) by one warp: a row is
-// read by 8 lanes (16 values each) before they overwrite it with block j's half in BF16 (block
-// j + 1's half goes to its own block), in the 128-byte-swizzled layout the descriptors read; the
-// lanes of block j + 1's half take the neighbouring row (row ^ 1), so neither the reads nor the
-// writes of a quarter warp meet in a bank.
-__device__ void convert_unit(SharedFp8& sh, int stage, int j, int unit, int lane) {
+// Converts row groups [g0, g0 + kN) (rows 4 g to 4 g + 3) of value blocks j and j + 1 of
+// `stage`'s page in place from their e4m3 rows in block j (row r: block j's 64 values, then block
+// j + 1's) by one warp: a row is read by 8 lanes (16 values each) before they overwrite it with
+// block j's half in BF16 (block j + 1's half goes to its own block), in the 128-byte-swizzled
+// layout the descriptors read; the lanes of block j + 1's half take the neighbouring row (row ^ 1),
+// so neither the reads nor the writes of a quarter warp meet in a bank.
+template <int kN>
+__device__ void convert_groups(SharedFp8& sh, int stage, int j, int g0, int lane) {
   const int half = lane % 8 / 4;
   const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
   auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + half][0][0]);
-  uint4 in[2];
-  float scale[2];
-  int row[2];
+  uint4 in[kN];
+  float scale[kN];
+  int row[kN];
 #pragma unroll
-  for (int x = 0; x < 2; ++x) {
-    row[x] = 8 * unit + 4 * x + (lane / 8 ^ half);
+  for (int x = 0; x < kN; ++x) {
+    row[x] = 4 * (g0 + x) + (lane / 8 ^ half);
     in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row[x] + 16 * (lane % 8));
     scale[x] = sh.scales[stage][row[x]][j / 2];
   }
   __syncwarp();
 #pragma unroll
-  for (int x = 0; x < 2; ++x) {
+  for (int x = 0; x < kN; ++x) {
     const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
     std::uint32_t out[8];
 #pragma unroll
@@ -248,41 +236,43 @@ __device__ void convert_unit(SharedFp8& sh, int stage, int j, int unit, int lane
   }
 }
 
-// This warp's share of converting value blocks j and j + 1 of `stage`'s page in its `round`: once
-// their bytes landed, units until none is left (the converter warps and the warps that wait for
-// the blocks take them in turn), then made visible to the consumers' wgmma by one arrival per
-// unit on both blocks' `ready` barriers.
-__device__ void convert_pair(SharedFp8& sh, int stage, int j, int round, int lane) {
+// One warp's share of value blocks j and j + 1 of `stage`'s page in its `round`, kGroups row
+// groups from g0 (two per shared-memory round trip), once their bytes landed; then made visible to
+// the consumers' wgmma by the warp's arrival on both blocks' `ready` barriers.
+template <int kGroups>
+__device__ void convert_share(SharedFp8& sh, int stage, int j, int round, int g0, int lane) {
   device::mbarrier_wait(&sh.full[stage][j], round & 1);
-  int units = 0;
-  for (int unit; (unit = claim_unit(sh, stage, j, round, lane)) >= 0; ++units)
-    convert_unit(sh, stage, j, unit, lane);
-  if (units == 0) return;
+#pragma unroll
+  for (int g = 0; g + 1 < kGroups; g += 2) convert_groups<2>(sh, stage, j, g0 + g, lane);
+  if constexpr (kGroups % 2 == 1) convert_groups<1>(sh, stage, j, g0 + kGroups - 1, lane);
   device::fence_proxy_async();
   __syncwarp();
   if (lane != 0) return;
-  device::mbarrier_arrive(&sh.ready[stage][j], units);
-  device::mbarrier_arrive(&sh.ready[stage][j + 1], units);
+  device::mbarrier_arrive(&sh.ready[stage][j]);
+  device::mbarrier_arrive(&sh.ready[stage][j + 1]);
 }
 
-// The converter warps of warpgroup 2 with FP8 pages: convert the range's value blocks as they
-// land (block_order, in pairs).
-__device__ void convert(SharedFp8& sh, const Range& r, int lane) {
+// Converter warp c of warpgroup 2 with FP8 pages: its row groups of the range's value blocks as
+// they land (block_order, in pairs).
+__device__ void convert(SharedFp8& sh, const Range& r, int c, int lane) {
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
     const int s = i % kStages;
     for (int n = 0; n < 2 * kValueBlocks; n += 2)
-      convert_pair(sh, s, block_order(s, n), i / 2, lane);
+      convert_share<kConverterGroups>(sh, s, block_order(s, n), i / 2, kConverterGroups * c, lane);
   }
 }
 
 // A consumer warp about to read blocks [kFrom, kTo) (block_order) of `stage`'s page in `round`:
-// with FP8 pages it converts units of their pairs while it would wait.
+// with FP8 pages it converts its row groups of their pairs first.
 template <int kFrom, int kTo>
-__device__ void help_convert(Shared&, int, int, int) {}
+__device__ void help_convert(Shared&, int, int) {}
 template <int kFrom, int kTo>
-__device__ void help_convert(SharedFp8& sh, int stage, int round, int lane) {
+__device__ void help_convert(SharedFp8& sh, int stage, int round) {
+  const int warp = static_cast<int>(threadIdx.x % 128 / 32),
+            lane = static_cast<int>(threadIdx.x % 32);
   for (int n = kFrom; n < kTo && n < 2 * kValueBlocks; n += 2)
-    convert_pair(sh, stage, block_order(stage, n), round, lane);
+    convert_share<kHelperGroups>(sh, stage, block_order(stage, n), round,
+                                 kConverterWarps * kConverterGroups + kHelperGroups * warp, lane);
 }
 
 // The barrier saying block j of `stage` holds its BF16 values.
@@ -314,7 +304,7 @@ struct Softmax {
 // wgmmas would make ptxas serialize them.)
 template <int kFrom, int kTo, class Sh>
 __device__ void issue_scores(Sh& sh, int stage, int round, float (&s)[32]) {
-  help_convert<kFrom, kTo>(sh, stage, round, static_cast<int>(threadIdx.x % 32));
+  help_convert<kFrom, kTo>(sh, stage, round);
 #pragma unroll
   for (int n = kFrom; n < kTo; ++n)
     device::mbarrier_wait(landed(sh, stage, block_order(stage, n)), round & 1);
@@ -676,10 +666,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       device::mbarrier_init(&sh.empty[s][kP], kConsumers);
       if constexpr (kFp8)
         for (int j = 0; j < kBlocks; ++j)
-          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : kUnits);
-      if constexpr (kFp8)
-        for (auto& counters : sh.claimed)
-          for (unsigned& c : counters) c = 0;
+          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : kConvertingWarps);
     }
     device::fence_shared_for_async();
   }
@@ -700,8 +687,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     produce(p, maps, sh, b, head0, r);
   }
+  const int converter = static_cast<int>(threadIdx.x - kConsumers) / 32 - 1;
   if constexpr (kFp8)
-    if (threadIdx.x >= kConsumers + 32) convert(sh, r, static_cast<int>(threadIdx.x % 32));
+    if (converter >= 0) convert(sh, r, converter, static_cast<int>(threadIdx.x % 32));
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere

@@ -102,13 +102,6 @@ __device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
 }
 
-// `count` plain arrivals on `bar` at once.
-__device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar, int count) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)),
-               "r"(count)
-               : "memory");
-}
-
 // Whether the phase with this parity completed, without waiting.
 __device__ __forceinline__ bool mbarrier_test(std::uint64_t* bar, int parity) {
   std::uint32_t done;
