@@ -40,8 +40,8 @@ namespace {
 // reference's dequantisation, exactly) and signal the blocks on their `ready` barriers, which the
 // consumers wait on instead of `full`; its first thread issues the copies as the BF16 producer does
 // (a waiting issuer in a converting warp would hold back the conversion, a polling one steals
-// issue slots). Rows are split statically: warps claiming them one by one from a shared counter
-// lost 20-45% to the claims' latency.
+// issue slots). Rows are split statically: warps claiming units of rows one at a time from a
+// shared counter ran 16-45% slower (the claims' latency, bench/RESULTS.md).
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
