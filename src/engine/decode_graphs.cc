@@ -66,8 +66,9 @@ void DecodeGraphs::clear() {
 
 std::int64_t DecodeGraphs::pool_bytes() const { return kernels::CudaGraph::pool_bytes(*pool_); }
 
-void DecodeGraphs::reserve(std::int64_t width) {
-  if (width > width_) resize(width);
+void DecodeGraphs::plan_width(std::int64_t pages) {
+  planned_ =
+      static_cast<std::int64_t>(std::bit_ceil(std::uint64_t(std::max<std::int64_t>(pages, 1))));
 }
 
 // New static buffers for block tables `width` pages wide; graphs recorded on the old ones go.
@@ -131,66 +132,70 @@ void DecodeGraphs::upload(const DecodeStepInputs& step, const SamplingSettings& 
   reals_.copy_(host_reals_[buffer], /*non_blocking=*/true);
 }
 
+at::Tensor DecodeGraphs::body(std::int64_t rows) {
+  // Rows with a source row feed the previous step's token there, read on the device.
+  const at::Tensor from = ints(kFrom, rows);
+  const at::Tensor ids =
+      at::where(from >= 0, last_tokens_.index_select(0, from.clamp_min(0)), ints(kIds, rows));
+  model::StepBatch batch{ids,
+                         ints(kPositions, rows),
+                         ints(kSlots, rows),
+                         at::arange(rows + 1, ints_.options()),
+                         ints(kContexts, rows),
+                         tables(rows)};
+  batch.decode_only = true;
+  const at::Tensor logits = model_.logits(model_.forward_paged(batch, cache_));
+  const kernels::SampledTokens t = kernels::sample_cuda(logits, {reals(kTemperature, rows),
+                                                                 ints(kTopK, rows),
+                                                                 reals(kTopP, rows),
+                                                                 reals(kMinP, rows),
+                                                                 reals(kUniform, rows),
+                                                                 {}});
+  last_tokens_.narrow(0, 0, rows).copy_(t.token);
+  return at::stack(
+      {t.token.to(at::kDouble), t.logprob.to(at::kDouble), t.raw_logprob.to(at::kDouble)});
+}
+
 DecodeGraphs::Graph DecodeGraphs::capture(std::int64_t rows) {
   Graph g;
-  g.graph.capture(
-      [&] {
-        // Rows with a source row feed the previous replay's token there, read on the device.
-        const at::Tensor from = ints(kFrom, rows);
-        const at::Tensor ids =
-            at::where(from >= 0, last_tokens_.index_select(0, from.clamp_min(0)), ints(kIds, rows));
-        model::StepBatch batch{ids,
-                               ints(kPositions, rows),
-                               ints(kSlots, rows),
-                               at::arange(rows + 1, ints_.options()),
-                               ints(kContexts, rows),
-                               tables(rows)};
-        batch.decode_only = true;
-        const at::Tensor logits = model_.logits(model_.forward_paged(batch, cache_));
-        const kernels::SampledTokens t = kernels::sample_cuda(logits, {reals(kTemperature, rows),
-                                                                       ints(kTopK, rows),
-                                                                       reals(kTopP, rows),
-                                                                       reals(kMinP, rows),
-                                                                       reals(kUniform, rows),
-                                                                       {}});
-        last_tokens_.narrow(0, 0, rows).copy_(t.token);
-        g.out = at::stack(
-            {t.token.to(at::kDouble), t.logprob.to(at::kDouble), t.raw_logprob.to(at::kDouble)});
-      },
-      pool_);
+  g.graph.capture([&] { g.out = body(rows); }, pool_);
   return g;
 }
 
 bool DecodeGraphs::ready(std::int64_t n, std::int64_t pages) const {
-  return n >= 1 && n <= max_batch_ && pages <= width_ &&
+  return n >= 1 && n <= max_batch_ && pages <= width_ && width_ == planned_ &&
          graphs_.contains(decode_bucket(n, max_batch_));
 }
 
-std::optional<DecodeGraphs::Launched> DecodeGraphs::launch(
-    const DecodeStepInputs& step, const std::function<SamplingSettings()>& sampling) {
+DecodeGraphs::Launched DecodeGraphs::launch(const DecodeStepInputs& step,
+                                            const std::function<SamplingSettings()>& sampling) {
   const std::int64_t n = static_cast<std::int64_t>(step.positions.size());
   if (n < 1 || n > max_batch_)
     throw Error("DecodeGraphs: " + std::to_string(n) + " sequences, expected 1 to " +
                 std::to_string(max_batch_));
   std::size_t pages = 1;
   for (const auto* blocks : step.blocks) pages = std::max(pages, blocks->size());
-  if (static_cast<std::int64_t>(pages) > width_)
-    resize(static_cast<std::int64_t>(std::bit_ceil(pages)));
+  if (static_cast<std::int64_t>(pages) > planned_) plan_width(static_cast<std::int64_t>(pages));
+  if (width_ != planned_) resize(planned_);
   const std::int64_t rows = decode_bucket(n, max_batch_);
   auto it = graphs_.find(rows);
-  if (it == graphs_.end() && ++asked_[rows] < kRecordAfter) return std::nullopt;
-  if (!step.from_rows.empty() && it == graphs_.end())
-    throw Error("DecodeGraphs: a step reading the previous replay's tokens needs its graph");
+  const bool record = it == graphs_.end() && ++asked_[rows] >= kRecordAfter;
   const int buffer = next_buffer_;
   next_buffer_ ^= 1;
   if (copied_[buffer]) copied_[buffer]->synchronize();  // its last upload has been read
   upload(step, sampling(), rows, buffer);
-  if (it == graphs_.end()) {
+  if (record) {
     it = graphs_.emplace(rows, capture(rows)).first;
     ++recordings_;
   }
-  it->second.graph.replay();
-  host_out_[buffer].narrow(0, 0, 3 * rows).view({3, rows}).copy_(it->second.out, true);
+  at::Tensor out;
+  if (it != graphs_.end()) {
+    it->second.graph.replay();
+    out = it->second.out;
+  } else {
+    out = body(rows);
+  }
+  host_out_[buffer].narrow(0, 0, 3 * rows).view({3, rows}).copy_(out, /*non_blocking=*/true);
   const at::Device device = ints_.device();
   if (!copied_[buffer]) copied_[buffer].emplace(device.type());
   copied_[buffer]->record(c10::impl::getDeviceGuardImpl(device.type())->getStream(device));

@@ -1,7 +1,8 @@
 // DecodeGraphs: the rollout engine's pure-decode steps as CUDA graphs. Per batch bucket, the
 // model's paged decode forward, its logits and the GPU sampler are captured once and replayed
 // with the step's inputs copied into static buffers; rows past the batch decode on a scratch page.
-// A replay can be launched before the previous one's tokens reach the host (async decode).
+// Before a bucket is recorded, its steps run the same body eagerly. A step can be launched before
+// the previous one's tokens reach the host (async decode).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -46,30 +47,33 @@ class DecodeGraphs {
   DecodeGraphs(model::CausalLM& model, model::PagedKvCache& cache, std::int64_t max_batch,
                std::int64_t scratch_page);
 
-  // A replay queued on the current stream whose tokens are not read yet (launch, then wait).
+  // A step queued on the current stream whose tokens are not read yet (launch, then wait).
   struct Launched {
     std::int64_t n = 0, rows = 0;
     int buffer = 0;  // the pinned buffers it uses
   };
-  // One token per sequence, as sample_tokens gives for the same logits: the bucket's graph
-  // replay queued with the copy of its tokens to pinned host memory (the host goes on; wait reads
-  // them), or nullopt for the first kRecordAfter - 1 steps of a bucket (the caller runs them
-  // eagerly). Recording costs several eager steps (an eager warm-up, the capture, instantiating
-  // ~1,400 nodes, a fresh memory pool), so buckets that last a step or two (the staggered ends of
-  // a batch) never pay it. `sampling` is called only when the graph runs (it takes the
-  // sequences' seeded draws). At most two launches may be unwaited at once.
+  // One token per sequence, as sample_tokens gives for the same logits: the bucket's step queued
+  // with the copy of its tokens to pinned host memory (the host goes on; wait reads them). The
+  // step is the bucket's graph replayed or, for the first kRecordAfter - 1 steps of a bucket, the
+  // very same step body (padded rows, decode-only forward, GPU sampler, static inputs) run
+  // eagerly: its outputs equal a replay's bit for bit, so a run's tokens never depend on which
+  // graphs exist yet (a fresh engine, a resumed run, graphs released). Recording costs several
+  // eager steps (an eager warm-up, the capture, instantiating ~1,400 nodes, a fresh memory pool),
+  // so buckets that last a step or two (the staggered ends of a batch) never pay it. `sampling`
+  // gives the sequences' seeded draws. At most two launches may be unwaited at once.
   static constexpr int kRecordAfter = 3;
-  std::optional<Launched> launch(const DecodeStepInputs& step,
-                                 const std::function<SamplingSettings()>& sampling);
+  Launched launch(const DecodeStepInputs& step, const std::function<SamplingSettings()>& sampling);
   // Blocks until `launched`'s tokens are on the host and returns them.
   std::vector<SampledToken> wait(const Launched& launched);
   // Whether a step of n sequences whose longest holds `pages` pages replays at once (its bucket
-  // is recorded and the tables are wide enough): launch then never records or runs eagerly.
+  // is recorded and the tables have the run's width): launch then never records or resizes.
   bool ready(std::int64_t n, std::int64_t pages) const;
-  // Makes the static block tables at least `width` pages wide (a run reserves its longest
-  // sequence's width at its start, so no graph is re-recorded mid-run); widening drops the
-  // recorded graphs. A step with wider tables than reserved still widens them (to a power of 2).
-  void reserve(std::int64_t width);
+  // The block-table width of a run whose longest sequence holds `pages` pages: the next power of
+  // two. The width decides how the attention kernel splits a context (its split count is bounded
+  // by the width), so it depends on the run's requests only, never on earlier runs; the first step
+  // launched at another width than the recorded graphs' drops them. A step with more pages than
+  // planned widens the tables (to a power of 2) for the rest of the run.
+  void plan_width(std::int64_t pages);
   // Drops the recorded graphs (they hold the addresses of the weights and the cache), gives their
   // memory pool back to the driver and starts a fresh one for the next ones.
   void clear();
@@ -79,6 +83,7 @@ class DecodeGraphs {
   // Graphs recorded since construction, re-recordings included.
   std::int64_t recordings() const { return recordings_; }
   std::int64_t width() const { return width_; }
+  std::int64_t planned_width() const { return planned_; }
 
  private:
   struct Graph {
@@ -88,6 +93,9 @@ class DecodeGraphs {
   void resize(std::int64_t width);
   void upload(const DecodeStepInputs& step, const SamplingSettings& sampling, std::int64_t rows,
               int buffer);
+  // The step body of a bucket of `rows` rows on the static inputs: [3, rows] double (token,
+  // logprob, raw logprob); it also keeps the tokens for the next step's from_rows.
+  at::Tensor body(std::int64_t rows);
   Graph capture(std::int64_t rows);
   at::Tensor ints(std::int64_t field, std::int64_t rows) const;
   at::Tensor reals(std::int64_t field, std::int64_t rows) const;
@@ -95,7 +103,7 @@ class DecodeGraphs {
 
   model::CausalLM& model_;
   model::PagedKvCache& cache_;
-  std::int64_t max_batch_, scratch_page_, width_ = 0, recordings_ = 0;
+  std::int64_t max_batch_, scratch_page_, width_ = 0, planned_ = 1, recordings_ = 0;
   std::shared_ptr<kernels::CudaGraph::Pool> pool_;
   // Static inputs on the device and two sets of pinned host mirrors (a launch fills one while the
   // previous launch's copy may still read the other): ints [6 + width, max_batch] (ids, source

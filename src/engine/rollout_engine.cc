@@ -303,8 +303,8 @@ std::vector<RolloutEngine::Sequence*> RolloutEngine::schedule(std::vector<Sequen
   return batch;
 }
 
-std::optional<RolloutEngine::InFlight> RolloutEngine::launch_graph_step(
-    std::vector<Sequence*> rows, std::vector<std::int64_t> from_rows) {
+RolloutEngine::InFlight RolloutEngine::launch_graph_step(std::vector<Sequence*> rows,
+                                                         std::vector<std::int64_t> from_rows) {
   const std::int64_t bs = options_.block_size;
   const std::int64_t ahead = from_rows.empty() ? 0 : 1;  // the token before is still in flight
   DecodeStepInputs in;
@@ -321,14 +321,12 @@ std::optional<RolloutEngine::InFlight> RolloutEngine::launch_graph_step(
     rngs.push_back(&s->rng);
   }
   in.from_rows = std::move(from_rows);
-  // The step's seeded draws are taken only when the graph runs (else run_step takes them).
   SamplingSettings settings;
-  const auto launched = graphs_->launch(in, [&] {
+  const DecodeGraphs::Launched launched = graphs_->launch(in, [&] {
     settings = sampling_settings(params, rngs);
     return settings;
   });
-  if (!launched) return std::nullopt;
-  return InFlight{std::move(rows), *launched, std::move(settings.uniform)};
+  return InFlight{std::move(rows), launched, std::move(settings.uniform)};
 }
 
 bool RolloutEngine::pages_ahead(const std::vector<Sequence*>& rows) {
@@ -411,7 +409,6 @@ bool RolloutEngine::run_graph_step(const std::vector<Sequence*>& batch, std::vec
   for (const Sequence* s : batch)
     if (s->step_tokens != 1 || s->out.ids.empty()) return false;
   std::optional<InFlight> current = launch_graph_step(batch, {});
-  if (!current) return false;
   for (;;) {
     std::optional<InFlight> next =
         options_.async_decode ? launch_ahead(*current, all) : std::nullopt;
@@ -541,7 +538,7 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
       s.out.sample = k;
     }
   }
-  if (graphs_) graphs_->reserve(longest_table(requests));
+  if (graphs_) graphs_->plan_width(longest_table(requests));
   std::optional<Progress> progress;
   if (options_.show_progress)
     progress.emplace("generate", static_cast<std::int64_t>(all.size()), "seq");

@@ -60,7 +60,11 @@ struct EngineOptions {
   std::int64_t max_running = 256;
   bool show_progress = true;
   // Steps where every sequence decodes one token replay CUDA graphs per batch bucket when the
-  // model allows it (weights on a GPU, MoE on its grouped path); false: always eager.
+  // model allows it (weights on a GPU, MoE on its grouped path); a bucket's steps before its
+  // recording run the graph's body eagerly, so a run's outputs for a seed are the same whatever
+  // graphs exist (fresh engine, resumed run, graphs released, earlier runs). false: always eager
+  // with each step's exact batch, the reference path (same tokens up to near-ties: other kernels
+  // and GEMM shapes round differently).
   bool cuda_graphs = true;
   // With the graphs: in steady-state decode (every unfinished sequence decoding in the step, its
   // bucket recorded, pages free for one more token) the next step is launched before this one's
@@ -100,9 +104,9 @@ class RolloutEngine {
   void reserve_cache();
   bool cache_released() const { return cache_.layers.empty(); }
   // Drops the recorded decode graphs and gives their memory pool back to the driver (e.g. for the
-  // training phase); the next generate records them again (DecodeGraphs::kRecordAfter). The
-  // engine computes with the model's own tensors, so weights updated in place need nothing;
-  // weights replaced (new addresses) need this, as the graphs hold the old addresses.
+  // training phase); the next generate records them again (DecodeGraphs::kRecordAfter), with the
+  // same outputs. The engine computes with the model's own tensors, so weights updated in place
+  // need nothing; weights replaced (new addresses) need this, as the graphs hold the old addresses.
   void release_graphs();
   // Bytes the recorded decode graphs' memory pool holds (0 when the engine runs eagerly).
   std::int64_t graph_pool_bytes() const { return graphs_ ? graphs_->pool_bytes() : 0; }
@@ -129,12 +133,12 @@ class RolloutEngine {
   void run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
                 const StreamCallback& stream, const std::function<void()>& after_step);
   // The block-table width (pages) of the requests' longest sequence, prompt + max_tokens,
-  // within the model's context and the cache: the decode graphs' tables are reserved that wide.
+  // within the model's context and the cache: it sets the run's decode-graph table width.
   std::int64_t longest_table(std::span<const Request> requests) const;
   // A step where every sequence decodes one token and has sampled before (no forks): replays
-  // the bucket's CUDA graph, then, with async_decode, the steps launched ahead of it. False when
-  // graphs are off, the step does not qualify or its bucket is not recorded yet
-  // (DecodeGraphs::kRecordAfter).
+  // the bucket's CUDA graph (or runs its body eagerly before it is recorded), then, with
+  // async_decode, the steps launched ahead of it. False when graphs are off or the step does not
+  // qualify.
   bool run_graph_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
                       const StreamCallback& stream, const std::function<void()>& after_step);
   // A graph step launched whose tokens are not finished yet: per row its sequence (a sequence
@@ -145,9 +149,8 @@ class RolloutEngine {
     std::vector<double> uniforms;
   };
   // Launches rows' next decode step: tokens from the host (from_rows empty) or, one step ahead,
-  // from the previous replay's rows from_rows.
-  std::optional<InFlight> launch_graph_step(std::vector<Sequence*> rows,
-                                            std::vector<std::int64_t> from_rows);
+  // from the previous step's rows from_rows.
+  InFlight launch_graph_step(std::vector<Sequence*> rows, std::vector<std::int64_t> from_rows);
   // The step after `current`, launched before current's tokens are on the host, when it is
   // the step the synchronous scheduler would run (else nullopt).
   std::optional<InFlight> launch_ahead(const InFlight& current, const std::vector<Sequence>& all);
