@@ -6,12 +6,17 @@
 // cache released and reserved again keeps its recorded graphs valid; graphs released give their
 // memory pool back and are recorded again. Decode steps launched ahead of the host (async
 // decode) give the synchronous steps' outputs under stop tokens, stop strings, max_tokens, forks
-// and preemption.
+// and preemption. A run's outputs are bitwise the same whatever graphs exist when it starts
+// (fresh engine, graphs recorded by other runs, graphs released).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <iostream>
+#include <memory>
 #include <set>
+#include <string>
+#include <tuple>
 
 #include "engine/rollout_engine.h"
 #include "kernels/binding.h"
@@ -41,6 +46,37 @@ std::vector<engine::Completion> generate(
 }
 
 class EngineOnGpu : public ::testing::TestWithParam<model::KvCacheDtype> {};
+
+// A small MLA model with the decode kernel's shapes (latent 512, RoPE 64, 16 heads) in BF16.
+std::unique_ptr<model::CausalLM> kernel_shaped_mla(const std::filesystem::path& dir) {
+  nlohmann::json config = model::preset_config("tiny-mla");
+  config["kv_lora_rank"] = 512;
+  config["qk_rope_head_dim"] = 64;
+  config["num_attention_heads"] = 16;
+  model::init_model(config, dir, {.seed = 5});
+  return model::load_causal_lm(dir, at::kCUDA, at::kBFloat16);
+}
+
+// prompt length, samples, max tokens, sampled (else greedy)
+using RequestShape = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool>;
+
+// Random prompts (ATen's generator) of the given shapes, EOS ignored, each seeded with its prompt
+// length; the sampled ones filtered by top-k, top-p and min-p.
+std::vector<engine::Request> random_requests(const std::vector<RequestShape>& shapes) {
+  const engine::SamplingParams filtered{
+      .temperature = 0.9, .top_p = 0.9, .top_k = 40, .min_p = 0.01, .ignore_eos = true};
+  std::vector<engine::Request> requests;
+  for (const auto& [prompt, n, new_tokens, sampled] : shapes) {
+    engine::SamplingParams p = sampled ? filtered : engine::SamplingParams{.temperature = 0};
+    p.max_tokens = new_tokens;
+    p.ignore_eos = true;
+    p.seed = static_cast<std::uint64_t>(prompt);
+    const at::Tensor ids = at::randint(3, 6400, {prompt}, at::kLong);
+    requests.push_back(
+        {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
+  }
+  return requests;
+}
 
 // FP8: kv_lora_rank 128 (a multiple of the 128-value scale groups); both engines FP32, so both
 // decode with the reference over dequantised pages.
@@ -76,33 +112,16 @@ TEST_P(EngineOnGpu, SameTokensAndLogprobsAsCpu) {
 // A small MLA model with the decode kernel's shapes (latent 512, RoPE 64, 16 heads, pages of 64)
 // in BF16: seven sequences of four requests (forks after the prompts, contexts crossing pages,
 // greedy and filtered sampling) finish at different lengths, so the decode steps run in buckets
-// of 8 (padded), 4, 2 and 1 rows, each eagerly for its first steps and then replayed. The eager
-// engine is the reference. With FP8 the decode kernel reads FP8 pages in both.
+// of 8 (padded), 4, 2 and 1 rows, each through the graph's body run eagerly for its first steps,
+// then replayed. The eager engine is the reference. With FP8 the decode kernel reads FP8 pages in
+// both.
 TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
   PONDER_REQUIRE_GPU();
   testing_util::ScratchDir dir("engine_graphs");
-  nlohmann::json config = model::preset_config("tiny-mla");
-  config["kv_lora_rank"] = 512;
-  config["qk_rope_head_dim"] = 64;
-  config["num_attention_heads"] = 16;
-  model::init_model(config, dir / "m", {.seed = 5});
-  auto lm = model::load_causal_lm(dir / "m", at::kCUDA, at::kBFloat16);
+  auto lm = kernel_shaped_mla(dir / "m");
   ASSERT_TRUE(lm->graph_capturable());
-  const engine::SamplingParams filtered{
-      .temperature = 0.9, .top_p = 0.9, .top_k = 40, .min_p = 0.01, .ignore_eos = true};
-  std::vector<engine::Request> requests;
-  // prompt length, samples, new tokens, sampled (else greedy)
-  const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, bool>> shapes = {
-      {10, 3, 12, false}, {70, 2, 20, true}, {40, 1, 24, true}, {130, 1, 200, false}};
-  for (const auto& [prompt, n, new_tokens, sampled] : shapes) {
-    engine::SamplingParams p = sampled ? filtered : engine::SamplingParams{.temperature = 0};
-    p.max_tokens = new_tokens;
-    p.ignore_eos = true;
-    p.seed = static_cast<std::uint64_t>(prompt);
-    const at::Tensor ids = at::randint(3, 6400, {prompt}, at::kLong);
-    requests.push_back(
-        {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
-  }
+  const auto requests = random_requests(
+      {{10, 3, 12, false}, {70, 2, 20, true}, {40, 1, 24, true}, {130, 1, 200, false}});
   std::int64_t recordings = 0, rerecorded = 0;
   std::vector<engine::Completion> after_release, after_graphs_release;
   auto run = [&](bool graphs, std::size_t* captured) {
@@ -145,8 +164,8 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
   const auto replayed = run(true, &graphs);
   EXPECT_EQ(eager_graphs, 0u);
   EXPECT_EQ(graphs, 4u) << "buckets 8, 4, 2 and 1";
-  // The tables are reserved for the longest sequence (130 + 200 tokens: 6 pages) at the start, so
-  // bucket 1 is not re-recorded when that sequence's tables outgrow 4 pages (at 257 tokens).
+  // The tables are sized for the longest sequence (130 + 200 tokens: 6 pages, 8 wide) at the
+  // start, so bucket 1 is not re-recorded when that sequence's tables outgrow 4 pages (257 tokens).
   // The second generate, after the cache was released and reserved, replays the same graphs:
   // the pages came back at their addresses.
   EXPECT_EQ(recordings, 4) << "each bucket recorded once, none after the release";
@@ -164,6 +183,74 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
       }
     }
   }
+}
+
+// Completions equal bit for bit: ids, sampling and model log-probabilities.
+void expect_identical(const std::vector<engine::Completion>& got,
+                      const std::vector<engine::Completion>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const auto &g = got[i], &w = want[i];
+    EXPECT_EQ(g.ids, w.ids) << what << ", completion " << i;
+    const auto first_diff = [](const std::vector<double>& a, const std::vector<double>& b) {
+      if (a.size() != b.size()) return std::string("lengths differ");
+      const auto at = std::mismatch(a.begin(), a.end(), b.begin()).first - a.begin();
+      return at == static_cast<std::ptrdiff_t>(a.size())
+                 ? std::string("equal")
+                 : "differ from token " + std::to_string(at);
+    };
+    EXPECT_EQ(first_diff(g.logprobs, w.logprobs), "equal") << what << ", completion " << i;
+    EXPECT_EQ(first_diff(g.raw_logprobs, w.raw_logprobs), "equal") << what << ", completion " << i;
+  }
+}
+
+// Whether a decode step replays its bucket's graph or runs before the bucket is recorded changes
+// no token and no log-probability bit, so a run resumed in a fresh process (no graphs) gives the
+// uninterrupted run's outputs. The same requests (greedy and seeded sampling, forks, sequences
+// ending at different steps: buckets 16, 8, 2 and 1) on a fresh engine equal, bit for bit, the
+// same run on an engine whose graphs (buckets 16, 8, 1, same table width) were recorded by other
+// requests, on it again with every bucket recorded, after a longer generate widened its tables,
+// after release_graphs, and on a fresh engine whose steps wait for the host (no async decode).
+TEST_P(EngineOnGpu, SameOutputsWhateverGraphsExist) {
+  PONDER_REQUIRE_GPU();
+  testing_util::ScratchDir dir("engine_repro");
+  auto lm = kernel_shaped_mla(dir / "m");
+  // 9 sequences of up to 60 + 40 tokens (2 pages); then 11 other sequences of up to 120 tokens,
+  // the first 12 steps in bucket 16; one sequence of 400 tokens (7 pages).
+  const auto requests = random_requests({{10, 3, 40, false},
+                                         {70, 2, 25, true},
+                                         {40, 1, 60, true},
+                                         {20, 2, 8, false},
+                                         {30, 1, 50, false}});
+  const auto others = random_requests({{60, 4, 60, true},
+                                       {100, 1, 20, false},
+                                       {25, 3, 12, false},
+                                       {50, 2, 40, false},
+                                       {12, 1, 70, true}});
+  const auto longer = random_requests({{300, 1, 100, false}});
+  const auto engine_for = [&](bool async) {
+    return std::make_unique<engine::RolloutEngine>(*lm, nullptr,
+                                                   engine::EngineOptions{
+                                                       .block_size = 64,
+                                                       .num_blocks = 32,
+                                                       .max_batch_tokens = 512,
+                                                       .max_running = 16,
+                                                       .show_progress = false,
+                                                       .async_decode = async,
+                                                       .kv_cache_dtype = GetParam(),
+                                                   });
+  };
+  const auto fresh = engine_for(true)->generate(requests);
+  expect_identical(engine_for(false)->generate(requests), fresh, "fresh engine, no async decode");
+  auto warm = engine_for(true);
+  warm->generate(others);
+  EXPECT_GE(warm->captured_graphs(), 3u) << "buckets 16, 8 and 1 recorded by the other requests";
+  expect_identical(warm->generate(requests), fresh, "graphs recorded by other requests");
+  expect_identical(warm->generate(requests), fresh, "every bucket recorded");
+  warm->generate(longer);
+  expect_identical(warm->generate(requests), fresh, "after a longer generate");
+  warm->release_graphs();
+  expect_identical(warm->generate(requests), fresh, "after release_graphs");
 }
 
 // What one generate gives: the completions, the streamed pieces and the finish reports in the
@@ -214,33 +301,15 @@ Outputs generate_all(model::CausalLM& lm, const model::Tokenizer& tokenizer,
 TEST(EngineOnGpuAsync, SameOutputsAsSynchronousSteps) {
   PONDER_REQUIRE_GPU();
   testing_util::ScratchDir dir("engine_async");
-  nlohmann::json config = model::preset_config("tiny-mla");
-  config["kv_lora_rank"] = 512;
-  config["qk_rope_head_dim"] = 64;
-  config["num_attention_heads"] = 16;
-  model::init_model(config, dir / "m", {.seed = 5});
-  auto lm = model::load_causal_lm(dir / "m", at::kCUDA, at::kBFloat16);
+  auto lm = kernel_shaped_mla(dir / "m");
   const auto tokenizer =
       model::Tokenizer::from_directory(testing_util::data_root() / "tokenizers" / "minimind");
-  const engine::SamplingParams filtered{
-      .temperature = 0.9, .top_p = 0.9, .top_k = 40, .min_p = 0.01, .ignore_eos = true};
-  std::vector<engine::Request> requests;
-  // prompt length, samples, max tokens, sampled (else greedy)
-  const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, bool>> shapes = {
-      {10, 3, 40, true},
-      {70, 2, 30, true},
-      {40, 1, 24, true},
-      {130, 1, 120, false},
-      {20, 2, 2, true}};
-  for (const auto& [prompt, n, new_tokens, sampled] : shapes) {
-    engine::SamplingParams p = sampled ? filtered : engine::SamplingParams{.temperature = 0};
-    p.max_tokens = new_tokens;
-    p.ignore_eos = prompt != 40;  // one request stops on EOS if the model says so
-    p.seed = static_cast<std::uint64_t>(prompt);
-    const at::Tensor ids = at::randint(3, 6400, {prompt}, at::kLong);
-    requests.push_back(
-        {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
-  }
+  auto requests = random_requests({{10, 3, 40, true},
+                                   {70, 2, 30, true},
+                                   {40, 1, 24, true},
+                                   {130, 1, 120, false},
+                                   {20, 2, 2, true}});
+  requests[2].params.ignore_eos = false;  // one request stops on EOS if the model says so
   // Stops drawn from a first run: tokens of request 0's samples 0 and 2 at different steps, a
   // piece of request 1 sample 1's text a third of the way in.
   const auto first = generate_all(*lm, tokenizer, requests, 64, true, false).completions;
