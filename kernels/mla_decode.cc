@@ -127,14 +127,13 @@ void check_pages(const at::Tensor& tables, const at::Tensor& lens, std::int64_t 
         "cache");
 }
 
-// Arrival counters of the fused combine, `count` of them (one per range of each (sequence, 16
-// heads) group: the combine counts on one or one per cluster rank), all zero: the
+// Arrival counters of the fused combine for `groups` (sequence, 16 heads) groups, all zero: the
 // kernel leaves them zero, so one buffer per stream serves every call on it without a memset
 // (calls on one stream never overlap; calls on different streams, e.g. two engines on two
 // threads, get different buffers). It only grows and is never freed, so a CUDA graph that
 // captured it keeps a valid buffer; one too small while a graph is being captured is not replaced
 // then (its zeroing would run only on replays): that call gets its own, zeroed in the graph.
-at::Tensor arrival_counters(std::int64_t count, const at::TensorOptions& options) {
+at::Tensor arrival_counters(std::int64_t groups, const at::TensorOptions& options) {
   static std::mutex mutex;
   // per (device, stream), the last the largest; never destroyed (no frees after CUDA's teardown)
   static auto* buffers = new std::map<std::pair<int, c10::StreamId>, std::vector<at::Tensor>>;
@@ -142,10 +141,10 @@ at::Tensor arrival_counters(std::int64_t count, const at::TensorOptions& options
   const c10::DeviceIndex device = options.device().index();
   std::vector<at::Tensor>& kept =
       (*buffers)[{device, c10::cuda::getCurrentCUDAStream(device).id()}];
-  if (!kept.empty() && kept.back().numel() >= count) return kept.back();
+  if (!kept.empty() && kept.back().numel() >= groups) return kept.back();
   if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None)
-    return at::zeros({count}, options);
-  kept.push_back(at::zeros({std::max<std::int64_t>(count, 4096)}, options));
+    return at::zeros({groups}, options);
+  kept.push_back(at::zeros({std::max<std::int64_t>(groups, 4096)}, options));
   return kept.back();
 }
 
@@ -189,7 +188,7 @@ at::Tensor mla_decode_cuda(const at::Tensor& query, const at::Tensor& cache,
   at::Tensor lse = at::empty({batch, heads, kept}, query.options().dtype(at::kFloat));
   const bool fused = !wgmma && splits > 1 && splits <= kMlaFusedSplits;
   const at::Tensor arrivals =
-      fused ? arrival_counters(batch * heads / 16 * splits, lse.options().dtype(at::kInt))
+      fused ? arrival_counters(batch * heads / 16, lse.options().dtype(at::kInt))
             : at::empty({0}, query.options().dtype(at::kInt));
   MlaDecodeParams p{q.data_ptr(),
                     c.data_ptr(),

@@ -35,12 +35,9 @@ using device::pack_bf16x2;
 // up to kMlaClusterSplits ranges, where the device holds all the clusters at once, the ranges of a
 // (sequence, 16 heads) form one thread-block cluster: each keeps its FP32 result in shared memory
 // and every CTA combines a slice of the outputs from all of them (distributed shared memory), so
-// no partial result goes through global memory. Where only clusters of half the ranges all fit,
-// the ranges form two clusters that combine so, then each CTA's slice goes to global memory and
-// the later of the two CTAs holding a slice's two halves combines them (an atomic count per slice
-// that wraps back to zero). Otherwise the ranges write FP32 results; with up to kMlaFusedSplits
-// ranges, the last CTA of the (sequence, 16 heads) to finish (likewise counted) combines them,
-// else a combine kernel does. Launched as a programmatic
+// no partial result goes through global memory. Otherwise the ranges write FP32 results; with up
+// to kMlaFusedSplits ranges, the last CTA of the (sequence, 16 heads) to finish (an atomic count
+// that wraps back to zero) combines them, else a combine kernel does. Launched as a programmatic
 // dependent (PDL): its CTAs take SM slots as the previous kernel's retire and wait for that
 // kernel's results before their first global read; it lets the next kernel launch once all its CTAs
 // have left their loops. An FP8 cache (kFp8, rows of kMlaFp8Entry bytes) lands each tile as one
@@ -529,126 +526,59 @@ __device__ void combine_row(const MlaDecodeParams& p, std::int64_t row, int lane
         pack_bf16x2(acc[v].x * inv, acc[v].y * inv), pack_bf16x2(acc[v].z * inv, acc[v].w * inv));
 }
 
-// One 4-dim chunk of one head combined over the ranges of a cluster from their partials in
-// shared memory: o / sum and the log2-sum-exp of those ranges together (o = 0 and -inf when every
-// one of them is empty, which only a cluster after a sequence's first can be).
-struct Chunk {
-  float4 o;
-  float lse;
-};
-
-__device__ Chunk combine_chunk(const Partial* const (&peer)[kMlaClusterSplits], int ranks, int head,
-                               int vec) {
-  float lse[kMlaClusterSplits], m = -INFINITY;
+// Combines the ranges of a cluster (one CTA per range of one (sequence, 16 heads)) from their
+// shared memory: CTA `rank` of `ranks` takes every ranks-th group of 256 float4 chunks of the 16
+// heads' outputs. Called by every thread after a cluster barrier that published the partials.
+__device__ void combine_cluster(const MlaDecodeParams& p, std::int64_t row0, Partial& mine) {
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank()), ranks = p.splits;
+  constexpr int kVecsPerHead = kMlaLatent / 4;
+  const Partial* peer[kMlaClusterSplits];
 #pragma unroll
-  for (int i = 0; i < kMlaClusterSplits; ++i) {
-    lse[i] = i < ranks ? peer[i]->lse[head] : -INFINITY;
-    m = fmaxf(m, lse[i]);
-  }
-  if (m == -INFINITY) return {{0.f, 0.f, 0.f, 0.f}, -INFINITY};
-  float4 acc = {0.f, 0.f, 0.f, 0.f};
-  float total = 0.f;
+  for (int i = 0; i < kMlaClusterSplits; ++i)
+    peer[i] = i < ranks ? cluster.map_shared_rank(&mine, i) : nullptr;
+  for (int c = rank * kThreads + static_cast<int>(threadIdx.x); c < kHeads * kVecsPerHead;
+       c += ranks * kThreads) {
+    const int head = c / kVecsPerHead, vec = c % kVecsPerHead;
+    float lse[kMlaClusterSplits], m = -INFINITY;
 #pragma unroll
-  for (int i = 0; i < kMlaClusterSplits; ++i) {
-    if (i >= ranks) break;
-    const float w = exp2f(lse[i] - m);  // 0 for an empty range (-inf)
-    const float4 x = *reinterpret_cast<const float4*>(&peer[i]->o[head][4 * vec]);
-    total += w;
-    acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+    for (int i = 0; i < kMlaClusterSplits; ++i) {
+      lse[i] = i < ranks ? peer[i]->lse[head] : -INFINITY;
+      m = fmaxf(m, lse[i]);
+    }
+    float4 acc = {0.f, 0.f, 0.f, 0.f};
+    float total = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMlaClusterSplits; ++i) {
+      if (i >= ranks) break;
+      const float w = exp2f(lse[i] - m);  // 0 for an empty range (-inf)
+      const float4 x = *reinterpret_cast<const float4*>(&peer[i]->o[head][4 * vec]);
+      total += w;
+      acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+    }
+    const float inv = 1.f / total;
+    auto* out = static_cast<__nv_bfloat16*>(p.out) + (row0 + head) * kMlaLatent + 4 * vec;
+    *reinterpret_cast<uint2*>(out) =
+        make_uint2(pack_bf16x2(acc.x * inv, acc.y * inv), pack_bf16x2(acc.z * inv, acc.w * inv));
   }
-  const float inv = 1.f / total;
-  return {{acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv}, m + log2f(total)};
 }
 
-__device__ void store_bf16(const MlaDecodeParams& p, std::int64_t row, int vec, float4 o) {
-  *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(p.out) + row * kMlaLatent + 4 * vec) =
-      make_uint2(pack_bf16x2(o.x, o.y), pack_bf16x2(o.z, o.w));
-}
-
-// The chunks a cluster's CTA `rank` of `ranks` combines: every ranks-th group of 256 of the 16
-// heads' 2048 float4 chunks, at most kChunksPerCta (clusters of 2 or more).
-constexpr int kVecsPerHead = kMlaLatent / 4;
-constexpr int kChunksPerCta = kHeads * kVecsPerHead / (2 * kThreads);
-
-// Whether this CTA is the last of the `count` it shares counter `index` with to have written its
-// results: every thread's writes are made visible device-wide before thread 0 counts the CTA in.
-// The count wraps to zero at the last arrival (atomicInc), so the counters need no zeroing per
-// call.
-__device__ bool last_to_finish(const MlaDecodeParams& p, std::int64_t index, int count, int& flag) {
+// Whether this CTA is the last of its (sequence, 16 heads) to have written its range's result:
+// every thread's writes are made visible device-wide before thread 0 counts the CTA in. The
+// count wraps to zero at the last arrival (atomicInc), so the counters need no zeroing per call.
+__device__ bool last_to_finish(const MlaDecodeParams& p, int b, int head0, int& flag) {
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
-    const auto last = static_cast<unsigned>(count - 1);
-    flag = atomicInc(p.arrivals + index, last) == last;
+    const std::int64_t group = std::int64_t{b} * (p.heads / kHeads) + head0 / kHeads;
+    const auto last = static_cast<unsigned>(p.splits - 1);
+    flag = atomicInc(p.arrivals + group, last) == last;
   }
   __syncthreads();
   if (flag == 0) return false;
   __threadfence();  // the other CTAs' results, published by their fences, are read after this
   return true;
-}
-
-// The step between the two clusters of a sequence's ranges: this CTA's chunks, combined over its
-// cluster `half`, go to global memory (as that half's partial of their rows); the later of the
-// two CTAs of this rank to arrive combines both halves of these chunks (16 KB read at clusters of
-// 2, instead of every range's whole result).
-__device__ void combine_halves(const MlaDecodeParams& p, std::int64_t row0, int rank, int ranks,
-                               int half, const Chunk (&mine)[kChunksPerCta], int& flag) {
-  const int first = rank * kThreads + static_cast<int>(threadIdx.x), step = ranks * kThreads;
-  const auto at = [&](int c, int h) { return (row0 + c / kVecsPerHead) * p.splits + h; };
-  const auto vec = [&](int c, int h) {
-    return reinterpret_cast<float4*>(p.partial_out + at(c, h) * kMlaLatent) + c % kVecsPerHead;
-  };
-#pragma unroll
-  for (int j = 0; j < kChunksPerCta; ++j) {
-    const int c = first + j * step;
-    if (c >= kHeads * kVecsPerHead) break;
-    *vec(c, half) = mine[j].o;
-    if (c % kVecsPerHead == 0) p.partial_lse[at(c, half)] = mine[j].lse;
-  }
-  if (!last_to_finish(p, row0 / kHeads * p.splits + rank, 2, flag)) return;
-#pragma unroll
-  for (int j = 0; j < kChunksPerCta; ++j) {
-    const int c = first + j * step;
-    if (c >= kHeads * kVecsPerHead) break;
-    const float lse = __ldcg(p.partial_lse + at(c, 1 - half));
-    const float4 x = __ldcg(vec(c, 1 - half));
-    // m is finite: a sequence's first range is never empty
-    const float m = fmaxf(mine[j].lse, lse), w0 = exp2f(mine[j].lse - m), w1 = exp2f(lse - m);
-    const float inv = 1.f / (w0 + w1);
-    const float4 o = mine[j].o;
-    store_bf16(p, row0 + c / kVecsPerHead, c % kVecsPerHead,
-               {(w0 * o.x + w1 * x.x) * inv, (w0 * o.y + w1 * x.y) * inv,
-                (w0 * o.z + w1 * x.z) * inv, (w0 * o.w + w1 * x.w) * inv});
-  }
-}
-
-// Combines the ranges of a cluster (one CTA per range of one (sequence, 16 heads)) from their
-// shared memory: CTA `rank` of `ranks` takes every ranks-th group of 256 float4 chunks of the 16
-// heads' outputs. Called by every thread after a cluster barrier that published the partials.
-// Where the cluster holds all of the sequence's ranges it writes the output; else (two clusters
-// of half of them) combine_halves finishes. Arrives at the cluster barrier once it has read its
-// peers' partials (the caller waits on it before leaving).
-__device__ void combine_cluster(const MlaDecodeParams& p, std::int64_t row0, int split,
-                                Partial& mine, int& flag) {
-  namespace cg = cooperative_groups;
-  const cg::cluster_group cluster = cg::this_cluster();
-  const int rank = static_cast<int>(cluster.block_rank());
-  const int ranks = static_cast<int>(cluster.num_blocks());
-  const Partial* peer[kMlaClusterSplits];
-#pragma unroll
-  for (int i = 0; i < kMlaClusterSplits; ++i)
-    peer[i] = i < ranks ? cluster.map_shared_rank(&mine, i) : nullptr;
-  Chunk kept[kChunksPerCta];
-  const int first = rank * kThreads + static_cast<int>(threadIdx.x), step = ranks * kThreads;
-#pragma unroll
-  for (int j = 0; j < kChunksPerCta; ++j) {
-    const int c = first + j * step;
-    if (c >= kHeads * kVecsPerHead) break;
-    kept[j] = combine_chunk(peer, ranks, c / kVecsPerHead, c % kVecsPerHead);
-    if (ranks == p.splits) store_bf16(p, row0 + c / kVecsPerHead, c % kVecsPerHead, kept[j].o);
-  }
-  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");  // peers may leave
-  if (ranks < p.splits) combine_halves(p, row0, rank, ranks, split / ranks, kept, flag);
 }
 
 // kEarly (p.early_first_tile): the context length, page ids and first tile are read before the
@@ -712,20 +642,18 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Once every CTA is here, the next kernel's CTAs may take the slots of those that retire (not
   // earlier: waiting CTAs of it would hold slots that this grid's later CTAs need, unevenly).
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-  // launched as clusters of consecutive ranges (a plain launch has clusters of one CTA)
-  const bool in_cluster = p.splits > 1 && cooperative_groups::this_cluster().num_blocks() > 1;
+  // launched as clusters of the sequence's ranges (a plain launch has clusters of one CTA)
+  const bool in_cluster =
+      p.splits > 1 && cooperative_groups::this_cluster().num_blocks() == p.splits;
   if (in_cluster) __syncthreads();  // every warp is done with the stages the partial overlays
   write_result(p, b, head0, split, l, acc, in_cluster ? &s.partial : nullptr);
-  const std::int64_t row0 = std::int64_t{b} * p.heads + head0;
   if (in_cluster) {
     cooperative_groups::this_cluster().sync();  // every range's partial published
-    combine_cluster(p, row0, split, s.partial, s.combines);
-    // no CTA leaves while a peer reads its partial
-    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+    combine_cluster(p, std::int64_t{b} * p.heads + head0, s.partial);
+    cooperative_groups::this_cluster().sync();  // no CTA leaves while a peer reads its partial
     return;
   }
-  if (p.splits == 1 || p.splits > kMlaFusedSplits ||
-      !last_to_finish(p, row0 / kHeads * p.splits, p.splits, s.combines))
+  if (p.splits == 1 || p.splits > kMlaFusedSplits || !last_to_finish(p, b, head0, s.combines))
     return;
   constexpr int kLanes = kThreads / kHeads;  // per head
   const int tid = static_cast<int>(threadIdx.x);
@@ -790,20 +718,6 @@ int cluster_capacity(int size) {
   return capacity[size];
 }
 
-// CTAs per cluster (1: none): all of a sequence's ranges where the device holds all those
-// clusters at once (else some would wait a wave); otherwise half of them, combined as two
-// clusters through global memory (combine_halves), where those all fit (batch 64 at 4 ranges on
-// an H200: 64 clusters of 4 do not fit, 62 do). Else none: the last CTA combines every range.
-template <bool kFp8>
-int cluster_size(const MlaDecodeParams& p) {
-  const std::int64_t groups = std::int64_t{p.batch} * (p.heads / kHeads);
-  for (const int size : {p.splits, p.splits / 2})
-    if (size > 1 && size <= kMlaClusterSplits && p.splits % size == 0 &&
-        p.splits <= kMlaFusedSplits && groups * (p.splits / size) <= cluster_capacity<kFp8>(size))
-      return size;
-  return 1;
-}
-
 // Launches the split kernel; a BF16 cache of `pages` pages goes with its tensor map (boxes of a
 // tile's 32 rows x 64 dims, 128-byte swizzled; for FP8 rows the map is unused, left zero).
 template <bool kFp8>
@@ -823,10 +737,13 @@ cudaError_t launch_split(const MlaDecodeParams& p, std::int64_t pages, cudaStrea
   config.stream = st;
   cudaLaunchAttribute attrs[2] = {pdl, {}};
   attrs[1].id = cudaLaunchAttributeClusterDimension;
+  attrs[1].val.clusterDim = {1, static_cast<unsigned>(p.splits), 1};
   config.attrs = attrs;
-  const int size = cluster_size<kFp8>(p);
-  attrs[1].val.clusterDim = {1, static_cast<unsigned>(size), 1};
-  config.numAttrs = size > 1 ? 2 : 1;
+  // clusters only where all of them fit on the device at once (else some would wait a wave)
+  const bool clusters =
+      p.splits > 1 && p.splits <= kMlaClusterSplits &&
+      std::int64_t{p.batch} * (p.heads / kHeads) <= cluster_capacity<kFp8>(p.splits);
+  config.numAttrs = clusters ? 2 : 1;
   return cudaLaunchKernelEx(&config, split_kernel<kFp8>(p.early_first_tile), map, p);
 }
 

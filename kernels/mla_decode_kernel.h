@@ -17,10 +17,9 @@ constexpr std::int64_t mla_cache_fp8_bytes(std::int64_t lora, std::int64_t rope)
 }
 inline constexpr int kMlaFp8Entry = static_cast<int>(mla_cache_fp8_bytes(kMlaLatent, kMlaRope));
 // Up to kMlaClusterSplits ranges per sequence, the ranges of each (sequence, 16 heads) run as one
-// thread-block cluster and combine their results through distributed shared memory (or as two
-// clusters of half of them, then a combine of the two halves through global memory, where only
-// those fit on the device at once); up to kMlaFusedSplits, the last CTA of each (sequence, 16
-// heads) to finish combines them from global memory; more go to a separate combine kernel.
+// thread-block cluster and combine their results through distributed shared memory; up to
+// kMlaFusedSplits, the last CTA of each (sequence, 16 heads) to finish combines them from global
+// memory; more go to a separate combine kernel.
 inline constexpr int kMlaClusterSplits = 8, kMlaFusedSplits = 16;
 
 struct MlaDecodeParams {
@@ -32,8 +31,7 @@ struct MlaDecodeParams {
   void* out = nullptr;                         // [batch, heads, 512] bf16
   float* partial_out = nullptr;                // [batch, heads, splits, 512] (splits > 1)
   float* partial_lse = nullptr;                // [batch, heads, splits] (log2 units, splits > 1)
-  // [batch, heads / 16, splits], zero (1 < splits <= fused limit): left zero
-  unsigned* arrivals = nullptr;
+  unsigned* arrivals = nullptr;  // [batch, heads / 16], zero (1 < splits <= fused limit): left zero
   int batch = 0, heads = 0, splits = 1;  // heads: a multiple of 16
   float scale = 1.f;
   bool cache_fp8 = false;  // FP8 rows (kMlaFp8Entry bytes, 16-byte aligned)
@@ -51,8 +49,7 @@ struct MlaDecodeParams {
 // aligned. Returns the CUDA error code (0 on success).
 int launch_mla_decode(const MlaDecodeParams& params, std::int64_t cache_pages, void* stream);
 // Clusters of `size` ranges (2..kMlaClusterSplits) the device holds at once (0 otherwise); a
-// launch whose clusters of all its ranges do not all fit uses clusters of half of them where
-// those fit, else the global-memory combine.
+// launch whose clusters do not all fit uses the global-memory combine instead.
 int mla_decode_cluster_capacity(int size, bool cache_fp8 = false);
 // Ranges per sequence that fill the device's resident CTA slots once at this batch and heads.
 int mla_decode_default_splits(int batch, int heads, int multiprocessors, bool cache_fp8 = false);
