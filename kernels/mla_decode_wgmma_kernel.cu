@@ -34,11 +34,14 @@ namespace {
 // blocks before P V (they may hold NaN and P is 0 there).
 // FP8 pages (kFp8): the e4m3 bytes of each pair of value blocks (one scale group) land in the
 // pair's first block as 64 rows of 128 bytes, the page's scales beside the tiles and the RoPE
-// block as BF16 (no conversion); warps 1-3 of warpgroup 2 convert each pair in place, each warp its
-// own rows, to fp8 * scale in FP32 rounded to BF16 (the reference's dequantisation, exactly) and
-// signal the blocks on their `ready` barriers, which the consumers wait on instead of `full`; its
-// first thread issues the copies as the BF16 producer does (a waiting issuer in a converting warp
-// would hold back the conversion, a polling one steals issue slots).
+// block as BF16 (no conversion); warps 1-3 of warpgroup 2 and the four warps of the consumer
+// warpgroup that will score the page (just before it waits for them, while its last wgmma runs)
+// convert each pair in place, each warp its own rows, to fp8 * scale in FP32 rounded to BF16 (the
+// reference's dequantisation, exactly) and signal the blocks on their `ready` barriers, which the
+// consumers wait on instead of `full`; its first thread issues the copies as the BF16 producer does
+// (a waiting issuer in a converting warp would hold back the conversion, a polling one steals
+// issue slots). Rows are split statically: warps claiming units of rows one at a time from a
+// shared counter ran 16-45% slower (the claims' latency, bench/RESULTS.md).
 constexpr int kHeads = 64, kTokens = kMlaPage, kBlocks = kMlaEntry / 64, kStages = 2;
 constexpr int kConsumers = 256, kThreads = kConsumers + 128;
 
@@ -63,7 +66,7 @@ struct Shared {
 // With FP8 pages: the scales of each stage's page and the barriers of the blocks in BF16.
 struct SharedFp8 : Shared {
   alignas(128) float scales[kStages][kTokens][kMlaLatent / kMlaFp8Group];  // (TMA destination)
-  std::uint64_t ready[kStages][kBlocks];  // value blocks: 128 converter arrivals; RoPE: its copy
+  std::uint64_t ready[kStages][kBlocks];  // value blocks: 7 warps' arrivals; RoPE: its copy
 };
 template <bool kFp8>
 using SharedOf = std::conditional_t<kFp8, SharedFp8, Shared>;
@@ -83,10 +86,16 @@ struct Maps {
 
 constexpr int kHalfDims = kMlaLatent / 2, kValueBlocks = kHalfDims / 64;
 constexpr int kPBlock = kBlocks - 1;  // the RoPE block, which holds P once the scores are done
-constexpr int kConverters = 96;       // FP8 pages: warps 1-3 of warpgroup 2
 // Named barriers: A's maxima and factors published (with P of A), B's published (with P of B),
 // each warpgroup's own P written (4 + w), the final sums exchanged.
 constexpr int kReadyA = 1, kReadyB = 2, kOwnP = 4, kSums = 6;
+// FP8 pages: a pair of value blocks (one scale group) converts in groups of 4 rows (one 16-byte
+// read a lane), one group by each warp of the consumer warpgroup that scores the page, four by
+// each converter warp (warps 1-3 of warpgroup 2).
+constexpr int kRowGroups = kTokens / 4, kHelperGroups = 1, kConverterWarps = 3;
+constexpr int kConverterGroups = (kRowGroups - 4 * kHelperGroups) / kConverterWarps;
+static_assert(kConverterWarps * kConverterGroups + 4 * kHelperGroups == kRowGroups);
+constexpr int kConvertingWarps = kConverterWarps + 4;
 constexpr float kLog2e = 1.4426950408889634f;
 // Registers per thread: consumers 232 (128 accumulators for P V, 32 for the scores), the
 // producer warpgroup 40: 64,512 of the SM's 65,536 for the CTA's 384 threads.
@@ -189,60 +198,81 @@ __device__ __forceinline__ uint2 e4m3x4_scaled(std::uint32_t word, float scale) 
   return make_uint2(out[0], out[1]);
 }
 
-// Converts value blocks j and j + 1 (one scale group) of `stage`'s page in place from their e4m3
-// rows in block j (row r: block j's 64 values, then block j + 1's): the converter warps take
-// 8-row units in turn, four rows at a time, a row read by 8 lanes (16 values each) before they
-// overwrite it with block j's half of it in BF16 (block j + 1's half goes to its own block), in the
-// 128-byte-swizzled layout the descriptors read; then made visible to the consumers' wgmma on the
-// blocks' `ready` barriers. `tid`: the thread among the converters.
-__device__ void convert_pair(SharedFp8& sh, int stage, int j, int tid) {
-  const int lane = tid % 32, half = lane % 8 / 4, chunk = lane % 4;
+// Converts row groups [g0, g0 + kN) (rows 4 g to 4 g + 3) of value blocks j and j + 1 of
+// `stage`'s page in place from their e4m3 rows in block j (row r: block j's 64 values, then block
+// j + 1's) by one warp: a row is read by 8 lanes (16 values each) before they overwrite it with
+// block j's half in BF16 (block j + 1's half goes to its own block), in the 128-byte-swizzled
+// layout the descriptors read; the lanes of block j + 1's half take the neighbouring row (row ^ 1),
+// so neither the reads nor the writes of a quarter warp meet in a bank.
+template <int kN>
+__device__ void convert_groups(SharedFp8& sh, int stage, int j, int g0, int lane) {
+  const int half = lane % 8 / 4;
   const auto* raw = reinterpret_cast<const unsigned char*>(&sh.kv[stage][j][0][0]);
   auto* bytes = reinterpret_cast<unsigned char*>(&sh.kv[stage][j + half][0][0]);
-  for (int unit = tid / 32; unit < kTokens / 8; unit += kConverters / 32) {
-    uint4 in[2];
-    float scale[2];
+  uint4 in[kN];
+  float scale[kN];
+  int row[kN];
 #pragma unroll
-    for (int x = 0; x < 2; ++x) {
-      const int row = 8 * unit + 4 * x + lane / 8;
-      in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row + 16 * (lane % 8));
-      scale[x] = sh.scales[stage][row][j / 2];
-    }
-    __syncwarp();
-#pragma unroll
-    for (int x = 0; x < 2; ++x) {
-      const int row = 8 * unit + 4 * x + lane / 8;
-      const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
-      std::uint32_t out[8];
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const uint2 v = e4m3x4_scaled(words[w], scale[x]);
-        out[2 * w] = v.x, out[2 * w + 1] = v.y;
-      }
-      // block j + 1's lanes store their second chunk first (no bank conflict with block j's)
-      const uint4 lo = make_uint4(out[0], out[1], out[2], out[3]),
-                  hi = make_uint4(out[4], out[5], out[6], out[7]);
-      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 * half)) = half ? hi : lo;
-      *reinterpret_cast<uint4*>(bytes + swizzled(row, 16 * chunk + 8 - 8 * half)) = half ? lo : hi;
-    }
-    __syncwarp();
+  for (int x = 0; x < kN; ++x) {
+    row[x] = 4 * (g0 + x) + (lane / 8 ^ half);
+    in[x] = *reinterpret_cast<const uint4*>(raw + 128 * row[x] + 16 * (lane % 8));
+    scale[x] = sh.scales[stage][row[x]][j / 2];
   }
+  __syncwarp();
+#pragma unroll
+  for (int x = 0; x < kN; ++x) {
+    const std::uint32_t words[4] = {in[x].x, in[x].y, in[x].z, in[x].w};
+    std::uint32_t out[8];
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const uint2 v = e4m3x4_scaled(words[w], scale[x]);
+      out[2 * w] = v.x, out[2 * w + 1] = v.y;
+    }
+    const int col = 16 * (lane % 4);
+    *reinterpret_cast<uint4*>(bytes + swizzled(row[x], col)) =
+        make_uint4(out[0], out[1], out[2], out[3]);
+    *reinterpret_cast<uint4*>(bytes + swizzled(row[x], col + 8)) =
+        make_uint4(out[4], out[5], out[6], out[7]);
+  }
+}
+
+// One warp's share of value blocks j and j + 1 of `stage`'s page in its `round`, kGroups row
+// groups from g0 (two per shared-memory round trip), once their bytes landed; then made visible to
+// the consumers' wgmma by the warp's arrival on both blocks' `ready` barriers.
+template <int kGroups>
+__device__ void convert_share(SharedFp8& sh, int stage, int j, int round, int g0, int lane) {
+  device::mbarrier_wait(&sh.full[stage][j], round & 1);
+#pragma unroll
+  for (int g = 0; g + 1 < kGroups; g += 2) convert_groups<2>(sh, stage, j, g0 + g, lane);
+  if constexpr (kGroups % 2 == 1) convert_groups<1>(sh, stage, j, g0 + kGroups - 1, lane);
   device::fence_proxy_async();
+  __syncwarp();
+  if (lane != 0) return;
   device::mbarrier_arrive(&sh.ready[stage][j]);
   device::mbarrier_arrive(&sh.ready[stage][j + 1]);
 }
 
-// The converter warps of warpgroup 2 with FP8 pages: convert the range's value blocks as they
-// land (block_order, in pairs).
-__device__ void convert(SharedFp8& sh, const Range& r, int tid) {
+// Converter warp c of warpgroup 2 with FP8 pages: its row groups of the range's value blocks as
+// they land (block_order, in pairs).
+__device__ void convert(SharedFp8& sh, const Range& r, int c, int lane) {
   for (int page = r.first, i = 0; page < r.last; ++page, ++i) {
-    const int s = i % kStages, parity = i / kStages & 1;
-    for (int n = 0; n < 2 * kValueBlocks; n += 2) {
-      const int j = block_order(s, n);
-      device::mbarrier_wait(&sh.full[s][j], parity);
-      convert_pair(sh, s, j, tid);
-    }
+    const int s = i % kStages;
+    for (int n = 0; n < 2 * kValueBlocks; n += 2)
+      convert_share<kConverterGroups>(sh, s, block_order(s, n), i / 2, kConverterGroups * c, lane);
   }
+}
+
+// A consumer warp about to read blocks [kFrom, kTo) (block_order) of `stage`'s page in `round`:
+// with FP8 pages it converts its row groups of their pairs first.
+template <int kFrom, int kTo>
+__device__ void help_convert(Shared&, int, int) {}
+template <int kFrom, int kTo>
+__device__ void help_convert(SharedFp8& sh, int stage, int round) {
+  const int warp = static_cast<int>(threadIdx.x % 128 / 32),
+            lane = static_cast<int>(threadIdx.x % 32);
+  for (int n = kFrom; n < kTo && n < 2 * kValueBlocks; n += 2)
+    convert_share<kHelperGroups>(sh, stage, block_order(stage, n), round,
+                                 kConverterWarps * kConverterGroups + kHelperGroups * warp, lane);
 }
 
 // The barrier saying block j of `stage` holds its BF16 values.
@@ -269,14 +299,15 @@ struct Softmax {
   float max[2] = {-INFINITY, -INFINITY}, sum[2] = {0.f, 0.f};
 };
 
-// Issues s (+)= Q K^T over blocks [kFrom, kTo) (in block_order) of `stage`'s page once they
-// landed (round parity `parity`), as one wgmma group. (Waiting between the wgmmas would make
-// ptxas serialize them.)
+// Issues s (+)= Q K^T over blocks [kFrom, kTo) (in block_order) of `stage`'s page in its `round`
+// once they landed (FP8 pages: converted, helping), as one wgmma group. (Waiting between the
+// wgmmas would make ptxas serialize them.)
 template <int kFrom, int kTo, class Sh>
-__device__ void issue_scores(Sh& sh, int stage, int parity, float (&s)[32]) {
+__device__ void issue_scores(Sh& sh, int stage, int round, float (&s)[32]) {
+  help_convert<kFrom, kTo>(sh, stage, round);
 #pragma unroll
   for (int n = kFrom; n < kTo; ++n)
-    device::mbarrier_wait(landed(sh, stage, block_order(stage, n)), parity);
+    device::mbarrier_wait(landed(sh, stage, block_order(stage, n)), round & 1);
   device::fence_registers(s);
   device::wgmma_fence();
 #pragma unroll
@@ -290,10 +321,10 @@ __device__ void issue_scores(Sh& sh, int stage, int parity, float (&s)[32]) {
   device::wgmma_commit();
 }
 
-// All scores of `stage`'s page (round parity `parity`), waited for.
+// All scores of `stage`'s page in its first round, waited for.
 template <class Sh>
-__device__ void scores(Sh& sh, int stage, int parity, float (&s)[32]) {
-  issue_scores<0, kBlocks>(sh, stage, parity, s);
+__device__ void scores(Sh& sh, int stage, float (&s)[32]) {
+  issue_scores<0, kBlocks>(sh, stage, 0, s);
   device::wgmma_wait<0>();
   device::fence_registers(s);
 }
@@ -478,12 +509,12 @@ __device__ void pair_first(Sh& sh, const Lane& l, const Range& r, int page, int 
   for (int h = 0; h < 2; ++h) st.sum[h] *= g[h];
   if (has_next) {  // then B is a whole page
     issue_values(sh, 1, 0, o);
-    issue_scores<0, kValueBlocks>(sh, 0, (round + 1) & 1, s);
+    issue_scores<0, kValueBlocks>(sh, 0, round + 1, s);
     device::wgmma_wait<1>();
     device::fence_registers(o);
     device::mbarrier_arrive(&sh.empty[1][kValues0]);
     device::mbarrier_arrive(&sh.empty[1][kP]);
-    issue_scores<kValueBlocks, kBlocks>(sh, 0, (round + 1) & 1, s);
+    issue_scores<kValueBlocks, kBlocks>(sh, 0, round + 1, s);
     device::wgmma_wait<0>();
     device::fence_registers(s);
   } else if (has_b) {
@@ -535,8 +566,8 @@ __device__ void pair_second(Sh& sh, const Lane& l, const Range& r, int page, int
     device::mbarrier_arrive(&sh.empty[1][kP]);
   }
   if (has_next) {  // the first half (its own value blocks, freed first) runs while the rest lands
-    issue_scores<0, kValueBlocks>(sh, 1, (round + 1) & 1, s);
-    issue_scores<kValueBlocks, kBlocks>(sh, 1, (round + 1) & 1, s);
+    issue_scores<0, kValueBlocks>(sh, 1, round + 1, s);
+    issue_scores<kValueBlocks, kBlocks>(sh, 1, round + 1, s);
     device::wgmma_wait<0>();
     device::fence_registers(s);
   }
@@ -606,7 +637,7 @@ __device__ void consume(const MlaDecodeParams& p, const Maps& maps, Sh& sh, int 
   float o[128] = {}, s[32] = {};
   Softmax st;
   device::mbarrier_wait(&sh.q_full, 0);
-  if (r.first + l.wg < r.last) scores(sh, l.wg, 0, s);  // the first pair's A or B
+  if (r.first + l.wg < r.last) scores(sh, l.wg, s);  // the first pair's A or B
   for (int page = r.first, round = 0; page < r.last; page += 2, ++round) {
     if (l.wg == 0)
       pair_first(sh, l, r, page, round, scale, s, o, st);
@@ -635,7 +666,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       device::mbarrier_init(&sh.empty[s][kP], kConsumers);
       if constexpr (kFp8)
         for (int j = 0; j < kBlocks; ++j)
-          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : kConverters);
+          device::mbarrier_init(&sh.ready[s][j], j == kPBlock ? 1 : kConvertingWarps);
     }
     device::fence_shared_for_async();
   }
@@ -656,9 +687,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     produce(p, maps, sh, b, head0, r);
   }
-  const int converter = static_cast<int>(threadIdx.x) - kThreads + kConverters;
+  const int converter = static_cast<int>(threadIdx.x - kConsumers) / 32 - 1;
   if constexpr (kFp8)
-    if (converter >= 0) convert(sh, r, converter);
+    if (converter >= 0) convert(sh, r, converter, static_cast<int>(threadIdx.x % 32));
 #else
   (void)maps, (void)p;
   __trap();  // built for sm_90a only; the binding never launches it elsewhere

@@ -1,6 +1,7 @@
 #include "kernels/moe_permute.h"
 
 #include <limits>
+#include <string>
 
 #include "core/error.h"
 
@@ -14,6 +15,71 @@ namespace {
 
 // The sort kernel's limits: its count pass keeps 8 x experts int32 counts in shared memory.
 constexpr std::int64_t kMaxExperts = 1024;
+
+// The combine kernel's inputs: y [T k, cols] of a float type, int64 position [T k], float32
+// weights [T, k]; shared and x [T, cols] and weight [cols] in y's dtype.
+bool combine_shapes_fit(const at::Tensor& y, const at::Tensor& position, const at::Tensor& weights,
+                        const std::optional<at::Tensor>& shared, const at::Tensor* x,
+                        const at::Tensor* weight) {
+  const bool typed = y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16 ||
+                     y.scalar_type() == at::kHalf;
+  if (!typed || y.dim() != 2 || weights.dim() != 2 || weights.scalar_type() != at::kFloat ||
+      position.scalar_type() != at::kLong || position.numel() != weights.numel() ||
+      y.size(0) != weights.numel())
+    return false;
+  const auto token_rows = [&](const at::Tensor& t) {
+    return t.scalar_type() == y.scalar_type() && t.dim() == 2 && t.size(0) == weights.size(0) &&
+           t.size(1) == y.size(1);
+  };
+  return (!shared || token_rows(*shared)) && (!x || token_rows(*x)) &&
+         (!weight || (weight->scalar_type() == y.scalar_type() && weight->dim() == 1 &&
+                      weight->size(0) == y.size(1)));
+}
+
+bool combine_fits(const at::Tensor& y, const at::Tensor& position, const at::Tensor& weights,
+                  const std::optional<at::Tensor>& shared, const at::Tensor* x,
+                  const at::Tensor* weight) {
+  return use_kernel({y, position, weights, shared.value_or(y), x ? *x : y, weight ? *weight : y}) &&
+         combine_shapes_fit(y, position, weights, shared, x, weight);
+}
+
+// The combine kernel (+ shared) and, with x and weight, the residual add and norm after it:
+// {out, normed} (normed undefined without x).
+AddRmsNorm launch_combine(const char* who, const at::Tensor& y, const at::Tensor& position,
+                          const at::Tensor& weights, const std::optional<at::Tensor>& shared,
+                          const at::Tensor* x, const at::Tensor* weight, double eps) {
+#ifdef PONDER_WITH_CUDA
+  require_cuda(who, {y, position, weights, shared.value_or(y), x ? *x : y, weight ? *weight : y});
+  if (!combine_shapes_fit(y, position, weights, shared, x, weight))
+    throw Error(std::string(who) +
+                ": expected y [T k, cols], int64 position [T k], float32 weights [T, k], and "
+                "shared [T, cols], x [T, cols], norm weight [cols] in y's dtype");
+  const at::Tensor rows = y.contiguous(), pos = position.contiguous(), w = weights.contiguous();
+  const at::Tensor added = shared ? shared->contiguous() : at::Tensor();
+  const at::Tensor res = x ? x->contiguous() : at::Tensor(), nw = x ? weight->contiguous() : res;
+  const at::Tensor out = at::empty({weights.size(0), y.size(1)}, y.options());
+  const at::Tensor normed = x ? at::empty_like(out) : at::Tensor();
+  const auto ptr = [](const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; };
+  const ExpertCombineParams p{rows.data_ptr(),
+                              pos.data_ptr<std::int64_t>(),
+                              w.data_ptr<float>(),
+                              ptr(added),
+                              ptr(res),
+                              ptr(nw),
+                              out.data_ptr(),
+                              ptr(normed),
+                              weights.size(0),
+                              y.size(1),
+                              static_cast<int>(weights.size(1)),
+                              static_cast<float>(eps),
+                              element_type(y, who)};
+  if (out.numel() > 0) check_launch(launch_expert_combine(p, current_stream()), who);
+  return {out, normed};
+#else
+  (void)y, (void)position, (void)weights, (void)shared, (void)x, (void)weight, (void)eps;
+  no_cuda(who);
+#endif
+}
 
 }  // namespace
 
@@ -79,50 +145,54 @@ ExpertPermutation permute_by_expert_cuda(const at::Tensor& x, const at::Tensor& 
 }
 
 at::Tensor combine_experts_reference(const at::Tensor& y, const at::Tensor& position,
-                                     const at::Tensor& weights) {
+                                     const at::Tensor& weights,
+                                     const std::optional<at::Tensor>& shared) {
   const std::int64_t k = weights.size(1);
-  return (y.index_select(0, position).view({-1, k, y.size(1)}) *
-          weights.to(y.scalar_type()).unsqueeze(-1))
-      .sum(1);
+  const at::Tensor routed = (y.index_select(0, position).view({-1, k, y.size(1)}) *
+                             weights.to(y.scalar_type()).unsqueeze(-1))
+                                .sum(1);
+  return shared ? routed + *shared : routed;
 }
 
 at::Tensor combine_experts(const at::Tensor& y, const at::Tensor& position,
-                           const at::Tensor& weights) {
-  const bool typed = y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16 ||
-                     y.scalar_type() == at::kHalf;
-  if (use_kernel({y, position, weights}) && typed && y.dim() == 2 && weights.dim() == 2 &&
-      weights.scalar_type() == at::kFloat && position.scalar_type() == at::kLong &&
-      position.numel() == weights.numel() && y.size(0) == weights.numel())
-    return combine_experts_cuda(y, position, weights);
-  return combine_experts_reference(y, position, weights);
+                           const at::Tensor& weights, const std::optional<at::Tensor>& shared) {
+  if (combine_fits(y, position, weights, shared, nullptr, nullptr))
+    return combine_experts_cuda(y, position, weights, shared);
+  return combine_experts_reference(y, position, weights, shared);
 }
 
 at::Tensor combine_experts_cuda(const at::Tensor& y, const at::Tensor& position,
-                                const at::Tensor& weights) {
-#ifdef PONDER_WITH_CUDA
-  const char* who = "combine_experts_cuda";
-  require_cuda(who, {y, position, weights});
-  if (y.dim() != 2 || weights.dim() != 2 || weights.scalar_type() != at::kFloat ||
-      position.scalar_type() != at::kLong || position.numel() != weights.numel() ||
-      y.size(0) != weights.numel())
-    throw Error(std::string(who) +
-                ": expected y [T k, cols], int64 position [T k] and float32 weights [T, k]");
-  const at::Tensor rows = y.contiguous(), pos = position.contiguous(), w = weights.contiguous();
-  at::Tensor out = at::empty({weights.size(0), y.size(1)}, y.options());
-  const ExpertCombineParams p{rows.data_ptr(),
-                              pos.data_ptr<std::int64_t>(),
-                              w.data_ptr<float>(),
-                              out.data_ptr(),
-                              weights.size(0),
-                              y.size(1),
-                              static_cast<int>(weights.size(1)),
-                              element_type(y, who)};
-  if (out.numel() > 0) check_launch(launch_expert_combine(p, current_stream()), who);
-  return out;
-#else
-  (void)y, (void)position, (void)weights;
-  no_cuda("combine_experts_cuda");
-#endif
+                                const at::Tensor& weights,
+                                const std::optional<at::Tensor>& shared) {
+  return launch_combine("combine_experts_cuda", y, position, weights, shared, nullptr, nullptr, 0)
+      .sum;
+}
+
+AddRmsNorm combine_experts_add_rms_norm_reference(const at::Tensor& y, const at::Tensor& position,
+                                                  const at::Tensor& weights,
+                                                  const std::optional<at::Tensor>& shared,
+                                                  const at::Tensor& x, const at::Tensor& weight,
+                                                  double eps) {
+  return add_rms_norm_reference(x, combine_experts_reference(y, position, weights, shared), weight,
+                                eps);
+}
+
+AddRmsNorm combine_experts_add_rms_norm(const at::Tensor& y, const at::Tensor& position,
+                                        const at::Tensor& weights,
+                                        const std::optional<at::Tensor>& shared,
+                                        const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (combine_fits(y, position, weights, shared, &x, &weight))
+    return combine_experts_add_rms_norm_cuda(y, position, weights, shared, x, weight, eps);
+  return add_rms_norm(x, combine_experts(y, position, weights, shared), weight, eps);
+}
+
+AddRmsNorm combine_experts_add_rms_norm_cuda(const at::Tensor& y, const at::Tensor& position,
+                                             const at::Tensor& weights,
+                                             const std::optional<at::Tensor>& shared,
+                                             const at::Tensor& x, const at::Tensor& weight,
+                                             double eps) {
+  return launch_combine("combine_experts_add_rms_norm_cuda", y, position, weights, shared, &x,
+                        &weight, eps);
 }
 
 }  // namespace ponder::kernels

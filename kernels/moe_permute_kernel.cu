@@ -5,6 +5,7 @@
 
 #include "kernels/device_util.cuh"
 #include "kernels/moe_permute_kernel.h"
+#include "kernels/rms_norm_row.cuh"
 
 namespace ponder::kernels {
 namespace {
@@ -145,27 +146,68 @@ void launch_scatter(const ExpertSortParams& p, cudaStream_t stream) {
     scatter_kernel<unsigned char><<<blocks, kThreads, 0, stream>>>(p);
 }
 
-// Grid-stride over packs of kVec columns of out: the k weighted rows of y summed in FP32.
+// Columns c .. c + kVec of token t's output: the k weighted rows of y summed in FP32, then the
+// shared experts' and the residual's rows added, each step rounded to T.
+template <typename T, int kVec>
+__device__ __forceinline__ void combined_pack(const ExpertCombineParams& p, std::int64_t t,
+                                              std::int64_t c, float (&v)[kVec]) {
+  const T* y = static_cast<const T*>(p.y);
+  float acc[kVec] = {};
+  for (int j = 0; j < p.k; ++j) {
+    const std::int64_t pair = t * p.k + j;
+    const float w = round_to<T>(p.weights[pair]);
+    const auto r = device::load_pack<T, kVec>(y + p.position[pair] * p.cols + c);
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) acc[q] += round_to<T>(__fmul_rn(to_float(r.v[q]), w));
+  }
+#pragma unroll
+  for (int q = 0; q < kVec; ++q) v[q] = round_to<T>(acc[q]);
+  for (const void* addend : {p.shared, p.residual}) {
+    if (!addend) continue;
+    const auto a = device::load_pack<T, kVec>(static_cast<const T*>(addend) + t * p.cols + c);
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) v[q] = round_to<T>(v[q] + to_float(a.v[q]));
+  }
+}
+
+// Grid-stride over packs of kVec columns of out.
 template <typename T, int kVec>
 __global__ void __launch_bounds__(kThreads) combine_kernel(ExpertCombineParams p) {
   const std::int64_t packs_per_row = p.cols / kVec, total = p.tokens * packs_per_row;
-  const T* y = static_cast<const T*>(p.y);
   for (std::int64_t i = blockIdx.x * std::int64_t{kThreads} + threadIdx.x; i < total;
        i += std::int64_t{gridDim.x} * kThreads) {
     const std::int64_t t = i / packs_per_row, c = (i % packs_per_row) * kVec;
-    float acc[kVec] = {};
-    for (int j = 0; j < p.k; ++j) {
-      const std::int64_t pair = t * p.k + j;
-      const float w = round_to<T>(p.weights[pair]);
-      const auto v = device::load_pack<T, kVec>(y + p.position[pair] * p.cols + c);
-#pragma unroll
-      for (int q = 0; q < kVec; ++q) acc[q] += round_to<T>(__fmul_rn(to_float(v.v[q]), w));
-    }
+    float v[kVec];
+    combined_pack<T, kVec>(p, t, c, v);
     Pack<T, kVec> o;
 #pragma unroll
-    for (int q = 0; q < kVec; ++q) o.v[q] = from_float<T>(acc[q]);
+    for (int q = 0; q < kVec; ++q) o.v[q] = from_float<T>(v[q]);
     device::store_pack(static_cast<T*>(p.out) + t * p.cols + c, o);
   }
+}
+
+// One block per token: the combined row (with the residual) stored to out while its squares are
+// summed, then the norm pass over out as the RMSNorm kernel runs it.
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kThreads) combine_norm_kernel(ExpertCombineParams p) {
+  const std::int64_t t = blockIdx.x;
+  T* sum = static_cast<T*>(p.out) + t * p.cols;
+  const auto combine = [&](std::int64_t c, float(&v)[kVec]) {
+    combined_pack<T, kVec>(p, t, c, v);
+    Pack<T, kVec> o;
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) o.v[q] = from_float<T>(v[q]);
+    device::store_pack(sum + c, o);
+  };
+  const float inv_rms = device::row_inv_rms<kVec, kThreads>(combine, p.cols, p.eps);
+  const auto reload = [&](std::int64_t c, float(&v)[kVec]) {  // this thread's own stores
+    const auto o = device::load_pack<T, kVec>(sum + c);
+#pragma unroll
+    for (int q = 0; q < kVec; ++q) v[q] = to_float(o.v[q]);
+  };
+  device::write_normed_row<T, kVec, kThreads>(reload, static_cast<const T*>(p.norm_weight),
+                                              static_cast<T*>(p.normed) + t * p.cols, nullptr,
+                                              p.cols, inv_rms);
 }
 
 unsigned grid_for(std::int64_t work) {
@@ -173,16 +215,25 @@ unsigned grid_for(std::int64_t work) {
   return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 4096));
 }
 
+template <typename T, int kVec>
+void launch_combine(const ExpertCombineParams& p, cudaStream_t stream) {
+  if (p.residual)
+    combine_norm_kernel<T, kVec><<<static_cast<unsigned>(p.tokens), kThreads, 0, stream>>>(p);
+  else
+    combine_kernel<T, kVec><<<grid_for(p.tokens * p.cols / kVec), kThreads, 0, stream>>>(p);
+}
+
 template <typename T>
 int combine_typed(const ExpertCombineParams& p, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
-  const auto aligned = [](const void* ptr) {
-    return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
-  };
-  if (p.cols % kVec == 0 && aligned(p.y) && aligned(p.out))
-    combine_kernel<T, kVec><<<grid_for(p.tokens * p.cols / kVec), kThreads, 0, stream>>>(p);
+  bool aligned = p.cols % kVec == 0;
+  for (const void* ptr : {p.y, p.shared, p.residual, p.norm_weight, static_cast<const void*>(p.out),
+                          static_cast<const void*>(p.normed)})
+    aligned = aligned && reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0;
+  if (aligned)
+    launch_combine<T, kVec>(p, stream);
   else
-    combine_kernel<T, 1><<<grid_for(p.tokens * p.cols), kThreads, 0, stream>>>(p);
+    launch_combine<T, 1>(p, stream);
   return static_cast<int>(cudaGetLastError());
 }
 

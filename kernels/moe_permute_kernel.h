@@ -34,14 +34,22 @@ std::int64_t expert_sort_scratch(std::int64_t pairs, int experts);
 int launch_expert_sort(const ExpertSortParams& params, void* stream);
 
 // out[t] = sum over j < k of y[position[t k + j]] * weights[t k + j], each weight rounded to the
-// element type and each product rounded to it before an FP32 sum, rounded once at the end.
+// element type and each product rounded to it before an FP32 sum, rounded once at the end; then
+// + shared[t] (rounded) when shared is set. With residual (and norm_weight, normed) set: out[t] =
+// residual[t] + that (rounded) and normed[t] = RMSNorm(out[t]) * norm_weight, as the RMSNorm
+// kernel computes it (one block per token).
 struct ExpertCombineParams {
   const void* y = nullptr;                 // [pairs, cols] contiguous
   const std::int64_t* position = nullptr;  // [tokens * k]
   const float* weights = nullptr;          // [tokens * k]
+  const void* shared = nullptr;            // optional [tokens, cols] contiguous
+  const void* residual = nullptr;          // optional [tokens, cols] contiguous
+  const void* norm_weight = nullptr;       // [cols] with residual
   void* out = nullptr;                     // [tokens, cols] contiguous
+  void* normed = nullptr;                  // [tokens, cols] contiguous, with residual
   std::int64_t tokens = 0, cols = 0;
   int k = 1;
+  float eps = 1e-6f;
   ElementType type = ElementType::kBFloat16;
 };
 

@@ -4,11 +4,11 @@
 
 #include "kernels/device_util.cuh"
 #include "kernels/rms_norm_kernel.h"
+#include "kernels/rms_norm_row.cuh"
 
 namespace ponder::kernels {
 namespace {
 
-using device::from_float;
 using device::load_pack;
 using device::Pack;
 using device::round_to;
@@ -37,32 +37,11 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(RmsNormParams p) {
   const std::int64_t row = blockIdx.x;
   const T* x = static_cast<const T*>(p.x) + row * p.stride;
   const T* res = p.residual ? static_cast<const T*>(p.residual) + row * p.cols : nullptr;
-  const T* w = static_cast<const T*>(p.weight);
-  T* out = static_cast<T*>(p.out) + row * p.cols;
-  T* sum_out = p.sum_out ? static_cast<T*>(p.sum_out) + row * p.cols : nullptr;
-  float sum = 0.f;
-  for (std::int64_t i = threadIdx.x * kVec; i < p.cols; i += kThreads * kVec) {
-    float v[kVec];
-    load_input<T, kVec>(p, x, res, i, v);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) sum += v[j] * v[j];
-  }
-  __shared__ float scratch[kThreads / 32];
-  const float total = device::block_sum<kThreads>(sum, scratch);
-  const float inv_rms = rsqrtf(total / static_cast<float>(p.cols) + p.eps);
-  for (std::int64_t i = threadIdx.x * kVec; i < p.cols; i += kThreads * kVec) {
-    float v[kVec];
-    load_input<T, kVec>(p, x, res, i, v);
-    const Pack<T, kVec> wv = load_pack<T, kVec>(w + i);
-    Pack<T, kVec> o, s;
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) {
-      o.v[j] = from_float<T>(to_float(wv.v[j]) * round_to<T>(v[j] * inv_rms));
-      s.v[j] = from_float<T>(v[j]);
-    }
-    device::store_pack(out + i, o);
-    if (sum_out) device::store_pack(sum_out + i, s);
-  }
+  const auto load = [&](std::int64_t i, float(&v)[kVec]) { load_input<T, kVec>(p, x, res, i, v); };
+  const float inv_rms = device::row_inv_rms<kVec, kThreads>(load, p.cols, p.eps);
+  device::write_normed_row<T, kVec, kThreads>(
+      load, static_cast<const T*>(p.weight), static_cast<T*>(p.out) + row * p.cols,
+      p.sum_out ? static_cast<T*>(p.sum_out) + row * p.cols : nullptr, p.cols, inv_rms);
 }
 
 template <typename T>

@@ -12,7 +12,8 @@
 // PONDER_BENCH_MODEL_DIR=DIR draws the model into DIR once and reuses it (kept after the run);
 // PONDER_BENCH_ROWS_ONLY=1 stops after the rollout rows and the roofline (no eager engine, no
 // kernel profiles); PONDER_BENCH_LEAN=1 (with PONDER_BENCH_NO_HF=1) times only the 1-token and
-// the full workload after a short warm-up, then profiles the decode step.
+// the full workload after a short warm-up, then profiles the decode step;
+// PONDER_BENCH_PROFILE_ROWS=N prints N kernels per profile (default 18).
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #include <unistd.h>
@@ -181,19 +182,22 @@ void print_profile(const std::string& title, const std::function<at::Tensor()>& 
   if (!trace_path.empty()) result->save(trace_path);
   std::map<std::string, std::pair<double, int>> by_kernel;  // name -> (ms, launches)
   double gpu_ms = 0;
+  int launches = 0;
   for (const auto& e : result->events()) {
     if (e.deviceType() != c10::DeviceType::CUDA) continue;
     auto& [ms, count] = by_kernel[e.name().substr(0, 90)];
     ms += static_cast<double>(e.durationNs()) / 1e6 / 3;
     ++count;
+    ++launches;
     gpu_ms += static_cast<double>(e.durationNs()) / 1e6 / 3;
   }
   std::vector<std::pair<std::string, std::pair<double, int>>> sorted(by_kernel.begin(),
                                                                      by_kernel.end());
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  fmt::print("\n{}: {:.2f} ms per call (synced), GPU kernels {:.2f} ms per call\n", title, step_ms,
-             gpu_ms);
+  fmt::print("\n{}: {:.2f} ms per call (synced), GPU kernels {:.2f} ms in {} launches per call\n",
+             title, step_ms, gpu_ms, launches / 3);
+  if (const char* env = std::getenv("PONDER_BENCH_PROFILE_ROWS")) rows = std::stoul(env);
   for (std::size_t i = 0; i < std::min(sorted.size(), rows); ++i)
     fmt::print("  {:7.3f} ms {:5.1f}% {:5} launches  {}\n", sorted[i].second.first,
                100 * sorted[i].second.first / gpu_ms, sorted[i].second.second / 3, sorted[i].first);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 #include <numbers>
+#include <tuple>
 
 #include "core/error.h"
 #include "kernels/fp8.h"
@@ -211,45 +212,86 @@ at::Tensor sequence_balance_loss(const MoeRouting& routing, const at::Tensor& cu
   return (f * p).sum(1).mean();
 }
 
+namespace {
+
+// A forward without gradients: the routed experts' rows (grouped paths) or their sum (the loop),
+// and the shared experts' output, which on a GPU runs beside the routing, the expert sort and the
+// routed GEMMs, filling the SMs that the small routing kernels leave idle.
+struct InferenceParts {
+  std::optional<ExpertRows> rows;
+  at::Tensor routed;
+  std::optional<at::Tensor> shared;
+
+  at::Tensor loop_sum() const { return shared ? routed + *shared : routed; }
+};
+
+InferenceParts inference_parts(const Moe& moe, const at::Tensor& x) {
+  InferenceParts parts;
+  const auto routed = [&] {
+    const MoeRouting routing = moe.route(x);
+    parts.rows = moe.routed_rows(x, routing);
+    return parts.rows ? at::Tensor() : moe.routed_loop(x, routing);
+  };
+  if (!moe.shared) {
+    parts.routed = routed();
+    return parts;
+  }
+  std::tie(parts.routed, parts.shared) = kernels::run_beside(
+      routed, [&] { return (*moe.shared)(x); }, x.device());
+  return parts;
+}
+
+}  // namespace
+
 at::Tensor Moe::operator()(const at::Tensor& x) const {
-  if (!shared) return routed_experts(x);
   if (c10::GradMode::is_enabled()) {
     // routed first: the order of autograd's nodes fixes the order in which x's gradient sums
     const at::Tensor routed = routed_experts(x);
-    return routed + (*shared)(x);
+    return shared ? routed + (*shared)(x) : routed;
   }
-  // Without gradients on a GPU the shared experts' GEMMs run beside the routing, the expert sort
-  // and the routed GEMMs, filling the SMs that the small routing kernels leave idle.
-  const auto [routed, shared_out] = kernels::run_beside([&] { return routed_experts(x); },
-                                                        [&] { return (*shared)(x); }, x.device());
-  return routed + shared_out;
+  const InferenceParts parts = inference_parts(*this, x);
+  if (!parts.rows) return parts.loop_sum();
+  return kernels::combine_experts(parts.rows->y, parts.rows->position, parts.rows->weights,
+                                  parts.shared);
+}
+
+kernels::AddRmsNorm Moe::add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                                      const at::Tensor& weight, double eps) const {
+  if (c10::GradMode::is_enabled()) return kernels::add_rms_norm(residual, (*this)(x), weight, eps);
+  const InferenceParts parts = inference_parts(*this, x);
+  if (!parts.rows) return kernels::add_rms_norm(residual, parts.loop_sum(), weight, eps);
+  return kernels::combine_experts_add_rms_norm(parts.rows->y, parts.rows->position,
+                                               parts.rows->weights, parts.shared, residual, weight,
+                                               eps);
 }
 
 at::Tensor Moe::routed_experts(const at::Tensor& x) const {
   const MoeRouting routing = route(x);
-  const bool training = c10::GradMode::is_enabled();
-  if (training)
+  if (c10::GradMode::is_enabled())
     *training_load += at::bincount(routing.experts.reshape(-1), {}, gate.size(0)).to(at::kDouble);
+  const std::optional<ExpertRows> rows = routed_rows(x, routing);
+  return rows ? kernels::combine_experts(rows->y, rows->position, rows->weights)
+              : routed_loop(x, routing);
+}
+
+std::optional<ExpertRows> Moe::routed_rows(const at::Tensor& x, const MoeRouting& routing) const {
+  const bool training = c10::GradMode::is_enabled();
   const LinearPrecision precision = experts.front().gate.precision;
   // FP8 grouped GEMMs quantise the stacked weights: the gate and up halves and each expert must
   // fill whole 128x128 blocks for them to equal the per-expert linears' blocks.
   const bool fp8_grouped = stacked && precision == LinearPrecision::kFp8 &&
                            stacked->down.size(2) % kernels::kFp8Tile == 0 &&
                            stacked->down.size(1) % kernels::kFp8Tile == 0;
-  at::Tensor out;
-  if (fp8_grouped && (grouped_training || !training)) {
-    out = routed_fp8_grouped(x, routing);
-  } else if (!training) {
-    out = grouped_inference(x.scalar_type(), x.device())
-              ? routed_grouped(x, routing, inference_gemm)
-              : routed_loop(x, routing);
-  } else if (stacked && grouped_training && precision == LinearPrecision::kBf16 && x.is_cuda()) {
-    const StackedExperts w = trainable_stacked();
-    out = routed_grouped(x, routing, {w.gate_up.to(at::kBFloat16), w.down.to(at::kBFloat16)});
-  } else {
-    out = routed_loop(x, routing);
+  if (fp8_grouped && (grouped_training || !training)) return fp8_grouped_rows(x, routing);
+  if (!training) {
+    if (!grouped_inference(x.scalar_type(), x.device())) return std::nullopt;
+    return grouped_rows(x, routing, inference_gemm);
   }
-  return out;
+  if (stacked && grouped_training && precision == LinearPrecision::kBf16 && x.is_cuda()) {
+    const StackedExperts w = trainable_stacked();
+    return grouped_rows(x, routing, {w.gate_up.to(at::kBFloat16), w.down.to(at::kBFloat16)});
+  }
+  return std::nullopt;
 }
 
 bool Moe::grouped_inference(at::ScalarType dtype, const at::Device& device) const {
@@ -299,8 +341,25 @@ ExpertGemm pick_expert_gemm(const at::Tensor& x, std::int64_t top_k,
 
 at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                                ExpertGemm gemm) const {
+  const ExpertRows r = grouped_rows(x, routing, gemm);
+  return kernels::combine_experts(r.y, r.position, r.weights);
+}
+
+at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
+                               const StackedExperts& weights) const {
+  const ExpertRows r = grouped_rows(x, routing, weights);
+  return kernels::combine_experts(r.y, r.position, r.weights);
+}
+
+at::Tensor Moe::routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routing) const {
+  const ExpertRows r = fp8_grouped_rows(x, routing);
+  return kernels::combine_experts(r.y, r.position, r.weights);
+}
+
+ExpertRows Moe::grouped_rows(const at::Tensor& x, const MoeRouting& routing,
+                             ExpertGemm gemm) const {
   if (gemm == ExpertGemm::kAuto) gemm = pick_expert_gemm(x, routing.experts.size(1), *stacked);
-  if (gemm == ExpertGemm::kTorchGrouped) return routed_grouped(x, routing, *stacked);
+  if (gemm == ExpertGemm::kTorchGrouped) return grouped_rows(x, routing, *stacked);
   const kernels::ExpertPermutation p =
       kernels::permute_by_expert(x, routing.experts, stacked->gate_up.size(0));
   using kernels::GroupedKernel;
@@ -308,13 +367,12 @@ at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                       : gemm == ExpertGemm::kWgmma    ? GroupedKernel::kWgmma
                                                       : GroupedKernel::kFewRows;
   const at::Tensor hidden = kernels::grouped_gemm(p.rows, stacked->gate_up, p.ends, true, kernel);
-  return kernels::combine_experts(
-      kernels::grouped_gemm(hidden, stacked->down, p.ends, false, kernel), p.position,
-      routing.weights);
+  return {kernels::grouped_gemm(hidden, stacked->down, p.ends, false, kernel), p.position,
+          routing.weights};
 }
 
-at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
-                               const StackedExperts& weights) const {
+ExpertRows Moe::grouped_rows(const at::Tensor& x, const MoeRouting& routing,
+                             const StackedExperts& weights) const {
   const std::int64_t inner = weights.down.size(2);
   const kernels::ExpertPermutation p = kernels::permute_by_expert(
       x.to(weights.gate_up.scalar_type()), routing.experts, weights.gate_up.size(0));
@@ -322,10 +380,10 @@ at::Tensor Moe::routed_grouped(const at::Tensor& x, const MoeRouting& routing,
   const at::Tensor hidden =
       kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
   const at::Tensor y = at::_grouped_mm(hidden, weights.down.transpose(1, 2), p.ends);
-  return kernels::combine_experts(y.to(x.scalar_type()), p.position, routing.weights);
+  return {y.to(x.scalar_type()), p.position, routing.weights};
 }
 
-at::Tensor Moe::routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routing) const {
+ExpertRows Moe::fp8_grouped_rows(const at::Tensor& x, const MoeRouting& routing) const {
   const StackedExperts w = trainable_stacked();
   const std::int64_t n_experts = w.gate_up.size(0), inner = w.down.size(2);
   const kernels::ExpertPermutation o = kernels::permute_by_expert(x, routing.experts, n_experts);
@@ -352,7 +410,7 @@ at::Tensor Moe::routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routin
   const at::Tensor hidden =
       kernels::swiglu(gate_up.narrow(1, 0, inner), gate_up.narrow(1, inner, inner));
   const at::Tensor y = fp8_grouped_linear(hidden.contiguous(), w.down, padded_ends);
-  return kernels::combine_experts(y.index_select(0, row_of), o.position, routing.weights);
+  return {y.index_select(0, row_of), o.position, routing.weights};
 }
 
 std::optional<StackedExperts> stack_experts(

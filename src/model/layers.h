@@ -32,6 +32,11 @@ struct Linear {
   std::optional<at::Tensor> bias;
   LinearPrecision precision = LinearPrecision::kNative;
   at::Tensor operator()(const at::Tensor& x) const;
+  // kernels::add_rms_norm(residual, (*this)(x), weight, eps): the layer's output added to the
+  // residual stream and normed by the next norm. Without gradients on a GPU, the routed experts'
+  // combine, the shared experts' add, the residual add and the norm are one kernel.
+  kernels::AddRmsNorm add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                                   const at::Tensor& weight, double eps) const;
   // The weight itself, or dequantised to dtype when kept as FP8: for the absorbed MLA math.
   at::Tensor dense_weight(at::ScalarType dtype) const;
   // True when operator()(x) is at::linear(x, weight) exactly (no bias, scale or cast).
@@ -84,6 +89,11 @@ struct Mlp {
   Linear gate, up, down;
   std::optional<at::Tensor> gate_up;  // gate's and up's weights stacked (stack_linear_rows)
   at::Tensor operator()(const at::Tensor& x) const;
+  // kernels::add_rms_norm(residual, (*this)(x), weight, eps): the layer's output added to the
+  // residual stream and normed by the next norm. Without gradients on a GPU, the routed experts'
+  // combine, the shared experts' add, the residual add and the norm are one kernel.
+  kernels::AddRmsNorm add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                                   const at::Tensor& weight, double eps) const;
   void for_each_linear(const LinearVisitor& visit);
 };
 
@@ -96,6 +106,12 @@ using MoeRouting = kernels::ExpertRouting;
 // gate_up [experts, 2 * inner, hidden] (gate rows then up rows), down [experts, hidden, inner].
 struct StackedExperts {
   at::Tensor gate_up, down;
+};
+
+// The routed experts' outputs before their weighted sum: y [T k, hidden] sorted by expert, with
+// each pair's sorted row and routing weight (kernels::combine_experts' inputs).
+struct ExpertRows {
+  at::Tensor y, position, weights;
 };
 
 struct Moe {
@@ -120,6 +136,11 @@ struct Moe {
   // if grouped_training); with gradients for BF16 linears on a GPU if grouped_training.
   // Otherwise one expert at a time.
   at::Tensor operator()(const at::Tensor& x) const;
+  // kernels::add_rms_norm(residual, (*this)(x), weight, eps): the layer's output added to the
+  // residual stream and normed by the next norm. Without gradients on a GPU, the routed experts'
+  // combine, the shared experts' add, the residual add and the norm are one kernel.
+  kernels::AddRmsNorm add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                                   const at::Tensor& weight, double eps) const;
   // The routed experts' weighted sum [T, hidden] by the path operator() picks.
   at::Tensor routed_experts(const at::Tensor& x) const;
   // Whether operator() takes the grouped path for inputs of `dtype` on `device` without
@@ -137,6 +158,13 @@ struct Moe {
   at::Tensor routed_grouped(const at::Tensor& x, const MoeRouting& routing,
                             const StackedExperts& weights) const;
   at::Tensor routed_fp8_grouped(const at::Tensor& x, const MoeRouting& routing) const;
+  // The rows that routed_grouped and routed_fp8_grouped sum, and those of the grouped path that
+  // routed_experts picks (nullopt where it runs the loop).
+  ExpertRows grouped_rows(const at::Tensor& x, const MoeRouting& routing, ExpertGemm gemm) const;
+  ExpertRows grouped_rows(const at::Tensor& x, const MoeRouting& routing,
+                          const StackedExperts& weights) const;
+  ExpertRows fp8_grouped_rows(const at::Tensor& x, const MoeRouting& routing) const;
+  std::optional<ExpertRows> routed_rows(const at::Tensor& x, const MoeRouting& routing) const;
   // The stacked expert weights, or while the per-expert weights require gradients a stack of
   // them that autograd routes back to each expert.
   StackedExperts trainable_stacked() const;

@@ -177,12 +177,17 @@ TransformerLM::Stream TransformerLM::layer_forward(std::size_t l, const Stream& 
       std::visit([&](auto& a) { return call(a, in.normed, l); }, layer.attention);
   const kernels::AddRmsNorm mid =
       kernels::add_rms_norm(in.x, attention, layer.post_attention_norm, eps);
-  const at::Tensor ffn_out = std::visit([&](auto& ffn) { return ffn(mid.normed); }, layer.ffn);
-  at::Tensor balance;
-  if (const auto* moe = std::get_if<Moe>(&layer.ffn);
-      moe && cu_seqlens.defined() && training_.sequence_balance_loss)
-    balance = sequence_balance_loss(moe->route(mid.normed), cu_seqlens);
   const at::Tensor& next_norm = l + 1 < layers_.size() ? layers_[l + 1].input_norm : final_norm_;
+  const auto* moe = std::get_if<Moe>(&layer.ffn);
+  const bool balance_loss = moe && cu_seqlens.defined() && training_.sequence_balance_loss;
+  if (moe && !balance_loss && !c10::GradMode::is_enabled()) {
+    // inference: the MoE output's combine, residual add and next norm in one kernel on a GPU
+    const kernels::AddRmsNorm next = moe->add_rms_norm(mid.normed, mid.sum, next_norm, eps);
+    return {next.sum, next.normed, {}};
+  }
+  const at::Tensor ffn_out = std::visit([&](auto& ffn) { return ffn(mid.normed); }, layer.ffn);
+  const at::Tensor balance =
+      balance_loss ? sequence_balance_loss(moe->route(mid.normed), cu_seqlens) : at::Tensor();
   const kernels::AddRmsNorm next = kernels::add_rms_norm(mid.sum, ffn_out, next_norm, eps);
   return {next.sum, next.normed, balance};
 }

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <string>
 
 #include "model/init_model.h"
 #include "model/transformer.h"
@@ -89,6 +90,35 @@ TEST(MoeOnGpu, GroupedBf16MatchesCpuLoop) {
 // 9.0 (16 experts, top-4: 4 tokens per row of each expert), the large-tile wgmma kernel past it
 // (hidden 256 and inner 128 suit its 256-wide tiles); torch's grouped GEMM on other GPUs and on
 // the CPU.
+// The layer's output added to the residual stream and normed, fused (combine, shared experts' add,
+// residual add and norm in one kernel) against the unfused chain: the routed experts' combine,
+// ATen's add of the shared experts' output, then the add + RMSNorm kernel. Bitwise equal on the
+// GPU; the same chain of ATen references on the CPU.
+TEST(MoeOnGpu, AddRmsNormEqualsTheUnfusedChain) {
+  PONDER_REQUIRE_GPU();
+  testing_util::ScratchDir dir("moe_add_norm");
+  model::init_model(small_moe_config(), dir / "m", {.seed = 11});
+  c10::NoGradGuard no_grad;
+  for (const auto device : {at::kCUDA, at::kCPU}) {
+    const auto dtype = device == at::kCUDA ? at::kBFloat16 : at::kFloat;
+    auto lm = model::load_causal_lm(dir / "m", device, dtype);
+    const model::Moe layer = layer_of(*lm, "model.layers.1.mlp");
+    ASSERT_TRUE(layer.shared.has_value());
+    for (const std::int64_t tokens : {1, 300}) {
+      const auto on = at::TensorOptions().device(device).dtype(dtype);
+      const at::Tensor x = at::randn({tokens, 256}, on), residual = at::randn({tokens, 256}, on);
+      const at::Tensor norm = at::rand({256}, on) + 0.5;
+      const AddRmsNorm want =
+          add_rms_norm(residual, layer.routed_experts(x) + (*layer.shared)(x), norm, 1e-6);
+      const AddRmsNorm got = layer.add_rms_norm(x, residual, norm, 1e-6);
+      const std::string what = c10::DeviceTypeName(device) + " " + std::to_string(tokens) + " tokens";
+      EXPECT_TRUE(got.sum.equal(want.sum)) << what;
+      EXPECT_TRUE(got.normed.equal(want.normed)) << what;
+      EXPECT_TRUE(layer(x).equal(layer.routed_experts(x) + (*layer.shared)(x))) << what;
+    }
+  }
+}
+
 TEST(MoeOnGpu, AutoPicksWgmmaForFewRowsPerExpertOnHopper) {
   PONDER_REQUIRE_GPU();
   testing_util::ScratchDir dir("moe_auto");

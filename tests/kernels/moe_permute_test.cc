@@ -1,10 +1,14 @@
 // The MoE permutation kernels against their ATen references (stable torch sort, index ops) on the
 // GPU: sorted order, its inverse, the expert ends and the gathered rows exactly; the weighted
-// combine to BF16/FP32 rounding. The references against hand-computed values on the CPU.
+// combine to BF16/FP32 rounding, and with the shared experts' add, the residual add and the next
+// norm fused in bitwise equal to the chain of kernels it replaces. The references against
+// hand-computed values on the CPU.
 #include "kernels/moe_permute.h"
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -54,7 +58,8 @@ TEST(MoePermuteCuda, MatchesReference) {
   for (const Case c :
        {Case{1, 1, 4, 64, at::kBFloat16, true}, Case{7, 4, 16, 256, at::kFloat, true},
         Case{256, 6, 64, 2048, at::kBFloat16, true}, Case{4096, 8, 256, 128, at::kBFloat16, true},
-        Case{300, 6, 64, 3, at::kFloat, true}, Case{300, 6, 64, 3, at::kBFloat16, true},
+        Case{512, 8, 256, 64, at::kBFloat16, true}, Case{300, 6, 64, 3, at::kFloat, true},
+        Case{300, 6, 64, 3, at::kBFloat16, true}, Case{500, 6, 64, 64, at::kBFloat16, false},
         Case{1000, 6, 64, 64, at::kBFloat16, false}, Case{0, 6, 64, 64, at::kBFloat16, true}}) {
     const at::Tensor experts = routed(c.tokens, c.k, c.experts, c.distinct).to(at::kCUDA);
     const at::Tensor x = at::randn({c.tokens, c.hidden}).to(at::kCUDA, c.dtype);
@@ -90,6 +95,86 @@ TEST(MoeCombineCuda, MatchesReference) {
       }
     }
   }
+}
+
+TEST(MoeCombineReference, AddsSharedThenResidualAndNorms) {
+  const at::Tensor y = at::tensor(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}).view({4, 2});
+  const at::Tensor weights = at::tensor(std::vector<float>{0.5, 2, 1, -1}).view({2, 2});
+  const at::Tensor shared = at::tensor(std::vector<float>{1, -2, 0, 1}).view({2, 2});
+  const at::Tensor x = at::tensor(std::vector<float>{-0.5, 0, 1, 0}).view({2, 2});
+  const at::Tensor norm = at::tensor(std::vector<float>{1, 2});
+  const at::Tensor position = longs({1, 0, 3, 2});
+  // routed {3.5, 6}, {2, 2} as above; + shared {4.5, 4}, {2, 3}; + x {4, 4}, {3, 3}
+  EXPECT_TRUE(combine_experts_reference(y, position, weights, shared)
+                  .equal(at::tensor(std::vector<float>{4.5, 4, 2, 3}).view({2, 2})));
+  const AddRmsNorm got =
+      combine_experts_add_rms_norm_reference(y, position, weights, shared, x, norm, 0.0);
+  EXPECT_TRUE(got.sum.equal(at::tensor(std::vector<float>{4, 4, 3, 3}).view({2, 2})));
+  // each row's RMS equals its entries: normed = {1, 2} per row
+  EXPECT_TRUE(got.normed.equal(at::tensor(std::vector<float>{1, 2, 1, 2}).view({2, 2})));
+}
+
+// The fused kernels against the chain they replace: the combine kernel, ATen's add of the shared
+// experts' output, and the residual add + RMSNorm kernel. Same roundings, same reduction: equal.
+TEST(MoeCombineCuda, FusedAddsEqualTheUnfusedChain) {
+  PONDER_REQUIRE_GPU();
+  at::manual_seed(5);
+  for (const auto dtype : {at::kBFloat16, at::kFloat}) {
+    for (const std::int64_t cols : {2048, 3, 4096 + 8}) {
+      for (const bool with_shared : {true, false}) {
+        const std::int64_t tokens = 300, k = 6;
+        const auto on = at::TensorOptions().device(at::kCUDA);
+        const at::Tensor y = at::randn({tokens * k, cols}, on).to(dtype);
+        const at::Tensor position = at::randperm(tokens * k, on.dtype(at::kLong));
+        const at::Tensor weights = at::rand({tokens, k}, on);
+        const std::optional<at::Tensor> shared =
+            with_shared ? std::optional(at::randn({tokens, cols}, on).to(dtype)) : std::nullopt;
+        const at::Tensor x = at::randn({tokens, cols}, on).to(dtype) * 4;
+        const at::Tensor norm = at::rand({cols}, on).to(dtype) + 0.5;
+        const std::string what = c10::toString(dtype) + std::string(", ") + std::to_string(cols) +
+                                 " cols" + (with_shared ? ", shared" : "");
+        const at::Tensor routed = combine_experts_cuda(y, position, weights);
+        const at::Tensor ffn = with_shared ? routed + *shared : routed;
+        EXPECT_TRUE(combine_experts_cuda(y, position, weights, shared).equal(ffn)) << what;
+        const AddRmsNorm want = add_rms_norm_cuda(x, ffn, norm, 1e-6);
+        const AddRmsNorm got =
+            combine_experts_add_rms_norm_cuda(y, position, weights, shared, x, norm, 1e-6);
+        EXPECT_TRUE(got.sum.equal(want.sum)) << what;
+        EXPECT_TRUE(got.normed.equal(want.normed)) << what;
+        // and near the ATen reference chain (its sums of k products and squares in other orders)
+        const AddRmsNorm ref =
+            combine_experts_add_rms_norm_reference(y, position, weights, shared, x, norm, 1e-6);
+        const double tolerance = dtype == at::kBFloat16 ? 2e-2 : 1e-5;
+        EXPECT_LT(testing::relative_error(got.sum, ref.sum), tolerance) << what;
+        EXPECT_LT(testing::relative_error(got.normed, ref.normed), tolerance) << what;
+      }
+    }
+  }
+}
+
+TEST(MoeCombineCuda, FusedNormOnNoTokensAndBadShapes) {
+  PONDER_REQUIRE_GPU();
+  const auto on = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const at::Tensor weights = at::rand({0, 6}, on.dtype(at::kFloat));
+  const at::Tensor position = at::zeros({0}, on.dtype(at::kLong));
+  const AddRmsNorm empty = combine_experts_add_rms_norm_cuda(
+      at::zeros({0, 64}, on), position, weights, at::zeros({0, 64}, on), at::zeros({0, 64}, on),
+      at::ones({64}, on), 1e-6);
+  EXPECT_EQ(empty.normed.sizes(), (std::vector<std::int64_t>{0, 64}));
+  const at::Tensor y = at::randn({12, 64}, on), w = at::rand({2, 6}, on.dtype(at::kFloat));
+  const at::Tensor pos = at::randperm(12, on.dtype(at::kLong)), x = at::randn({2, 64}, on);
+  EXPECT_THROW(combine_experts_cuda(y, pos, w, at::randn({2, 32}, on)), Error);
+  EXPECT_THROW(combine_experts_add_rms_norm_cuda(y, pos, w, std::nullopt, x.to(at::kFloat),
+                                                 at::ones({64}, on), 1e-6),
+               Error);
+  EXPECT_THROW(
+      combine_experts_add_rms_norm_cuda(y, pos, w, std::nullopt, x, at::ones({32}, on), 1e-6),
+      Error);
+  // the dispatcher takes the chain for inputs the kernel does not take
+  const at::Tensor x32 = x.to(at::kFloat);
+  const AddRmsNorm chain =
+      combine_experts_add_rms_norm(y, pos, w, std::nullopt, x32, at::ones({64}, on), 1e-6);
+  EXPECT_EQ(chain.sum.scalar_type(), at::kFloat);
 }
 
 TEST(MoePermuteCuda, RejectsWhatItCannotSort) {
