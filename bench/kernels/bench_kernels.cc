@@ -454,7 +454,7 @@ void bench_mla_early(const at::Tensor& cache, const at::Tensor& tables, const at
   const QueryPieces pieces(q.size(0), lens);
   const at::Tensor assembled = at::empty_like(q);
   enum Before { kDecode, kCat, kRope, kBefores };
-  std::vector<std::function<void()>> calls;  // [2 before + early]
+  std::vector<std::function<void()>> calls;  // calls[2 * before + early]
   for (const Before before : {kDecode, kCat, kRope})
     for (const bool early : {false, true})
       calls.emplace_back([&, before, early] {
