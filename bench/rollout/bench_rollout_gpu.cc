@@ -13,6 +13,8 @@
 // PONDER_BENCH_ROWS_ONLY=1 stops after the rollout rows and the roofline (no eager engine, no
 // kernel profiles); PONDER_BENCH_LEAN=1 (with PONDER_BENCH_NO_HF=1) times only the 1-token and
 // the full workload after a short warm-up, then profiles the decode step;
+// PONDER_BENCH_ASYNC_AB=1 (with LEAN) instead times the full workload on a synchronous engine
+// (async_decode off, A) and the default async one (B) in the order A B B A;
 // PONDER_BENCH_PROFILE_ROWS=N prints N kernels per profile (default 18).
 #include <fmt/core.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
@@ -529,6 +531,50 @@ void bench_lean(const Shape& w, const Ids& prompts, ponder::model::CausalLM& lm,
   profile_decode(lm, w.batch, w.prompt + w.new_tokens / 2, trace);
 }
 
+// How many of two runs' sequences have the same tokens.
+std::size_t same_sequences(const Ids& a, const Ids& b) {
+  std::size_t same = 0;
+  for (std::size_t s = 0; s < a.size(); ++s) same += a[s] == b[s];
+  return same;
+}
+
+// PONDER_BENCH_ASYNC_AB=1: the full workload with decode steps that wait for the host (A: a
+// second engine, async_decode off) and launched ahead (B: `engine`), in the order A B B A; per
+// run its decode ms per step (minus the shared 1-token run), decode and end-to-end tokens/s.
+void bench_async_ab(const Shape& w, const Ids& prompts, ponder::model::CausalLM& lm,
+                    ponder::engine::RolloutEngine& engine, std::int64_t blocks) {
+  ponder::engine::RolloutEngine sync(lm, nullptr,
+                                     {.num_blocks = blocks,
+                                      .max_batch_tokens = kChunk,
+                                      .max_running = w.batch,
+                                      .show_progress = false,
+                                      .async_decode = false,
+                                      .kv_cache_dtype = bench_cache_dtype()});
+  lean_warm_up(sync, prompts, w.prompt, w.new_tokens);
+  lean_warm_up(engine, prompts, w.prompt, w.new_tokens);
+  const Run first = run_ponder(engine, prompts, 1);
+  const double b = static_cast<double>(w.batch);
+  fmt::print("\nasync decode A/B (1-token run {:.2f} s):\n", first.seconds);
+  std::map<bool, std::vector<double>> ms;
+  std::vector<Ids> ids;
+  for (const bool async : {false, true, true, false}) {
+    const Run run = run_ponder(async ? engine : sync, prompts, w.new_tokens);
+    const double step = ms_per_step(first, run, w.new_tokens);
+    ms[async].push_back(step);
+    ids.push_back(run.ids);
+    fmt::print(
+        "  {}: {:.2f} s, decode {:.2f} ms per step = {:.0f} tokens/s, end to end {:.0f} tokens/s, "
+        "{} of {} steps launched ahead, {}/{} sequences with the first run's tokens\n",
+        async ? "async (B)" : "sync  (A)", run.seconds, step, b / (step / 1e3),
+        b * static_cast<double>(w.new_tokens) / run.seconds, run.metrics.steps_ahead,
+        run.metrics.steps, same_sequences(run.ids, ids.front()), prompts.size());
+  }
+  const auto mean = [](const std::vector<double>& v) { return (v[0] + v[1]) / 2; };
+  fmt::print("  decode step: sync {:.3f} ms, async {:.3f} ms ({:+.3f} ms, {:.3f}x)\n",
+             mean(ms[false]), mean(ms[true]), mean(ms[true]) - mean(ms[false]),
+             mean(ms[false]) / mean(ms[true]));
+}
+
 void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
   const double bandwidth = copy_bandwidth_gbs() * 1e9;
   fmt::print("device-to-device copy: {:.0f} GB/s (read + write)\n", bandwidth / 1e9);
@@ -560,6 +606,8 @@ void bench(const Shape& w, const fs::path& dir, const std::string& trace) {
                                         .max_running = w.batch,
                                         .show_progress = false,
                                         .kv_cache_dtype = bench_cache_dtype()});
+  if (lean && env_is("PONDER_BENCH_ASYNC_AB", "1"))
+    return bench_async_ab(w, prompts, *lm, engine, blocks);
   if (lean) return bench_lean(w, prompts, *lm, engine, bandwidth, trace);
   warm_up(engine, prompts, w.new_tokens);
   const Run first = run_ponder(engine, prompts, 1);

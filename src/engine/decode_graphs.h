@@ -1,10 +1,13 @@
 // DecodeGraphs: the rollout engine's pure-decode steps as CUDA graphs. Per batch bucket, the
 // model's paged decode forward, its logits and the GPU sampler are captured once and replayed
 // with the step's inputs copied into static buffers; rows past the batch decode on a scratch page.
+// A replay can be launched before the previous one's tokens reach the host (async decode).
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -21,6 +24,10 @@ namespace ponder::engine {
 struct DecodeStepInputs {
   std::vector<std::int64_t> ids, positions, slots, context_lens;
   std::vector<const std::vector<std::int64_t>*> blocks;  // each sequence's pages, in order
+  // Empty: row i feeds ids[i]. Else row i feeds the token the previous replay sampled in its row
+  // from_rows[i], read on the device (ids unused): the step is launched before that token is
+  // known on the host.
+  std::vector<std::int64_t> from_rows;
 };
 
 // The padded batch size a step of n sequences runs at (1 <= n <= max_batch): powers of two up
@@ -39,15 +46,26 @@ class DecodeGraphs {
   DecodeGraphs(model::CausalLM& model, model::PagedKvCache& cache, std::int64_t max_batch,
                std::int64_t scratch_page);
 
+  // A replay queued on the current stream whose tokens are not read yet (launch, then wait).
+  struct Launched {
+    std::int64_t n = 0, rows = 0;
+    int buffer = 0;  // the pinned buffers it uses
+  };
   // One token per sequence, as sample_tokens gives for the same logits: the bucket's graph
-  // replayed, or nullopt for the first kRecordAfter - 1 steps of a bucket (the caller runs them
+  // replay queued with the copy of its tokens to pinned host memory (the host goes on; wait reads
+  // them), or nullopt for the first kRecordAfter - 1 steps of a bucket (the caller runs them
   // eagerly). Recording costs several eager steps (an eager warm-up, the capture, instantiating
   // ~1,400 nodes, a fresh memory pool), so buckets that last a step or two (the staggered ends of
   // a batch) never pay it. `sampling` is called only when the graph runs (it takes the
-  // sequences' seeded draws).
+  // sequences' seeded draws). At most two launches may be unwaited at once.
   static constexpr int kRecordAfter = 3;
-  std::optional<std::vector<SampledToken>> run(const DecodeStepInputs& step,
-                                               const std::function<SamplingSettings()>& sampling);
+  std::optional<Launched> launch(const DecodeStepInputs& step,
+                                 const std::function<SamplingSettings()>& sampling);
+  // Blocks until `launched`'s tokens are on the host and returns them.
+  std::vector<SampledToken> wait(const Launched& launched);
+  // Whether a step of n sequences whose longest holds `pages` pages replays at once (its bucket
+  // is recorded and the tables are wide enough): launch then never records or runs eagerly.
+  bool ready(std::int64_t n, std::int64_t pages) const;
   // Makes the static block tables at least `width` pages wide (a run reserves its longest
   // sequence's width at its start, so no graph is re-recorded mid-run); widening drops the
   // recorded graphs. A step with wider tables than reserved still widens them (to a power of 2).
@@ -68,7 +86,8 @@ class DecodeGraphs {
     at::Tensor out;  // [3, rows] double: token, logprob, raw logprob
   };
   void resize(std::int64_t width);
-  void upload(const DecodeStepInputs& step, const SamplingSettings& sampling, std::int64_t rows);
+  void upload(const DecodeStepInputs& step, const SamplingSettings& sampling, std::int64_t rows,
+              int buffer);
   Graph capture(std::int64_t rows);
   at::Tensor ints(std::int64_t field, std::int64_t rows) const;
   at::Tensor reals(std::int64_t field, std::int64_t rows) const;
@@ -78,10 +97,19 @@ class DecodeGraphs {
   model::PagedKvCache& cache_;
   std::int64_t max_batch_, scratch_page_, width_ = 0, recordings_ = 0;
   std::shared_ptr<kernels::CudaGraph::Pool> pool_;
-  // Static inputs on the device and their pinned host mirrors: ints [5 + width, max_batch] (ids,
-  // positions, slots, context lengths, top-k, then the block tables [max_batch, width]); reals
-  // [4, max_batch] (temperature, top-p, min-p, uniform).
-  at::Tensor ints_, reals_, host_ints_, host_reals_;
+  // Static inputs on the device and two sets of pinned host mirrors (a launch fills one while the
+  // previous launch's copy may still read the other): ints [6 + width, max_batch] (ids, source
+  // rows, positions, slots, context lengths, top-k, then the block tables [max_batch, width]);
+  // reals [4, max_batch] (temperature, top-p, min-p, uniform).
+  at::Tensor ints_, reals_;
+  std::array<at::Tensor, 2> host_ints_, host_reals_;
+  // The last replay's sampled tokens on the device [max_batch] (what the next replay's rows read
+  // through from_rows), and per buffer the pinned copy of a replay's outputs [3, max_batch]
+  // (token, logprob, raw logprob) with the event that marks it complete.
+  at::Tensor last_tokens_;
+  std::array<at::Tensor, 2> host_out_;
+  std::array<std::optional<c10::Event>, 2> copied_;
+  int next_buffer_ = 0;
   std::map<std::int64_t, Graph> graphs_;  // by bucket
   std::map<std::int64_t, int> asked_;     // steps each bucket was asked for since the last clear
 };

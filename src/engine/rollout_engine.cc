@@ -58,6 +58,7 @@ nlohmann::json GenerateMetrics::to_json() const {
           {"generated_tokens", generated_tokens},
           {"steps", steps},
           {"preemptions", preemptions},
+          {"steps_ahead", steps_ahead},
           {"peak_blocks_used", peak_blocks_used},
           {"num_blocks", num_blocks},
           {"cache_bytes", cache_bytes},
@@ -302,17 +303,16 @@ std::vector<RolloutEngine::Sequence*> RolloutEngine::schedule(std::vector<Sequen
   return batch;
 }
 
-bool RolloutEngine::run_graph_step(const std::vector<Sequence*>& batch,
-                                   const StreamCallback& stream) {
-  if (!graphs_ || batch.empty()) return false;
+std::optional<RolloutEngine::InFlight> RolloutEngine::launch_graph_step(
+    std::vector<Sequence*> rows, std::vector<std::int64_t> from_rows) {
   const std::int64_t bs = options_.block_size;
+  const std::int64_t ahead = from_rows.empty() ? 0 : 1;  // the token before is still in flight
   DecodeStepInputs in;
   std::vector<const SamplingParams*> params;
   std::vector<SequenceRng*> rngs;
-  for (Sequence* s : batch) {
-    if (s->step_tokens != 1 || s->out.ids.empty()) return false;
-    const std::int64_t pos = s->cached;
-    in.ids.push_back(s->tokens[pos]);
+  for (Sequence* s : rows) {
+    const std::int64_t pos = s->cached + ahead;
+    if (!ahead) in.ids.push_back(s->tokens[pos]);
     in.positions.push_back(pos);
     in.slots.push_back(s->blocks[pos / bs] * bs + pos % bs);
     in.context_lens.push_back(pos + 1);
@@ -320,22 +320,113 @@ bool RolloutEngine::run_graph_step(const std::vector<Sequence*>& batch,
     params.push_back(s->params);
     rngs.push_back(&s->rng);
   }
-  // The step's seeded draws are taken here only when the graph runs (else run_step takes them).
-  const auto sampled = graphs_->run(in, [&] { return sampling_settings(params, rngs); });
-  if (!sampled) return false;
-  ++metrics_.steps;
-  metrics_.mean_batch_sequences += static_cast<double>(batch.size());
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    batch[i]->cached += 1;
-    batch[i]->scheduled = false;
-    finish_token(*batch[i], (*sampled)[i], stream);
+  in.from_rows = std::move(from_rows);
+  // The step's seeded draws are taken only when the graph runs (else run_step takes them).
+  SamplingSettings settings;
+  const auto launched = graphs_->launch(in, [&] {
+    settings = sampling_settings(params, rngs);
+    return settings;
+  });
+  if (!launched) return std::nullopt;
+  return InFlight{std::move(rows), *launched, std::move(settings.uniform)};
+}
+
+bool RolloutEngine::pages_ahead(const std::vector<Sequence*>& rows) {
+  const std::int64_t bs = options_.block_size;
+  std::int64_t fresh = 0;
+  for (const Sequence* s : rows) {
+    const std::int64_t page = (s->cached + 1) / bs;
+    if (page < static_cast<std::int64_t>(s->blocks.size())) {
+      if (allocator_.ref_count(s->blocks[page]) > 1) return false;
+    } else {
+      ++fresh;
+    }
   }
+  if (fresh > allocator_.free_count()) return false;
+  for (Sequence* s : rows)
+    if ((s->cached + 1) / bs == static_cast<std::int64_t>(s->blocks.size()))
+      s->blocks.push_back(*allocator_.allocate());
+  metrics_.peak_blocks_used = std::max(metrics_.peak_blocks_used, allocator_.used_count());
   return true;
 }
 
+std::optional<RolloutEngine::InFlight> RolloutEngine::launch_ahead(
+    const InFlight& current, const std::vector<Sequence>& all) {
+  // Every unfinished sequence must be in the step, or the scheduler may change the batch
+  // (prefill chunks, preempted or waiting sequences).
+  const auto in_step = static_cast<std::size_t>(std::count_if(
+      current.rows.begin(), current.rows.end(), [](const Sequence* s) { return !s->finished; }));
+  if (in_step != static_cast<std::size_t>(std::count_if(
+                     all.begin(), all.end(), [](const Sequence& s) { return !s.finished; })))
+    return std::nullopt;
+  std::vector<Sequence*> rows;
+  std::vector<std::int64_t> from_rows;
+  std::size_t pages = 1;
+  for (std::size_t i = 0; i < current.rows.size(); ++i) {
+    Sequence* s = current.rows[i];
+    // Finished before `current` (its row there is wasted), or `current` gives its last token.
+    if (s->finished || static_cast<std::int64_t>(s->out.ids.size()) + 1 >= s->params->max_tokens)
+      continue;
+    rows.push_back(s);
+    from_rows.push_back(static_cast<std::int64_t>(i));
+    pages = std::max({pages, s->blocks.size(),
+                      static_cast<std::size_t>((s->cached + 1) / options_.block_size + 1)});
+  }
+  if (rows.empty() ||
+      !graphs_->ready(static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(pages)))
+    return std::nullopt;
+  if (!pages_ahead(rows)) return std::nullopt;
+  return launch_graph_step(std::move(rows), std::move(from_rows));
+}
+
+void RolloutEngine::collect(const InFlight& f, const StreamCallback& stream) {
+  const std::vector<SampledToken> sampled = graphs_->wait(f.launched);
+  std::int64_t live = 0;
+  for (std::size_t i = 0; i < f.rows.size(); ++i) {
+    Sequence* s = f.rows[i];
+    if (s->finished) continue;
+    ++live;
+    s->cached += 1;
+    s->scheduled = false;
+    finish_token(*s, sampled[i], stream);
+  }
+  ++metrics_.steps;
+  metrics_.mean_batch_sequences += static_cast<double>(live);
+}
+
+bool RolloutEngine::keep_or_drop(const InFlight& next) {
+  const auto live = std::count_if(next.rows.begin(), next.rows.end(),
+                                  [](const Sequence* s) { return !s->finished; });
+  if (live > 0 && decode_bucket(live, options_.max_running) == next.launched.rows) return true;
+  graphs_->wait(next.launched);  // its pinned buffers are free again
+  for (std::size_t i = 0; i < next.rows.size(); ++i)
+    if (next.rows[i]->params->temperature > 0) next.rows[i]->rng.unread(next.uniforms[i]);
+  return false;
+}
+
+bool RolloutEngine::run_graph_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
+                                   const StreamCallback& stream,
+                                   const std::function<void()>& after_step) {
+  if (!graphs_ || batch.empty()) return false;
+  for (const Sequence* s : batch)
+    if (s->step_tokens != 1 || s->out.ids.empty()) return false;
+  std::optional<InFlight> current = launch_graph_step(batch, {});
+  if (!current) return false;
+  for (;;) {
+    std::optional<InFlight> next =
+        options_.async_decode ? launch_ahead(*current, all) : std::nullopt;
+    collect(*current, stream);
+    after_step();
+    if (!next || !keep_or_drop(*next)) return true;
+    ++metrics_.steps_ahead;
+    current = std::move(next);
+  }
+}
+
 void RolloutEngine::run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
-                             const StreamCallback& stream) {
-  if (run_graph_step(batch, stream)) return;
+                             const StreamCallback& stream,
+                             const std::function<void()>& after_step) {
+  if (run_graph_step(batch, all, stream, after_step)) return;
   const std::int64_t bs = options_.block_size;
   std::vector<std::int64_t> ids, positions, slots, starts = {0}, contexts;
   std::size_t max_blocks = 0;
@@ -455,10 +546,7 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
   if (options_.show_progress)
     progress.emplace("generate", static_cast<std::int64_t>(all.size()), "seq");
   std::vector<bool> reported(all.size(), false);
-  for (;;) {
-    const auto batch = schedule(all);
-    if (batch.empty()) break;
-    run_step(batch, all, stream);
+  const auto after_step = [&] {
     std::int64_t done = 0;
     for (std::size_t i = 0; i < all.size(); ++i) {
       if (!all[i].finished) continue;
@@ -467,6 +555,12 @@ std::vector<Completion> RolloutEngine::generate(std::span<const Request> request
       reported[i] = true;
     }
     if (progress) progress->set(done);
+  };
+  for (;;) {
+    const auto batch = schedule(all);
+    if (batch.empty()) break;
+    run_step(batch, all, stream, after_step);
+    after_step();
   }
   if (progress) progress->finish();
   metrics_.seconds =

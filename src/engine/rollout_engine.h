@@ -40,6 +40,8 @@ struct Completion {
 
 struct GenerateMetrics {
   std::int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0, preemptions = 0;
+  // Decode steps launched before the previous step's tokens reached the host (async decode).
+  std::int64_t steps_ahead = 0;
   std::int64_t peak_blocks_used = 0, num_blocks = 0;
   std::int64_t cache_bytes = 0;  // the KV cache's pages, all layers
   double seconds = 0, tokens_per_second = 0, mean_batch_sequences = 0;
@@ -60,6 +62,11 @@ struct EngineOptions {
   // Steps where every sequence decodes one token replay CUDA graphs per batch bucket when the
   // model allows it (weights on a GPU, MoE on its grouped path); false: always eager.
   bool cuda_graphs = true;
+  // With the graphs: in steady-state decode (every unfinished sequence decoding in the step, its
+  // bucket recorded, pages free for one more token) the next step is launched before this one's
+  // tokens reach the host (its rows read them on the device) and the host finishes this step's
+  // tokens while it runs; the outputs equal the synchronous path's. false: every step waits.
+  bool async_decode = true;
   // auto: pages in the model's dtype; fp8 (MLA models only): FP8 latent rows, ~1.75x the blocks
   // of BF16 pages in the same memory (model::parse_kv_cache_dtype reads the option's name).
   model::KvCacheDtype kv_cache_dtype = model::KvCacheDtype::kAuto;
@@ -117,15 +124,41 @@ class RolloutEngine {
   bool preempt_youngest(std::vector<Sequence>& all, const Sequence* keep);
   void finish_token(Sequence& seq, const SampledToken& sampled, const StreamCallback& stream);
   std::vector<Sequence*> schedule(std::vector<Sequence>& all);
+  // Runs one scheduled step; a graph step may go on with steps launched ahead
+  // (EngineOptions::async_decode), calling after_step after each one's tokens are finished.
   void run_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
-                const StreamCallback& stream);
+                const StreamCallback& stream, const std::function<void()>& after_step);
   // The block-table width (pages) of the requests' longest sequence, prompt + max_tokens,
   // within the model's context and the cache: the decode graphs' tables are reserved that wide.
   std::int64_t longest_table(std::span<const Request> requests) const;
   // A step where every sequence decodes one token and has sampled before (no forks): replays
-  // the bucket's CUDA graph. False when graphs are off, the step does not qualify or its bucket
-  // is not recorded yet (DecodeGraphs::kRecordAfter).
-  bool run_graph_step(const std::vector<Sequence*>& batch, const StreamCallback& stream);
+  // the bucket's CUDA graph, then, with async_decode, the steps launched ahead of it. False when
+  // graphs are off, the step does not qualify or its bucket is not recorded yet
+  // (DecodeGraphs::kRecordAfter).
+  bool run_graph_step(const std::vector<Sequence*>& batch, std::vector<Sequence>& all,
+                      const StreamCallback& stream, const std::function<void()>& after_step);
+  // A graph step launched whose tokens are not finished yet: per row its sequence (a sequence
+  // that finished meanwhile leaves its row wasted) and the uniforms drawn for it.
+  struct InFlight {
+    std::vector<Sequence*> rows;
+    DecodeGraphs::Launched launched;
+    std::vector<double> uniforms;
+  };
+  // Launches rows' next decode step: tokens from the host (from_rows empty) or, one step ahead,
+  // from the previous replay's rows from_rows.
+  std::optional<InFlight> launch_graph_step(std::vector<Sequence*> rows,
+                                            std::vector<std::int64_t> from_rows);
+  // The step after `current`, launched before current's tokens are on the host, when it is
+  // the step the synchronous scheduler would run (else nullopt).
+  std::optional<InFlight> launch_ahead(const InFlight& current, const std::vector<Sequence>& all);
+  // Gives each of rows' sequences the page for its position cached + 1 (one step ahead) from the
+  // free ones; false (nothing allocated) when that needs a preemption or a shared page's copy.
+  bool pages_ahead(const std::vector<Sequence*>& rows);
+  // Waits for f's tokens and finishes them (rows of finished sequences are dropped).
+  void collect(const InFlight& f, const StreamCallback& stream);
+  // Whether `next` (launched ahead) is what the synchronous path runs once the step before it is
+  // collected: its live rows fill the same bucket. Else it is dropped (its draws given back).
+  bool keep_or_drop(const InFlight& next);
   // The block count of the first reservation: options or free memory, capped at max_blocks.
   std::int64_t size_blocks(std::int64_t block_bytes, const at::Device& device) const;
   // The layers' page tensors of `blocks` blocks as views of memory_ (each 256-byte aligned), when

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/error.h"
 #include "kernels/sampling.h"
@@ -21,7 +22,15 @@ std::uint64_t splitmix(std::uint64_t x) {
 SequenceRng::SequenceRng(std::uint64_t seed, std::uint64_t sample_index)
     : engine_(splitmix(splitmix(seed) ^ sample_index)) {}
 
-double SequenceRng::uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+double SequenceRng::uniform() {
+  if (const std::optional<double> u = std::exchange(unread_, std::nullopt)) return *u;
+  return static_cast<double>(engine_() >> 11) * 0x1.0p-53;
+}
+
+void SequenceRng::unread(double u) {
+  if (unread_) throw Error("SequenceRng::unread: a draw was given back already");
+  unread_ = u;
+}
 
 std::vector<std::pair<std::int64_t, double>> filtered_distribution(const at::Tensor& logits,
                                                                    const SamplingParams& p) {

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,9 +29,12 @@ class SequenceRng {
  public:
   SequenceRng(std::uint64_t seed, std::uint64_t sample_index);
   double uniform();  // [0, 1)
+  // Gives `u` (a draw taken from this stream and not used) back: the next uniform() returns it.
+  void unread(double u);
 
  private:
   std::mt19937_64 engine_;
+  std::optional<double> unread_;
 };
 
 struct SampledToken {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <map>
 
+#include "core/error.h"
+
 namespace ponder::engine {
 namespace {
 
@@ -86,6 +88,19 @@ TEST(Sampler, SeedStreamsDependOnlyOnSeedAndSample) {
   SequenceRng a(7, 3), b(7, 3), c(7, 4);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(a.uniform(), b.uniform());
   EXPECT_NE(SequenceRng(7, 3).uniform(), c.uniform());
+}
+
+// A draw given back (a decode step launched ahead and dropped) is the next one taken, then the
+// stream goes on as if it had never been taken: the same draws as a stream that never gave back.
+TEST(Sampler, UnreadDrawComesBackOnceInOrder) {
+  SequenceRng plain(7, 3), rewound(7, 3);
+  const std::vector<double> expected = {plain.uniform(), plain.uniform(), plain.uniform()};
+  EXPECT_EQ(rewound.uniform(), expected[0]);
+  const double taken = rewound.uniform();
+  rewound.unread(taken);
+  EXPECT_THROW(rewound.unread(taken), Error) << "one draw at most is held";
+  EXPECT_EQ(rewound.uniform(), expected[1]);
+  EXPECT_EQ(rewound.uniform(), expected[2]);
 }
 
 }  // namespace

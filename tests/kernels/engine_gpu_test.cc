@@ -4,15 +4,19 @@
 // decode steps replayed as CUDA graphs give the eager steps' tokens and log-probabilities. The same
 // with the FP8 latent cache (quantised by ATen on either device, read by the decode kernel). A
 // cache released and reserved again keeps its recorded graphs valid; graphs released give their
-// memory pool back and are recorded again.
+// memory pool back and are recorded again. Decode steps launched ahead of the host (async
+// decode) give the synchronous steps' outputs under stop tokens, stop strings, max_tokens, forks
+// and preemption.
 #include <gtest/gtest.h>
 
 #include <array>
 #include <iostream>
+#include <set>
 
 #include "engine/rollout_engine.h"
 #include "kernels/binding.h"
 #include "model/init_model.h"
+#include "model/tokenizer.h"
 #include "tests/common/test_util.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -159,6 +163,128 @@ TEST_P(EngineOnGpu, DecodeGraphsMatchEager) {
         EXPECT_NEAR(r.logprobs[t], eager[i].logprobs[t], 1e-3) << i << ":" << t;
       }
     }
+  }
+}
+
+// What one generate gives: the completions, the streamed pieces and the finish reports in the
+// order they came, and the steps launched ahead.
+struct Outputs {
+  std::vector<engine::Completion> completions;
+  std::vector<std::string> streamed, finished;
+  std::int64_t steps_ahead = 0, steps = 0, preemptions = 0;
+};
+
+Outputs generate_all(model::CausalLM& lm, const model::Tokenizer& tokenizer,
+                     const std::vector<engine::Request>& requests, std::int64_t blocks, bool graphs,
+                     bool async) {
+  // The graphs' scratch page aside, every engine has `blocks` - 1 pages for its sequences.
+  engine::RolloutEngine engine(lm, &tokenizer,
+                               {.block_size = 64,
+                                .num_blocks = graphs ? blocks : blocks - 1,
+                                .max_batch_tokens = 512,
+                                .max_running = 16,
+                                .show_progress = false,
+                                .cuda_graphs = graphs,
+                                .async_decode = async});
+  Outputs o;
+  const auto tag = [](std::size_t request, std::int64_t sample) {
+    return std::to_string(request) + "/" + std::to_string(sample) + ":";
+  };
+  o.completions = engine.generate(
+      requests,
+      [&](std::size_t r, std::int64_t k, const std::string& piece) {
+        o.streamed.push_back(tag(r, k) + piece);
+      },
+      [&](const engine::Completion& c) { o.finished.push_back(tag(c.request, c.sample)); });
+  o.steps_ahead = engine.last_metrics().steps_ahead;
+  o.steps = engine.last_metrics().steps;
+  o.preemptions = engine.last_metrics().preemptions;
+  EXPECT_EQ(engine.allocator().free_count(), blocks - 1) << "all pages free but the scratch page";
+  return o;
+}
+
+// Seven sequences of five requests (forks, greedy and filtered sampling) end at different steps
+// on stop tokens, a stop string, max_tokens (1 to 120) and EOS, with the cache ample and so tight
+// that sequences are preempted. Async decode runs the steady-state steps ahead of the host (a
+// row of a sequence that stopped is wasted); its ids, logprobs, text, finish reasons, streamed
+// pieces and finish reports equal the synchronous graph steps' exactly (a token fed a step late
+// or read from another row changes what follows), and with the ample cache its ids equal the
+// eager engine's (under preemption the eager engine recomputes at other steps: its pages hold
+// numbers of other kernels).
+TEST(EngineOnGpuAsync, SameOutputsAsSynchronousSteps) {
+  PONDER_REQUIRE_GPU();
+  testing_util::ScratchDir dir("engine_async");
+  nlohmann::json config = model::preset_config("tiny-mla");
+  config["kv_lora_rank"] = 512;
+  config["qk_rope_head_dim"] = 64;
+  config["num_attention_heads"] = 16;
+  model::init_model(config, dir / "m", {.seed = 5});
+  auto lm = model::load_causal_lm(dir / "m", at::kCUDA, at::kBFloat16);
+  const auto tokenizer =
+      model::Tokenizer::from_directory(testing_util::data_root() / "tokenizers" / "minimind");
+  const engine::SamplingParams filtered{
+      .temperature = 0.9, .top_p = 0.9, .top_k = 40, .min_p = 0.01, .ignore_eos = true};
+  std::vector<engine::Request> requests;
+  // prompt length, samples, max tokens, sampled (else greedy)
+  const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, bool>> shapes = {
+      {10, 3, 40, true},
+      {70, 2, 30, true},
+      {40, 1, 24, true},
+      {130, 1, 120, false},
+      {20, 2, 2, true}};
+  for (const auto& [prompt, n, new_tokens, sampled] : shapes) {
+    engine::SamplingParams p = sampled ? filtered : engine::SamplingParams{.temperature = 0};
+    p.max_tokens = new_tokens;
+    p.ignore_eos = prompt != 40;  // one request stops on EOS if the model says so
+    p.seed = static_cast<std::uint64_t>(prompt);
+    const at::Tensor ids = at::randint(3, 6400, {prompt}, at::kLong);
+    requests.push_back(
+        {{ids.data_ptr<std::int64_t>(), ids.data_ptr<std::int64_t>() + prompt}, n, p});
+  }
+  // Stops drawn from a first run: tokens of request 0's samples 0 and 2 at different steps, a
+  // piece of request 1 sample 1's text a third of the way in.
+  const auto first = generate_all(*lm, tokenizer, requests, 64, true, false).completions;
+  requests[0].params.stop_token_ids = {first[0].ids[6], first[2].ids[17]};
+  const std::string& text = first[4].text;
+  ASSERT_GT(text.size(), 12u);
+  requests[1].params.stop = {text.substr(text.size() / 3, 3)};
+  for (const std::int64_t blocks : {64, 8}) {
+    const Outputs sync = generate_all(*lm, tokenizer, requests, blocks, true, false);
+    const Outputs async = generate_all(*lm, tokenizer, requests, blocks, true, true);
+    const Outputs eager = generate_all(*lm, tokenizer, requests, blocks, false, false);
+    std::cout << blocks << " blocks: " << async.steps << " steps, " << async.steps_ahead
+              << " launched ahead, " << async.preemptions << " preemptions\n";
+    EXPECT_EQ(sync.steps_ahead, 0);
+    EXPECT_GT(async.steps_ahead, blocks == 64 ? async.steps / 4 : 0) << blocks << " blocks";
+    EXPECT_EQ(async.steps, sync.steps);
+    EXPECT_EQ(async.preemptions, sync.preemptions);
+    EXPECT_GT(sync.preemptions, blocks == 8 ? 0 : -1) << "the tight cache was meant to preempt";
+    EXPECT_EQ(async.streamed, sync.streamed);
+    EXPECT_EQ(async.finished, sync.finished);
+    std::set<std::string> reasons;
+    std::set<std::size_t> lengths;
+    ASSERT_EQ(async.completions.size(), sync.completions.size());
+    for (std::size_t i = 0; i < sync.completions.size(); ++i) {
+      const auto &a = async.completions[i], &s = sync.completions[i], &e = eager.completions[i];
+      EXPECT_EQ(a.ids, s.ids) << blocks << " blocks, completion " << i;
+      if (blocks == 64) {
+        EXPECT_EQ(a.ids, e.ids) << "completion " << i << " (eager)";
+      }
+      EXPECT_EQ(a.logprobs, s.logprobs) << blocks << " blocks, completion " << i;
+      EXPECT_EQ(a.raw_logprobs, s.raw_logprobs) << blocks << " blocks, completion " << i;
+      EXPECT_EQ(a.text, s.text) << blocks << " blocks, completion " << i;
+      EXPECT_EQ(a.finish_reason, s.finish_reason) << blocks << " blocks, completion " << i;
+      reasons.insert(a.finish_reason);
+      lengths.insert(a.ids.size());
+    }
+    EXPECT_EQ(reasons, (std::set<std::string>{"length", "stop"}));
+    EXPECT_GE(lengths.size(), 5u) << "sequences end at different steps";
+    for (const std::size_t i : {0, 2, 4})  // request 0 samples 0 and 2, request 1 sample 1
+      EXPECT_EQ(async.completions[i].finish_reason, "stop")
+          << blocks << " blocks, completion " << i;
+    EXPECT_LE(async.completions[0].ids.size(), 7u);
+    EXPECT_LE(async.completions[2].ids.size(), 18u);
+    EXPECT_LT(async.completions[4].ids.size(), first[4].ids.size());
   }
 }
 
