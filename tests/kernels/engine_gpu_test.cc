@@ -204,37 +204,58 @@ void expect_identical(const std::vector<engine::Completion>& got,
   }
 }
 
+// DeepSeek-V2-Lite's layer widths (hidden 2,048, MLA with 16 heads of 128 + 64, latent 512, no
+// query LoRA, 64 experts of 1,408, 6 per token) in BF16, cut to 2 layers (one dense, intermediate
+// 1,408) and a 6,400-token vocabulary, drawn on the GPU.
+std::unique_ptr<model::CausalLM> v2lite_widths(const std::filesystem::path& dir) {
+  nlohmann::json config = model::preset_config("deepseek-v2-lite");
+  config["num_hidden_layers"] = 2;
+  config["intermediate_size"] = 1408;
+  config["vocab_size"] = 6400;
+  config["bos_token_id"] = 1;
+  config["eos_token_id"] = 2;
+  model::init_model(config, dir, {.seed = 7, .dtype = at::kBFloat16, .device = at::kCUDA});
+  return model::load_causal_lm(dir, at::kCUDA, at::kBFloat16);
+}
+
+// `groups` groups of `per_group` requests of 8 samples each (every other one sampled, else
+// greedy); group g's prompts are first_prompt + per_group * g + j tokens long and generate
+// first_tokens + 4 g tokens, so every 4 steps 8 * per_group sequences finish.
+std::vector<engine::Request> staggered_requests(std::int64_t groups, std::int64_t per_group,
+                                                std::int64_t first_prompt,
+                                                std::int64_t first_tokens) {
+  std::vector<RequestShape> shapes;
+  for (std::int64_t g = 0; g < groups; ++g)
+    for (std::int64_t j = 0; j < per_group; ++j)
+      shapes.emplace_back(first_prompt + per_group * g + j, 8, first_tokens + 4 * g, j % 2 == 1);
+  return random_requests(shapes);
+}
+
 // Whether a decode step replays its bucket's graph or runs before the bucket is recorded changes
 // no token and no log-probability bit, so a run resumed in a fresh process (no graphs) gives the
-// uninterrupted run's outputs. The same requests (greedy and seeded sampling, forks, sequences
-// ending at different steps: buckets 16, 8, 2 and 1) on a fresh engine equal, bit for bit, the
-// same run on an engine whose graphs (buckets 16, 8, 1, same table width) were recorded by other
-// requests, on it again with every bucket recorded, after a longer generate widened its tables,
-// after release_graphs, and on a fresh engine whose steps wait for the host (no async decode).
+// uninterrupted run's outputs. 168 sequences (forks of 21 prompts, greedy and seeded sampling)
+// finish 24 at a time every 4 steps: buckets 192 (168 rows), 160 (144), 128 (120), 96 (96, 72),
+// 48 and 24, as bench_rollout_gpu's last steps (before, a bucket's first two steps ran the exact
+// batch eagerly, and its first full run differed from its later ones). On a fresh engine they
+// equal, bit for bit, the same run on an engine whose graphs (buckets 192 to 32, same table width)
+// were recorded by 192 other sequences, on it again with every bucket recorded, after a longer
+// generate widened its tables, after release_graphs, and on a fresh engine whose steps wait for
+// the host (no async decode). One page per sequence.
 TEST_P(EngineOnGpu, SameOutputsWhateverGraphsExist) {
   PONDER_REQUIRE_GPU();
   testing_util::ScratchDir dir("engine_repro");
-  auto lm = kernel_shaped_mla(dir / "m");
-  // 9 sequences of up to 60 + 40 tokens (2 pages); then 11 other sequences of up to 120 tokens,
-  // the first 12 steps in bucket 16; one sequence of 400 tokens (7 pages).
-  const auto requests = random_requests({{10, 3, 40, false},
-                                         {70, 2, 25, true},
-                                         {40, 1, 60, true},
-                                         {20, 2, 8, false},
-                                         {30, 1, 50, false}});
-  const auto others = random_requests({{60, 4, 60, true},
-                                       {100, 1, 20, false},
-                                       {25, 3, 12, false},
-                                       {50, 2, 40, false},
-                                       {12, 1, 70, true}});
+  auto lm = v2lite_widths(dir / "m");
+  ASSERT_TRUE(lm->graph_capturable());
+  const auto requests = staggered_requests(7, 3, 8, 6);  // up to 28 + 30 tokens
+  const auto others = staggered_requests(6, 4, 12, 5);   // 192 sequences, up to 35 + 25 tokens
   const auto longer = random_requests({{300, 1, 100, false}});
   const auto engine_for = [&](bool async) {
     return std::make_unique<engine::RolloutEngine>(*lm, nullptr,
                                                    engine::EngineOptions{
                                                        .block_size = 64,
-                                                       .num_blocks = 32,
-                                                       .max_batch_tokens = 512,
-                                                       .max_running = 16,
+                                                       .num_blocks = 256,
+                                                       .max_batch_tokens = 1024,
+                                                       .max_running = 256,
                                                        .show_progress = false,
                                                        .async_decode = async,
                                                        .kv_cache_dtype = GetParam(),
@@ -244,7 +265,7 @@ TEST_P(EngineOnGpu, SameOutputsWhateverGraphsExist) {
   expect_identical(engine_for(false)->generate(requests), fresh, "fresh engine, no async decode");
   auto warm = engine_for(true);
   warm->generate(others);
-  EXPECT_GE(warm->captured_graphs(), 3u) << "buckets 16, 8 and 1 recorded by the other requests";
+  EXPECT_GE(warm->captured_graphs(), 4u) << "buckets 192, 160, 128 and 96 among them";
   expect_identical(warm->generate(requests), fresh, "graphs recorded by other requests");
   expect_identical(warm->generate(requests), fresh, "every bucket recorded");
   warm->generate(longer);
