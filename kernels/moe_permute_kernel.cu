@@ -173,11 +173,14 @@ __global__ void __launch_bounds__(kThreads) ranked_sort_kernel(ExpertSortParams 
     mine[threadIdx.x] =
         first + threadIdx.x < p.pairs ? expert_of(p, first + threadIdx.x) : p.experts_count;
   __syncthreads();
-  int below[kWarps] = {};
+  int expert[kWarps], below[kWarps] = {};
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) expert[w] = mine[w];
+#pragma unroll 4
   for (std::int64_t j = threadIdx.x; j < p.pairs; j += kThreads) {
     const int e = expert_of(p, j);
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) below[w] += e < mine[w] || (e == mine[w] && j < first + w);
+    for (int w = 0; w < kWarps; ++w) below[w] += e < expert[w] || (e == expert[w] && j < first + w);
   }
   const int warp = threadIdx.x / 32;
 #pragma unroll
