@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -235,6 +236,38 @@ double graph_call_ms(const std::function<void()>& call) {
   return median_ms([&] { graph.replay(); }) / 10;
 }
 
+// Graph ms per call of each of `calls` (ten calls per graph, as graph_call_ms), each recorded once,
+// in `rounds` rounds with the order reversed every other round, so that drift over the run (clock,
+// temperature, the allocator) falls on every call alike rather than on the later ones:
+// [round][call].
+std::vector<std::vector<double>> graph_rounds(const std::vector<std::function<void()>>& calls,
+                                              int rounds) {
+  const auto pool = CudaGraph::new_pool();
+  std::vector<CudaGraph> graphs(calls.size());
+  for (std::size_t i = 0; i < calls.size(); ++i)
+    graphs[i].capture(
+        [&] {
+          for (int r = 0; r < 10; ++r) calls[i]();
+        },
+        pool);
+  std::vector<std::vector<double>> ms(rounds, std::vector<double>(calls.size()));
+  for (int round = 0; round < rounds; ++round)
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+      const std::size_t i = round % 2 == 0 ? k : calls.size() - 1 - k;
+      ms[round][i] = median_ms([&] { graphs[i].replay(); }) / 10;
+    }
+  return ms;
+}
+
+// The median over rounds of f(round's times).
+double median_of_rounds(const std::vector<std::vector<double>>& ms,
+                        const std::function<double(const std::vector<double>&)>& f) {
+  std::vector<double> v;
+  for (const auto& round : ms) v.push_back(f(round));
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 // A dense linear of the V2-Lite decode step: y [rows, n] = x [rows, k] w [n, k]^T, `per_step`
 // times per decode step (27 layers, the first one dense).
 struct DenseShape {
@@ -411,6 +444,8 @@ struct QueryPieces {
 // kernel is the same decode, which writes none of what it reads early), behind the query's cat
 // (the engine's steps with prefill rows; the cat does not trigger its dependents) and behind the
 // query's RoPE kernel (decode-only steps: mla_decode_query_cuda, GEMM then RoPE, in the timing).
+// The six graphs run in alternating rounds (graph_rounds): ms are medians over the rounds, each
+// ratio the median of the rounds' ratios, and every round's early / default ratios are printed.
 void bench_mla_early(const at::Tensor& cache, const at::Tensor& tables, const at::Tensor& lens,
                      const at::Tensor& q, double bytes, double copy_gbs) {
   const double scale = 1.0 / std::sqrt(192.0);
@@ -418,50 +453,58 @@ void bench_mla_early(const at::Tensor& cache, const at::Tensor& tables, const at
                    q_rope = q.narrow(-1, 512, 64).contiguous();
   const QueryPieces pieces(q.size(0), lens);
   const at::Tensor assembled = at::empty_like(q);
-  enum class Before { kDecode, kCat, kRope };
-  const auto graph_ms = [&](bool early, Before before) {
-    return graph_call_ms([&] {
-      at::Tensor query = q;
-      if (before == Before::kCat) query = at::cat({q_latent, q_rope}, -1);
-      if (before == Before::kRope) pieces.assemble(query = assembled);
-      mla_decode_cuda(query, cache, tables, lens, scale, 0, false, true, early);
-    });
-  };
+  enum Before { kDecode, kCat, kRope, kBefores };
+  std::vector<std::function<void()>> calls;  // calls[2 * before + early]
+  for (const Before before : {kDecode, kCat, kRope})
+    for (const bool early : {false, true})
+      calls.emplace_back([&, before, early] {
+        at::Tensor query = q;
+        if (before == kCat) query = at::cat({q_latent, q_rope}, -1);
+        if (before == kRope) pieces.assemble(query = assembled);
+        mla_decode_cuda(query, cache, tables, lens, scale, 0, false, true, early);
+      });
   const bool same = mla_decode_cuda(q, cache, tables, lens, scale, 0, false, true, true)
                         .equal(mla_decode_cuda(q, cache, tables, lens, scale, 0, false));
-  const double plain = graph_ms(false, Before::kDecode), early = graph_ms(true, Before::kDecode);
-  const double cat_plain = graph_ms(false, Before::kCat), cat_early = graph_ms(true, Before::kCat);
-  const double rope_plain = graph_ms(false, Before::kRope),
-               rope_early = graph_ms(true, Before::kRope);
+  const auto ms = graph_rounds(calls, 4);
+  std::array<double, 2 * kBefores> med{};
+  std::array<double, kBefores> ratio{};
+  std::string rounds;
+  for (int i = 0; i < 2 * kBefores; ++i)
+    med[i] = median_of_rounds(ms, [i](const std::vector<double>& r) { return r[i]; });
+  for (int b = 0; b < kBefores; ++b)
+    ratio[b] =
+        median_of_rounds(ms, [b](const std::vector<double>& r) { return r[2 * b + 1] / r[2 * b]; });
+  for (const auto& r : ms)
+    rounds += fmt::format(" x{:.3f} / x{:.3f} / x{:.3f};", r[1] / r[0], r[3] / r[2], r[5] / r[4]);
   fmt::print(
       "  early first tile: graph {:.4f} ms ({:.2f} of copy) vs default {:.4f} ms ({:.2f} of copy) "
       "x{:.3f}; behind the query's cat {:.4f} ms vs {:.4f} ms x{:.3f}; behind the query's RoPE "
       "kernel (query GEMM + RoPE + decode) {:.4f} ms vs {:.4f} ms x{:.3f}; output {} the "
-      "default's\n",
-      early, bytes / early / 1e6 / copy_gbs, plain, bytes / plain / 1e6 / copy_gbs, early / plain,
-      cat_early, cat_plain, cat_early / cat_plain, rope_early, rope_plain, rope_early / rope_plain,
-      same ? "bit-identical to" : "DIFFERS from");
+      "default's; rounds (back to back / cat / RoPE):{}\n",
+      med[1], bytes / med[1] / 1e6 / copy_gbs, med[0], bytes / med[0] / 1e6 / copy_gbs, ratio[0],
+      med[3], med[2], ratio[1], med[5], med[4], ratio[2],
+      same ? "bit-identical to" : "DIFFERS from", rounds);
 }
 
 // The query's RoPE kernel with and without its early trigger, and the cat before it, each with
-// the default decode kernel (no early tile): three rounds in turn, so that drift shows.
+// the default decode kernel (no early tile): three rounds, alternating (graph_rounds), so that
+// drift shows.
 void bench_rope_trigger(const QueryPieces& pieces, const at::Tensor& cache,
                         const at::Tensor& tables, const at::Tensor& lens) {
   const double scale = 1.0 / std::sqrt(192.0);
   const at::Tensor assembled = at::empty({lens.size(0), 16, 576}, cache.options());
-  std::string rounds;
-  for (int round = 0; round < 3; ++round) {
-    const double cat = graph_call_ms(
-        [&] { mla_decode_cuda(pieces.by_cat(), cache, tables, lens, scale, 0, false); });
-    const auto in_place = [&](bool trigger) {
-      return graph_call_ms([&] {
-        pieces.assemble(assembled, trigger);
-        mla_decode_cuda(assembled, cache, tables, lens, scale, 0, false);
-      });
+  const auto in_place = [&](bool trigger) {
+    return [&, trigger] {
+      pieces.assemble(assembled, trigger);
+      mla_decode_cuda(assembled, cache, tables, lens, scale, 0, false);
     };
-    const double on = in_place(true), off = in_place(false);
-    rounds += fmt::format(" {:.4f} / {:.4f} / {:.4f};", cat, on, off);
-  }
+  };
+  std::string rounds;
+  for (const auto& r : graph_rounds(
+           {[&] { mla_decode_cuda(pieces.by_cat(), cache, tables, lens, scale, 0, false); },
+            in_place(true), in_place(false)},
+           3))
+    rounds += fmt::format(" {:.4f} / {:.4f} / {:.4f};", r[0], r[1], r[2]);
   fmt::print("  query + default decode, cat / RoPE triggering / RoPE not triggering (ms):{}\n",
              rounds);
 }
