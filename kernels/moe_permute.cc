@@ -4,17 +4,14 @@
 #include <string>
 
 #include "core/error.h"
-
-#ifdef PONDER_WITH_CUDA
 #include "kernels/moe_permute_kernel.h"
-#endif
 
 namespace ponder::kernels {
 
 namespace {
 
-// The sort kernel's limits: its count pass keeps 8 x experts int32 counts in shared memory.
-constexpr std::int64_t kMaxExperts = 1024;
+// The sort kernel's limits: its passes keep up to 8 x experts int32 counts in shared memory.
+constexpr std::int64_t kMaxExperts = kPermuteMaxExperts;
 
 // The combine kernel's inputs: y [T k, cols] of a float type, int64 position [T k], float32
 // weights [T, k]; shared and x [T, cols] and weight [cols] in y's dtype.

@@ -77,45 +77,55 @@ __device__ __forceinline__ int warp_scan(int v) {
   return v;
 }
 
-// One block: counts in expert-major order -> exclusive prefix sums (each tile's first sorted row
-// per expert), then ends[e] = the first row of expert e + 1.
-__global__ void __launch_bounds__(kScanThreads) scan_kernel(ExpertSortParams p) {
-  __shared__ int warp_sums[kScanThreads / 32];
+// v[0, n) -> its exclusive prefix sums, in place, by one block of kBlock threads.
+template <int kBlock>
+__device__ void block_exclusive_scan(std::int32_t* v, std::int64_t n) {
+  constexpr int kBlockWarps = kBlock / 32;
+  __shared__ int warp_sums[kBlockWarps];
   __shared__ int carry;
-  const int tiles = tiles_of(p.pairs), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const std::int64_t n = std::int64_t{p.experts_count} * tiles;
-  std::int32_t* counts = scratch_of(p).counts;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (threadIdx.x == 0) carry = 0;
   __syncthreads();
-  for (std::int64_t base = 0; base < n; base += kScanThreads) {
+  for (std::int64_t base = 0; base < n; base += kBlock) {
     const std::int64_t idx = base + threadIdx.x;
-    const int v = idx < n ? counts[idx] : 0;
-    const int in_warp = warp_scan(v);
+    const int x = idx < n ? v[idx] : 0;
+    const int in_warp = warp_scan(x);
     if (lane == 31) warp_sums[warp] = in_warp;
     __syncthreads();
-    if (warp == 0) warp_sums[lane] = warp_scan(warp_sums[lane]);
+    if (warp == 0) {
+      const int sums = warp_scan(lane < kBlockWarps ? warp_sums[lane] : 0);
+      if (lane < kBlockWarps) warp_sums[lane] = sums;
+    }
     __syncthreads();
-    const int before = carry + (warp > 0 ? warp_sums[warp - 1] : 0) + in_warp - v;
-    if (idx < n) counts[idx] = before;
+    const int before = carry + (warp > 0 ? warp_sums[warp - 1] : 0) + in_warp - x;
+    if (idx < n) v[idx] = before;
     __syncthreads();  // every thread has read carry
-    if (threadIdx.x == kScanThreads - 1) carry = before + v;
+    if (threadIdx.x == kBlock - 1) carry = before + x;
     __syncthreads();
   }
-  for (int e = threadIdx.x; e < p.experts_count; e += kScanThreads)
-    p.ends[e] = e + 1 < p.experts_count ? counts[std::int64_t{e + 1} * tiles]
+}
+
+// ends[e] = the first sorted row of expert e + 1, from `starts` (exclusive sums of the counts in
+// expert-major order, `tiles` per expert) that the whole block has written.
+__device__ void write_ends(const ExpertSortParams& p, const std::int32_t* starts, int tiles) {
+  for (int e = threadIdx.x; e < p.experts_count; e += blockDim.x)
+    p.ends[e] = e + 1 < p.experts_count ? starts[std::int64_t{e + 1} * tiles]
                                         : static_cast<std::int32_t>(p.pairs);
 }
 
-// One warp per pair: its sorted row from the scan and its rank, order/position there, and its
-// token's row of x copied to rows in units of U.
+// One block: counts -> each tile's first sorted row per expert, and ends.
+__global__ void __launch_bounds__(kScanThreads) scan_kernel(ExpertSortParams p) {
+  const int tiles = tiles_of(p.pairs);
+  std::int32_t* counts = scratch_of(p).counts;
+  block_exclusive_scan<kScanThreads>(counts, std::int64_t{p.experts_count} * tiles);
+  write_ends(p, counts, tiles);
+}
+
+// Pair i at sorted row pos: order/position there, and its token's row of x copied to rows in
+// units of U by the calling warp.
 template <typename U>
-__global__ void __launch_bounds__(kThreads) scatter_kernel(ExpertSortParams p) {
-  const std::int64_t i = std::int64_t{blockIdx.x} * kWarps + threadIdx.x / 32;
-  if (i >= p.pairs) return;
-  const int lane = threadIdx.x % 32, tiles = tiles_of(p.pairs);
-  const Scratch s = scratch_of(p);
-  const std::int64_t pos =
-      s.counts[std::int64_t{expert_of(p, i)} * tiles + i / kThreads] + s.rank[i];
+__device__ void place(const ExpertSortParams& p, std::int64_t i, std::int64_t pos) {
+  const int lane = threadIdx.x % 32;
   if (lane == 0) {
     p.order[pos] = i;
     p.position[i] = pos;
@@ -128,6 +138,63 @@ __global__ void __launch_bounds__(kThreads) scatter_kernel(ExpertSortParams p) {
   for (std::int64_t c = lane; c < units; c += 32) dst[c] = src[c];
 }
 
+// One warp per pair: its sorted row from the scan and its rank.
+template <typename U>
+__global__ void __launch_bounds__(kThreads) scatter_kernel(ExpertSortParams p) {
+  const std::int64_t i = std::int64_t{blockIdx.x} * kWarps + threadIdx.x / 32;
+  if (i >= p.pairs) return;
+  const Scratch s = scratch_of(p);
+  place<U>(p, i,
+           s.counts[std::int64_t{expert_of(p, i)} * tiles_of(p.pairs) + i / kThreads] + s.rank[i]);
+}
+
+// The last block of a ranked sort: ends from a histogram of every pair's expert.
+__device__ void ranked_ends(const ExpertSortParams& p) {
+  __shared__ std::int32_t counts[kPermuteMaxExperts];
+  for (int e = threadIdx.x; e < p.experts_count; e += kThreads) counts[e] = 0;
+  __syncthreads();
+  for (std::int64_t j = threadIdx.x; j < p.pairs; j += kThreads)
+    atomicAdd(&counts[expert_of(p, j)], 1);
+  __syncthreads();
+  block_exclusive_scan<kThreads>(counts, p.experts_count);
+  write_ends(p, counts, 1);
+}
+
+// Sorts of at most kRankedPairs pairs in one launch: every block but the last reads all pairs'
+// experts and counts, for each of its kWarps pairs, the pairs of a lower expert and those of the
+// same expert before it (its sorted row), then places them one warp each.
+template <typename U>
+__global__ void __launch_bounds__(kThreads) ranked_sort_kernel(ExpertSortParams p) {
+  if (blockIdx.x == gridDim.x - 1) return ranked_ends(p);
+  __shared__ int mine[kWarps];             // the experts of the block's pairs
+  __shared__ int partial[kWarps][kWarps];  // [warp][pair of the block]: that warp's counts
+  const std::int64_t first = std::int64_t{blockIdx.x} * kWarps;
+  if (threadIdx.x < kWarps)
+    mine[threadIdx.x] =
+        first + threadIdx.x < p.pairs ? expert_of(p, first + threadIdx.x) : p.experts_count;
+  __syncthreads();
+  int expert[kWarps], below[kWarps] = {};
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) expert[w] = mine[w];
+#pragma unroll 4
+  for (std::int64_t j = threadIdx.x; j < p.pairs; j += kThreads) {
+    const int e = expert_of(p, j);
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) below[w] += e < expert[w] || (e == expert[w] && j < first + w);
+  }
+  const int warp = threadIdx.x / 32;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    const int in_warp = device::warp_sum(below[w]);
+    if (threadIdx.x % 32 == 0) partial[warp][w] = in_warp;
+  }
+  __syncthreads();
+  if (first + warp >= p.pairs) return;
+  int pos = 0;
+  for (int w = 0; w < kWarps; ++w) pos += partial[w][warp];
+  place<U>(p, first + warp, pos);
+}
+
 template <typename U>
 bool fits(const ExpertSortParams& p) {
   const auto aligned = [](const void* ptr) {
@@ -136,14 +203,25 @@ bool fits(const ExpertSortParams& p) {
   return p.row_bytes % static_cast<std::int64_t>(sizeof(U)) == 0 && aligned(p.x) && aligned(p.rows);
 }
 
-void launch_scatter(const ExpertSortParams& p, cudaStream_t stream) {
+bool ranked(std::int64_t pairs) { return pairs <= kRankedPairs; }
+
+// The pass that places the pairs: the scatter after count and scan, or the whole ranked sort.
+template <typename U>
+void launch_place(const ExpertSortParams& p, cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>((p.pairs + kWarps - 1) / kWarps);
-  if (fits<uint4>(p))
-    scatter_kernel<uint4><<<blocks, kThreads, 0, stream>>>(p);
-  else if (fits<std::uint32_t>(p))
-    scatter_kernel<std::uint32_t><<<blocks, kThreads, 0, stream>>>(p);
+  if (ranked(p.pairs))
+    ranked_sort_kernel<U><<<blocks + 1, kThreads, 0, stream>>>(p);
   else
-    scatter_kernel<unsigned char><<<blocks, kThreads, 0, stream>>>(p);
+    scatter_kernel<U><<<blocks, kThreads, 0, stream>>>(p);
+}
+
+void launch_placing(const ExpertSortParams& p, cudaStream_t stream) {
+  if (fits<uint4>(p))
+    launch_place<uint4>(p, stream);
+  else if (fits<std::uint32_t>(p))
+    launch_place<std::uint32_t>(p, stream);
+  else
+    launch_place<unsigned char>(p, stream);
 }
 
 // Columns c .. c + kVec of token t's output: the k weighted rows of y summed in FP32, then the
@@ -240,15 +318,17 @@ int combine_typed(const ExpertCombineParams& p, cudaStream_t stream) {
 }  // namespace
 
 std::int64_t expert_sort_scratch(std::int64_t pairs, int experts) {
-  return std::int64_t{experts} * tiles_of(pairs) + pairs;
+  return ranked(pairs) ? 0 : std::int64_t{experts} * tiles_of(pairs) + pairs;
 }
 
 int launch_expert_sort(const ExpertSortParams& p, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
-  const std::size_t smem = sizeof(std::int32_t) * kWarps * p.experts_count;
-  count_kernel<<<tiles_of(p.pairs), kThreads, smem, s>>>(p);
-  scan_kernel<<<1, kScanThreads, 0, s>>>(p);
-  launch_scatter(p, s);
+  if (!ranked(p.pairs)) {
+    const std::size_t smem = sizeof(std::int32_t) * kWarps * p.experts_count;
+    count_kernel<<<tiles_of(p.pairs), kThreads, smem, s>>>(p);
+    scan_kernel<<<1, kScanThreads, 0, s>>>(p);
+  }
+  launch_placing(p, s);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -9,8 +9,9 @@
 
 namespace ponder::kernels {
 
-// Pairs per block of the sort's count pass (its scratch holds blocks x experts counts).
-inline constexpr int kPermuteTile = 256;
+// Pairs per block of the sort's count pass (its scratch holds blocks x experts counts), the most
+// experts the sort takes, and the most pairs it sorts in one launch (a decode step's).
+inline constexpr int kPermuteTile = 256, kPermuteMaxExperts = 1024, kRankedPairs = 2048;
 
 // Pair i = t * k + j routes token t to expert experts[i]. The pairs sorted stably by expert:
 // order[p] = the pair at sorted row p, position[i] = the sorted row of pair i, ends[e] = pairs
@@ -28,9 +29,11 @@ struct ExpertSortParams {
   int experts_count = 0, k = 1;
 };
 
-// int32 elements of scratch the sort needs.
+// int32 elements of scratch the sort needs (none up to kRankedPairs pairs).
 std::int64_t expert_sort_scratch(std::int64_t pairs, int experts);
-// Three launches (count, scan, scatter + gather), no host sync. Returns the CUDA error code.
+// One launch up to kRankedPairs pairs (each pair ranked by counting over all pairs, then placed
+// and gathered), else three (count, scan, scatter + gather); no host sync. Returns the CUDA error
+// code.
 int launch_expert_sort(const ExpertSortParams& params, void* stream);
 
 // out[t] = sum over j < k of y[position[t k + j]] * weights[t k + j], each weight rounded to the

@@ -140,7 +140,13 @@ at::Tensor MlaAttention::decode(const at::Tensor& query, const PagedStep& step,
                        gather_padded_pages(cache, step.decode_tables, step.decode_valid),
                        c.kv_lora_rank, query.scalar_type()),
                    step.decode_valid, scale_, c.kv_lora_rank);
-  return at::einsum("dhc,hvc->dhv", {out_latent, w_uv});
+  // out [D, h, v] = out_latent W_UV^T per head, written by cuBLAS straight into token-major rows
+  // (einsum's result is head-major: o_proj's reshape would copy it)
+  const at::Tensor out =
+      at::empty({out_latent.size(0), w_uv.size(0), w_uv.size(1)}, out_latent.options());
+  at::Tensor by_head = out.transpose(0, 1);
+  at::bmm_out(by_head, out_latent.transpose(0, 1), w_uv.transpose(1, 2));
+  return out;
 }
 
 at::Tensor MlaAttention::paged(const at::Tensor& x, const RotaryTables& rot, const PagedStep& step,

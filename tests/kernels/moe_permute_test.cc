@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/moe_permute_kernel.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace ponder::kernels {
@@ -53,11 +54,16 @@ TEST(MoePermuteCuda, MatchesReference) {
     at::ScalarType dtype;
     bool distinct;
   };
-  // One tile and many (the scan runs several 1,024-entry chunks at 4,096 x 8 over 256 experts);
-  // 16-byte, 4-byte and 2-byte rows; every pair on one expert.
+  // The one-launch ranked sort up to kRankedPairs pairs (the decode shapes 256 x 6 of 64 and
+  // 256 x 8 of 256, 1,024 experts, everything on one expert), the count/scan/scatter sort above
+  // (one pair past the limit; the scan runs several 1,024-entry chunks at 4,096 x 8 over 256
+  // experts); 16-byte, 4-byte and 2-byte rows.
+  static_assert(kRankedPairs == 2048);
   for (const Case c :
        {Case{1, 1, 4, 64, at::kBFloat16, true}, Case{7, 4, 16, 256, at::kFloat, true},
-        Case{256, 6, 64, 2048, at::kBFloat16, true}, Case{4096, 8, 256, 128, at::kBFloat16, true},
+        Case{256, 6, 64, 2048, at::kBFloat16, true}, Case{256, 8, 256, 64, at::kBFloat16, true},
+        Case{100, 4, 1024, 64, at::kBFloat16, true}, Case{341, 6, 64, 64, at::kBFloat16, false},
+        Case{2049, 1, 64, 64, at::kBFloat16, true}, Case{4096, 8, 256, 128, at::kBFloat16, true},
         Case{512, 8, 256, 64, at::kBFloat16, true}, Case{300, 6, 64, 3, at::kFloat, true},
         Case{300, 6, 64, 3, at::kBFloat16, true}, Case{500, 6, 64, 64, at::kBFloat16, false},
         Case{1000, 6, 64, 64, at::kBFloat16, false}, Case{0, 6, 64, 64, at::kBFloat16, true}}) {
