@@ -32,11 +32,6 @@ struct Linear {
   std::optional<at::Tensor> bias;
   LinearPrecision precision = LinearPrecision::kNative;
   at::Tensor operator()(const at::Tensor& x) const;
-  // kernels::add_rms_norm(residual, (*this)(x), weight, eps): the layer's output added to the
-  // residual stream and normed by the next norm. Without gradients on a GPU, the routed experts'
-  // combine, the shared experts' add, the residual add and the norm are one kernel.
-  kernels::AddRmsNorm add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
-                                   const at::Tensor& weight, double eps) const;
   // The weight itself, or dequantised to dtype when kept as FP8: for the absorbed MLA math.
   at::Tensor dense_weight(at::ScalarType dtype) const;
   // True when operator()(x) is at::linear(x, weight) exactly (no bias, scale or cast).
@@ -89,11 +84,6 @@ struct Mlp {
   Linear gate, up, down;
   std::optional<at::Tensor> gate_up;  // gate's and up's weights stacked (stack_linear_rows)
   at::Tensor operator()(const at::Tensor& x) const;
-  // kernels::add_rms_norm(residual, (*this)(x), weight, eps): the layer's output added to the
-  // residual stream and normed by the next norm. Without gradients on a GPU, the routed experts'
-  // combine, the shared experts' add, the residual add and the norm are one kernel.
-  kernels::AddRmsNorm add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
-                                   const at::Tensor& weight, double eps) const;
   void for_each_linear(const LinearVisitor& visit);
 };
 
