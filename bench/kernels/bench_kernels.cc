@@ -571,14 +571,19 @@ void bench_mla_shape(const MlaShape& m, double copy_gbs, bool quick) {
   const double matched_ms = size_matched_copy_ms(bytes);
   const double gbs = bytes / ms / 1e6;
   const double flop = 2.0 * batch * heads * context * (576 + 512);
+  // A baseline not timed (quick mode, or the expanded K/V too large) prints as "-".
+  const auto baseline_ms = [](double t) { return std::isnan(t) ? "-" : fmt::format("{:.3f}", t); };
+  const auto times = [ms](double t) {
+    return std::isnan(t) ? "-" : fmt::format("x{:.2f}", t / ms);
+  };
   fmt::print(
-      "mla_decode h {} batch {} ctx {}  aten {:.3f} ms  sdpa {:.3f} ms  kernel {:.4f} ms  "
-      "x{:.2f} aten  x{:.2f} sdpa  {:.0f} GB/s  {:.2f} of copy  {:.0f} TFLOP/s  rel err {:.1e}  "
+      "mla_decode h {} batch {} ctx {}  aten {} ms  sdpa {} ms  kernel {:.4f} ms  "
+      "{} aten  {} sdpa  {:.0f} GB/s  {:.2f} of copy  {:.0f} TFLOP/s  rel err {:.1e}  "
       "checked {:.3f} ms  graph {:.4f} ms ({:.2f} of copy)  size-matched copy {:.4f} ms ({:.2f} "
       "of copy)\n",
-      heads, batch, context, aten_ms, sdpa_ms, ms, aten_ms / ms, sdpa_ms / ms, gbs, gbs / copy_gbs,
-      flop / ms / 1e9, err, checked_ms, graph_ms, bytes / graph_ms / 1e6 / copy_gbs, matched_ms,
-      bytes / matched_ms / 1e6 / copy_gbs);
+      heads, batch, context, baseline_ms(aten_ms), baseline_ms(sdpa_ms), ms, times(aten_ms),
+      times(sdpa_ms), gbs, gbs / copy_gbs, flop / ms / 1e9, err, checked_ms, graph_ms,
+      bytes / graph_ms / 1e6 / copy_gbs, matched_ms, bytes / matched_ms / 1e6 / copy_gbs);
   if (heads % 64 == 0) {  // the mma.sync kernel the wgmma one replaces, same inputs
     const auto mma_sync = [&] {
       return mla_decode_cuda(q, cache, tables, lens, scale, 0, false, false);
